@@ -71,7 +71,9 @@ struct objective_stats {
   double clip_fraction_low = 0;   // ratio < 1 - epsilon_low with A < 0 (clipped from below)
   double clip_fraction_high = 0;  // ratio > 1 + epsilon_high with A > 0 (clipped from above)
   double clip_fraction = 0;       // the two together
-  double approx_kl = 0;           // mean of 0.5 (logp - old_logp)^2
+  double clip_fraction_dual = 0;  // dual clip active: A < 0 and -A ratio above -A clip_ratio_c (verl pg_clipfrac_lower)
+  double cov_fraction = 0;        // tokens picked by Clip-Cov / KL-Cov (verl's pg_clipfrac for clip_cov)
+  double approx_kl = 0;           // mean of old_logp - logp (verl ppo_kl, the k1 estimator of KL(old || theta))
   double ratio_mean = 0;
   double ratio_min = std::numeric_limits<double>::infinity();
   double ratio_max = -std::numeric_limits<double>::infinity();

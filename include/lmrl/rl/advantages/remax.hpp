@@ -22,7 +22,8 @@
 
 namespace lmrl {
 
-// Token-level ReMax: advantages and, when returns is not empty, the returns.
+// Token-level ReMax: advantages and, when returns is not empty, the returns. A
+// missing (NaN) baseline gives the row zero advantage; +-inf is an error.
 template <Real T>
 void remax_advantages(matrix_view<const T> token_rewards, vector_view<const T> baseline_scores,
                       matrix_view<const T> mask, matrix_view<T> advantages, matrix_view<T> returns = {}) {
@@ -33,16 +34,15 @@ void remax_advantages(matrix_view<const T> token_rewards, vector_view<const T> b
   detail::require_extent(function, "baseline_scores", baseline_scores, 0, mask.shape[0], "the number of rows of mask");
   detail::require_mask(function, "mask", mask);
   detail::require_finite_where(function, "token_rewards", token_rewards, mask);
-  for (index_t i = 0; i < mask.shape[0]; ++i)
-    detail::require(std::isfinite(baseline_scores(i)), function, ": baseline_scores(", i, ") = ",
-                    static_cast<double>(baseline_scores(i)), " is not finite");
+  detail::require_scores(function, "baseline_scores", baseline_scores);
   for (index_t i = 0; i < mask.shape[0]; ++i) {
+    const bool missing = is_missing(baseline_scores(i));  // no greedy reward: no advantage
     double to_go = 0;
     for (index_t t = mask.shape[1]; t-- > 0;) {
       const bool active = mask(i, t) != 0;
       if (active) to_go += token_rewards(i, t);
       if (returns.data != nullptr) returns(i, t) = active ? static_cast<T>(to_go) : T(0);
-      advantages(i, t) = active ? static_cast<T>(to_go - baseline_scores(i)) : T(0);
+      advantages(i, t) = active && !missing ? static_cast<T>(to_go - baseline_scores(i)) : T(0);
     }
   }
 }

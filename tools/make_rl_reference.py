@@ -351,10 +351,12 @@ def gen_verl_advantages(w: Writer, r: Rand, V):
     def index_of(B, G):
         return np.array([f"p{i // G}" for i in range(B)], dtype=object)
 
-    group_estimators = ["grpo", "grpo_vectorized", "rloo", "rloo_vectorized", "opo",
+    # grpo_vectorized is left out: verl.utils.group_mean_std computes in float32, so it is no float64 reference
+    # (it equals grpo up to float32 rounding).
+    group_estimators = ["grpo", "rloo", "rloo_vectorized", "opo",
                         "reinforce_plus_plus_baseline", "gpg", "grpo_passk", "gdpo"]
     for est in group_estimators:
-        variants = [True, False] if est in ("grpo", "grpo_vectorized", "grpo_passk", "gdpo") else [True]
+        variants = [True, False] if est in ("grpo", "grpo_passk", "gdpo") else [True]
         for norm in variants:
             for rep in range(4):
                 G = r.int(2, 8)
@@ -371,7 +373,7 @@ def gen_verl_advantages(w: Writer, r: Rand, V):
                 fn = ca.get_adv_estimator_fn(est)
                 kwargs = dict(token_level_rewards=token_rewards.clone(), response_mask=mask.clone(), index=index,
                               config=config)
-                if est in ("grpo", "grpo_vectorized", "gdpo"):
+                if est in ("grpo", "gdpo"):
                     kwargs["norm_adv_by_std_in_grpo"] = norm
                 if est == "gdpo" and mask.sum() < 2:
                     continue

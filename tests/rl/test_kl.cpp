@@ -275,3 +275,31 @@ TEST_CASE("bad input: shapes, masks, non-finite active log-probs, empty masks") 
   dense<double, 2> none({2, 3});
   CHECK_THROWS_WITH_AS(kl_masked_mean(out, none), doctest::Contains("no active token"), error);
 }
+
+TEST_CASE("the batch function's fused value-and-gradient path gives the same bits as value() and gradient()") {
+  dense<double, 2> logp({3, 40}), ref({3, 40}), ones({3, 40}), v({3, 40}), g({3, 40});
+  testing::fill_uniform(logp.view(), 201, -30, 0);  // log-ratios in (-30, 30): every clamp is met
+  testing::fill_uniform(ref.view(), 202, -30, 0);
+  for (index_t k = 0; k < ones.size(); ++k) ones.data()[k] = 1;
+  const kl_estimator named[3] = {kl_estimator::from_name("k3"), kl_estimator::from_name("k3+"),
+                                 kl_estimator::from_name("kl")};
+  int clamped = 0;
+  for (const auto& k : named) {
+    kl_per_token(k, logp, ref, ones, v, g);
+    for (index_t i = 0; i < 3; ++i)
+      for (index_t t = 0; t < 40; ++t) {
+        CHECK(v(i, t) == k.value(logp(i, t), ref(i, t)));
+        CHECK(g(i, t) == k.gradient(logp(i, t), ref(i, t)));
+        clamped += v(i, t) == 10.0;
+      }
+  }
+  CHECK(clamped > 0);
+  for (const auto& k : {kl_k3::verl(), kl_k3::trl()}) {
+    kl_per_token(k, logp, ref, ones, v, g);
+    for (index_t i = 0; i < 3; ++i)
+      for (index_t t = 0; t < 40; ++t) {
+        CHECK(v(i, t) == k.value(logp(i, t), ref(i, t)));
+        CHECK(g(i, t) == k.gradient(logp(i, t), ref(i, t)));
+      }
+  }
+}

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "lmrl/error.hpp"
 #include "lmrl/rl/inputs.hpp"
@@ -97,6 +98,24 @@ struct kl_k3 {
     }
     // d/dlogp [exp(r) - r - 1] = (exp(r) - 1) * dr/dlogp = 1 - exp(r)
     return T(1) - std::exp(r);
+  }
+  // Both at the cost of one exp (the batch function uses it); the same bits
+  // as value() and gradient().
+  template <Real T>
+  std::pair<T, T> value_and_gradient(T logp, T ref_logp) const {
+    T r = ref_logp - logp;
+    bool flat = false;
+    if (clamp && (r < T(-log_ratio_clamp) || r > T(log_ratio_clamp))) {
+      r = std::clamp(r, T(-log_ratio_clamp), T(log_ratio_clamp));
+      flat = true;
+    }
+    const T e = std::exp(r);
+    T k = e - r - T(1);
+    if (clamp && (k < T(-value_clamp) || k > T(value_clamp))) {
+      k = std::clamp(k, T(-value_clamp), T(value_clamp));
+      flat = true;
+    }
+    return {k, flat ? T(0) : T(1) - e};
   }
 };
 
@@ -184,6 +203,13 @@ struct kl_estimator {
     }
     return kl_k3{.clamp = clamp}.gradient(logp, ref_logp);
   }
+  template <Real T>
+  std::pair<T, T> value_and_gradient(T logp, T ref_logp) const {
+    if (kind != kl_kind::k3) return {value(logp, ref_logp), gradient(logp, ref_logp)};
+    auto vg = kl_k3{.clamp = clamp}.value_and_gradient(logp, ref_logp);
+    if (straight_through) vg.second = logp - ref_logp;
+    return vg;
+  }
 };
 
 // ------------------------------------------------------------ batch
@@ -205,9 +231,22 @@ void kl_per_token(const K& k, matrix_view<const T> logp, matrix_view<const T> re
   detail::require_finite_where(fn, "ref_logp", ref_logp, mask);
   for (index_t i = 0; i < logp.shape[0]; ++i)
     for (index_t t = 0; t < logp.shape[1]; ++t) {
-      const bool active = mask(i, t) != 0;
-      values(i, t) = active ? static_cast<T>(k.value(logp(i, t), ref_logp(i, t))) : T(0);
-      if (want_gradient) gradients(i, t) = active ? static_cast<T>(k.gradient(logp(i, t), ref_logp(i, t))) : T(0);
+      if (mask(i, t) == 0) {
+        values(i, t) = T(0);
+        if (want_gradient) gradients(i, t) = T(0);
+        continue;
+      }
+      const T lp = logp(i, t), rp = ref_logp(i, t);
+      if (!want_gradient) {
+        values(i, t) = static_cast<T>(k.value(lp, rp));
+      } else if constexpr (requires { k.value_and_gradient(lp, rp); }) {
+        const auto [v, g] = k.value_and_gradient(lp, rp);
+        values(i, t) = static_cast<T>(v);
+        gradients(i, t) = static_cast<T>(g);
+      } else {
+        values(i, t) = static_cast<T>(k.value(lp, rp));
+        gradients(i, t) = static_cast<T>(k.gradient(lp, rp));
+      }
     }
 }
 

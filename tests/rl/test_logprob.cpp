@@ -282,4 +282,8 @@ TEST_CASE("logprob: bad input is an lmrl::error naming the argument, the row and
   CHECK_THROWS_WITH_AS(logprob_backward(logits.view(), std::span<const std::int32_t>(ok), 1.0, fwd.lse, none, none,
                                         out, g2.view()),
                        doctest::Contains("grad_entropy is given, so entropy needs 2 elements"), error);
+  dense<float, 2> same = logits;
+  CHECK_THROWS_WITH_AS(logprob_backward(same.view(), std::span<const std::int32_t>(ok), 1.0, fwd.lse, none, out, none,
+                                        same.view()),
+                       doctest::Contains("grad_logits overlaps logits"), error);
 }

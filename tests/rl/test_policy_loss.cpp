@@ -137,10 +137,10 @@ TEST_CASE("policy_loss: REINFORCE + k3 + entropy bonus, token-mean, computed by 
   ent(0, 0) = 1, ent(0, 1) = 0.5, ent(1, 0) = 2, ent(1, 1) = nan_value;
   ref(0, 0) = -1, ref(0, 1) = -2 + std::log(2.0), ref(1, 0) = -0.5, ref(1, 1) = nan_value;
   policy_inputs<double> in{logp.view(), logp.view(), adv.view(), mask.view(), ent.view()};
-  policy_loss<reinforce, k3> pl{.beta = 0.5, .entropy_coeff = 0.1};
+  composed_policy_loss<reinforce, k3> pl{.beta = 0.5, .entropy_coeff = 0.1};
   dense<double, 2> g({2, 2}), ge({2, 2}), per_token({2, 2}), w({2, 2});
   const auto r = pl(in, matrix_view<const double>(ref.view()), {}, g.view(), ge.view(),
-                    policy_loss_scratch<double>{per_token.view(), w.view()});
+                    composed_loss_scratch<double>{per_token.view(), w.view()});
   const double ln2 = std::log(2.0);
   CHECK(r.loss == doctest::Approx((2.15 - 0.5 * ln2) / 3));
   CHECK(r.policy_loss == doctest::Approx(2.0 / 3));
@@ -173,7 +173,7 @@ TEST_CASE("policy_loss: gradients match finite differences for every aggregation
   const batch_totals step{6, 25};
   for (const char* name : {"token-mean", "grpo", "dr_grpo", "luspo", "dapo", "seq-mean-token-mean"}) {
     INFO("mode ", name);
-    policy_loss<ppo_clip, k3, loss_aggregation> pl{ppo_clip{0.2}, k3{}, loss_aggregation(name, 8), 0.04, 0.01};
+    composed_policy_loss<ppo_clip, k3, loss_aggregation> pl{ppo_clip{0.2}, k3{}, loss_aggregation(name, 8), 0.04, 0.01};
     auto loss_at = [&](const dense<double, 2>& logp, const dense<double, 2>& entropy) {
       policy_inputs<double> in = b.inputs(0, B);
       in.logp = logp.view();
@@ -206,7 +206,7 @@ TEST_CASE("policy_loss: uneven micro-batches with batch_totals give the one-big-
   for (const char* name : {"token-mean", "bnpo", "dapo", "token-sum", "grpo", "seq-mean-token-mean", "luspo",
                            "seq-mean-token-sum", "dr_grpo", "seq-mean-token-sum-norm"}) {
     INFO("mode ", name);
-    policy_loss<ppo_clip, k3, loss_aggregation> pl{ppo_clip{0.2}, k3{}, loss_aggregation(name, 10), 0.1, 0.02};
+    composed_policy_loss<ppo_clip, k3, loss_aggregation> pl{ppo_clip{0.2}, k3{}, loss_aggregation(name, 10), 0.1, 0.02};
     dense<double, 2> g({B, T}), ge({B, T});
     const double full = pl(b.inputs(0, B), matrix_view<const double>(b.ref.view()), step, g, ge).loss;
     double summed = 0;
@@ -226,7 +226,7 @@ TEST_CASE("policy_loss: uneven micro-batches with batch_totals give the one-big-
 TEST_CASE("policy_loss: without KL and entropy it is the aggregated objective; masked positions change nothing") {
   const index_t B = 3, T = 4;
   batch b(B, T, 5);
-  policy_loss<reinforce> plain;  // no_kl, token_mean, beta = entropy_coeff = 0
+  composed_policy_loss<reinforce> plain;  // no_kl, token_mean, beta = entropy_coeff = 0
   dense<double, 2> g({B, T});
   const auto in = b.inputs(0, B);
   const auto r = plain(in, matrix_view<const double>{}, {}, g, dense<double, 2>{});
@@ -263,7 +263,7 @@ TEST_CASE("policy_loss: Eigen and xtensor inputs and gradients are bit-identical
     fill(ref, b.ref), fill(g, b.mask), fill(ge, b.mask);
     policy_inputs<E> in{lmrl::view<2>(logp), lmrl::view<2>(old), lmrl::view<2>(adv), lmrl::view<2>(mask),
                         lmrl::view<2>(ent)};
-    policy_loss<ppo_clip, k3, loss_aggregation> pl{ppo_clip{0.2}, k3{}, loss_aggregation("grpo"), 0.05, 0.01};
+    composed_policy_loss<ppo_clip, k3, loss_aggregation> pl{ppo_clip{0.2}, k3{}, loss_aggregation("grpo"), 0.05, 0.01};
     const auto r = pl(in, matrix_view<const E>(lmrl::view<2>(ref)), batch_totals{8, 0}, g, ge);
     std::vector<double> out{r.loss, r.mean_kl};
     for (index_t i = 0; i < B; ++i)
@@ -286,24 +286,24 @@ TEST_CASE("policy_loss: bad input is an lmrl::error naming the argument") {
   batch b(B, T, 8);
   const auto in = b.inputs(0, B);
   dense<double, 2> g({B, T}), ge({B, T}), wrong({B, T + 1});
-  policy_loss<reinforce, k3> with_kl{.beta = 0.1};
+  composed_policy_loss<reinforce, k3> with_kl{.beta = 0.1};
   CHECK_THROWS_WITH_AS(with_kl(in, matrix_view<const double>{}, {}, g, ge),
-                       doctest::Contains("policy_loss: beta = 0.1 needs ref_logp, which is empty"), error);
+                       doctest::Contains("composed_policy_loss: beta = 0.1 needs ref_logp, which is empty"), error);
   CHECK_THROWS_WITH_AS(with_kl(in, matrix_view<const double>(wrong.view()), {}, g, ge),
                        doctest::Contains("ref_logp has shape [2 x 4] but mask has shape [2 x 3]"), error);
-  policy_loss<reinforce> with_entropy{.entropy_coeff = 0.01};
+  composed_policy_loss<reinforce> with_entropy{.entropy_coeff = 0.01};
   auto no_entropy = in;
   no_entropy.entropy = {};
   CHECK_THROWS_WITH_AS(with_entropy(no_entropy, matrix_view<const double>{}, {}, g, ge),
                        doctest::Contains("entropy_coeff = 0.01 needs in.entropy"), error);
   CHECK_THROWS_WITH_AS(with_entropy(in, matrix_view<const double>{}, {}, g, dense<double, 2>{}),
                        doctest::Contains("needs grad_entropy"), error);
-  CHECK_THROWS_WITH_AS(policy_loss<reinforce>{}(in, matrix_view<const double>{}, {}, wrong, ge),
+  CHECK_THROWS_WITH_AS(composed_policy_loss<reinforce>{}(in, matrix_view<const double>{}, {}, wrong, ge),
                        doctest::Contains("grad_logp has shape [2 x 4] but mask has shape [2 x 3]"), error);
   dense<double, 2> pt({B, T});
-  CHECK_THROWS_WITH_AS(policy_loss<reinforce>{}(in, matrix_view<const double>{}, {}, g.view(), ge.view(),
-                                                policy_loss_scratch<double>{pt.view(), wrong.view()}),
+  CHECK_THROWS_WITH_AS(composed_policy_loss<reinforce>{}(in, matrix_view<const double>{}, {}, g.view(), ge.view(),
+                                                composed_loss_scratch<double>{pt.view(), wrong.view()}),
                        doctest::Contains("scratch.weights has shape [2 x 4]"), error);
-  CHECK_THROWS_WITH_AS((policy_loss<reinforce, no_kl, seq_mean_token_mean>{}(in, matrix_view<const double>{}, {1, 0}, g, ge)),
+  CHECK_THROWS_WITH_AS((composed_policy_loss<reinforce, no_kl, seq_mean_token_mean>{}(in, matrix_view<const double>{}, {1, 0}, g, ge)),
                        doctest::Contains("totals.sequences = 1 is less than the 2 sequences"), error);
 }

@@ -183,7 +183,7 @@ void softmax_row_backward(const T* __restrict x, index_t vocab, T inv_tau, T lse
 }
 
 template <class V>
-bool given(const V& v) {
+bool logprob_given(const V& v) {
   return v.data != nullptr && v.size() > 0;
 }
 
@@ -196,7 +196,7 @@ void require_rows_contiguous(const char* function, const char* name, const matri
 
 template <class V>
 void require_optional_rows(const char* function, const char* name, const V& v, index_t rows) {
-  if (given(v) && v.shape[0] != rows)
+  if (logprob_given(v) && v.shape[0] != rows)
     fail(function, ": ", name, " has ", v.shape[0], " elements but logits has ", rows, " rows");
 }
 
@@ -235,7 +235,7 @@ void logprob_forward(matrix_view<const T> logits, std::span<const Id> targets, d
   require_optional_rows(f, "entropy", entropy, rows);
   require_optional_rows(f, "lse", lse, rows);
   const T inv_tau = static_cast<T>(1.0 / temperature);
-  const bool want_entropy = given(entropy), want_lse = given(lse);
+  const bool want_entropy = logprob_given(entropy), want_lse = logprob_given(lse);
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static)
 #endif
@@ -278,9 +278,9 @@ void logprob_backward(matrix_view<const T> logits, std::span<const Id> targets, 
           " elements but logits has ", rows, " rows (pass the lse written by logprob_forward)");
   require_optional_rows(f, "grad_logp", grad_logp, rows);
   require_optional_rows(f, "grad_entropy", grad_entropy, rows);
-  const bool has_gl = given(grad_logp), has_ge = given(grad_entropy);
+  const bool has_gl = logprob_given(grad_logp), has_ge = logprob_given(grad_entropy);
   if (has_ge)
-    require(given(entropy) && entropy.shape[0] == rows, f, ": grad_entropy is given, so entropy needs ", rows,
+    require(logprob_given(entropy) && entropy.shape[0] == rows, f, ": grad_entropy is given, so entropy needs ", rows,
             " elements (from logprob_forward) but has ", entropy.shape[0]);
   const T inv_tau = static_cast<T>(1.0 / temperature);
 #if defined(_OPENMP)

@@ -14,6 +14,9 @@
 // loss_type). TRL differs for the entropy bonus: it is always a token mean of
 // the micro-batch divided by the accumulation steps, whatever loss_type is; use
 // the token_mean aggregation to get it, or add the bonus yourself.
+//
+// (The struct is composed_policy_loss: lmrl::policy_loss is the objectives'
+// per-token helper in rl/objectives/common.hpp.)
 #pragma once
 
 #include <cstddef>
@@ -46,13 +49,13 @@ static_assert(KLEstimator<no_kl, float> && KLEstimator<no_kl, double>);
 // path). After the call, per_token holds the composed per-token loss l and
 // weights holds w = dL/dl.
 template <Real T>
-struct policy_loss_scratch {
+struct composed_loss_scratch {
   matrix_view<T> per_token;  // [B x T]
   matrix_view<T> weights;    // [B x T]
 };
 
 // The value of the loss and what TRL and verl log beside it.
-struct policy_loss_result {
+struct composed_loss_result {
   double loss = 0;          // L
   double policy_loss = 0;   // the objective term alone, aggregated (TRL policy_loss, verl actor/pg_loss)
   double kl_loss = 0;       // the KL aggregated like the loss, before beta (verl actor/kl_loss)
@@ -63,7 +66,7 @@ struct policy_loss_result {
 };
 
 template <class Objective, class KL = no_kl, class Aggregation = token_mean>
-struct policy_loss {
+struct composed_policy_loss {
   Objective objective{};
   KL kl{};
   Aggregation aggregation{};
@@ -76,10 +79,10 @@ struct policy_loss {
   // grad_logp is overwritten, 0 where masked. totals describe the whole step.
   template <Real T>
     requires PolicyObjective<Objective, T> && KLEstimator<KL, T> && LossAggregation<Aggregation, T>
-  policy_loss_result operator()(const policy_inputs<T>& in, matrix_view<const T> ref_logp, batch_totals totals,
+  composed_loss_result operator()(const policy_inputs<T>& in, matrix_view<const T> ref_logp, batch_totals totals,
                                 matrix_view<T> grad_logp, matrix_view<T> grad_entropy,
-                                policy_loss_scratch<T> scratch) const {
-    const char* f = "policy_loss";
+                                composed_loss_scratch<T> scratch) const {
+    const char* f = "composed_policy_loss";
     const auto& mask = in.mask;
     detail::require_same_shape(f, "mask", mask, "logp", in.logp);
     detail::require_same_shape(f, "mask", mask, "grad_logp", grad_logp);
@@ -105,7 +108,7 @@ struct policy_loss {
     const matrix_view<const T> wc = w;
     aggregation.weights(mask, totals, w);
 
-    policy_loss_result r;
+    composed_loss_result r;
     r.stats = objective.loss(in, scratch.per_token);
     r.policy_loss = aggregate<T>(matrix_view<const T>(scratch.per_token), wc);
     objective.backward(in, wc, grad_logp);
@@ -155,13 +158,13 @@ struct policy_loss {
   template <Real T, WritableArray2D G, WritableArray2D H>
     requires PolicyObjective<Objective, T> && KLEstimator<KL, T> && LossAggregation<Aggregation, T> &&
              std::same_as<element_t<G, 2>, T> && std::same_as<element_t<H, 2>, T>
-  policy_loss_result operator()(const policy_inputs<T>& in, matrix_view<const T> ref_logp, batch_totals totals,
+  composed_loss_result operator()(const policy_inputs<T>& in, matrix_view<const T> ref_logp, batch_totals totals,
                                 G&& grad_logp, H&& grad_entropy) const {
     dense<T, 2> per_token(in.mask.shape), weights(in.mask.shape);
     matrix_view<T> ge = lmrl::view<2>(grad_entropy);
     if (ge.size() == 0) ge = {};
     return (*this)(in, ref_logp, totals, lmrl::view<2>(grad_logp), ge,
-                   policy_loss_scratch<T>{per_token.view(), weights.view()});
+                   composed_loss_scratch<T>{per_token.view(), weights.view()});
   }
 };
 

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <utility>
 #include <string_view>
 
 #include "lmrl/reward/extract.hpp"
@@ -270,9 +271,20 @@ class number_parser {
   std::size_t i_ = 0;
 };
 
+// Builds the result in a new string rather than with std::string::replace,
+// whose inlined copy GCC 12 misreports under -Wrestrict (GCC bug 105329).
 inline void replace_all(std::string& s, std::string_view from, std::string_view to) {
-  for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
-    s.replace(at, from.size(), to);
+  if (from.empty() || s.find(from) == std::string::npos) return;
+  std::string out;
+  out.reserve(s.size());
+  std::size_t begin = 0;
+  for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, begin)) {
+    out.append(s, begin, at - begin);
+    out.append(to);
+    begin = at + from.size();
+  }
+  out.append(s, begin, std::string::npos);
+  s = std::move(out);
 }
 
 // Removes a LaTeX command (e.g. "\left") when it is not the prefix of a longer

@@ -1,0 +1,40 @@
+// The Policy concept: what an RL trainer needs from a model.
+//
+// A policy gives the per-token log-probabilities (and entropies) of given
+// token sequences, and accepts the gradient of a loss with respect to those
+// log-probs, turning it into gradients of its own parameters. That is all the
+// rl/ algorithms need: the bundled transformer satisfies it, and so can a
+// user's own model (no base class).
+//
+// Positions: logp[i, t] = log pi(tokens[i, t] | tokens[i, <t]) for t >= 1;
+// position 0 has no prediction and gets 0, as do padded positions
+// (attention_mask 0). Sequences may be padded on either side.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+
+#include "lmrl/tensor/concepts.hpp"
+#include "lmrl/tensor/view.hpp"
+
+namespace lmrl {
+
+template <Real T>
+struct token_batch {
+  matrix_view<const std::int32_t> tokens;  // [B x T] token ids
+  matrix_view<const T> attention_mask;     // [B x T] 1 = real token, 0 = padding
+};
+
+template <class P>
+concept Policy = Real<typename P::value_type> &&
+                 requires(P& policy, const token_batch<typename P::value_type>& batch,
+                          matrix_view<typename P::value_type> out, matrix_view<const typename P::value_type> grad) {
+                   // Forward: writes logp [B x T] and entropy [B x T] (entropy may be an empty view to skip it).
+                   // Keeps what backward needs.
+                   { policy.log_probs(batch, out, out) };
+                   // Backward of the last log_probs call: grad_logp and grad_entropy (empty = zero) are
+                   // dL/dlogp and dL/dentropy; parameter gradients are accumulated (added), not overwritten.
+                   { policy.backward(batch, grad, grad) };
+                 };
+
+}  // namespace lmrl

@@ -29,6 +29,7 @@
 #include <variant>
 #include <vector>
 
+#include "lmrl/data/utf8.hpp"
 #include "lmrl/error.hpp"
 
 namespace lmrl::json {
@@ -380,44 +381,10 @@ class parser {
     return v;
   }
 
-  static void append_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   // Length of the valid UTF-8 sequence at pos_ (non-ASCII lead byte), or 0.
   std::size_t utf8_length() const {
-    const auto* p = reinterpret_cast<const unsigned char*>(s_.data()) + pos_;
-    const std::size_t left = s_.size() - pos_;
-    const unsigned char c = p[0];
-    auto cont = [&](std::size_t i) { return i < left && (p[i] & 0xC0) == 0x80; };
-    if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-      if (!cont(1) || !cont(2)) return 0;
-      if (c == 0xE0 && p[1] < 0xA0) return 0;   // overlong
-      if (c == 0xED && p[1] >= 0xA0) return 0;  // surrogate
-      return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-      if (!cont(1) || !cont(2) || !cont(3)) return 0;
-      if (c == 0xF0 && p[1] < 0x90) return 0;   // overlong
-      if (c == 0xF4 && p[1] >= 0x90) return 0;  // above U+10FFFF
-      return 4;
-    }
-    return 0;
+    const utf8_char c = decode_utf8(s_, pos_);
+    return c.valid ? c.length : 0;
   }
 
   std::string parse_string() {

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "lmrl/data/utf8.hpp"
 #include "lmrl/reward/rule.hpp"
 
 namespace lmrl {
@@ -50,60 +51,6 @@ inline const char* script_name(script s) {
   constexpr const char* names[] = {"none", "latin", "cyrillic", "greek", "arabic", "hebrew", "devanagari",
                                    "thai", "han",   "kana",     "hangul", "other"};
   return s < script::count_ ? names[static_cast<std::size_t>(s)] : "?";
-}
-
-// One decoded code point: its value, how many bytes it (or the invalid
-// subpart) took, and whether it was well-formed.
-struct utf8_char {
-  char32_t code_point = 0;
-  std::size_t length = 1;
-  bool valid = true;
-};
-
-// Decodes the code point starting at text[at] (at < text.size()).
-inline utf8_char decode_utf8(std::string_view text, std::size_t at) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-  const unsigned char lead = byte(at);
-  if (lead < 0x80) return {lead, 1, true};
-  std::size_t need = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // range of the first continuation byte (Unicode Table 3-7)
-  char32_t cp = 0;
-  if (lead >= 0xC2 && lead <= 0xDF) {
-    need = 1;
-    cp = lead & 0x1F;
-  } else if (lead >= 0xE0 && lead <= 0xEF) {
-    need = 2;
-    cp = lead & 0x0F;
-    if (lead == 0xE0) lo = 0xA0;  // overlong
-    if (lead == 0xED) hi = 0x9F;  // surrogates
-  } else if (lead >= 0xF0 && lead <= 0xF4) {
-    need = 3;
-    cp = lead & 0x07;
-    if (lead == 0xF0) lo = 0x90;  // overlong
-    if (lead == 0xF4) hi = 0x8F;  // above U+10FFFF
-  } else {
-    return {0xFFFD, 1, false};  // continuation byte, C0/C1 (overlong), F5..FF
-  }
-  std::size_t k = 1;
-  for (; k <= need; ++k) {
-    if (at + k >= text.size()) return {0xFFFD, k, false};  // truncated
-    const unsigned char c = byte(at + k);
-    const unsigned char low = k == 1 ? lo : 0x80, high = k == 1 ? hi : 0xBF;
-    if (c < low || c > high) return {0xFFFD, k, false};
-    cp = (cp << 6) | (c & 0x3F);
-  }
-  return {cp, need + 1, true};
-}
-
-// Number of maximal invalid subparts in the text (0 for valid UTF-8).
-inline std::size_t count_invalid_utf8(std::string_view text) {
-  std::size_t invalid = 0;
-  for (std::size_t i = 0; i < text.size();) {
-    const utf8_char c = decode_utf8(text, i);
-    invalid += !c.valid;
-    i += c.length;
-  }
-  return invalid;
 }
 
 namespace detail {

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lmrl/data/utf8.hpp"
 #include "lmrl/model/tokenizer/unicode_tables.hpp"
 
 namespace lmrl::unicode {
@@ -37,42 +38,20 @@ struct decoded {
   std::uint32_t length;  // bytes consumed, >= 1
 };
 
-// Decodes the code point at s[pos] (pos < s.size()).
+// Decodes the code point at s[pos] (pos < s.size()); an invalid byte is its own
+// pseudo code point, so any bytes survive a round trip.
 inline decoded decode_utf8(std::string_view s, std::size_t pos) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data()) + pos;
-  const std::size_t left = s.size() - pos;
-  const unsigned char c = p[0];
-  if (c < 0x80) return {c, 1};
-  auto cont = [&](std::size_t i) { return i < left && (p[i] & 0xC0) == 0x80; };
-  if (c >= 0xC2 && c <= 0xDF && cont(1)) return {static_cast<char32_t>(((c & 0x1F) << 6) | (p[1] & 0x3F)), 2};
-  if (c >= 0xE0 && c <= 0xEF && cont(1) && cont(2) && !(c == 0xE0 && p[1] < 0xA0) && !(c == 0xED && p[1] >= 0xA0))
-    return {static_cast<char32_t>(((c & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F)), 3};
-  if (c >= 0xF0 && c <= 0xF4 && cont(1) && cont(2) && cont(3) && !(c == 0xF0 && p[1] < 0x90) &&
-      !(c == 0xF4 && p[1] >= 0x90))
-    return {static_cast<char32_t>(((c & 0x07) << 18) | ((p[1] & 0x3F) << 12) | ((p[2] & 0x3F) << 6) | (p[3] & 0x3F)),
-            4};
-  return {invalid_base + c, 1};
+  const utf8_char c = lmrl::decode_utf8(s, pos);
+  if (c.valid) return {c.code_point, static_cast<std::uint32_t>(c.length)};
+  return {invalid_base + static_cast<unsigned char>(s[pos]), 1};
 }
 
 // Appends the UTF-8 of cp (an invalid_base pseudo code point as its raw byte).
 inline void append_utf8(std::string& out, char32_t cp) {
-  if (cp >= invalid_base) {
+  if (cp >= invalid_base)
     out += static_cast<char>(cp - invalid_base);
-  } else if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+  else
+    lmrl::append_utf8(out, cp);
 }
 
 namespace detail {

@@ -23,6 +23,7 @@
 #include "lmrl/rl/advantages.hpp"
 #include "lmrl/rl/aggregation.hpp"
 #include "lmrl/rl/kl.hpp"
+#include "lmrl/rl/kl_controller.hpp"
 #include "lmrl/rl/objectives.hpp"
 #include "lmrl/rl/rollout_correction.hpp"
 #include "lmrl/tensor/dense.hpp"
@@ -522,4 +523,41 @@ TEST_CASE("verl rollout_is weights: token/sequence, TIS and IcePop thresholds, b
     // the batch-normalization mean is a verl masked_mean (count + 1e-8)
     check_active(*c, "rollout_is weight", matrix(*c, "weights"), w, mask, normalize ? kLoose : kTight);
   }
+}
+
+TEST_CASE("verl AdaptiveKLController: the coefficient after each update") {
+  int checked = 0;
+  for (const auto* c : family("verl_kl_controller")) {
+    adaptive_kl_controller controller(c->scalar("kl_coef"), c->scalar("target_kl"), c->scalar("horizon"));
+    const auto& kls = c->at("current_kl");
+    const auto& steps = c->at("n_steps");
+    const auto& values = c->at("values");
+    REQUIRE(kls.size() == values.size());
+    for (std::size_t k = 0; k < kls.size(); ++k) {
+      controller.update(kls[k], static_cast<index_t>(steps[k]));
+      INFO(c->name, ": update ", k, " expected ", fmt(values[k]), " got ", fmt(controller.value));
+      CHECK(close(values[k], controller.value, kTight, 1e-15));
+    }
+    ++checked;
+  }
+  CHECK(checked == 4);
+}
+
+TEST_CASE("verl compute_rewards: score at the last token minus coef * k1, on active tokens") {
+  int checked = 0;
+  for (const auto* c : family("verl_kl_in_reward")) {
+    const dims d = shape_of(*c);
+    const auto mask = matrix(*c, "mask");
+    const auto token_scores = matrix(*c, "token_scores");
+    dense<double, 1> scores({d.B});
+    for (index_t i = 0; i < d.B; ++i)
+      for (index_t t = 0; t < d.T; ++t) scores(i) += token_scores(i, t);
+    dense<double, 2> rewards({d.B, d.T});
+    // verl subtracts coef * (old - ref) everywhere; lmrl only on active tokens (0 elsewhere).
+    apply_kl_penalty(kl_k1{}, c->scalar("kl_coef"), cv(scores), cv(matrix(*c, "old_logp")),
+                     cv(matrix(*c, "ref_logp")), cv(mask), rewards.view());
+    check_active(*c, "token reward", matrix(*c, "token_rewards"), rewards, mask);
+    ++checked;
+  }
+  CHECK(checked == 4);
 }

@@ -147,10 +147,16 @@ TEST_CASE("top-p keeps the smallest head whose mass reaches top_p") {
   CHECK(s.token == 3);
   CHECK(s.logprob == 0.0);
   CHECK(s.tempered_logprob == Approx(std::log(0.4)).epsilon(1e-14));
-  // Survivors {3, 2, 1} are sampled in descending order: cumulative 4/9, 7/9, 1.
-  CHECK(draw(x, sampler_config{.top_p = 0.75}, 0.40).token == 3);
-  CHECK(draw(x, sampler_config{.top_p = 0.75}, 0.50).token == 2);
-  CHECK(draw(x, sampler_config{.top_p = 0.75}, 0.80).token == 1);
+  // Without top-k the survivors {1, 2, 3} are sampled in id order: cumulative 2/9, 5/9, 1.
+  CHECK(draw(x, sampler_config{.top_p = 0.75}, 0.20).token == 1);
+  CHECK(draw(x, sampler_config{.top_p = 0.75}, 0.40).token == 2);
+  CHECK(draw(x, sampler_config{.top_p = 0.75}, 0.60).token == 3);
+  CHECK(draw(x, sampler_config{.top_p = 0.75}, 0.60).logprob == Approx(std::log(4.0 / 9)).epsilon(1e-14));
+  // After top-k (k = 3: {3, 2, 1}, p 4/9, 3/9, 2/9) top_p = 0.9 keeps token 1 (2/9 > 0.1), and the
+  // survivors are sampled best first: cumulative 4/9, 7/9, 1.
+  CHECK(draw(x, sampler_config{.top_k = 3, .top_p = 0.9}, 0.40).token == 3);
+  CHECK(draw(x, sampler_config{.top_k = 3, .top_p = 0.9}, 0.50).token == 2);
+  CHECK(draw(x, sampler_config{.top_k = 3, .top_p = 0.9}, 0.80).token == 1);
 }
 
 TEST_CASE("top-p over a large vocabulary sorts only the head, chunk by chunk") {

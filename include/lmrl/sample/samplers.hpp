@@ -18,9 +18,9 @@
 //          (MinPLogitsWarper; the max is never removed by the earlier steps).
 //
 // The kept set S is sampled by inverse CDF: the first token, in a fixed order
-// (token id for the unfiltered and min-p-only cases, descending logit
-// otherwise), whose running sum of w exceeds u * sum_S w. The result carries
-// two log-probs of the chosen token t:
+// (descending logit, lower id first, after top-k; token id otherwise), whose
+// running sum of w exceeds u * sum_S w. The result carries two log-probs of
+// the chosen token t:
 //
 //   logprob          = s_t - log sum_{v in S} w_v   (the sampling distribution,
 //                      what vLLM calls processed logprobs: the behaviour policy
@@ -30,13 +30,17 @@
 //                      computes for old/ref log-probs and what the GRPO ratio
 //                      uses)
 //
-// Sums run in double. Top-k/top-p sort (value, id) pairs in caller scratch of
-// at least V entries (sampler_scratch): top-k with nth_element then a sort of
-// the k survivors; top-p with nth_element on growing chunks, so only the
-// nucleus is ever sorted. Nothing is allocated per call.
+// Sums run in double, in a fixed order (blocks of 64 tokens, 8 lanes each),
+// with a branch-free exp so the passes over the vocabulary vectorize. Top-k and
+// top-p rank (value, id) pairs in caller scratch of at least V entries
+// (sampler_scratch): top-k with nth_element and a sort of the k survivors;
+// top-p by halving with nth_element until <= 256 candidates are left to sort,
+// after dropping the tokens too light to ever be in the nucleus. Nothing is
+// allocated per call.
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -95,7 +99,72 @@ struct row_summary {
   double z = 0;  // sum_v exp((x_v - max) / temperature), in token-id order
 };
 
-inline double tempered_weight(double x, double max, double temperature) { return std::exp((x - max) / temperature); }
+// exp(x) for x <= 0 without branches or library calls, so the loops over the
+// vocabulary vectorize; exactly 0 below -708 (and at -inf), so masked tokens
+// weigh nothing. x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by its Taylor
+// series to r^13 (remainder < 1e-17), 2^n put into the exponent bits.
+inline double exp_nonpositive(double x) {
+  const bool underflow = x < -708.0;
+  x = underflow ? -708.0 : x;
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  const double t = x * 1.4426950408889634 + magic;
+  const double n = t - magic;  // round(x / ln 2)
+  double r = x - n * 6.93147180369123816490e-01;
+  r = r - n * 1.90821492927058770002e-10;  // x - n ln 2 in two steps
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r * r + r + 1.0;
+  const std::int64_t k = std::bit_cast<std::int64_t>(t) - std::bit_cast<std::int64_t>(magic);  // n as an integer
+  const double scaled = p * std::bit_cast<double>((k + 1023) << 52);
+  return underflow ? 0.0 : scaled;
+}
+
+// w = exp((x - max) / temperature): the max is taken out before dividing, so
+// no temperature overflows.
+inline double tempered_weight(double x, double max, double temperature) {
+  return exp_nonpositive((x - max) / temperature);
+}
+
+// Sums of f over the vocabulary in one fixed order: blocks of 64 tokens added
+// one after another, each block summed over 8 interleaved lanes. The inverse
+// CDF walks the same blocks, so its running sum reaches the same total.
+inline constexpr index_t sum_block_size = 64;
+
+template <class F>
+double sum_block(index_t begin, index_t end, F&& f) {
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  index_t v = begin;
+  for (; v + 8 <= end; v += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += f(v + l);
+  double tail = 0;
+  for (; v < end; ++v) tail += f(v);
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7])) + tail;
+}
+
+template <class F>
+double sum_blocks(index_t n, F&& f) {
+  double total = 0;
+  for (index_t b = 0; b < n; b += sum_block_size) total += sum_block(b, std::min(n, b + sum_block_size), f);
+  return total;
+}
+
+// Calls f(p, stride) with the stride a compile-time 1 for contiguous rows, so
+// the common case vectorizes.
+template <class T, class F>
+decltype(auto) with_row(vector_view<const T> x, F&& f) {
+  if (x.stride[0] == 1) return f(x.data, std::integral_constant<index_t, 1>{});
+  return f(x.data, x.stride[0]);
+}
 
 template <class T>
 row_summary summarize_row(const char* function, vector_view<const T> x, double temperature, index_t row) {
@@ -104,99 +173,157 @@ row_summary summarize_row(const char* function, vector_view<const T> x, double t
   if (vocab > std::numeric_limits<std::int32_t>::max())
     fail(function, ": logits row ", row, " has ", vocab, " entries, more than token ids of 32 bits hold");
   row_summary s;
-  s.max = -std::numeric_limits<double>::infinity();
-  s.argmax = -1;
-  for (index_t v = 0; v < vocab; ++v) {
-    const double xv = static_cast<double>(x(v));
-    if (std::isnan(xv)) fail(function, ": logits row ", row, " has NaN at token ", v);
-    if (xv == std::numeric_limits<double>::infinity())
-      fail(function, ": logits row ", row, " has +inf at token ", v, " (a logit must be finite or -inf)");
-    if (xv > s.max) {  // strict: the lowest id wins a tie
-      s.max = xv;
-      s.argmax = v;
+  with_row(x, [&](const T* p, auto stride) {
+    // Branch-free max and a flag for NaN / +inf; the slow path finds the culprit for the message.
+    T m = -std::numeric_limits<T>::infinity();
+    bool bad = false;
+    for (index_t v = 0; v < vocab; ++v) {
+      const T xv = p[v * stride];
+      bad |= !(xv < std::numeric_limits<T>::infinity());  // NaN or +inf
+      m = xv > m ? xv : m;
     }
-  }
-  if (s.argmax < 0) fail(function, ": logits row ", row, " is -inf at all ", vocab, " tokens; no token can be drawn");
-  for (index_t v = 0; v < vocab; ++v) s.z += tempered_weight(static_cast<double>(x(v)), s.max, temperature);
+    if (bad)
+      for (index_t v = 0; v < vocab; ++v) {
+        const T xv = p[v * stride];
+        if (std::isnan(xv)) fail(function, ": logits row ", row, " has NaN at token ", v);
+        if (!(xv < std::numeric_limits<T>::infinity()))
+          fail(function, ": logits row ", row, " has +inf at token ", v, " (a logit must be finite or -inf)");
+      }
+    if (m == -std::numeric_limits<T>::infinity())
+      fail(function, ": logits row ", row, " is -inf at all ", vocab, " tokens; no token can be drawn");
+    s.max = static_cast<double>(m);
+    s.argmax = 0;
+    while (p[s.argmax * stride] != m) ++s.argmax;  // the lowest id wins a tie
+    s.z = sum_blocks(vocab, [&](index_t v) { return tempered_weight(static_cast<double>(p[v * stride]), s.max, temperature); });
+    return 0;
+  });
   return s;
 }
 
-// The tokens that survive the warpers and their total weight.
-enum class support_kind { all, min_p_only, candidates };
+// The tokens that survive the warpers and their total weight. Either a rule
+// over the whole vocabulary, applied in token-id order (w >= floor_weight,
+// and, after top-p alone, ranked at or before a boundary token), or the
+// sorted candidates scratch[0, count) (after top-k).
+enum class support_kind { id_order, candidates };
 struct sampling_support {
-  support_kind kind = support_kind::all;
+  support_kind kind = support_kind::id_order;
   index_t count = 0;  // candidates: scratch[0, count) in descending order
   double z = 0;       // sum of w over the support, in the order it is sampled
+  double floor_weight = 0;  // id_order: min-p's w >= min_p (0 = no floor)
+  bool bounded = false;     // id_order: keep only tokens ranked at or before the boundary
+  double boundary_logit = 0;
+  index_t boundary_id = 0;
+
+  bool keeps(double x, index_t v, double w) const {
+    return w >= floor_weight && (!bounded || x > boundary_logit || (x == boundary_logit && v <= boundary_id));
+  }
 };
+
+// Top-p over candidates scratch[0, n) that are the head of the ranking, out of
+// a total weight z: returns how many lead the ranking and are kept (>= 1).
+// The head is found by halving [lo, hi) with nth_element and comparing the
+// weight ahead of the middle token with the threshold — O(n) on average —
+// and only the last <= 256 candidates are sorted and walked one by one.
+template <class T, class Weight>
+index_t top_p_head(token_candidate<T>* first, index_t n, double z, double top_p, const Weight& weight) {
+  const auto before = [](const token_candidate<T>& a, const token_candidate<T>& b) { return ranks_before(a, b); };
+  const double keep_above = 1.0 - top_p;
+  // Token j is removed when the ascending cumulative probability through it,
+  // (z - ahead_j) / z, is <= 1 - top_p (TopPLogitsWarper); the top token stays.
+  const auto removed = [&](index_t j, double ahead) { return j > 0 && (z - ahead) / z <= keep_above; };
+  index_t lo = 0, hi = n;  // the boundary lies in [lo, hi); everything before lo is kept
+  double ahead = 0;        // weight of scratch[0, lo)
+  while (hi - lo > 256) {
+    const index_t mid = lo + (hi - lo) / 2;
+    std::nth_element(first + lo, first + mid, first + hi, before);
+    double upper = 0;
+    for (index_t j = lo; j < mid; ++j) upper += weight(first[j]);
+    if (removed(mid, ahead + upper)) {
+      hi = mid;  // first[mid] is the best of the rest, and it goes: so does everything after it
+    } else {
+      lo = mid;
+      ahead += upper;
+    }
+  }
+  std::sort(first + lo, first + hi, before);
+  for (index_t j = lo; j < hi; ++j) {
+    if (removed(j, ahead)) return j;
+    ahead += weight(first[j]);
+  }
+  return hi;
+}
 
 template <class T>
 sampling_support find_support(const char* function, vector_view<const T> x, const sampler_config& config,
                               const row_summary& summary, std::span<token_candidate<T>> scratch, index_t row) {
   const index_t vocab = x.shape[0];
   const double t = config.temperature;
-  const auto weight = [&](const token_candidate<T>& c) { return tempered_weight(static_cast<double>(c.logit), summary.max, t); };
+  const auto weight = [&](const token_candidate<T>& c) {
+    return tempered_weight(static_cast<double>(c.logit), summary.max, t);
+  };
   sampling_support support;
-  if (!config.uses_top_k(vocab) && !config.uses_top_p()) {
-    if (!config.uses_min_p()) {
-      support.z = summary.z;
-      return support;
-    }
-    support.kind = support_kind::min_p_only;
-    for (index_t v = 0; v < vocab; ++v) {
-      const double w = tempered_weight(static_cast<double>(x(v)), summary.max, t);
-      if (w >= config.min_p) support.z += w;
-    }
+  support.floor_weight = config.uses_min_p() ? config.min_p : 0.0;
+  const bool top_k = config.uses_top_k(vocab);
+  const auto sum_kept = [&] {
+    return with_row(x, [&](const T* p, auto stride) {
+      return sum_blocks(vocab, [&](index_t v) {
+        const double xv = static_cast<double>(p[v * stride]);
+        const double w = tempered_weight(xv, summary.max, t);
+        return support.keeps(xv, v, w) ? w : 0.0;
+      });
+    });
+  };
+  if (!top_k && !config.uses_top_p()) {
+    support.z = support.floor_weight > 0 ? sum_kept() : summary.z;
     return support;
   }
   if (static_cast<index_t>(scratch.size()) < vocab)
     fail(function, ": scratch holds ", scratch.size(), " candidates but logits row ", row, " has ", vocab,
          " tokens (top-k/top-p need one per token; see sampler_scratch)");
-  support.kind = support_kind::candidates;
-  // -inf logits have weight 0 under every warper: leave them out.
-  index_t n = 0;
-  for (index_t v = 0; v < vocab; ++v) {
-    const T xv = x(v);
-    if (xv != -std::numeric_limits<T>::infinity()) scratch[static_cast<std::size_t>(n++)] = {xv, static_cast<std::int32_t>(v)};
-  }
+  // -inf logits weigh 0 under every warper: leave them out. Top-p alone also
+  // leaves out every token with w < (1 - top_p) z / (2 V): the tokens ranked
+  // at or below it weigh less than V times that, under (1 - top_p) z, so
+  // top-p removes it anyway — and it never reaches a sort.
+  const double cut = top_k ? 0.0 : 0.5 * (1.0 - config.top_p) * summary.z / static_cast<double>(vocab);
+  const T lowest = -std::numeric_limits<T>::infinity();
+  index_t n = with_row(x, [&](const T* p, auto stride) {
+    index_t count = 0;
+    for (index_t v = 0; v < vocab; ++v) {
+      const T xv = p[v * stride];
+      if (xv != lowest && (cut == 0.0 || tempered_weight(static_cast<double>(xv), summary.max, t) >= cut))
+        scratch[static_cast<std::size_t>(count++)] = {xv, static_cast<std::int32_t>(v)};
+    }
+    return count;
+  });
   auto* first = scratch.data();
   const auto before = [](const token_candidate<T>& a, const token_candidate<T>& b) { return ranks_before(a, b); };
-  index_t sorted = 0;  // scratch[0, sorted) is in final order
-  double z = summary.z;
-  if (config.uses_top_k(vocab) && config.top_k < n) {
+  if (!top_k) {
+    // Top-p alone can keep most of a flat vocabulary: find the boundary token
+    // and sample the kept tokens in id order, without sorting them.
+    const index_t kept = top_p_head(first, n, summary.z, config.top_p, weight);
+    support.bounded = true;
+    support.boundary_logit = static_cast<double>(first[kept - 1].logit);
+    support.boundary_id = first[kept - 1].id;
+    support.z = sum_kept();
+    return support;
+  }
+  // Top-k: the k best, and every logit tied with the k-th (transformers
+  // removes only scores < the k-th), sorted; then top-p over their weight.
+  if (config.top_k < n) {
     const index_t k = config.top_k;
     std::nth_element(first, first + (k - 1), first + n, before);
     const T threshold = first[k - 1].logit;
-    // Every logit equal to the k-th survives too (HF removes only scores < the k-th).
     n = std::partition(first + k, first + n, [&](const token_candidate<T>& c) { return c.logit == threshold; }) - first;
-    std::sort(first, first + n, before);
-    sorted = n;
-    z = 0;
-    for (index_t j = 0; j < n; ++j) z += weight(first[j]);
   }
+  std::sort(first, first + n, before);
   if (config.uses_top_p()) {
-    // Walk down the ranking; sort the next chunk only when the walk reaches it.
-    const double keep_above = 1.0 - config.top_p;
-    double ahead = 0;  // weight of the tokens ranked before j
-    index_t kept = 0;
-    for (index_t j = 0; j < n; ++j) {
-      if (j == sorted) {
-        const index_t end = std::min(n, sorted + std::max<index_t>(256, sorted));
-        if (end < n) std::nth_element(first + sorted, first + end, first + n, before);
-        std::sort(first + sorted, first + end, before);
-        sorted = end;
-      }
-      // Ascending cumulative probability through j is (z - ahead) / z; the top token always stays.
-      if (j > 0 && (z - ahead) / z <= keep_above) break;
-      ahead += weight(first[j]);
-      kept = j + 1;
-    }
-    n = kept;
-  } else if (sorted < n) {
-    std::sort(first + sorted, first + n, before);
+    double z = 0;
+    for (index_t j = 0; j < n; ++j) z += weight(first[j]);
+    n = top_p_head(first, n, z, config.top_p, weight);
   }
-  // Min-p keeps a prefix of the ranking: w falls as the rank grows, and w = 1 at the top.
-  if (config.uses_min_p())
-    while (n > 1 && weight(first[n - 1]) < config.min_p) --n;
+  // Min-p keeps a prefix of the ranking: w falls with the rank, and w = 1 at the top.
+  while (n > 1 && weight(first[n - 1]) < support.floor_weight) --n;
+  support.kind = support_kind::candidates;
   support.count = n;
   for (index_t j = 0; j < n; ++j) support.z += weight(first[j]);
   return support;
@@ -221,15 +348,39 @@ index_t draw_from_support(vector_view<const T> x, const sampler_config& config, 
     }
     return last;
   }
-  const double floor_weight = support.kind == support_kind::min_p_only ? config.min_p : 0.0;
-  for (index_t v = 0; v < x.shape[0]; ++v) {
-    const double w = tempered_weight(static_cast<double>(x(v)), summary.max, t);
-    if (w <= 0 || w < floor_weight) continue;
-    running += w;
-    last = v;
-    if (running > target) return v;
-  }
-  return last;
+  // Whole vocabulary in id order, block by block as sum_blocks added it up:
+  // skip whole blocks until the one where the running sum passes the target.
+  const index_t vocab = x.shape[0];
+  return with_row(x, [&](const T* p, auto stride) -> index_t {
+    const auto w = [&](index_t v) {
+      const double xv = static_cast<double>(p[v * stride]);
+      const double wv = tempered_weight(xv, summary.max, t);
+      return support.keeps(xv, v, wv) ? wv : 0.0;
+    };
+    for (index_t b = 0; b < vocab; b += sum_block_size) {
+      const index_t end = std::min(vocab, b + sum_block_size);
+      const double block = sum_block(b, end, w);
+      if (block > 0 && running + block > target) {
+        double inner = running;
+        for (index_t v = b; v < end; ++v) {
+          const double wv = w(v);
+          if (wv <= 0) continue;
+          inner += wv;
+          last = v;
+          if (inner > target) return v;
+        }
+        return last;  // rounding: the block passes the target as a whole but not token by token
+      }
+      running += block;
+      if (block > 0)
+        for (index_t v = end; v-- > b;)
+          if (w(v) > 0) {
+            last = v;
+            break;
+          }
+    }
+    return last;
+  });
 }
 
 template <class T>
@@ -309,10 +460,9 @@ void warped_logprobs(const X& logits, const sampler_config& config,
     }
     return;
   }
-  const double floor_weight = support.kind == detail::support_kind::min_p_only ? config.min_p : 0.0;
   for (index_t v = 0; v < x.shape[0]; ++v) {
     const double xv = static_cast<double>(x(v));
-    y(v) = detail::tempered_weight(xv, summary.max, t) >= floor_weight && xv != -INFINITY ? logp(xv) : minus_inf;
+    y(v) = support.keeps(xv, v, detail::tempered_weight(xv, summary.max, t)) ? logp(xv) : minus_inf;
   }
 }
 

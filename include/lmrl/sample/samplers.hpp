@@ -214,8 +214,8 @@ struct sampling_support {
   double boundary_logit = 0;
   index_t boundary_id = 0;
 
-  bool keeps(double x, index_t v, double w) const {
-    return w >= floor_weight && (!bounded || x > boundary_logit || (x == boundary_logit && v <= boundary_id));
+  bool keeps(double x, index_t v, double w) const {  // bitwise operators: no branches in the vocabulary loops
+    return (w >= floor_weight) & (!bounded | (x > boundary_logit) | ((x == boundary_logit) & (v <= boundary_id)));
   }
 };
 
@@ -284,13 +284,16 @@ sampling_support find_support(const char* function, vector_view<const T> x, cons
   // leaves out every token with w < (1 - top_p) z / (2 V): the tokens ranked
   // at or below it weigh less than V times that, under (1 - top_p) z, so
   // top-p removes it anyway — and it never reaches a sort.
-  const double cut = top_k ? 0.0 : 0.5 * (1.0 - config.top_p) * summary.z / static_cast<double>(vocab);
-  const T lowest = -std::numeric_limits<T>::infinity();
+  // As a logit: w >= cut <=> x >= max + t log(cut); the 2 in the cut leaves
+  // room for rounding, so comparing logits needs no exp.
+  const double lowest = -std::numeric_limits<double>::infinity();
+  const double x_cut =
+      top_k ? lowest : summary.max + t * std::log(0.5 * (1.0 - config.top_p) * summary.z / static_cast<double>(vocab));
   index_t n = with_row(x, [&](const T* p, auto stride) {
     index_t count = 0;
     for (index_t v = 0; v < vocab; ++v) {
       const T xv = p[v * stride];
-      if (xv != lowest && (cut == 0.0 || tempered_weight(static_cast<double>(xv), summary.max, t) >= cut))
+      if (static_cast<double>(xv) > lowest && static_cast<double>(xv) >= x_cut)
         scratch[static_cast<std::size_t>(count++)] = {xv, static_cast<std::int32_t>(v)};
     }
     return count;

@@ -1,0 +1,529 @@
+// Batched generation with a KV cache for the bundled transformer.
+//
+//   generation_result<T> r = generate(model, prompts, options, counter_rng(seed));
+//
+// 1. Prefill: every DISTINCT prompt is run through the model once (all their
+//    tokens in one pass; identical prompts, e.g. a GRPO group, share it), its
+//    keys/values land in the cache slot of its first sequence and are copied
+//    into the slots of the others (kv_cache::copy_sequence).
+// 2. Decode: one token per step for every live sequence, all live sequences
+//    in one pass (the matrix products run over [live x d] rows).
+// 3. Sampling: sequence b's draw for its t-th completion token is
+//    counter_rng::uniform_double(first_sequence + b, t): the tokens depend only
+//    on (seed, sequence index, position), never on the batch composition or
+//    the thread count. The sampler (sample/samplers.hpp) returns the chosen
+//    token's log-prob under softmax(logits / temperature) over the whole
+//    vocabulary (TRL's old_per_token_logps) and under the warped sampling
+//    distribution (after top-k / top-p / min-p: the behaviour policy).
+// 4. Stopping, per sequence: an eos id, a stop token sequence or a stop string
+//    (matched on the text of the completion through the caller's detokenizer)
+//    ends the completion and is part of it (mask 1, as TRL's completion mask
+//    keeps the first EOS); otherwise max_new_tokens ends it (truncated).
+//
+// The lower-level cached_decoder exposes prefill/decode steps returning
+// logits, for tests and for callers that drive decoding themselves.
+//
+// Every row of a pass runs the same per-row computation as the transformer's
+// full forward (RMSNorm, RoPE with HF's rotate_half at position = number of
+// real tokens before, GQA attention over the cached positions [0, position],
+// SwiGLU), so cached decoding reproduces the full forward's logits.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "lmrl/error.hpp"
+#include "lmrl/model/config.hpp"
+#include "lmrl/model/kv_cache.hpp"
+#include "lmrl/model/parameters.hpp"
+#include "lmrl/sample/philox.hpp"
+#include "lmrl/sample/sampler_config.hpp"
+#include "lmrl/sample/samplers.hpp"
+#include "lmrl/tensor/checks.hpp"
+#include "lmrl/tensor/concepts.hpp"
+#include "lmrl/tensor/dense.hpp"
+#include "lmrl/tensor/view.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace lmrl {
+
+// What generate() does. Names and defaults follow TRL's GRPOConfig and
+// transformers' GenerationConfig where they have one.
+struct generation_options {
+  // Completion tokens per sequence at most. TRL GRPOConfig max_completion_length default 256.
+  index_t max_new_tokens = 256;
+  // Sequences per prompt, consecutive in the output (sequence b comes from
+  // prompt b / num_generations), as TRL repeats each prompt. TRL's
+  // GRPOConfig default is 8; here 1, so that plain generation is the default.
+  index_t num_generations = 1;
+  // Decoding: do_sample, temperature, top_k, top_p, min_p (TRL defaults).
+  sampler_config sampling{};
+  // Any of these ends a completion (and is kept in it, mask 1). Empty = none.
+  std::vector<std::int32_t> eos_token_ids{};
+  // A completion ends when its ids end with one of these sequences.
+  std::vector<std::vector<std::int32_t>> stop_token_sequences{};
+  // A completion ends when its text (detokenize(completion ids)) contains one
+  // of these; the token that completes the string is kept.
+  std::vector<std::string> stop_strings{};
+  std::function<std::string(std::span<const std::int32_t>)> detokenize{};
+  // Written after the end of a completion. HF pads with pad_token_id; 0 here.
+  std::int32_t pad_token_id = 0;
+  // Counter-RNG index of output sequence 0: a batch split across calls or
+  // workers gives the same tokens when each part passes its global offset.
+  std::uint64_t first_sequence = 0;
+
+  void validate(index_t vocab) const {
+    const char* f = "generation_options";
+    detail::require(max_new_tokens >= 1, f, ": max_new_tokens = ", max_new_tokens, " must be >= 1");
+    detail::require(num_generations >= 1, f, ": num_generations = ", num_generations, " must be >= 1");
+    sampling.validate();
+    for (auto id : eos_token_ids)
+      detail::require(id >= 0 && id < vocab, f, ": eos token id ", id, " is outside the vocabulary [0, ", vocab, ")");
+    for (const auto& s : stop_token_sequences)
+      detail::require(!s.empty(), f, ": stop_token_sequences holds an empty sequence");
+    for (const auto& s : stop_strings) detail::require(!s.empty(), f, ": stop_strings holds an empty string");
+    detail::require(stop_strings.empty() || static_cast<bool>(detokenize), f, ": ", stop_strings.size(),
+                    " stop strings need a detokenize callback");
+  }
+};
+
+// Why a completion ended.
+enum class stop_reason : std::uint8_t { eos, stop_sequence, stop_string, length };
+
+// Per sequence b (B = prompts x num_generations rows), completion columns
+// t < max_new_tokens.
+template <Real T>
+struct generation_result {
+  dense<std::int32_t, 2> completion_ids;  // [B x max_new], pad_token_id after the end
+  dense<T, 2> completion_mask;            // 1 up to and including the stop token, 0 after
+  dense<T, 2> logprobs;                   // log softmax(logits / temperature)[token]: TRL's old log-probs; 0 past the end
+  dense<T, 2> sampling_logprobs;          // log-prob under the warped sampling distribution; 0 past the end (and for greedy)
+  std::vector<index_t> lengths;           // completion tokens (mask sum)
+  std::vector<std::uint8_t> truncated;    // 1 = hit max_new_tokens without a stop
+  std::vector<stop_reason> reasons;
+  std::vector<index_t> prompt_index;      // which prompt each sequence continues
+
+  index_t batch() const { return completion_ids.shape()[0]; }
+};
+
+namespace detail {
+
+template <class T>
+using row_major_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// y[rows x out] = x[rows x in] W^T (+ b), or y += ... ; W is [out x in] row-major (HF Linear).
+template <class T>
+void linear_rows(const T* x, index_t rows, matrix_view<const T> w, vector_view<const T> b, T* y, bool accumulate) {
+  const index_t out = w.shape[0], in = w.shape[1];
+  Eigen::Map<const row_major_matrix<T>> X(x, rows, in);
+  Eigen::Map<const row_major_matrix<T>> W(w.data, out, in);
+  Eigen::Map<row_major_matrix<T>> Y(y, rows, out);
+  if (accumulate) {
+    Y.noalias() += X * W.transpose();
+  } else {
+    Y.noalias() = X * W.transpose();
+  }
+  if (b.data != nullptr)
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t j = 0; j < out; ++j) y[r * out + j] += b(j);
+}
+
+// HF Qwen2RMSNorm: x * rsqrt(mean(x^2) + eps) * weight.
+template <class T>
+void rms_norm_rows(const T* x, index_t rows, index_t d, vector_view<const T> weight, double eps, T* y) {
+  for (index_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * d;
+    T* yr = y + r * d;
+    double ss = 0;
+    for (index_t j = 0; j < d; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+    const T inv = static_cast<T>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
+    for (index_t j = 0; j < d; ++j) yr[j] = weight(j) * (xr[j] * inv);
+  }
+}
+
+}  // namespace detail
+
+// One token of a cached pass: sequence (cache slot) s, its token; its position
+// is the cache length of s when the pass starts plus its rank among the rows
+// of s in this pass.
+struct cached_token {
+  index_t sequence = 0;
+  std::int32_t token = 0;
+  bool want_logits = false;
+};
+
+// Runs tokens through the model against a kv_cache. Holds a pointer to the
+// parameters (they must outlive it) and a workspace that grows to the largest
+// pass and is then reused (no allocation per step once warmed up).
+template <Real T>
+class cached_decoder {
+ public:
+  explicit cached_decoder(const transformer_parameters<T>& parameters)
+      : params_(&parameters), config_(parameters.config()), weights_(parameters.weights()) {
+    build_rope_table();
+  }
+
+  const transformer_config& config() const { return config_; }
+  kv_cache<T>& cache() { return cache_; }
+  const kv_cache<T>& cache() const { return cache_; }
+
+  // Empties the cache and sizes it for `sequences` x `max_len` tokens.
+  void reset(index_t sequences, index_t max_len) { cache_.allocate(config_, sequences, max_len); }
+
+  // Appends `rows` to the cache and returns the logits [n x vocab] of the rows
+  // with want_logits, in row order. Rows of one sequence are consecutive
+  // positions in row order (a prompt's tokens, or one token per decode step).
+  matrix_view<const T> forward(std::span<const cached_token> rows) {
+    const char* f = "cached_decoder::forward";
+    const index_t n = static_cast<index_t>(rows.size());
+    const index_t d = config_.hidden_size, hd = config_.head_dim(), nh = config_.num_attention_heads;
+    const index_t nkv = config_.num_key_value_heads, qd = nh * hd, kvd = nkv * hd, ffn = config_.intermediate_size;
+    const index_t vocab = config_.vocab_size;
+    reserve(n);
+    // Positions: the cache length of each sequence, advanced row by row.
+    index_t n_logits = 0;
+    for (index_t r = 0; r < n; ++r) {
+      const auto& row = rows[static_cast<std::size_t>(r)];
+      if (row.sequence < 0 || row.sequence >= cache_.sequences())
+        detail::fail(f, ": row ", r, " names sequence ", row.sequence, " but the cache holds ", cache_.sequences());
+      if (row.token < 0 || row.token >= vocab)
+        detail::fail(f, ": row ", r, " (sequence ", row.sequence, ") has token id ", row.token,
+                     " outside the vocabulary [0, ", vocab, ")");
+      const index_t p = cache_.length(row.sequence);
+      if (p >= cache_.max_len())
+        detail::fail(f, ": sequence ", row.sequence, " is full (max_len = ", cache_.max_len(), ")");
+      position_[static_cast<std::size_t>(r)] = p;
+      cache_.set_length(row.sequence, p + 1);
+      if (row.want_logits) logit_rows_[static_cast<std::size_t>(n_logits++)] = r;
+    }
+    T* x = x_.data();
+    T* h = h_.data();
+    // Embedding.
+    for (index_t r = 0; r < n; ++r) {
+      const T* e = &weights_.embed(rows[static_cast<std::size_t>(r)].token, 0);
+      std::copy(e, e + d, x + r * d);
+    }
+    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
+    for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
+      const auto& w = weights_.layers[static_cast<std::size_t>(l)];
+      detail::rms_norm_rows(x, n, d, w.input_norm, config_.rms_norm_eps, h);
+      detail::linear_rows(h, n, w.wq, w.bq, q_.data(), false);
+      detail::linear_rows(h, n, w.wk, w.bk, k_.data(), false);
+      detail::linear_rows(h, n, w.wv, w.bv, v_.data(), false);
+      // RoPE on q and k, then k and v into the cache at (sequence, position).
+      for (index_t r = 0; r < n; ++r) {
+        const index_t s = rows[static_cast<std::size_t>(r)].sequence, p = position_[static_cast<std::size_t>(r)];
+        for (index_t head = 0; head < nh; ++head) apply_rope(q_.data() + r * qd + head * hd, p);
+        for (index_t g = 0; g < nkv; ++g) {
+          T* kr = k_.data() + r * kvd + g * hd;
+          apply_rope(kr, p);
+          std::copy(kr, kr + hd, cache_.key_row(l, s, g, p));
+          const T* vr = v_.data() + r * kvd + g * hd;
+          std::copy(vr, vr + hd, cache_.value_row(l, s, g, p));
+        }
+      }
+      attend(l, rows, n, scale);
+      detail::linear_rows<T>(att_.data(), n, w.wo, {}, x, true);  // residual
+      detail::rms_norm_rows(x, n, d, w.post_attention_norm, config_.rms_norm_eps, h);
+      detail::linear_rows<T>(h, n, w.w_gate, {}, gate_.data(), false);
+      detail::linear_rows<T>(h, n, w.w_up, {}, up_.data(), false);
+      for (index_t k = 0; k < n * ffn; ++k) {
+        const T g = gate_[static_cast<std::size_t>(k)];
+        gate_[static_cast<std::size_t>(k)] = g / (T(1) + std::exp(-g)) * up_[static_cast<std::size_t>(k)];
+      }
+      detail::linear_rows<T>(gate_.data(), n, w.w_down, {}, x, true);  // residual
+    }
+    // Final norm and lm_head on the rows that want logits only.
+    for (index_t j = 0; j < n_logits; ++j)
+      detail::rms_norm_rows(x + logit_rows_[static_cast<std::size_t>(j)] * d, 1, d, weights_.final_norm,
+                            config_.rms_norm_eps, h + j * d);
+    detail::linear_rows<T>(h, n_logits, weights_.lm_head, {}, logits_.data(), false);
+    return matrix_view<const T>(logits_.data(), {n_logits, vocab});
+  }
+
+ private:
+  void reserve(index_t n) {
+    if (n <= capacity_) return;
+    capacity_ = n;
+    const auto rows = static_cast<std::size_t>(n);
+    const index_t d = config_.hidden_size, qd = config_.num_attention_heads * config_.head_dim();
+    x_.assign(rows * static_cast<std::size_t>(d), T(0));
+    h_.assign(rows * static_cast<std::size_t>(d), T(0));
+    q_.assign(rows * static_cast<std::size_t>(qd), T(0));
+    att_.assign(rows * static_cast<std::size_t>(qd), T(0));
+    k_.assign(rows * static_cast<std::size_t>(config_.kv_dim()), T(0));
+    v_.assign(rows * static_cast<std::size_t>(config_.kv_dim()), T(0));
+    gate_.assign(rows * static_cast<std::size_t>(config_.intermediate_size), T(0));
+    up_.assign(rows * static_cast<std::size_t>(config_.intermediate_size), T(0));
+    logits_.assign(rows * static_cast<std::size_t>(config_.vocab_size), T(0));
+    position_.assign(rows, 0);
+    logit_rows_.assign(rows, 0);
+    scores_.assign(rows * static_cast<std::size_t>(config_.num_attention_heads * config_.max_position_embeddings), T(0));
+  }
+
+  void build_rope_table() {
+    // HF: inv_freq = 1 / theta^(2i / head_dim); angle = position * inv_freq.
+    const index_t half = config_.head_dim() / 2, positions = config_.max_position_embeddings;
+    cos_.resize(static_cast<std::size_t>(positions * half));
+    sin_.resize(cos_.size());
+    for (index_t p = 0; p < positions; ++p)
+      for (index_t i = 0; i < half; ++i) {
+        const double inv_freq =
+            1.0 / std::pow(config_.rope_theta, static_cast<double>(2 * i) / static_cast<double>(config_.head_dim()));
+        const double angle = static_cast<double>(p) * inv_freq;
+        cos_[static_cast<std::size_t>(p * half + i)] = static_cast<T>(std::cos(angle));
+        sin_[static_cast<std::size_t>(p * half + i)] = static_cast<T>(std::sin(angle));
+      }
+  }
+
+  // rotate_half: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) over the two halves.
+  void apply_rope(T* v, index_t p) const {
+    const index_t half = config_.head_dim() / 2;
+    const T* c = cos_.data() + p * half;
+    const T* s = sin_.data() + p * half;
+    for (index_t i = 0; i < half; ++i) {
+      const T a = v[i], b = v[i + half];
+      v[i] = a * c[i] - b * s[i];
+      v[i + half] = b * c[i] + a * s[i];
+    }
+  }
+
+  // Causal GQA attention of each row against its sequence's cached positions [0, position].
+  void attend(index_t layer, std::span<const cached_token> rows, index_t n, T scale) {
+    const index_t hd = config_.head_dim(), nh = config_.num_attention_heads, group = config_.heads_per_kv();
+    const index_t qd = nh * hd, max_pos = config_.max_position_embeddings;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
+    for (index_t job = 0; job < n * nh; ++job) {
+      const index_t r = job / nh, head = job % nh;
+      const index_t s = rows[static_cast<std::size_t>(r)].sequence, p = position_[static_cast<std::size_t>(r)];
+      const matrix_view<const T> K = std::as_const(cache_).keys(layer, s, head / group);
+      const matrix_view<const T> V = std::as_const(cache_).values(layer, s, head / group);
+      const T* q = q_.data() + r * qd + head * hd;
+      T* sc = scores_.data() + job * max_pos;
+      T m = -std::numeric_limits<T>::infinity();
+      for (index_t j = 0; j <= p; ++j) {
+        const T* kj = K.data + j * hd;
+        T dot = 0;
+        for (index_t i = 0; i < hd; ++i) dot += q[i] * kj[i];
+        sc[j] = dot * scale;
+        m = std::max(m, sc[j]);
+      }
+      T sum = 0;
+      for (index_t j = 0; j <= p; ++j) {
+        sc[j] = std::exp(sc[j] - m);
+        sum += sc[j];
+      }
+      T* o = att_.data() + r * qd + head * hd;
+      std::fill(o, o + hd, T(0));
+      const T inv = T(1) / sum;
+      for (index_t j = 0; j <= p; ++j) {
+        const T wj = sc[j] * inv;
+        const T* vj = V.data + j * hd;
+        for (index_t i = 0; i < hd; ++i) o[i] += wj * vj[i];
+      }
+    }
+  }
+
+  const transformer_parameters<T>* params_;
+  transformer_config config_;
+  transformer_weights<const T> weights_;
+  kv_cache<T> cache_;
+  index_t capacity_ = 0;
+  std::vector<T> x_, h_, q_, k_, v_, att_, gate_, up_, logits_, scores_, cos_, sin_;
+  std::vector<index_t> position_, logit_rows_;
+};
+
+namespace detail {
+
+inline bool ends_with_tokens(std::span<const std::int32_t> ids, const std::vector<std::int32_t>& tail) {
+  if (tail.size() > ids.size()) return false;
+  return std::equal(tail.begin(), tail.end(), ids.end() - static_cast<std::ptrdiff_t>(tail.size()));
+}
+
+}  // namespace detail
+
+// Generates completions of `prompts` (each a list of token ids, no padding)
+// with any Sampler. See the top of this file.
+template <Real T, class S>
+  requires Sampler<S, T>
+generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::vector<std::int32_t>> prompts,
+                              const generation_options& options, const counter_rng& rng, const S& sampler) {
+  const char* f = "generate";
+  const transformer_config& c = decoder.config();
+  options.validate(c.vocab_size);
+  const index_t n_prompts = static_cast<index_t>(prompts.size());
+  detail::require(n_prompts >= 1, f, ": no prompts");
+  const index_t G = options.num_generations, B = n_prompts * G, max_new = options.max_new_tokens;
+  index_t longest = 0;
+  for (index_t i = 0; i < n_prompts; ++i) {
+    const auto& p = prompts[static_cast<std::size_t>(i)];
+    detail::require(!p.empty(), f, ": prompt ", i, " is empty (a prompt needs at least one token)");
+    longest = std::max<index_t>(longest, static_cast<index_t>(p.size()));
+  }
+  detail::require(longest + max_new <= c.max_position_embeddings, f, ": the longest prompt (", longest,
+                  " tokens) + max_new_tokens = ", max_new, " exceeds max_position_embeddings = ",
+                  c.max_position_embeddings);
+  decoder.reset(B, longest + max_new);
+
+  generation_result<T> out;
+  out.completion_ids = dense<std::int32_t, 2>({B, max_new});
+  out.completion_mask = dense<T, 2>({B, max_new});
+  out.logprobs = dense<T, 2>({B, max_new});
+  out.sampling_logprobs = dense<T, 2>({B, max_new});
+  out.lengths.assign(static_cast<std::size_t>(B), 0);
+  out.truncated.assign(static_cast<std::size_t>(B), 0);
+  out.reasons.assign(static_cast<std::size_t>(B), stop_reason::length);
+  out.prompt_index.resize(static_cast<std::size_t>(B));
+  for (index_t b = 0; b < B; ++b) out.prompt_index[static_cast<std::size_t>(b)] = b / G;
+  std::fill(out.completion_ids.data(), out.completion_ids.data() + out.completion_ids.size(), options.pad_token_id);
+
+  // Prefill each distinct prompt once, into the slot of its first sequence.
+  std::map<std::vector<std::int32_t>, index_t> first_of;  // prompt -> its first sequence
+  std::vector<index_t> source(static_cast<std::size_t>(B));  // sequence -> the slot its prompt was prefilled into
+  std::vector<cached_token> rows;
+  std::vector<index_t> prefilled;  // slots prefilled, in the order of their logits rows
+  for (index_t i = 0; i < n_prompts; ++i) {
+    const auto& p = prompts[static_cast<std::size_t>(i)];
+    for (index_t k = 0; k < static_cast<index_t>(p.size()); ++k)
+      detail::require(p[static_cast<std::size_t>(k)] >= 0 && p[static_cast<std::size_t>(k)] < c.vocab_size, f,
+                      ": prompt ", i, " has token id ", p[static_cast<std::size_t>(k)], " at position ", k,
+                      " outside the vocabulary [0, ", c.vocab_size, ")");
+    auto [it, inserted] = first_of.try_emplace(p, i * G);
+    for (index_t g = 0; g < G; ++g) source[static_cast<std::size_t>(i * G + g)] = it->second;
+    if (!inserted) continue;
+    prefilled.push_back(i * G);
+    for (std::size_t k = 0; k < p.size(); ++k) rows.push_back({i * G, p[k], k + 1 == p.size()});
+  }
+  const matrix_view<const T> prompt_logits = decoder.forward(rows);
+  std::vector<index_t> logits_row_of_slot(static_cast<std::size_t>(B), -1);
+  for (std::size_t j = 0; j < prefilled.size(); ++j) logits_row_of_slot[static_cast<std::size_t>(prefilled[j])] = static_cast<index_t>(j);
+  // Every sequence of a group starts from its prompt's cache and draws its first token from its
+  // prompt's logits row.
+  for (index_t b = 0; b < B; ++b)
+    if (source[static_cast<std::size_t>(b)] != b) decoder.cache().copy_sequence(source[static_cast<std::size_t>(b)], b);
+
+  // Per-thread sampler scratch (top-k / top-p sort candidates).
+  int threads = 1;
+#if defined(_OPENMP)
+  threads = omp_get_max_threads();
+#endif
+  std::vector<sampler_scratch<T>> scratch;
+  for (int k = 0; k < threads; ++k) scratch.emplace_back(c.vocab_size);
+
+  std::vector<index_t> live(static_cast<std::size_t>(B));
+  for (index_t b = 0; b < B; ++b) live[static_cast<std::size_t>(b)] = b;
+  matrix_view<const T> logits = prompt_logits;
+  std::vector<sampled_token> drawn(static_cast<std::size_t>(B));
+  for (index_t t = 0; t < max_new && !live.empty(); ++t) {
+    const index_t n_live = static_cast<index_t>(live.size());
+    // Sample one token per live sequence (rows in parallel; each draw is addressed by (sequence, t)).
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (index_t r = 0; r < n_live; ++r) {
+      int tid = 0;
+#if defined(_OPENMP)
+      tid = omp_get_thread_num();
+#endif
+      const index_t b = live[static_cast<std::size_t>(r)];
+      const double u = rng.uniform_double(options.first_sequence + static_cast<std::uint64_t>(b), static_cast<std::uint32_t>(t));
+      // Step 0 reads the prompt's logits row; later steps read row r of the last pass.
+      const index_t row = t == 0 ? logits_row_of_slot[static_cast<std::size_t>(source[static_cast<std::size_t>(b)])] : r;
+      drawn[static_cast<std::size_t>(r)] =
+          sampler.sample(logits.row(row), u, scratch[static_cast<std::size_t>(tid)].span(), b);
+    }
+    // Record, check stops, and build the next pass from the sequences still live.
+    rows.clear();
+    std::vector<index_t> still;
+    still.reserve(live.size());
+    for (index_t r = 0; r < n_live; ++r) {
+      const index_t b = live[static_cast<std::size_t>(r)];
+      const sampled_token& s = drawn[static_cast<std::size_t>(r)];
+      const auto token = static_cast<std::int32_t>(s.token);
+      out.completion_ids(b, t) = token;
+      out.completion_mask(b, t) = T(1);
+      out.logprobs(b, t) = static_cast<T>(s.tempered_logprob);
+      out.sampling_logprobs(b, t) = static_cast<T>(s.logprob);
+      out.lengths[static_cast<std::size_t>(b)] = t + 1;
+      const std::span<const std::int32_t> ids(&out.completion_ids(b, 0), static_cast<std::size_t>(t + 1));
+      bool stop = false;
+      if (std::find(options.eos_token_ids.begin(), options.eos_token_ids.end(), token) != options.eos_token_ids.end()) {
+        stop = true;
+        out.reasons[static_cast<std::size_t>(b)] = stop_reason::eos;
+      }
+      for (const auto& seq : options.stop_token_sequences)
+        if (!stop && detail::ends_with_tokens(ids, seq)) {
+          stop = true;
+          out.reasons[static_cast<std::size_t>(b)] = stop_reason::stop_sequence;
+        }
+      if (!stop && !options.stop_strings.empty()) {
+        const std::string text = options.detokenize(ids);
+        for (const auto& str : options.stop_strings)
+          if (!stop && text.find(str) != std::string::npos) {
+            stop = true;
+            out.reasons[static_cast<std::size_t>(b)] = stop_reason::stop_string;
+          }
+      }
+      if (stop) continue;
+      if (t + 1 == max_new) {
+        out.truncated[static_cast<std::size_t>(b)] = 1;
+        continue;
+      }
+      still.push_back(b);
+      rows.push_back({b, token, true});
+    }
+    live.swap(still);
+    if (!live.empty()) logits = decoder.forward(rows);
+  }
+  return out;
+}
+
+// The real tokens of padded prompts: row i of `prompt_ids` where
+// attention_mask is 1 (left or right padding), in order.
+template <Array2D P, Array2D M>
+  requires std::integral<element_t<P, 2>> && Real<element_t<M, 2>>
+std::vector<std::vector<std::int32_t>> unpad_prompts(const P& prompt_ids, const M& attention_mask) {
+  const auto ids = lmrl::view<2>(prompt_ids);
+  const auto mask = lmrl::view<2>(attention_mask);
+  detail::require_same_shape("unpad_prompts", "prompt_ids", ids, "attention_mask", mask);
+  detail::require_mask("unpad_prompts", "attention_mask", mask);
+  std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(ids.shape[0]));
+  for (index_t i = 0; i < ids.shape[0]; ++i)
+    for (index_t j = 0; j < ids.shape[1]; ++j)
+      if (mask(i, j) != 0) prompts[static_cast<std::size_t>(i)].push_back(static_cast<std::int32_t>(ids(i, j)));
+  return prompts;
+}
+
+// generate() with the library's sampler (options.sampling).
+template <Real T>
+generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::vector<std::int32_t>> prompts,
+                              const generation_options& options, const counter_rng& rng) {
+  return generate(decoder, prompts, options, rng, composed_sampler{options.sampling});
+}
+
+// generate() from the parameters (a fresh decoder: allocates its cache and workspace).
+template <Real T>
+generation_result<T> generate(const transformer_parameters<T>& parameters,
+                              std::span<const std::vector<std::int32_t>> prompts, const generation_options& options,
+                              const counter_rng& rng) {
+  cached_decoder<T> decoder(parameters);
+  return generate(decoder, prompts, options, rng);
+}
+
+}  // namespace lmrl

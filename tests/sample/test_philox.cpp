@@ -97,7 +97,7 @@ TEST_CASE("counter_rng: draws depend only on their address, and addresses do not
   CHECK(a.uniform_double(std::uint64_t{1} << 32, 0) != a.uniform_double(0, 0));  // the sequence's high word counts
 }
 
-TEST_CASE("counter_rng: uniform on [0, 1) — mean, variance and decile counts of 200k draws") {
+TEST_CASE("counter_rng: uniform from 0 to 1 — mean, variance and decile counts of 200k draws") {
   const counter_rng rng(2024);
   const int n = 200000;
   double sum = 0, sum_sq = 0;

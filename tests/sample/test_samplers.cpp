@@ -85,7 +85,7 @@ TEST_CASE("temperature sampling: inverse CDF over the ids, both log-probs") {
   CHECK(h.tempered_logprob == Approx(std::log(1 / (1 + std::sqrt(2.0) + std::sqrt(3.0) + 2))).epsilon(1e-14));
 }
 
-TEST_CASE("top-k keeps the k best and renormalizes; sampled in descending order") {
+TEST_CASE("top-k keeps the k best and renormalizes, sampled in descending order") {
   const auto x = four();
   const sampler_config k2{.top_k = 2};
   // Survivors 3 (w 1) and 2 (w 0.75): p = 4/7 and 3/7. Order: token 3 first, then 2.
@@ -184,7 +184,7 @@ TEST_CASE("top-p over a large vocabulary sorts only the head, chunk by chunk") {
   for (std::size_t j = 0; j < kept; ++j) CHECK(w[order[j]] == Approx(p[order[j]] - std::log(ahead)).epsilon(1e-12));
 }
 
-TEST_CASE("min-p keeps tokens with p >= min_p * max p; sampled in id order when alone") {
+TEST_CASE("min-p keeps tokens with p >= min_p * max p, sampled in id order when alone") {
   const auto x = four();
   // w = 0.25, 0.5, 0.75, 1: min_p = 0.6 keeps {2, 3}, p = 3/7 and 4/7. Cumulative in id order: 0.75, 1.75.
   const sampler_config c{.min_p = 0.6};
@@ -422,7 +422,7 @@ TEST_CASE("properties: monotone in u, permuting the vocabulary permutes the warp
                                            static_cast<std::size_t>(draw(x, c, u).token));
 }
 
-TEST_CASE("sample_tokens: rows equal single-row calls; Eigen and xtensor give the same bits") {
+TEST_CASE("sample_tokens: rows equal single-row calls, Eigen and xtensor give the same bits") {
   const index_t rows = 6, vocab = 300;
   dense<double, 2> logits({rows, vocab});
   testing::fill_uniform(logits.view(), 23, -5, 5);
@@ -493,7 +493,7 @@ TEST_CASE("sample_tokens: rows equal single-row calls; Eigen and xtensor give th
                        doctest::Contains("sample_tokens: uniforms has extent 3"), error);
 }
 
-TEST_CASE("the branch-free exp: within 2 ulp of std::exp on [-708, 0], exactly 0 below, 1 at 0") {
+TEST_CASE("the branch-free exp: within 2 ulp of std::exp from -708 to 0, exactly 0 below, 1 at 0") {
   CHECK(detail::exp_nonpositive(0.0) == 1.0);
   CHECK(detail::exp_nonpositive(-709.0) == 0.0);
   CHECK(detail::exp_nonpositive(-inf) == 0.0);

@@ -224,3 +224,24 @@ TEST_CASE("bpe_tokenizer: Qwen3 ids equal the tokenizers library's on the refere
 TEST_CASE("bpe_tokenizer: DeepSeek-V3 ids equal the tokenizers library's on the reference corpus") {
   check_reference("deepseek_v3");
 }
+
+TEST_CASE("bpe_tokenizer: a huge token id is an error, not a huge allocation (found by fuzz/tokenizer_json_fuzz)") {
+  using lmrl::error;
+  // tiny() has 9 vocabulary tokens: ids up to 9 + 2^20 - 1 = 1048584 are accepted
+  // (holes are allowed), beyond that the dense id tables would be the file's fault.
+  std::string huge = tiny();
+  huge.replace(huge.find("\"y\": 10"), 7, "\"y\": 2000000000");
+  CHECK_THROWS_WITH_AS(bpe_tokenizer::from_json(huge),
+                       doctest::Contains("model.vocab.y: token id 2000000000 is out of range (0 to 1048584 for 9 tokens)"),
+                       error);
+  std::string sparse = tiny();
+  sparse.replace(sparse.find("\"y\": 10"), 7, "\"y\": 1048584");
+  const auto tok = bpe_tokenizer::from_json(sparse);
+  CHECK(tok.vocab_size() == 1048585);
+  CHECK(tok.encode("yab") == ids{1048584, 4});
+  // The added tokens count, and their ids have the same limit.
+  CHECK_THROWS_WITH_AS(bpe_tokenizer::from_json(tiny(R"([{"id": 1048586, "content": "<x>"}])")),
+                       doctest::Contains("added_tokens[0].id: token id 1048586 is out of range (0 to 1048585 for 10 tokens)"),
+                       error);
+  CHECK(bpe_tokenizer::from_json(tiny(R"([{"id": 1048585, "content": "<x>"}])")).encode("<x>") == ids{1048585});
+}

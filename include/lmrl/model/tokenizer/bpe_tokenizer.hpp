@@ -201,10 +201,19 @@ class bpe_tokenizer {
     const byte_level_alphabet& alphabet = byte_level_alphabet::get();
     // vocab
     const json::node vocab = model.at("vocab");
+    // Ids index dense tables (id -> token), so an id far beyond the number of
+    // tokens in the file (a corrupt file: {"a": 2000000000}) would allocate
+    // tens of gigabytes. Real vocabularies are dense; allow 2^20 unused ids.
+    std::size_t tokens_in_file = vocab.as_object().size();
+    if (json::node a = root; root.maybe("added_tokens", a)) tokens_in_file += a.size();
+    const auto id_limit = static_cast<std::int64_t>(std::min<std::size_t>(tokens_in_file + (std::size_t{1} << 20),
+                                                                          std::size_t{INT32_MAX} + 1));
     std::size_t size = 0;
     for (const auto& m : vocab.as_object()) {
       const std::int64_t id = vocab.member_value(m).as_int64();
-      if (id < 0 || id > INT32_MAX) vocab.member_value(m).fail("token id ", id, " is out of range");
+      if (id < 0 || id >= id_limit)
+        vocab.member_value(m).fail("token id ", id, " is out of range (0 to ", id_limit - 1, " for ", tokens_in_file,
+                                   " tokens)");
       size = std::max(size, static_cast<std::size_t>(id) + 1);
     }
     model_tokens_.assign(size, std::string());
@@ -269,7 +278,8 @@ class bpe_tokenizer {
         const json::node a = added[k];
         added_token t;
         const std::int64_t id = a.at("id").as_int64();
-        if (id < 0 || id > INT32_MAX) a.at("id").fail("token id ", id, " is out of range");
+        if (id < 0 || id >= id_limit)
+          a.at("id").fail("token id ", id, " is out of range (0 to ", id_limit - 1, " for ", tokens_in_file, " tokens)");
         t.id = static_cast<token_id>(id);
         t.content = a.at("content").as_string();
         json::node f = a;

@@ -52,6 +52,7 @@
 
 #include "lmrl/error.hpp"
 #include "lmrl/sample/sampler_config.hpp"
+#include "lmrl/tensor/fast_exp.hpp"
 #include "lmrl/tensor/checks.hpp"
 #include "lmrl/tensor/concepts.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -99,40 +100,10 @@ struct row_summary {
   double z = 0;  // sum_v exp((x_v - max) / temperature), in token-id order
 };
 
-// exp(x) for x <= 0 without branches or library calls, so the loops over the
-// vocabulary vectorize; exactly 0 below -708 (and at -inf), so masked tokens
-// weigh nothing. x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) by its Taylor
-// series to r^13 (remainder < 1e-17), 2^n put into the exponent bits.
-inline double exp_nonpositive(double x) {
-  const bool underflow = x < -708.0;
-  x = underflow ? -708.0 : x;
-  const double magic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
-  const double t = x * 1.4426950408889634 + magic;
-  const double n = t - magic;  // round(x / ln 2)
-  double r = x - n * 6.93147180369123816490e-01;
-  r = r - n * 1.90821492927058770002e-10;  // x - n ln 2 in two steps
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r * r + r + 1.0;
-  const std::int64_t k = std::bit_cast<std::int64_t>(t) - std::bit_cast<std::int64_t>(magic);  // n as an integer
-  const double scaled = p * std::bit_cast<double>((k + 1023) << 52);
-  return underflow ? 0.0 : scaled;
-}
-
 // w = exp((x - max) / temperature): the max is taken out before dividing, so
 // no temperature overflows.
 inline double tempered_weight(double x, double max, double temperature) {
-  return exp_nonpositive((x - max) / temperature);
+  return exp_nonpositive_or_zero((x - max) / temperature);
 }
 
 // Sums of f over the vocabulary in one fixed order: blocks of 64 tokens added

@@ -1,0 +1,121 @@
+// Parity with Hugging Face transformers' Qwen2ForCausalLM: the checkpoints in
+// tests/data/qwen2_{tied,untied}/ (written by save_pretrained, see
+// tools/make_qwen2_reference.py) are loaded through load_hf_checkpoint and must
+// give transformers' logits, next-token log-probs, entropies and parameter
+// gradients.
+//
+// Tolerance: float32 throughout on both sides, different summation orders, so
+// each tensor must match to 1e-4 of its largest magnitude:
+//   max |lmrl - transformers| <= 1e-4 * max |transformers|.
+// (Measured errors are around 1e-6 relative; a wrong tensor, a transposed
+// weight, a missing bias or an off-by-one position is off by 1e-1 or more.)
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "lmrl/model/generate.hpp"
+#include "lmrl/model/hf_checkpoint.hpp"
+#include "support/testing.hpp"
+
+using namespace lmrl;
+
+namespace {
+
+constexpr double tolerance = 1e-4;
+
+struct qwen2_reference {
+  std::string kind;
+  std::vector<testing::reference_case> cases;
+  const testing::reference_case& at(const std::string& name) const {
+    for (const auto& c : cases)
+      if (c.name == name) return c;
+    throw error("qwen2 reference: no case " + name);
+  }
+};
+
+qwen2_reference load(const std::string& kind) { return {kind, testing::load_reference(kind + "/reference.txt")}; }
+
+// max |a - b| and max |b| over the entries where use is true.
+void check_close(const std::vector<double>& ours, const std::vector<double>& theirs, const std::string& what,
+                 const std::vector<bool>& use = {}) {
+  REQUIRE(ours.size() == theirs.size());
+  double err = 0, scale = 0;
+  std::size_t worst = 0;
+  for (std::size_t i = 0; i < ours.size(); ++i) {
+    if (!use.empty() && !use[i]) continue;
+    scale = std::max(scale, std::abs(theirs[i]));
+    const double e = std::abs(ours[i] - theirs[i]);
+    if (!(e <= err)) {  // also catches NaN
+      err = e;
+      worst = i;
+    }
+  }
+  INFO(what, ": max error ", err, " at ", worst, " (ours ", ours[worst], ", transformers ", theirs[worst],
+       "), max magnitude ", scale);
+  CHECK(scale > 0);
+  CHECK(err <= tolerance * scale);
+}
+
+}  // namespace
+
+TEST_CASE("the cached decoder on a loaded Qwen2 checkpoint gives transformers' logits, log-probs and entropies") {
+  for (const char* kind : {"qwen2_tied", "qwen2_untied"}) {
+    INFO(kind);
+    const qwen2_reference ref = load(kind);
+    const auto params = load_hf_checkpoint<float>(std::string(LMRL_TEST_DATA_DIR) + "/" + kind);
+    const index_t vocab = params.config().vocab_size;
+    for (const char* batch : {"plain", "padded"}) {
+      INFO(batch);
+      const auto& c = ref.at(batch);
+      const auto B = static_cast<index_t>(c.at("shape")[0]), T = static_cast<index_t>(c.at("shape")[1]);
+      const auto& tokens = c.at("tokens");
+      const auto& mask = c.at("attention_mask");
+      // One pass: each sequence's real tokens (left padding dropped; the
+      // decoder's positions count real tokens, as position_ids = cumsum(mask) - 1).
+      std::vector<cached_token> rows;
+      std::vector<index_t> flat;  // b * T + t of each row
+      for (index_t b = 0; b < B; ++b)
+        for (index_t t = 0; t < T; ++t)
+          if (mask[static_cast<std::size_t>(b * T + t)] == 1) {
+            rows.push_back({b, static_cast<std::int32_t>(tokens[static_cast<std::size_t>(b * T + t)]), true});
+            flat.push_back(b * T + t);
+          }
+      cached_decoder<float> decoder(params);
+      decoder.reset(B, T);
+      const matrix_view<const float> logits = decoder.forward(rows);
+      REQUIRE(logits.shape[0] == static_cast<index_t>(rows.size()));
+      REQUIRE(logits.shape[1] == vocab);
+
+      std::vector<double> ours(static_cast<std::size_t>(B * T * vocab), 0.0);
+      std::vector<bool> real(ours.size(), false);
+      for (std::size_t r = 0; r < rows.size(); ++r)
+        for (index_t v = 0; v < vocab; ++v) {
+          const auto k = static_cast<std::size_t>(flat[r] * vocab + v);
+          ours[k] = logits(static_cast<index_t>(r), v);
+          real[k] = true;
+        }
+      check_close(ours, c.at("logits"), "logits", real);
+
+      // log p(x_{t+1} | x_{<=t}) and the entropy of that distribution, from our
+      // logits, against HF's [B x T-1] (both context and target real).
+      std::vector<double> logp(static_cast<std::size_t>(B * (T - 1)), 0.0), entropy(logp.size(), 0.0);
+      std::vector<bool> both(logp.size(), false);
+      for (index_t b = 0; b < B; ++b)
+        for (index_t t = 0; t + 1 < T; ++t) {
+          const auto k = static_cast<std::size_t>(b * (T - 1) + t);
+          both[k] = mask[static_cast<std::size_t>(b * T + t)] == 1 && mask[static_cast<std::size_t>(b * T + t + 1)] == 1;
+          if (!both[k]) continue;
+          const double* z = ours.data() + (b * T + t) * vocab;
+          const double m = *std::max_element(z, z + vocab);
+          double sum = 0, weighted = 0;
+          for (index_t v = 0; v < vocab; ++v) sum += std::exp(z[v] - m), weighted += std::exp(z[v] - m) * (z[v] - m);
+          const double lse = m + std::log(sum);
+          logp[k] = z[static_cast<index_t>(tokens[static_cast<std::size_t>(b * T + t + 1)])] - lse;
+          entropy[k] = std::log(sum) - weighted / sum;
+        }
+      check_close(logp, c.at("logp"), "log-probs", both);
+      check_close(entropy, c.at("entropy"), "entropies", both);
+    }
+  }
+}

@@ -1,0 +1,740 @@
+// grpo_trainer: the GRPO step (DeepSeekMath / R1-Zero; TRL GRPOTrainer),
+// composed from the concepts:
+//
+//   1. prompts:      P = generation_batch / G prompts, taken by index from a
+//                    PromptSource (data cursor = an integer, saved in checkpoints)
+//   2. rollouts:     G completions per prompt from a RolloutGenerator, seeded by
+//                    (seed, step, round) through a counter-based RNG
+//   3. rewards:      every rule of a RewardSet (e.g. reward/weighted_sum), each
+//                    component kept for the log, the weighted total for training
+//   4. DAPO dynamic sampling (optional): groups whose rewards are all equal are
+//                    dropped and new prompts drawn, up to max_refill_rounds
+//   5. advantages:   an AdvantageEstimator (grpo with scale_rewards, dr_grpo, rloo)
+//   6. old log-probs: recomputed by the policy when num_iterations > 1 (or
+//                    recompute_old_logprobs), else the sampler's log-probs
+//   7. ref log-probs: when beta != 0, the policy with the reference parameters
+//                    (a frozen copy of the initial ones; TRL's sync_ref_model
+//                    mixes ref = alpha * policy + (1 - alpha) * ref every
+//                    ref_model_sync_steps optimizer steps)
+//   8. mu = num_iterations passes over mini-batches: composed_policy_loss with
+//                    batch_totals of the mini-batch (so accumulation over
+//                    micro-batches equals one big batch), policy.backward,
+//                    global-norm clipping, AdamW, the HF LR schedule
+//
+// Every random choice is a function of (seed, step, round, sequence, position),
+// so a run resumed from a checkpoint produces the same records as one that
+// was never interrupted. A step whose rewards are all NaN, or a loss or
+// gradient norm that is not finite, throws lmrl::error before the optimizer
+// touches the parameters; the last checkpoint on disk is left as it was.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "lmrl/data/json.hpp"
+#include "lmrl/error.hpp"
+#include "lmrl/model/safetensors.hpp"
+#include "lmrl/reward/rule.hpp"
+#include "lmrl/rl/advantages/grpo.hpp"
+#include "lmrl/rl/advantages/rloo.hpp"
+#include "lmrl/rl/aggregation.hpp"
+#include "lmrl/rl/inputs.hpp"
+#include "lmrl/rl/kl.hpp"
+#include "lmrl/rl/objectives/by_name.hpp"
+#include "lmrl/rl/policy.hpp"
+#include "lmrl/rl/policy_loss.hpp"
+#include "lmrl/sample/sampler_config.hpp"
+#include "lmrl/tensor/dense.hpp"
+#include "lmrl/tensor/view.hpp"
+#include "lmrl/train/adamw.hpp"
+#include "lmrl/train/checkpoint.hpp"
+#include "lmrl/train/clip_grad.hpp"
+#include "lmrl/train/grpo_config.hpp"
+#include "lmrl/train/metrics_log.hpp"
+#include "lmrl/train/report.hpp"
+#include "lmrl/train/schedule.hpp"
+#include "lmrl/train/signals.hpp"
+
+namespace lmrl {
+
+// ---------------------------------------------------------------- interfaces
+
+// One training prompt: its text and the accepted answers (for rules that check them).
+struct grpo_prompt {
+  std::string text;
+  std::vector<std::string> answers;
+};
+
+// Prompts addressed by an index: prompt(i) must depend only on i (and the
+// source's own seed), so a data cursor of one integer reproduces the stream.
+template <class P>
+concept PromptSource = requires(const P& p, std::uint64_t i) {
+  { p.prompt(i) } -> std::convertible_to<grpo_prompt>;
+};
+
+// What the trainer asks of a generator for one round.
+struct rollout_request {
+  index_t num_generations = 1;  // consecutive sequences per prompt
+  index_t max_new_tokens = 1;
+  sampler_config sampling{};
+  std::uint64_t seed = 0;  // a counter-based RNG key: draws depend on (seed, sequence, position) only
+};
+
+// G completions per prompt, prompt-major (sequence b comes from prompt b / G).
+template <Real T>
+struct rollout_batch {
+  std::vector<std::vector<std::int32_t>> completions;  // completion token ids (EOS included when emitted)
+  std::vector<std::vector<T>> logprobs;  // log pi_sampling of each completion token under softmax(logits / temperature)
+  std::vector<bool> truncated;           // stopped by max_new_tokens
+};
+
+// A policy the trainer can optimize: the Policy concept plus one flat
+// parameter buffer and its gradient buffer (backward adds into gradients()).
+template <class M>
+concept TrainablePolicy = Policy<M> && requires(M& m) {
+  { m.parameters() } -> std::same_as<std::span<typename M::value_type>>;
+  { m.gradients() } -> std::same_as<std::span<typename M::value_type>>;
+  { m.zero_grad() };
+};
+
+template <class G, class M>
+concept RolloutGenerator = requires(G& g, M& m, std::span<const std::vector<std::int32_t>> prompts,
+                                    const rollout_request& r) {
+  { g(m, prompts, r) } -> std::same_as<rollout_batch<typename M::value_type>>;
+};
+
+// Several reward rules with per-component values and a total (reward/weighted_sum is one).
+template <class R>
+concept RewardSet = requires(const R& r, const reward_context& ctx, const std::array<double, R::size>& v) {
+  { r.components(ctx) } -> std::same_as<std::array<double, R::size>>;
+  { r.total(v) } -> std::convertible_to<double>;
+};
+
+// ---------------------------------------------------------------- run-time choices
+
+// The advantage estimator named by grpo_config (advantage_estimator, scale_rewards).
+struct any_grpo_advantage {
+  std::string name = "grpo";
+  grpo_advantage grpo{};
+
+  static any_grpo_advantage from_config(const grpo_config& c) {
+    any_grpo_advantage a;
+    a.name = c.advantage_estimator;
+    // TRL scale_rewards: "group" (also True), "batch", "none" (also False).
+    if (c.scale_rewards == "batch") a.grpo.scale = grpo_scale::batch_std;
+    if (c.scale_rewards == "none" || c.scale_rewards == "false") a.grpo.scale = grpo_scale::none;
+    if (c.advantage_estimator == "dr_grpo") a.grpo.scale = grpo_scale::none;  // Dr. GRPO: no std division
+    return a;
+  }
+  template <Real T>
+  advantage_report operator()(const advantage_inputs<T>& in, matrix_view<T> out) const {
+    if (name == "rloo") return rloo_advantage{}(in, out);
+    return grpo(in, out);
+  }
+};
+
+// The objective named by grpo_config, with TRL's clip settings applied
+// (importance_sampling_level "sequence" turns "ppo" into GSPO, as in TRL).
+inline any_objective objective_from_config(const grpo_config& c) {
+  std::string name = c.objective;
+  if (c.importance_sampling_level == "sequence" && (name == "ppo" || name == "grpo" || name == "vanilla"))
+    name = "gspo";
+  any_objective o = make_objective(name);
+  if (auto* p = std::get_if<ppo_clip>(&o.objective)) {
+    p->epsilon_low = c.epsilon_low();
+    p->epsilon_high = c.epsilon_high_value();
+    p->delta = c.delta;
+  } else if (auto* g = std::get_if<gspo>(&o.objective)) {
+    g->epsilon_low = c.epsilon_low();
+    g->epsilon_high = c.epsilon_high_value();
+    g->delta = c.delta;
+  }
+  return o;
+}
+
+// "k3" is TRL's unclamped k3; "low_var_kl" keeps verl's clamps.
+inline kl_estimator kl_from_config(const grpo_config& c) {
+  kl_estimator k = kl_estimator::from_name(c.kl_estimator);
+  if (c.kl_estimator == "k3" || c.kl_estimator == "k3+") k.clamp = false;
+  return k;
+}
+
+// ---------------------------------------------------------------- options
+
+struct grpo_trainer_options {
+  std::vector<std::string> reward_names;  // one per component (default reward_0, reward_1, ...)
+  int accuracy_component = 0;             // component logged as "accuracy" (-1: none)
+  std::function<std::vector<std::int32_t>(std::string_view)> encode;      // prompt text -> ids
+  std::function<std::string(std::span<const std::int32_t>)> decode;       // completion ids -> text
+  std::ostream* terminal = &std::cout;    // progress and samples (nullptr: quiet)
+  bool resume = true;                     // continue from output_dir's latest checkpoint when there is one
+  int keep_checkpoints = 1;               // newest checkpoints kept (0: all)
+  std::vector<param_range> no_weight_decay{};  // ranges of the parameter buffer without weight decay
+  bool write_report = true;               // report.md + curves.svg at the end of train()
+  // Called every eval_steps steps (and never when eval_steps is 0) to add
+  // evaluation numbers to the step's record.
+  std::function<void(long long step, metrics_record&)> evaluate;
+  // Extra files for each checkpoint (e.g. HF config.json and named tensors).
+  std::function<void(checkpoint_writer&)> save_extra;
+};
+
+// ---------------------------------------------------------------- the trainer
+
+template <TrainablePolicy Model, class Generator, RewardSet Rewards, PromptSource Prompts>
+  requires RolloutGenerator<Generator, Model>
+class grpo_trainer {
+ public:
+  using T = typename Model::value_type;
+
+  grpo_trainer(grpo_config config, Model& model, Generator generator, Rewards rewards, Prompts prompts,
+               grpo_trainer_options options)
+      : config_(validated(std::move(config))),
+        model_(model),
+        generator_(std::move(generator)),
+        rewards_(std::move(rewards)),
+        prompts_(std::move(prompts)),
+        options_(std::move(options)),
+        optimizer_(static_cast<index_t>(model.parameters().size()), adam_config(config_), options_.no_weight_decay) {
+    detail::require(config_.top_entropy_quantile == 1.0, "grpo_trainer: top_entropy_quantile = ",
+                    config_.top_entropy_quantile, " is not supported yet; allowed: 1.0");
+    detail::require(static_cast<bool>(options_.encode) && static_cast<bool>(options_.decode),
+                    "grpo_trainer: options.encode and options.decode must be set");
+    if (options_.reward_names.empty())
+      for (std::size_t k = 0; k < Rewards::size; ++k) options_.reward_names.push_back("reward_" + std::to_string(k));
+    detail::require(options_.reward_names.size() == Rewards::size, "grpo_trainer: ", options_.reward_names.size(),
+                    " reward names for ", Rewards::size, " reward components");
+    detail::require(options_.accuracy_component < static_cast<int>(Rewards::size), "grpo_trainer: accuracy_component = ",
+                    options_.accuracy_component, " but there are ", Rewards::size, " reward components");
+    objective_ = objective_from_config(config_);
+    loss_.objective = objective_;
+    loss_.kl = kl_from_config(config_);
+    loss_.aggregation = loss_aggregation(config_.loss_type, config_.max_completion_length);
+    loss_.beta = config_.beta;
+    loss_.entropy_coeff = config_.entropy_coef;
+    advantage_ = any_grpo_advantage::from_config(config_);
+    schedule_.type = lr_schedule::kind_from_name(config_.lr_scheduler_type);
+    schedule_.num_training_steps = config_.total_optimizer_steps();
+    schedule_.num_warmup_steps = config_.warmup_optimizer_steps();
+    // Bad output directory: reported now, before any training.
+    require_writable_directory(config_.output_dir);
+    if (config_.beta != 0) ref_.assign(model_.parameters().begin(), model_.parameters().end());
+    long long keep = -1;
+    if (options_.resume) {
+      if (auto dir = latest_checkpoint(config_.output_dir)) {
+        load_checkpoint(*dir);
+        keep = step_;
+      }
+    }
+    log_ = metrics_log((std::filesystem::path(config_.output_dir) / "metrics.jsonl").string(), keep,
+                       options_.terminal);
+  }
+
+  const grpo_config& config() const { return config_; }
+  long long current_step() const { return step_; }
+  long long optimizer_steps() const { return optimizer_steps_; }
+  std::uint64_t data_cursor() const { return data_cursor_; }
+  const std::vector<metrics_record>& records() const { return log_.records(); }
+  const adamw<T>& optimizer() const { return optimizer_; }
+  std::span<const T> reference_parameters() const { return ref_; }
+
+  // Runs steps until max_steps or a stop request (SIGINT/SIGTERM: saves a
+  // checkpoint and returns). Saves every save_steps and at the end; writes the
+  // report. Returns true when it reached max_steps.
+  bool train() {
+    while (step_ < config_.max_steps) {
+      if (stop_requested()) {
+        log_.print("stop requested (signal " + std::to_string(stop_signal_number()) + "): saving step " +
+                   std::to_string(step_) + "\n");
+        if (step_ > 0) save();
+        return false;
+      }
+      step();
+      if (config_.save_steps > 0 && step_ % config_.save_steps == 0) save();
+    }
+    if (config_.save_steps > 0 && step_ % config_.save_steps != 0) save();
+    log_.finish();
+    if (options_.write_report) write_training_report(config_.output_dir, log_.records(), options_.reward_names);
+    return true;
+  }
+
+  // One trainer step; returns its record (also appended to metrics.jsonl).
+  metrics_record step() {
+    using clock = std::chrono::steady_clock;
+    const auto t_start = clock::now();
+    const index_t G = config_.num_generations;
+    const index_t P = config_.prompts_per_step();
+    const long long step_number = step_ + 1;
+
+    // ---- 1-4: prompts, rollouts, rewards, dynamic sampling
+    std::vector<sequence> seqs;
+    index_t dropped = 0, rounds = 0, generated_tokens = 0;
+    double t_generate = 0, t_score = 0;
+    std::vector<sequence> last_uniform;
+    while (static_cast<index_t>(seqs.size()) < P * G) {
+      const index_t need = P - static_cast<index_t>(seqs.size()) / G;
+      std::vector<grpo_prompt> prompts;
+      std::vector<std::vector<std::int32_t>> prompt_ids;
+      for (index_t p = 0; p < need; ++p) {
+        prompts.push_back(prompts_.prompt(data_cursor_++));
+        prompt_ids.push_back(options_.encode(prompts.back().text));
+        detail::require(!prompt_ids.back().empty(), "grpo_trainer: prompt ", data_cursor_ - 1, " encodes to no token");
+        if (static_cast<index_t>(prompt_ids.back().size()) > config_.max_prompt_length)  // TRL keeps the end
+          prompt_ids.back().erase(prompt_ids.back().begin(),
+                                  prompt_ids.back().end() - static_cast<std::ptrdiff_t>(config_.max_prompt_length));
+      }
+      rollout_request req;
+      req.num_generations = G;
+      req.max_new_tokens = config_.max_completion_length;
+      req.sampling.temperature = config_.temperature;
+      req.sampling.top_p = config_.top_p;
+      req.sampling.top_k = config_.top_k;
+      req.sampling.min_p = config_.min_p.value_or(0.0);
+      req.seed = mix_seed(config_.seed, static_cast<std::uint64_t>(step_number), static_cast<std::uint64_t>(rounds));
+      const auto t0 = clock::now();
+      rollout_batch<T> out = generator_(model_, std::span<const std::vector<std::int32_t>>(prompt_ids), req);
+      const auto t1 = clock::now();
+      t_generate += std::chrono::duration<double>(t1 - t0).count();
+      const auto n = static_cast<std::size_t>(need * G);
+      detail::require(out.completions.size() == n && out.logprobs.size() == n && out.truncated.size() == n,
+                      "grpo_trainer: the generator returned ", out.completions.size(), " completions, ",
+                      out.logprobs.size(), " log-prob rows and ", out.truncated.size(), " truncated flags for ", n,
+                      " sequences");
+      std::vector<sequence> round;
+      for (std::size_t b = 0; b < n; ++b) {
+        sequence s;
+        const auto p = b / static_cast<std::size_t>(G);
+        s.prompt = prompt_ids[p];
+        s.prompt_text = prompts[p].text;
+        s.completion = std::move(out.completions[b]);
+        s.logprobs = std::move(out.logprobs[b]);
+        s.truncated = out.truncated[b];
+        detail::require(s.logprobs.size() == s.completion.size(), "grpo_trainer: completion ", b, " has ",
+                        s.completion.size(), " tokens but ", s.logprobs.size(), " log-probs");
+        generated_tokens += static_cast<index_t>(s.completion.size());
+        s.text = options_.decode(std::span<const std::int32_t>(s.completion));
+        std::vector<std::int64_t> ids(s.completion.begin(), s.completion.end());
+        reward_context ctx;
+        ctx.prompt = s.prompt_text;
+        ctx.completion = s.text;
+        ctx.gold_answers = std::span<const std::string>(prompts[p].answers);
+        ctx.completion_tokens = static_cast<std::int64_t>(s.completion.size());
+        ctx.truncated = s.truncated;
+        ctx.completion_ids = std::span<const std::int64_t>(ids);
+        const auto values = rewards_.components(ctx);
+        s.components.assign(values.begin(), values.end());
+        s.reward = rewards_.total(values);
+        detail::require(!std::isinf(s.reward), "grpo_trainer: step ", step_number, ": completion ", b,
+                        " has an infinite reward");
+        round.push_back(std::move(s));
+      }
+      t_score += std::chrono::duration<double>(clock::now() - t1).count();
+      ++rounds;
+      for (index_t g = 0; g < need; ++g) {
+        const auto first = round.begin() + g * G;
+        const bool uniform = config_.dynamic_sampling && group_is_uniform(first, first + G);
+        if (uniform) {
+          ++dropped;
+          if (rounds > config_.max_refill_rounds) last_uniform.insert(last_uniform.end(), first, first + G);
+          continue;
+        }
+        seqs.insert(seqs.end(), std::make_move_iterator(first), std::make_move_iterator(first + G));
+      }
+      if (rounds > config_.max_refill_rounds) {
+        // Out of refill rounds (verl's max_num_gen_batches): fill with uniform groups, which get zero advantage.
+        for (std::size_t k = 0; k < last_uniform.size() && static_cast<index_t>(seqs.size()) < P * G; ++k)
+          seqs.push_back(last_uniform[k]);
+        break;
+      }
+    }
+    const index_t B = static_cast<index_t>(seqs.size());
+
+    // Every reward NaN: nothing to learn from, and a sign of a broken reward.
+    bool any_reward = false;
+    for (const auto& s : seqs) any_reward = any_reward || !std::isnan(s.reward);
+    detail::require(any_reward, "grpo_trainer: step ", step_number, ": every reward of the ", B,
+                    " completions is NaN (no reward rule gave a value); stopping. The last checkpoint in \"",
+                    config_.output_dir, "\" is kept.");
+
+    // ---- the padded batch: prompt then completion, right padding
+    index_t L = 1;
+    for (const auto& s : seqs) L = std::max<index_t>(L, static_cast<index_t>(s.prompt.size() + s.completion.size()));
+    dense<std::int32_t, 2> tokens({B, L});
+    dense<T, 2> attention({B, L}), mask({B, L}), sample_logp({B, L}), old_logp({B, L}), ref_logp, adv({B, L});
+    dense<T, 1> scores({B});
+    index_t active_tokens = 0, truncated_count = 0;
+    for (index_t i = 0; i < B; ++i) {
+      const sequence& s = seqs[static_cast<std::size_t>(i)];
+      const auto np = static_cast<index_t>(s.prompt.size()), nc = static_cast<index_t>(s.completion.size());
+      for (index_t t = 0; t < np; ++t) tokens(i, t) = s.prompt[static_cast<std::size_t>(t)];
+      const bool masked_out = s.truncated && config_.masks_truncated();
+      truncated_count += s.truncated;
+      for (index_t t = 0; t < nc; ++t) {
+        tokens(i, np + t) = s.completion[static_cast<std::size_t>(t)];
+        mask(i, np + t) = masked_out ? T(0) : T(1);
+        sample_logp(i, np + t) = s.logprobs[static_cast<std::size_t>(t)];
+        active_tokens += masked_out ? 0 : 1;
+      }
+      for (index_t t = 0; t < np + nc; ++t) attention(i, t) = T(1);
+      scores(i) = static_cast<T>(s.reward);
+    }
+
+    // ---- 5: advantages
+    advantage_inputs<T> ain;
+    ain.scores = scores.view();
+    ain.mask = mask.view();
+    ain.group_size = G;
+    const advantage_report report = advantage_(ain, adv.view());
+
+    // ---- 6, 7: old and reference log-probs
+    const auto t_train0 = clock::now();
+    const bool recompute_old = config_.num_iterations > 1 || config_.recompute_old_logprobs;
+    if (recompute_old) {
+      forward_only(tokens, attention, old_logp);
+    } else {
+      old_logp = sample_logp;
+    }
+    if (config_.beta != 0) {
+      ref_logp = dense<T, 2>({B, L});
+      swap_in_reference();
+      try {
+        forward_only(tokens, attention, ref_logp);
+      } catch (...) {
+        swap_in_reference();
+        throw;
+      }
+      swap_in_reference();
+    }
+
+    // ---- 8: mu iterations over mini-batches of micro-batches
+    const index_t mini = config_.mini_batch_size(), micro = config_.per_device_train_batch_size;
+    loss_stats stats;
+    for (index_t it = 0; it < config_.num_iterations; ++it)
+      for (index_t m0 = 0; m0 < B; m0 += mini) {
+        const index_t mn = std::min(mini, B - m0);
+        batch_totals totals;
+        totals.sequences = mn;
+        for (index_t i = m0; i < m0 + mn; ++i)
+          for (index_t t = 0; t < L; ++t) totals.active_tokens += mask(i, t) != T(0);
+        model_.zero_grad();
+        for (index_t u0 = m0; u0 < m0 + mn; u0 += micro) {
+          const index_t un = std::min(micro, m0 + mn - u0);
+          micro_step(tokens, attention, mask, old_logp, ref_logp, adv, u0, un, totals, stats, step_number);
+        }
+        optimizer_update(stats, step_number);
+      }
+    const double t_train = std::chrono::duration<double>(clock::now() - t_train0).count();
+    ++step_;
+
+    // ---- the record
+    metrics_record r;
+    r.set("step", static_cast<double>(step_));
+    r.set("optimizer_steps", static_cast<double>(optimizer_steps_));
+    r.set("data_cursor", static_cast<double>(data_cursor_));
+    {
+      double sum = 0, count = 0, group_std_sum = 0;
+      for (const auto& s : seqs)
+        if (!std::isnan(s.reward)) sum += s.reward, count += 1;
+      for (index_t g = 0; g + G <= B; g += G) group_std_sum += group_std(g, G, seqs);
+      r.set("reward", count > 0 ? sum / count : std::nan(""));
+      r.set("reward_std", B >= G ? group_std_sum / static_cast<double>(B / G) : std::nan(""));
+      for (std::size_t k = 0; k < Rewards::size; ++k) {
+        double ks = 0, kc = 0;
+        for (const auto& s : seqs)
+          if (!std::isnan(s.components[k])) ks += s.components[k], kc += 1;
+        r.set("rewards/" + options_.reward_names[k] + "/mean", kc > 0 ? ks / kc : std::nan(""));
+        if (static_cast<int>(k) == options_.accuracy_component) r.set("accuracy", kc > 0 ? ks / kc : std::nan(""));
+      }
+    }
+    r.set("frac_reward_zero_std", report.groups > 0 ? static_cast<double>(report.uniform_groups) / report.groups : 0.0);
+    {
+      double amin = INFINITY, amax = -INFINITY, asum = 0, asq = 0;
+      index_t n = 0;
+      for (index_t i = 0; i < B; ++i) {
+        const auto np = static_cast<index_t>(seqs[static_cast<std::size_t>(i)].prompt.size());
+        if (np >= L || seqs[static_cast<std::size_t>(i)].completion.empty()) continue;
+        const double a = adv(i, np);
+        amin = std::min(amin, a), amax = std::max(amax, a), asum += a, asq += a * a, ++n;
+      }
+      const double mean = n ? asum / n : 0;
+      r.set("advantages/mean", mean);
+      r.set("advantages/std", n ? std::sqrt(std::max(0.0, asq / n - mean * mean)) : 0.0);
+      r.set("advantages/min", n ? amin : 0.0);
+      r.set("advantages/max", n ? amax : 0.0);
+    }
+    r.set("loss", stats.optimizer_steps ? stats.loss / stats.optimizer_steps : 0.0);
+    if (config_.beta != 0) r.set("kl", stats.tokens ? stats.kl / stats.tokens : 0.0);
+    r.set("entropy", stats.tokens ? stats.entropy / stats.tokens : 0.0);
+    r.set("clip_ratio/low_mean", stats.tokens ? stats.clip_low / stats.tokens : 0.0);
+    r.set("clip_ratio/high_mean", stats.tokens ? stats.clip_high / stats.tokens : 0.0);
+    r.set("clip_ratio/region_mean", stats.tokens ? stats.clip / stats.tokens : 0.0);
+    r.set("grad_norm", stats.optimizer_steps ? stats.grad_norm / stats.optimizer_steps : 0.0);
+    r.set("learning_rate", last_lr_);
+    {
+      double lsum = 0, lmin = INFINITY, lmax = 0;
+      for (const auto& s : seqs) {
+        const auto n = static_cast<double>(s.completion.size());
+        lsum += n, lmin = std::min(lmin, n), lmax = std::max(lmax, n);
+      }
+      r.set("completions/mean_length", B ? lsum / B : 0.0);
+      r.set("completions/min_length", B ? lmin : 0.0);
+      r.set("completions/max_length", lmax);
+      r.set("completions/clipped_ratio", B ? static_cast<double>(truncated_count) / B : 0.0);
+    }
+    r.set("num_tokens", static_cast<double>(active_tokens));
+    r.set("dynamic_sampling/dropped_groups", static_cast<double>(dropped));
+    r.set("dynamic_sampling/rounds", static_cast<double>(rounds));
+    if (options_.evaluate && config_.eval_steps > 0 && step_ % config_.eval_steps == 0) options_.evaluate(step_, r);
+    // Timing and memory last: they are the only values that differ between identical runs.
+    const double t_step = std::chrono::duration<double>(clock::now() - t_start).count();
+    r.set("time/generate_s", t_generate);
+    r.set("time/score_s", t_score);
+    r.set("time/train_s", t_train);
+    r.set("time/step_s", t_step);
+    r.set("tokens_per_s/generate", t_generate > 0 ? generated_tokens / t_generate : 0.0);
+    r.set("tokens_per_s/train", t_train > 0 ? static_cast<double>(B * L * config_.num_iterations) / t_train : 0.0);
+    r.set("memory/peak_mib", peak_memory_mib());
+    log_.write(r);
+    if (config_.logging_steps > 0 && (step_ % config_.logging_steps == 0 || step_ == 1))
+      log_.progress(r, static_cast<long long>(config_.max_steps));
+    if (config_.log_completions_steps > 0 && step_ % config_.log_completions_steps == 0)
+      log_completions(seqs);
+    return r;
+  }
+
+  // Writes a checkpoint of the current state (atomically; see checkpoint.hpp).
+  void save() {
+    checkpoint_writer w(config_.output_dir, step_);
+    const std::span<const T> params = model_.parameters();
+    w.write_tensors<T>("model.safetensors", {{"parameters", params}});
+    w.write_tensors<T>("optimizer.safetensors",
+                       {{"exp_avg", optimizer_.exp_avg()}, {"exp_avg_sq", optimizer_.exp_avg_sq()}},
+                       {{"step", std::to_string(optimizer_.step_count())}});
+    if (!ref_.empty()) w.write_tensors<T>("ref_model.safetensors", {{"parameters", std::span<const T>(ref_)}});
+    w.write_file("trainer_state.json", "{\"step\": " + std::to_string(step_) +
+                                           ", \"optimizer_steps\": " + std::to_string(optimizer_steps_) +
+                                           ", \"data_cursor\": " + std::to_string(data_cursor_) + ", \"seed\": \"" +
+                                           std::to_string(config_.seed) + "\", \"last_lr\": " +
+                                           detail::format_double(last_lr_) + "}\n");
+    w.write_file("grpo_config.json", grpo_config_json(config_));
+    std::string metrics;
+    for (const auto& r : log_.records()) metrics += r.to_json() + "\n";
+    w.write_file("metrics.jsonl", metrics);
+    if (options_.save_extra) options_.save_extra(w);
+    w.commit(options_.keep_checkpoints);
+  }
+
+ private:
+  struct sequence {
+    std::vector<std::int32_t> prompt;
+    std::string prompt_text;
+    std::vector<std::int32_t> completion;
+    std::vector<T> logprobs;
+    bool truncated = false;
+    std::string text;
+    std::vector<double> components;
+    double reward = 0;
+  };
+
+  struct loss_stats {
+    double loss = 0, kl = 0, entropy = 0, clip_low = 0, clip_high = 0, clip = 0, grad_norm = 0;
+    double tokens = 0;
+    index_t optimizer_steps = 0;
+  };
+
+  static grpo_config validated(grpo_config c) {
+    c.validate();
+    return c;
+  }
+
+  static adamw_config adam_config(const grpo_config& c) {
+    adamw_config a;
+    a.lr = c.learning_rate;
+    a.beta1 = c.adam_beta1;
+    a.beta2 = c.adam_beta2;
+    a.eps = c.adam_epsilon;
+    a.weight_decay = c.weight_decay;
+    return a;
+  }
+
+  // splitmix64 of the three numbers: a distinct generator key per (seed, step, round).
+  static std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t step, std::uint64_t round) {
+    auto mix = [](std::uint64_t z) {
+      z += 0x9E3779B97F4A7C15ull;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      return z ^ (z >> 31);
+    };
+    return mix(mix(mix(seed) ^ step) ^ (round * 0x632BE59BD9B4E019ull));
+  }
+
+  template <class It>
+  static bool group_is_uniform(It first, It last) {
+    // DAPO keeps groups whose rewards are not all equal (NaN rewards are missing).
+    bool seen = false;
+    double v = 0;
+    for (auto it = first; it != last; ++it) {
+      if (std::isnan(it->reward)) continue;
+      if (!seen) {
+        v = it->reward;
+        seen = true;
+      } else if (it->reward != v) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static double group_std(index_t first, index_t G, const std::vector<sequence>& seqs) {
+    double sum = 0, sq = 0, n = 0;
+    for (index_t i = first; i < first + G; ++i) {
+      const double r = seqs[static_cast<std::size_t>(i)].reward;
+      if (std::isnan(r)) continue;
+      sum += r, n += 1;
+    }
+    if (n < 2) return 0;
+    const double mean = sum / n;
+    for (index_t i = first; i < first + G; ++i) {
+      const double r = seqs[static_cast<std::size_t>(i)].reward;
+      if (!std::isnan(r)) sq += (r - mean) * (r - mean);
+    }
+    return std::sqrt(sq / (n - 1));  // torch.std (unbiased), as TRL's reward_std
+  }
+
+  void swap_in_reference() {
+    auto p = model_.parameters();
+    std::swap_ranges(p.begin(), p.end(), ref_.begin());
+  }
+
+  // log-probs of every row, in micro-batches, without a backward pass.
+  void forward_only(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& out) {
+    const index_t B = tokens.shape()[0], micro = config_.per_device_train_batch_size;
+    for (index_t u0 = 0; u0 < B; u0 += micro) {
+      const index_t un = std::min(micro, B - u0);
+      token_batch<T> batch{matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
+                           matrix_view<const T>(attention.view().rows(u0, un))};
+      model_.log_probs(batch, out.view().rows(u0, un), matrix_view<T>{});
+    }
+  }
+
+  void micro_step(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& mask, dense<T, 2>& old_logp,
+                  dense<T, 2>& ref_logp, dense<T, 2>& adv, index_t u0, index_t un, batch_totals totals,
+                  loss_stats& stats, long long step_number) {
+    const index_t L = tokens.shape()[1];
+    dense<T, 2> logp({un, L}), entropy({un, L}), grad_logp({un, L}), grad_entropy({un, L}), per_token({un, L}),
+        weights({un, L});
+    token_batch<T> batch{matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
+                         matrix_view<const T>(attention.view().rows(u0, un))};
+    model_.log_probs(batch, logp.view(), entropy.view());
+    policy_inputs<T> in;
+    in.logp = logp.view();
+    in.old_logp = matrix_view<const T>(old_logp.view().rows(u0, un));
+    in.advantages = matrix_view<const T>(adv.view().rows(u0, un));
+    in.mask = matrix_view<const T>(mask.view().rows(u0, un));
+    in.entropy = entropy.view();
+    const matrix_view<const T> ref =
+        config_.beta != 0 ? matrix_view<const T>(ref_logp.view().rows(u0, un)) : matrix_view<const T>{};
+    const composed_loss_result res =
+        loss_(in, ref, totals, grad_logp.view(), grad_entropy.view(),
+              composed_loss_scratch<T>{per_token.view(), weights.view()});
+    detail::require(std::isfinite(res.loss), "grpo_trainer: step ", step_number, ": the loss is ", res.loss,
+                    " (not finite); stopping before the update. The last checkpoint in \"", config_.output_dir,
+                    "\" is kept.");
+    model_.backward(batch, matrix_view<const T>(grad_logp.view()), matrix_view<const T>(grad_entropy.view()));
+    const double n = static_cast<double>(res.stats.active_tokens);
+    stats.loss += res.loss;
+    stats.kl += res.mean_kl * n;
+    stats.entropy += res.mean_entropy * n;
+    stats.clip_low += res.stats.clip_fraction_low * n;
+    stats.clip_high += res.stats.clip_fraction_high * n;
+    stats.clip += res.stats.clip_fraction * n;
+    stats.tokens += n;
+  }
+
+  void optimizer_update(loss_stats& stats, long long step_number) {
+    auto grads = model_.gradients();
+    const double norm = l2_norm(std::span<const T>(grads));
+    detail::require(std::isfinite(norm), "grpo_trainer: step ", step_number, ": the gradient norm is ", norm,
+                    " (not finite); stopping before the update. The last checkpoint in \"", config_.output_dir,
+                    "\" is kept.");
+    if (config_.max_grad_norm > 0) clip_grad_norm(grads, config_.max_grad_norm);
+    last_lr_ = schedule_.lr(config_.learning_rate, static_cast<index_t>(optimizer_steps_));
+    optimizer_.step(model_.parameters(), std::span<const T>(grads), last_lr_);
+    model_.zero_grad();
+    ++optimizer_steps_;
+    stats.grad_norm += norm;
+    ++stats.optimizer_steps;
+    if (config_.sync_ref_model && !ref_.empty() && optimizer_steps_ % config_.ref_model_sync_steps == 0) {
+      // TRL SyncRefModelCallback: ref = alpha * policy + (1 - alpha) * ref.
+      const auto p = model_.parameters();
+      const T a = static_cast<T>(config_.ref_model_mixup_alpha);
+      for (std::size_t k = 0; k < ref_.size(); ++k) ref_[k] = a * p[k] + (T(1) - a) * ref_[k];
+    }
+  }
+
+  void load_checkpoint(const std::string& dir) {
+    const auto params = model_.parameters();
+    safetensors::reader::from_file(dir + "/model.safetensors").read<T>("parameters", params);
+    const auto opt = safetensors::reader::from_file(dir + "/optimizer.safetensors");
+    const auto state_text = detail::read_text_file(dir + "/trainer_state.json");
+    const json::value doc = json::parse(state_text, dir + "/trainer_state.json");
+    const json::node root(doc, dir + "/trainer_state.json");
+    step_ = root.at("step").as_int64();
+    optimizer_steps_ = root.at("optimizer_steps").as_int64();
+    data_cursor_ = static_cast<std::uint64_t>(root.at("data_cursor").as_int64());
+    last_lr_ = root.at("last_lr").as_double();
+    optimizer_.load_state(optimizer_steps_, std::span<const T>(opt.read<T>("exp_avg")),
+                          std::span<const T>(opt.read<T>("exp_avg_sq")));
+    if (!ref_.empty()) {
+      const auto ref_file = dir + "/ref_model.safetensors";
+      safetensors::reader::from_file(ref_file).read<T>("parameters", std::span<T>(ref_));
+    }
+  }
+
+  void log_completions(const std::vector<sequence>& seqs) {
+    const std::string path = (std::filesystem::path(config_.output_dir) / "completions.jsonl").string();
+    std::ofstream out(path, std::ios::app);
+    std::string shown;
+    for (index_t k = 0; k < std::min<index_t>(config_.num_completions_to_print, static_cast<index_t>(seqs.size()));
+         ++k) {
+      const auto& s = seqs[static_cast<std::size_t>(k)];
+      out << completion_json(step_, s.prompt_text, s.text, s.reward) << '\n';
+      shown += "--- step " + std::to_string(step_) + ", reward " + detail::format_double(s.reward) + "\n" +
+               s.prompt_text + s.text + "\n";
+    }
+    log_.print(shown);
+  }
+
+  grpo_config config_;
+  Model& model_;
+  Generator generator_;
+  Rewards rewards_;
+  Prompts prompts_;
+  grpo_trainer_options options_;
+  adamw<T> optimizer_;
+  any_objective objective_;
+  composed_policy_loss<any_objective, kl_estimator, loss_aggregation> loss_;
+  any_grpo_advantage advantage_;
+  lr_schedule schedule_;
+  std::vector<T> ref_;
+  metrics_log log_;
+  long long step_ = 0;
+  long long optimizer_steps_ = 0;
+  std::uint64_t data_cursor_ = 0;
+  double last_lr_ = 0;
+};
+
+}  // namespace lmrl

@@ -1,0 +1,252 @@
+// grpo_trainer: the step learns a trivially learnable reward, DAPO dynamic
+// sampling drops uniform groups, a resumed run reproduces an uninterrupted
+// one bit for bit, NaN rewards stop the run and keep the checkpoint, a bad
+// output directory fails before any generation, SIGINT saves and stops.
+#include "lmrl/train/grpo_trainer.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "lmrl/reward/weighted_sum.hpp"
+#include "support/testing.hpp"
+#include "train/tiny_policy.hpp"
+
+using namespace lmrl;
+using namespace lmrl::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string fresh_dir(const std::string& name) {
+  const auto p = fs::temp_directory_path() / ("lmrl_t1_grpo_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(p);
+  return p.string();
+}
+
+// Component 0: the first completion token is 'c' (the "accuracy");
+// component 1: the completion ends with the end-of-text token.
+auto first_is_c = [](const reward_context& c) { return !c.completion.empty() && c.completion[0] == 'c' ? 1.0 : 0.0; };
+auto ends = [](const reward_context& c) { return !c.completion.empty() && c.completion.back() == '$' ? 1.0 : 0.0; };
+
+template <class R>
+weighted_sum<R> one_rule(R r) {
+  return weighted_sum<R>(std::move(r));
+}
+
+auto make_rewards() { return weighted_sum(std::array<double, 2>{1.0, 0.25}, first_is_c, ends); }
+
+grpo_config small_config(const std::string& dir) {
+  grpo_config c;
+  c.output_dir = dir;
+  c.num_generations = 4;
+  c.per_device_train_batch_size = 8;
+  c.gradient_accumulation_steps = 2;  // generation batch 16 = 4 prompts x 4
+  c.max_completion_length = 4;
+  c.learning_rate = 0.05;
+  c.lr_scheduler_type = "constant";
+  c.max_steps = 12;
+  c.beta = 0.04;          // exercises the reference log-probs
+  c.num_iterations = 2;   // exercises recomputed old log-probs and two optimizer steps per step
+  c.logging_steps = 1000;
+  c.save_steps = 0;
+  c.seed = 11;
+  return c;
+}
+
+grpo_trainer_options quiet_options(std::size_t components) {
+  grpo_trainer_options o;
+  if (components == 2) o.reward_names = {"first_is_c", "ends"};
+  o.encode = bigram_encode;
+  o.decode = bigram_decode;
+  o.terminal = nullptr;
+  o.write_report = false;
+  return o;
+}
+
+template <class Rewards>
+auto make_trainer(const grpo_config& c, bigram_policy& m, Rewards r, int* calls = nullptr) {
+  return grpo_trainer<bigram_policy, bigram_generator, Rewards, bigram_prompts>(c, m, bigram_generator{calls}, r,
+                                                                                bigram_prompts{}, quiet_options(Rewards::size));
+}
+
+bool same_except_timing(const metrics_record& a, const metrics_record& b) {
+  metrics_record x, y;
+  for (const auto& [k, v] : a.entries())
+    if (k.rfind("time/", 0) != 0 && k.rfind("tokens_per_s/", 0) != 0 && k.rfind("memory/", 0) != 0) x.set(k, v);
+  for (const auto& [k, v] : b.entries())
+    if (k.rfind("time/", 0) != 0 && k.rfind("tokens_per_s/", 0) != 0 && k.rfind("memory/", 0) != 0) y.set(k, v);
+  return x == y;
+}
+
+}  // namespace
+
+TEST_CASE("grpo_trainer: a few steps raise a trivially learnable reward") {
+  const std::string dir = fresh_dir("learn");
+  bigram_policy model;
+  grpo_config c = small_config(dir);
+  c.learning_rate = 0.2;
+  auto trainer = make_trainer(c, model, make_rewards());
+  double first = 0, last = 0;
+  for (int s = 0; s < 12; ++s) {
+    const metrics_record r = trainer.step();
+    if (s < 3) first += r.get("accuracy") / 3;
+    if (s >= 9) last += r.get("accuracy") / 3;
+    CHECK(std::isfinite(r.get("loss")));
+    CHECK(r.get("kl") >= 0);
+  }
+  // Initially P(first token = 'c') = 1/8.
+  CHECK(first < 0.4);
+  CHECK(last > first + 0.3);
+  CHECK(trainer.optimizer_steps() == 24);  // 12 steps x 2 iterations x 1 mini-batch
+  CHECK(trainer.data_cursor() == 48);      // 12 steps x 4 prompts
+  const auto& rec = trainer.records().back();
+  for (const char* key : {"reward", "reward_std", "rewards/first_is_c/mean", "rewards/ends/mean", "accuracy",
+                          "frac_reward_zero_std", "advantages/mean", "advantages/std", "kl", "entropy",
+                          "clip_ratio/region_mean", "completions/mean_length", "completions/min_length",
+                          "completions/max_length", "learning_rate", "grad_norm", "time/generate_s",
+                          "tokens_per_s/train", "memory/peak_mib", "dynamic_sampling/dropped_groups"})
+    CHECK_MESSAGE(rec.has(key), key);
+  CHECK(read_metrics_jsonl(dir + "/metrics.jsonl").size() == 12);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("grpo_trainer: gradient accumulation equals one big batch") {
+  const std::string d1 = fresh_dir("acc1"), d2 = fresh_dir("acc2");
+  grpo_config a = small_config(d1), b = small_config(d2);
+  a.num_iterations = b.num_iterations = 1;
+  b.per_device_train_batch_size = 16;
+  b.gradient_accumulation_steps = 1;  // same generation batch of 16, one micro-batch
+  for (const char* loss : {"dapo", "grpo", "dr_grpo", "bnpo"}) {
+    a.loss_type = b.loss_type = loss;
+    bigram_policy ma, mb;
+    auto ta = make_trainer(a, ma, make_rewards());
+    auto tb = make_trainer(b, mb, make_rewards());
+    ta.step();
+    tb.step();
+    for (std::size_t k = 0; k < ma.params.size(); ++k) CHECK(ma.params[k] == doctest::Approx(mb.params[k]).epsilon(1e-9));
+    fs::remove_all(d1);
+    fs::remove_all(d2);
+  }
+}
+
+TEST_CASE("grpo_trainer: dynamic sampling drops groups whose rewards are all equal and refills") {
+  const std::string dir = fresh_dir("dapo");
+  grpo_config c = small_config(dir);
+  c.dynamic_sampling = true;
+  c.max_refill_rounds = 50;
+  c.num_iterations = 1;
+  c.beta = 0;
+  bigram_policy model;
+  // Only the first-token rule: a group is uniform unless its 4 completions disagree on 'c'.
+  auto trainer = make_trainer(c, model, one_rule(first_is_c));
+  const metrics_record r = trainer.step();
+  CHECK(r.get("dynamic_sampling/dropped_groups") > 0);
+  CHECK(r.get("frac_reward_zero_std") == 0);  // every kept group carries signal
+  CHECK(r.get("dynamic_sampling/rounds") > 1);
+  CHECK(trainer.data_cursor() == static_cast<std::uint64_t>(4 + r.get("dynamic_sampling/dropped_groups")));
+
+  const std::string dir2 = fresh_dir("nodapo");
+  c.output_dir = dir2;
+  c.dynamic_sampling = false;
+  bigram_policy model2;
+  auto plain = make_trainer(c, model2, one_rule(first_is_c));
+  const metrics_record p = plain.step();
+  CHECK(p.get("dynamic_sampling/dropped_groups") == 0);
+  CHECK(p.get("frac_reward_zero_std") > 0);  // the same first round has uniform groups
+  fs::remove_all(dir);
+  fs::remove_all(dir2);
+}
+
+TEST_CASE("grpo_trainer: resuming after a kill gives bit-identical records") {
+  const std::string a = fresh_dir("uninterrupted"), b = fresh_dir("killed");
+  grpo_config ca = small_config(a), cb = small_config(b);
+  ca.max_steps = cb.max_steps = 6;
+  ca.save_steps = cb.save_steps = 2;
+  ca.sync_ref_model = cb.sync_ref_model = true;
+  ca.ref_model_sync_steps = cb.ref_model_sync_steps = 3;
+  {
+    bigram_policy m;
+    auto t = make_trainer(ca, m, make_rewards());
+    CHECK(t.train());
+  }
+  {
+    // Runs 3 steps (checkpoint at 2), then the object is dropped without saving: a SIGKILL after step 3.
+    bigram_policy m;
+    auto t = make_trainer(cb, m, make_rewards());
+    for (int s = 1; s <= 3; ++s) {
+      t.step();
+      if (s % 2 == 0) t.save();
+    }
+    CHECK(read_metrics_jsonl(b + "/metrics.jsonl").size() == 3);
+  }
+  bigram_policy m;  // a fresh model: everything comes from the checkpoint
+  auto t = make_trainer(cb, m, make_rewards());
+  CHECK(t.current_step() == 2);
+  CHECK(t.records().size() == 2);  // step 3's record is dropped and redone
+  CHECK(t.train());
+  const auto ra = read_metrics_jsonl(a + "/metrics.jsonl");
+  const auto rb = read_metrics_jsonl(b + "/metrics.jsonl");
+  REQUIRE(ra.size() == 6);
+  REQUIRE(rb.size() == 6);
+  for (std::size_t k = 0; k < 6; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST_CASE("grpo_trainer: all-NaN rewards stop the run with a clear message and keep the last checkpoint") {
+  const std::string dir = fresh_dir("nan");
+  grpo_config c = small_config(dir);
+  c.save_steps = 1;
+  c.max_steps = 5;
+  auto steps = std::make_shared<int>(0);
+  auto flaky = [steps](const reward_context& ctx) {
+    return *steps >= 3 ? std::nan("") : (ctx.completion.size() > 1 ? 1.0 : 0.0);
+  };
+  bigram_policy model;
+  auto trainer = make_trainer(c, model, one_rule(flaky));
+  trainer.step();
+  trainer.save();
+  ++*steps;
+  trainer.step();
+  trainer.save();
+  *steps = 3;
+  const std::vector<double> before = model.params;
+  CHECK_THROWS_WITH_AS(trainer.step(), doctest::Contains("step 3: every reward of the 16 completions is NaN"), error);
+  CHECK(model.params == before);  // no update
+  const auto latest = latest_checkpoint(dir);
+  REQUIRE(latest.has_value());
+  CHECK(fs::path(*latest).filename() == "checkpoint-2");
+  CHECK(fs::exists(*latest + "/model.safetensors"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("grpo_trainer: an unwritable output_dir fails before any generation; bad config names the key") {
+  const std::string dir = fresh_dir("unwritable");
+  fs::create_directories(dir);
+  { std::ofstream(dir + "/file") << "x"; }
+  grpo_config c = small_config(dir + "/file/out");
+  int calls = 0;
+  bigram_policy model;
+  CHECK_THROWS_WITH_AS(make_trainer(c, model, make_rewards(), &calls), doctest::Contains("cannot be created"), error);
+  CHECK(calls == 0);
+  c = small_config(dir + "/ok");
+  c.top_p = 0;
+  CHECK_THROWS_WITH_AS(make_trainer(c, model, make_rewards()), doctest::Contains("top_p = 0 is out of range"), error);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("grpo_trainer: a stop request (Ctrl-C) saves the current step and returns") {
+  const std::string dir = fresh_dir("sigint");
+  grpo_config c = small_config(dir);
+  bigram_policy model;
+  auto trainer = make_trainer(c, model, make_rewards());
+  trainer.step();
+  request_stop();
+  CHECK_FALSE(trainer.train());
+  clear_stop_request();
+  const auto latest = latest_checkpoint(dir);
+  REQUIRE(latest.has_value());
+  CHECK(fs::path(*latest).filename() == "checkpoint-1");
+  fs::remove_all(dir);
+}

@@ -41,11 +41,15 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
-
 #include "lmrl/error.hpp"
 #include "lmrl/model/config.hpp"
 #include "lmrl/model/kv_cache.hpp"
+#include "lmrl/model/ops/attention.hpp"
+#include "lmrl/model/ops/embedding.hpp"
+#include "lmrl/model/ops/matmul.hpp"
+#include "lmrl/model/ops/rms_norm.hpp"
+#include "lmrl/model/ops/rope.hpp"
+#include "lmrl/model/ops/swiglu.hpp"
 #include "lmrl/model/parameters.hpp"
 #include "lmrl/sample/philox.hpp"
 #include "lmrl/sample/sampler_config.hpp"
@@ -120,43 +124,6 @@ struct generation_result {
   index_t batch() const { return completion_ids.shape()[0]; }
 };
 
-namespace detail {
-
-template <class T>
-using row_major_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// y[rows x out] = x[rows x in] W^T (+ b), or y += ... ; W is [out x in] row-major (HF Linear).
-template <class T>
-void linear_rows(const T* x, index_t rows, matrix_view<const T> w, vector_view<const T> b, T* y, bool accumulate) {
-  const index_t out = w.shape[0], in = w.shape[1];
-  Eigen::Map<const row_major_matrix<T>> X(x, rows, in);
-  Eigen::Map<const row_major_matrix<T>> W(w.data, out, in);
-  Eigen::Map<row_major_matrix<T>> Y(y, rows, out);
-  if (accumulate) {
-    Y.noalias() += X * W.transpose();
-  } else {
-    Y.noalias() = X * W.transpose();
-  }
-  if (b.data != nullptr)
-    for (index_t r = 0; r < rows; ++r)
-      for (index_t j = 0; j < out; ++j) y[r * out + j] += b(j);
-}
-
-// HF Qwen2RMSNorm: x * rsqrt(mean(x^2) + eps) * weight.
-template <class T>
-void rms_norm_rows(const T* x, index_t rows, index_t d, vector_view<const T> weight, double eps, T* y) {
-  for (index_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * d;
-    T* yr = y + r * d;
-    double ss = 0;
-    for (index_t j = 0; j < d; ++j) ss += static_cast<double>(xr[j]) * xr[j];
-    const T inv = static_cast<T>(1.0 / std::sqrt(ss / static_cast<double>(d) + eps));
-    for (index_t j = 0; j < d; ++j) yr[j] = weight(j) * (xr[j] * inv);
-  }
-}
-
-}  // namespace detail
-
 // One token of a cached pass: sequence (cache slot) s, its token; its position
 // is the cache length of s when the pass starts plus its rank among the rows
 // of s in this pass.
@@ -166,15 +133,27 @@ struct cached_token {
   bool want_logits = false;
 };
 
-// Runs tokens through the model against a kv_cache. Holds a pointer to the
-// parameters (they must outlive it) and a workspace that grows to the largest
-// pass and is then reused (no allocation per step once warmed up).
+// Runs tokens through the model against a kv_cache, with the transformer's
+// ops (ops/embedding, rms_norm, matmul, rope, attention, swiglu).
+//
+// The decoder keeps its own copy of the weight matrices, transposed to
+// [in x out] and fused ([q|k|v] and [gate|up] side by side): Eigen's GEMM then
+// packs them without a transpose and runs one product where there were three
+// (measured 25-40% faster on the few-row products of decoding). The copy is
+// taken at construction and by sync_weights(), which generate() calls, so a
+// decoder reused across training steps sees the current parameters.
+//
+// Holds a pointer to the parameters (they must outlive it) and a workspace
+// that grows to the largest pass and is then reused (no allocation per step
+// once warmed up).
 template <Real T>
 class cached_decoder {
  public:
   explicit cached_decoder(const transformer_parameters<T>& parameters)
-      : params_(&parameters), config_(parameters.config()), weights_(parameters.weights()) {
-    build_rope_table();
+      : params_(&parameters),
+        config_(parameters.config()),
+        rope_(config_.head_dim(), config_.max_position_embeddings, config_.rope_theta) {
+    sync_weights();
   }
 
   const transformer_config& config() const { return config_; }
@@ -182,19 +161,57 @@ class cached_decoder {
   const kv_cache<T>& cache() const { return cache_; }
 
   // Empties the cache and sizes it for `sequences` x `max_len` tokens.
-  void reset(index_t sequences, index_t max_len) { cache_.allocate(config_, sequences, max_len); }
+  void reset(index_t sequences, index_t max_len) {
+    cache_.allocate(config_, sequences, max_len);
+    pending_.assign(static_cast<std::size_t>(sequences), 0);
+  }
+
+  // Re-reads the parameters into the decoder's transposed, fused copy.
+  void sync_weights() {
+    weights_ = params_->weights();
+    const transformer_weights<const T>& w = weights_;
+    const index_t d = config_.hidden_size, qd = config_.num_attention_heads * config_.head_dim();
+    const index_t kvd = config_.kv_dim(), ffn = config_.intermediate_size, qkv = qd + 2 * kvd;
+    layers_.resize(static_cast<std::size_t>(config_.num_hidden_layers));
+    for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
+      const auto& src = w.layers[static_cast<std::size_t>(l)];
+      auto& dst = layers_[static_cast<std::size_t>(l)];
+      dst.qkv.assign(static_cast<std::size_t>(d * qkv), T(0));
+      transpose_into(src.wq, dst.qkv.data(), qkv, 0);
+      transpose_into(src.wk, dst.qkv.data(), qkv, qd);
+      transpose_into(src.wv, dst.qkv.data(), qkv, qd + kvd);
+      dst.qkv_bias.clear();
+      if (src.bq.data != nullptr) {
+        dst.qkv_bias.resize(static_cast<std::size_t>(qkv));
+        for (index_t j = 0; j < qd; ++j) dst.qkv_bias[static_cast<std::size_t>(j)] = src.bq(j);
+        for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + j)] = src.bk(j);
+        for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + kvd + j)] = src.bv(j);
+      }
+      dst.o.assign(static_cast<std::size_t>(qd * d), T(0));
+      transpose_into(src.wo, dst.o.data(), d, 0);
+      dst.gate_up.assign(static_cast<std::size_t>(d * 2 * ffn), T(0));
+      transpose_into(src.w_gate, dst.gate_up.data(), 2 * ffn, 0);
+      transpose_into(src.w_up, dst.gate_up.data(), 2 * ffn, ffn);
+      dst.down.assign(static_cast<std::size_t>(ffn * d), T(0));
+      transpose_into(src.w_down, dst.down.data(), d, 0);
+    }
+    lm_head_.assign(static_cast<std::size_t>(d * config_.vocab_size), T(0));
+    transpose_into(w.lm_head, lm_head_.data(), config_.vocab_size, 0);
+  }
 
   // Appends `rows` to the cache and returns the logits [n x vocab] of the rows
   // with want_logits, in row order. Rows of one sequence are consecutive
-  // positions in row order (a prompt's tokens, or one token per decode step).
+  // positions in row order (a prompt's tokens, or one token per decode step);
+  // a run of consecutive rows of one sequence attends as one block.
   matrix_view<const T> forward(std::span<const cached_token> rows) {
     const char* f = "cached_decoder::forward";
     const index_t n = static_cast<index_t>(rows.size());
     const index_t d = config_.hidden_size, hd = config_.head_dim(), nh = config_.num_attention_heads;
     const index_t nkv = config_.num_key_value_heads, qd = nh * hd, kvd = nkv * hd, ffn = config_.intermediate_size;
-    const index_t vocab = config_.vocab_size;
+    const index_t vocab = config_.vocab_size, qkv = qd + 2 * kvd;
+    const double eps = config_.rms_norm_eps;
     reserve(n);
-    // Positions: the cache length of each sequence, advanced row by row.
+    // Check every row before touching the cache; positions count on from each sequence's length.
     index_t n_logits = 0;
     for (index_t r = 0; r < n; ++r) {
       const auto& row = rows[static_cast<std::size_t>(r)];
@@ -203,150 +220,134 @@ class cached_decoder {
       if (row.token < 0 || row.token >= vocab)
         detail::fail(f, ": row ", r, " (sequence ", row.sequence, ") has token id ", row.token,
                      " outside the vocabulary [0, ", vocab, ")");
-      const index_t p = cache_.length(row.sequence);
-      if (p >= cache_.max_len())
+      index_t& pending = pending_[static_cast<std::size_t>(row.sequence)];
+      const index_t p = cache_.length(row.sequence) + pending++;
+      if (p >= cache_.max_len()) {
+        std::fill(pending_.begin(), pending_.end(), index_t(0));
         detail::fail(f, ": sequence ", row.sequence, " is full (max_len = ", cache_.max_len(), ")");
+      }
       position_[static_cast<std::size_t>(r)] = p;
-      cache_.set_length(row.sequence, p + 1);
+      ids_[static_cast<std::size_t>(r)] = row.token;
       if (row.want_logits) logit_rows_[static_cast<std::size_t>(n_logits++)] = r;
     }
-    T* x = x_.data();
-    T* h = h_.data();
-    // Embedding.
     for (index_t r = 0; r < n; ++r) {
-      const T* e = &weights_.embed(rows[static_cast<std::size_t>(r)].token, 0);
-      std::copy(e, e + d, x + r * d);
+      const index_t s = rows[static_cast<std::size_t>(r)].sequence;
+      cache_.set_length(s, std::max(cache_.length(s), position_[static_cast<std::size_t>(r)] + 1));
+      pending_[static_cast<std::size_t>(s)] = 0;
     }
-    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
+    // Runs of consecutive rows of one sequence: one attention block each.
+    runs_.clear();
+    for (index_t r = 0; r < n; ++r)
+      if (r == 0 || rows[static_cast<std::size_t>(r)].sequence != rows[static_cast<std::size_t>(r - 1)].sequence)
+        runs_.push_back(r);
+    runs_.push_back(n);
+
+    const matrix_view<T> x(x_.data(), {n, d}), h(h_.data(), {n, d});
+    const matrix_view<T> qkv_rows(qkv_.data(), {n, qkv});
+    const matrix_view<T> q(qkv_.data(), {n, qd}, {qkv, 1}), k(qkv_.data() + qd, {n, kvd}, {qkv, 1});
+    const matrix_view<T> v(qkv_.data() + qd + kvd, {n, kvd}, {qkv, 1});
+    const matrix_view<T> att(att_.data(), {n, qd});
+    const matrix_view<T> gate(gate_up_.data(), {n, ffn}, {2 * ffn, 1}), up(gate_up_.data() + ffn, {n, ffn}, {2 * ffn, 1});
+    const matrix_view<T> act(act_.data(), {n, ffn});
+    const std::span<const index_t> positions(position_.data(), static_cast<std::size_t>(n));
+    ops::embedding_forward<T>(weights_.embed, std::span<const std::int32_t>(ids_.data(), static_cast<std::size_t>(n)),
+                              {}, x);
     for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
       const auto& w = weights_.layers[static_cast<std::size_t>(l)];
-      detail::rms_norm_rows(x, n, d, w.input_norm, config_.rms_norm_eps, h);
-      detail::linear_rows(h, n, w.wq, w.bq, q_.data(), false);
-      detail::linear_rows(h, n, w.wk, w.bk, k_.data(), false);
-      detail::linear_rows(h, n, w.wv, w.bv, v_.data(), false);
-      // RoPE on q and k, then k and v into the cache at (sequence, position).
-      for (index_t r = 0; r < n; ++r) {
+      const auto& c = layers_[static_cast<std::size_t>(l)];
+      ops::rms_norm_forward<T>(x, w.input_norm, eps, h, {});
+      ops::matmul_nn<T>(h, matrix_view<const T>(c.qkv.data(), {d, qkv}), qkv_rows);
+      if (!c.qkv_bias.empty()) ops::add_bias<T>(qkv_rows, vector_view<const T>(c.qkv_bias.data(), {qkv}));
+      ops::rope_forward<T>(rope_, q, positions, nh);
+      ops::rope_forward<T>(rope_, k, positions, nkv);
+      for (index_t r = 0; r < n; ++r) {  // keys (after RoPE) and values into the cache
         const index_t s = rows[static_cast<std::size_t>(r)].sequence, p = position_[static_cast<std::size_t>(r)];
-        for (index_t head = 0; head < nh; ++head) apply_rope(q_.data() + r * qd + head * hd, p);
         for (index_t g = 0; g < nkv; ++g) {
-          T* kr = k_.data() + r * kvd + g * hd;
-          apply_rope(kr, p);
-          std::copy(kr, kr + hd, cache_.key_row(l, s, g, p));
-          const T* vr = v_.data() + r * kvd + g * hd;
-          std::copy(vr, vr + hd, cache_.value_row(l, s, g, p));
+          std::copy_n(&k(r, g * hd), hd, cache_.key_row(l, s, g, p));
+          std::copy_n(&v(r, g * hd), hd, cache_.value_row(l, s, g, p));
         }
       }
-      attend(l, rows, n, scale);
-      detail::linear_rows<T>(att_.data(), n, w.wo, {}, x, true);  // residual
-      detail::rms_norm_rows(x, n, d, w.post_attention_norm, config_.rms_norm_eps, h);
-      detail::linear_rows<T>(h, n, w.w_gate, {}, gate_.data(), false);
-      detail::linear_rows<T>(h, n, w.w_up, {}, up_.data(), false);
-      for (index_t k = 0; k < n * ffn; ++k) {
-        const T g = gate_[static_cast<std::size_t>(k)];
-        gate_[static_cast<std::size_t>(k)] = g / (T(1) + std::exp(-g)) * up_[static_cast<std::size_t>(k)];
-      }
-      detail::linear_rows<T>(gate_.data(), n, w.w_down, {}, x, true);  // residual
+      attend(l, rows, q, att);
+      ops::matmul_nn<T>(att, matrix_view<const T>(c.o.data(), {qd, d}), x, true);  // residual
+      ops::rms_norm_forward<T>(x, w.post_attention_norm, eps, h, {});
+      ops::matmul_nn<T>(h, matrix_view<const T>(c.gate_up.data(), {d, 2 * ffn}),
+                        matrix_view<T>(gate_up_.data(), {n, 2 * ffn}));
+      ops::swiglu_forward<T>(gate, up, act);
+      ops::matmul_nn<T>(act, matrix_view<const T>(c.down.data(), {ffn, d}), x, true);  // residual
     }
     // Final norm and lm_head on the rows that want logits only.
-    for (index_t j = 0; j < n_logits; ++j)
-      detail::rms_norm_rows(x + logit_rows_[static_cast<std::size_t>(j)] * d, 1, d, weights_.final_norm,
-                            config_.rms_norm_eps, h + j * d);
-    detail::linear_rows<T>(h, n_logits, weights_.lm_head, {}, logits_.data(), false);
-    return matrix_view<const T>(logits_.data(), {n_logits, vocab});
+    const matrix_view<T> picked(h_.data(), {n_logits, d});
+    for (index_t j = 0; j < n_logits; ++j) std::copy_n(x.row_data(logit_rows_[static_cast<std::size_t>(j)]), d, att_.data() + j * d);
+    ops::rms_norm_forward<T>(matrix_view<const T>(att_.data(), {n_logits, d}), weights_.final_norm, eps, picked, {});
+    const matrix_view<T> logits(logits_.data(), {n_logits, vocab});
+    ops::matmul_nn<T>(picked, matrix_view<const T>(lm_head_.data(), {d, vocab}), logits);
+    return logits;
   }
 
  private:
+  struct layer_copy {
+    std::vector<T> qkv, qkv_bias, o, gate_up, down;  // [in x out] row-major
+  };
+
+  // dst[:, col0 + j] = w[j, :]^T: the [out x in] matrix w as columns [col0, col0 + out) of a [in x cols] matrix.
+  static void transpose_into(matrix_view<const T> w, T* dst, index_t cols, index_t col0) {
+    for (index_t o = 0; o < w.shape[0]; ++o)
+      for (index_t i = 0; i < w.shape[1]; ++i) dst[i * cols + col0 + o] = w(o, i);
+  }
+
   void reserve(index_t n) {
     if (n <= capacity_) return;
     capacity_ = n;
     const auto rows = static_cast<std::size_t>(n);
-    const index_t d = config_.hidden_size, qd = config_.num_attention_heads * config_.head_dim();
-    x_.assign(rows * static_cast<std::size_t>(d), T(0));
-    h_.assign(rows * static_cast<std::size_t>(d), T(0));
-    q_.assign(rows * static_cast<std::size_t>(qd), T(0));
-    att_.assign(rows * static_cast<std::size_t>(qd), T(0));
-    k_.assign(rows * static_cast<std::size_t>(config_.kv_dim()), T(0));
-    v_.assign(rows * static_cast<std::size_t>(config_.kv_dim()), T(0));
-    gate_.assign(rows * static_cast<std::size_t>(config_.intermediate_size), T(0));
-    up_.assign(rows * static_cast<std::size_t>(config_.intermediate_size), T(0));
+    const auto d = static_cast<std::size_t>(config_.hidden_size);
+    const auto qd = static_cast<std::size_t>(config_.num_attention_heads * config_.head_dim());
+    const auto kvd = static_cast<std::size_t>(config_.kv_dim()), ffn = static_cast<std::size_t>(config_.intermediate_size);
+    x_.assign(rows * d, T(0));
+    h_.assign(rows * d, T(0));
+    qkv_.assign(rows * (qd + 2 * kvd), T(0));
+    att_.assign(rows * std::max(qd, d), T(0));
+    gate_up_.assign(rows * 2 * ffn, T(0));
+    act_.assign(rows * ffn, T(0));
     logits_.assign(rows * static_cast<std::size_t>(config_.vocab_size), T(0));
     position_.assign(rows, 0);
+    ids_.assign(rows, 0);
     logit_rows_.assign(rows, 0);
-    scores_.assign(rows * static_cast<std::size_t>(config_.num_attention_heads * config_.max_position_embeddings), T(0));
+    runs_.reserve(rows + 1);
   }
 
-  void build_rope_table() {
-    // HF: inv_freq = 1 / theta^(2i / head_dim); angle = position * inv_freq.
-    const index_t half = config_.head_dim() / 2, positions = config_.max_position_embeddings;
-    cos_.resize(static_cast<std::size_t>(positions * half));
-    sin_.resize(cos_.size());
-    for (index_t p = 0; p < positions; ++p)
-      for (index_t i = 0; i < half; ++i) {
-        const double inv_freq =
-            1.0 / std::pow(config_.rope_theta, static_cast<double>(2 * i) / static_cast<double>(config_.head_dim()));
-        const double angle = static_cast<double>(p) * inv_freq;
-        cos_[static_cast<std::size_t>(p * half + i)] = static_cast<T>(std::cos(angle));
-        sin_[static_cast<std::size_t>(p * half + i)] = static_cast<T>(std::sin(angle));
-      }
-  }
-
-  // rotate_half: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) over the two halves.
-  void apply_rope(T* v, index_t p) const {
-    const index_t half = config_.head_dim() / 2;
-    const T* c = cos_.data() + p * half;
-    const T* s = sin_.data() + p * half;
-    for (index_t i = 0; i < half; ++i) {
-      const T a = v[i], b = v[i + half];
-      v[i] = a * c[i] - b * s[i];
-      v[i + half] = b * c[i] + a * s[i];
-    }
-  }
-
-  // Causal GQA attention of each row against its sequence's cached positions [0, position].
-  void attend(index_t layer, std::span<const cached_token> rows, index_t n, T scale) {
-    const index_t hd = config_.head_dim(), nh = config_.num_attention_heads, group = config_.heads_per_kv();
-    const index_t qd = nh * hd, max_pos = config_.max_position_embeddings;
+  // Causal GQA attention of each run of rows against its sequence's cached
+  // positions: ops::attention_forward per (run, kv head) with the query heads
+  // that share the kv head, keys [0, last position of the run].
+  void attend(index_t layer, std::span<const cached_token> rows, matrix_view<T> q, matrix_view<T> att) {
+    const index_t hd = config_.head_dim(), nkv = config_.num_key_value_heads, group = config_.heads_per_kv();
+    const index_t n_runs = static_cast<index_t>(runs_.size()) - 1;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(dynamic, 1)
 #endif
-    for (index_t job = 0; job < n * nh; ++job) {
-      const index_t r = job / nh, head = job % nh;
-      const index_t s = rows[static_cast<std::size_t>(r)].sequence, p = position_[static_cast<std::size_t>(r)];
-      const matrix_view<const T> K = std::as_const(cache_).keys(layer, s, head / group);
-      const matrix_view<const T> V = std::as_const(cache_).values(layer, s, head / group);
-      const T* q = q_.data() + r * qd + head * hd;
-      T* sc = scores_.data() + job * max_pos;
-      T m = -std::numeric_limits<T>::infinity();
-      for (index_t j = 0; j <= p; ++j) {
-        const T* kj = K.data + j * hd;
-        T dot = 0;
-        for (index_t i = 0; i < hd; ++i) dot += q[i] * kj[i];
-        sc[j] = dot * scale;
-        m = std::max(m, sc[j]);
-      }
-      T sum = 0;
-      for (index_t j = 0; j <= p; ++j) {
-        sc[j] = std::exp(sc[j] - m);
-        sum += sc[j];
-      }
-      T* o = att_.data() + r * qd + head * hd;
-      std::fill(o, o + hd, T(0));
-      const T inv = T(1) / sum;
-      for (index_t j = 0; j <= p; ++j) {
-        const T wj = sc[j] * inv;
-        const T* vj = V.data + j * hd;
-        for (index_t i = 0; i < hd; ++i) o[i] += wj * vj[i];
-      }
+    for (index_t job = 0; job < n_runs * nkv; ++job) {
+      const index_t run = job / nkv, g = job % nkv;
+      const index_t first = runs_[static_cast<std::size_t>(run)], count = runs_[static_cast<std::size_t>(run + 1)] - first;
+      const index_t s = rows[static_cast<std::size_t>(first)].sequence, p0 = position_[static_cast<std::size_t>(first)];
+      const index_t keys = p0 + count;
+      const matrix_view<const T> qg(&q(first, g * group * hd), {count, group * hd}, {q.stride[0], 1});
+      const matrix_view<T> og(&att(first, g * group * hd), {count, group * hd}, {att.stride[0], 1});
+      const matrix_view<const T> K = std::as_const(cache_).keys(layer, s, g).rows(0, keys);
+      const matrix_view<const T> V = std::as_const(cache_).values(layer, s, g).rows(0, keys);
+      ops::attention_forward<T>(qg, K, V, group, p0 + 1, {}, og);
     }
   }
 
   const transformer_parameters<T>* params_;
   transformer_config config_;
-  transformer_weights<const T> weights_;
+  ops::rope_table<T> rope_;
+  transformer_weights<const T> weights_;  // views of the parameters (norms, embedding)
   kv_cache<T> cache_;
+  std::vector<layer_copy> layers_;
+  std::vector<T> lm_head_;
   index_t capacity_ = 0;
-  std::vector<T> x_, h_, q_, k_, v_, att_, gate_, up_, logits_, scores_, cos_, sin_;
-  std::vector<index_t> position_, logit_rows_;
+  std::vector<T> x_, h_, qkv_, att_, gate_up_, act_, logits_;
+  std::vector<index_t> position_, logit_rows_, runs_, pending_;
+  std::vector<std::int32_t> ids_;
 };
 
 namespace detail {
@@ -379,6 +380,7 @@ generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::v
   detail::require(longest + max_new <= c.max_position_embeddings, f, ": the longest prompt (", longest,
                   " tokens) + max_new_tokens = ", max_new, " exceeds max_position_embeddings = ",
                   c.max_position_embeddings);
+  decoder.sync_weights();  // the parameters may have changed since the last call (a training step)
   decoder.reset(B, longest + max_new);
 
   generation_result<T> out;

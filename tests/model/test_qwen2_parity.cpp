@@ -2,7 +2,13 @@
 // tests/data/qwen2_{tied,untied}/ (written by save_pretrained, see
 // tools/make_qwen2_reference.py) are loaded through load_hf_checkpoint and must
 // give transformers' logits, next-token log-probs, entropies and parameter
-// gradients.
+// gradients, through lmrl::transformer (full forward and backward over padded
+// batches) and through the KV-cache decoder of generate.hpp (forward only).
+//
+// Index maps: HF's logits[b, t] (predicting token t + 1) is our logits row
+// b*T + t; HF's logp[b, t] = log p(tokens[b, t+1] | tokens[b, <=t]) over
+// [B x T-1] is our logp[b, t + 1] (our column 0 has no prediction and is 0);
+// the same for entropies and for the loss weights w, u.
 //
 // Tolerance: float32 throughout on both sides, different summation orders, so
 // each tensor must match to 1e-4 of its largest magnitude:
@@ -16,6 +22,8 @@
 
 #include "lmrl/model/generate.hpp"
 #include "lmrl/model/hf_checkpoint.hpp"
+#include "lmrl/model/transformer.hpp"
+#include "lmrl/tensor/dense.hpp"
 #include "support/testing.hpp"
 
 using namespace lmrl;
@@ -117,5 +125,73 @@ TEST_CASE("the cached decoder on a loaded Qwen2 checkpoint gives transformers' l
       check_close(logp, c.at("logp"), "log-probs", both);
       check_close(entropy, c.at("entropy"), "entropies", both);
     }
+  }
+}
+
+TEST_CASE("lmrl::transformer on a loaded Qwen2 checkpoint gives transformers' logits, log-probs, entropies and gradients") {
+  for (const char* kind : {"qwen2_tied", "qwen2_untied"}) {
+    INFO(kind);
+    const qwen2_reference ref = load(kind);
+    transformer<float> model(load_hf_checkpoint<float>(std::string(LMRL_TEST_DATA_DIR) + "/" + kind));
+    const index_t vocab = model.config().vocab_size;
+    model.zero_grad();
+    for (const char* name : {"plain", "padded"}) {
+      INFO(name);
+      const auto& c = ref.at(name);
+      const auto B = static_cast<index_t>(c.at("shape")[0]), T = static_cast<index_t>(c.at("shape")[1]);
+      const auto& mask = c.at("attention_mask");
+      dense<std::int32_t, 2> tokens({B, T});
+      dense<float, 2> attention({B, T}), grad_logp({B, T}), grad_entropy({B, T});
+      for (index_t b = 0; b < B; ++b)
+        for (index_t t = 0; t < T; ++t) {
+          tokens(b, t) = static_cast<std::int32_t>(c.at("tokens")[static_cast<std::size_t>(b * T + t)]);
+          attention(b, t) = static_cast<float>(mask[static_cast<std::size_t>(b * T + t)]);
+        }
+      for (index_t b = 0; b < B; ++b)
+        for (index_t t = 0; t + 1 < T; ++t) {
+          grad_logp(b, t + 1) = static_cast<float>(c.at("w")[static_cast<std::size_t>(b * (T - 1) + t)]);
+          grad_entropy(b, t + 1) = static_cast<float>(c.at("u")[static_cast<std::size_t>(b * (T - 1) + t)]);
+        }
+      const token_batch<float> batch{tokens.view(), attention.view()};
+
+      dense<float, 2> logits({B * T, vocab});
+      model.logits(batch, logits.view());
+      std::vector<double> ours(logits.data(), logits.data() + logits.size());
+      std::vector<bool> real(ours.size());
+      for (std::size_t k = 0; k < real.size(); ++k) real[k] = mask[k / static_cast<std::size_t>(vocab)] == 1;
+      check_close(ours, c.at("logits"), "logits", real);
+
+      dense<float, 2> logp({B, T}), entropy({B, T});
+      model.log_probs(batch, logp.view(), entropy.view());
+      std::vector<double> lp(static_cast<std::size_t>(B * (T - 1))), ent(lp.size());
+      std::vector<bool> both(lp.size());
+      for (index_t b = 0; b < B; ++b) {
+        CHECK(logp(b, 0) == 0.0f);  // no prediction for the first position
+        for (index_t t = 0; t + 1 < T; ++t) {
+          const auto k = static_cast<std::size_t>(b * (T - 1) + t);
+          lp[k] = logp(b, t + 1);
+          ent[k] = entropy(b, t + 1);
+          both[k] = attention(b, t) == 1 && attention(b, t + 1) == 1;
+          if (!both[k]) {
+            CHECK(logp(b, t + 1) == 0.0f);  // padding gets 0
+            CHECK(entropy(b, t + 1) == 0.0f);
+          }
+        }
+      }
+      check_close(lp, c.at("logp"), "log-probs", both);
+      check_close(ent, c.at("entropy"), "entropies", both);
+
+      // Gradients accumulate over the two batches, as the reference's one loss sums them.
+      model.backward(batch, grad_logp.view(), grad_entropy.view());
+    }
+    const auto& g = ref.at("gradients");
+    std::size_t compared = 0;
+    for (const auto& e : model.parameters().layout().entries()) {
+      INFO(e.name);
+      const auto grads = model.gradients().subspan(static_cast<std::size_t>(e.offset), static_cast<std::size_t>(e.size));
+      check_close(std::vector<double>(grads.begin(), grads.end()), g.at("grad." + e.name), "gradient of " + e.name);
+      ++compared;
+    }
+    CHECK(compared == (std::string(kind) == "qwen2_tied" ? 26u : 27u));
   }
 }

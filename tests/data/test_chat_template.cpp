@@ -68,7 +68,7 @@ TEST_CASE("R1-Zero template errors") {
                        lmrl::error);
 }
 
-TEST_CASE("ChatML renders Qwen's format; the final assistant turn is the completion") {
+TEST_CASE("ChatML renders Qwen's format, the final assistant turn is the completion") {
   const chatml_template t;
   const std::vector<chat_message> prompt_only{{"system", "S"}, {"user", "What is 2+3?"}};
   const rendered_chat p = t.render(prompt_only);

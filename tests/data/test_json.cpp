@@ -63,7 +63,7 @@ TEST_CASE("json: string escapes, surrogate pairs and raw UTF-8") {
     CHECK_THROWS_WITH_AS(parse(bad), doctest::Contains("invalid UTF-8"), lmrl::error);
 }
 
-TEST_CASE("json: arrays and objects keep order; repeated keys: the last wins in find") {
+TEST_CASE("json: arrays and objects keep order, repeated keys: the last wins in find") {
   const json::value v = parse(R"({"b": [1, [2, []], {}], "a": {"x": null}, "b": "again"})");
   REQUIRE(v.is_object());
   const json::object& o = v.as_object();

@@ -47,7 +47,7 @@ TEST_CASE("uniform_below rejects the short top slice and reduces the rest modulo
   CHECK(uniform_below(pow2, 8) == 5);
 }
 
-TEST_CASE("uniform_int covers [lo, hi] including negative ranges and the full 64-bit range") {
+TEST_CASE("uniform_int covers (lo, hi) including negative ranges and the full 64-bit range") {
   // lo = -2, hi = 2: span 4, n = 5; 2^64 mod 5 = 1 (2^4 = 16 = 1 mod 5, so 2^64 = 1 mod 5).
   // x = 7 -> 7 mod 5 = 2 -> -2 + 2 = 0; x = 9 -> 4 -> 2.
   scripted_engine e{{7, 9, 0, 10}};

@@ -78,7 +78,7 @@ std::string letters(std::span<const std::int32_t> ids) {
 
 }  // namespace
 
-TEST_CASE("kv_cache: one contiguous [max_len x head_dim] block per (layer, sequence, kv head); copy_sequence") {
+TEST_CASE("kv_cache: one contiguous (max_len x head_dim) block per (layer, sequence, kv head), copy_sequence") {
   const transformer_config c = test_config();
   kv_cache<float> cache(c, 3, 10);
   CHECK(cache.bytes() == sizeof(float) * 2 * 2 * 3 * 2 * 10 * 4);  // layers x K/V x seqs x kv heads x len x hd
@@ -195,7 +195,7 @@ TEST_CASE("batched generation equals one-at-a-time generation (tokens and log-pr
   CHECK(stopped_early >= 1);  // the batch mixes finished and live sequences
 }
 
-TEST_CASE("same seed, same tokens; another seed, other tokens; left-padded prompts are their real tokens") {
+TEST_CASE("same seed, same tokens, another seed, other tokens, left-padded prompts are their real tokens") {
   const auto params = test_parameters<float>();
   generation_options o;
   o.max_new_tokens = 16;
@@ -248,7 +248,7 @@ TEST_CASE("a group of G from one prompt equals G copies of the prompt, and group
   CHECK(completion(grouped, 1) != completion(grouped, 2));
 }
 
-TEST_CASE("EOS ends a completion and is kept in it; pad and mask 0 after it") {
+TEST_CASE("EOS ends a completion and is kept in it, pad and mask 0 after it") {
   const auto params = test_parameters<float>();
   generation_options o;
   o.max_new_tokens = 12;
@@ -314,7 +314,7 @@ TEST_CASE("stop token sequences and stop strings end a completion where they fir
                        doctest::Contains("2 stop strings need a detokenize callback"), error);
 }
 
-TEST_CASE("max_new_tokens bounds every completion; without a stop all are truncated at full length") {
+TEST_CASE("max_new_tokens bounds every completion, without a stop all are truncated at full length") {
   const auto params = test_parameters<float>();
   generation_options o;
   o.max_new_tokens = 5;

@@ -319,7 +319,7 @@ TEST_CASE("the sharded form: model.safetensors.index.json and several files, of 
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("missing, misshapen and unknown tensors are errors naming the tensor; a tied lm_head must equal the embedding") {
+TEST_CASE("missing, misshapen and unknown tensors are errors naming the tensor, a tied lm_head must equal the embedding") {
   const auto dir = scratch_dir("hf_mismatch");
   const auto tied = load_hf_checkpoint<float>(data_dir + "/qwen2_tied");
   const std::span<const float> values = tied.values();

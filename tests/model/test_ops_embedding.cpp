@@ -7,7 +7,7 @@
 
 using namespace lmrl;
 
-TEST_CASE("embedding gathers rows; masked rows are zero and their id is not read") {
+TEST_CASE("embedding gathers rows, masked rows are zero and their id is not read") {
   double table[] = {1, 2, 3, 4, 5, 6};  // 3 tokens x d = 2
   std::vector<std::int32_t> ids = {2, 0, -7, 2};
   double mask[] = {1, 1, 0, 1};
@@ -40,7 +40,7 @@ TEST_CASE("the backward adds every row's gradient into its id's row (repeated id
   CHECK(grad(1, 0) == 100);
 }
 
-TEST_CASE("ids out of range name the row and the id; shapes are checked") {
+TEST_CASE("ids out of range name the row and the id, shapes are checked") {
   double table[6] = {};
   std::vector<std::int32_t> ids = {0, 3};
   dense<double, 2> out({2, 2});

@@ -25,7 +25,7 @@ TEST_CASE("rms_norm on a hand-computed row") {
   CHECK(y[0] == 0);
 }
 
-TEST_CASE("rms_norm backward matches finite differences for x and the weight; grad_x accumulates") {
+TEST_CASE("rms_norm backward matches finite differences for x and the weight, grad_x accumulates") {
   const index_t n = 3, d = 5;
   dense<double, 2> x({n, d}), w({1, d}), g({n, d});
   fill_uniform(x.view(), 1);

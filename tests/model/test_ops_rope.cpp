@@ -26,7 +26,7 @@ TEST_CASE("rope rotates the halves (not interleaved pairs) by p * theta^(-2i/hd)
   CHECK(x[11] == 4);
 }
 
-TEST_CASE("rope on several heads; negative positions (padding) are untouched; backward inverts forward") {
+TEST_CASE("rope on several heads, negative positions (padding) are untouched, backward inverts forward") {
   ops::rope_table<double> table(4, 16, 10000.0);
   dense<double, 2> x({3, 8});
   fill_uniform(x.view(), 1);

@@ -36,7 +36,7 @@ TEST_CASE("the layout is contiguous, in checkpoint order, with unique names") {
   CHECK(layout.entries().size() == 39);
 }
 
-TEST_CASE("views point into the one buffer; a copy gets its own views") {
+TEST_CASE("views point into the one buffer, a copy gets its own views") {
   transformer_parameters<float> p(transformer_config::tiny());
   p.initialize(7);
   const auto& w = p.weights();

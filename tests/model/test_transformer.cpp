@@ -163,7 +163,7 @@ TEST_CASE("the backward pass matches finite differences on every parameter tenso
   check_every_tensor(false, true);
 }
 
-TEST_CASE("gradients accumulate across calls; zero_grad clears them; entropy gradient without forward entropy") {
+TEST_CASE("gradients accumulate across calls, zero_grad clears them, entropy gradient without forward entropy") {
   const auto c = tiny_config(true, true);
   transformer<double> model(random_parameters<double>(c, 5));
   const auto b = mixed_batch();
@@ -180,7 +180,7 @@ TEST_CASE("gradients accumulate across calls; zero_grad clears them; entropy gra
   for (double g : model.gradients()) CHECK(g == 0);
 }
 
-TEST_CASE("log-probs: position 0 and padding get 0; entropy is in (0, log V]; probabilities are sane") {
+TEST_CASE("log-probs: position 0 and padding get 0, entropy is in (0, log V), probabilities are sane") {
   transformer<double> model(random_parameters<double>(tiny_config(true, true), 2));
   const auto b = mixed_batch();
   const auto r = run(model, b);
@@ -265,7 +265,7 @@ TEST_CASE("a batch equals its sequences one at a time, forward and accumulated g
     CHECK(single.gradients()[k] == doctest::Approx(batched.gradients()[k]).epsilon(1e-10).scale(1e-12));
 }
 
-TEST_CASE("logits(): log_softmax of row t-1 at token t is log_probs; temperature divides the logits") {
+TEST_CASE("logits(): log_softmax of row t-1 at token t is log_probs, temperature divides the logits") {
   transformer<double> model(random_parameters<double>(tiny_config(false, false), 9));
   const auto b = mixed_batch();
   model.temperature = 0.7;
@@ -336,7 +336,7 @@ TEST_CASE("a float model agrees with the double model") {
     CHECK(std::abs(mf.gradients()[k] - md.gradients()[k]) <= 1e-5 * largest);
 }
 
-TEST_CASE("a fresh model from a config and a seed is deterministic; copies are independent") {
+TEST_CASE("a fresh model from a config and a seed is deterministic, copies are independent") {
   transformer<float> a(transformer_config::tiny(), 1), b(transformer_config::tiny(), 1);
   CHECK(std::equal(a.parameters().values().begin(), a.parameters().values().end(), b.parameters().values().begin()));
   transformer<float> copy = a;

@@ -36,7 +36,7 @@ TEST_CASE("accuracy: 1 when the extracted answer matches any gold answer") {
   CHECK(accuracy{}(ctx) == 1.0);
 }
 
-TEST_CASE("accuracy: no gold gives NaN; exact matching and sources are options") {
+TEST_CASE("accuracy: no gold gives NaN, exact matching and sources are options") {
   reward_context ctx;
   ctx.completion = "\\boxed{3}";
   CHECK(std::isnan(accuracy{}(ctx)));

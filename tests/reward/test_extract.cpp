@@ -8,7 +8,7 @@
 using namespace lmrl;
 using namespace std::string_literals;
 
-TEST_CASE("extract_answer_tag takes the last <answer> pair, trimmed; empty is not none") {
+TEST_CASE("extract_answer_tag takes the last <answer> pair, trimmed, empty is not none") {
   CHECK(extract_answer_tag("<think>x</think><answer> 42 </answer>") == "42"s);
   CHECK(extract_answer_tag("<answer>1</answer> then <answer>2</answer>") == "2"s);
   CHECK(extract_answer_tag("<answer></answer>") == ""s);
@@ -37,7 +37,7 @@ TEST_CASE("extract_boxed handles nested braces, the last box, \\fbox and the bra
   CHECK_FALSE(extract_boxed("\\boxedx").has_value());
 }
 
-TEST_CASE("extract_gsm8k follows verl's strict regex '#### (-?[0-9.,]+)'") {
+TEST_CASE("extract_gsm8k follows verl's strict regex '#### (-?(0-9.,)+)'") {
   CHECK(extract_gsm8k("so she has 5 left.\n#### 5") == "5"s);
   CHECK(extract_gsm8k("#### 1,234") == "1234"s);
   CHECK(extract_gsm8k("#### -7 then #### 8") == "8"s);

@@ -76,7 +76,7 @@ TEST_CASE("script_of classifies by Unicode block") {
   CHECK(script_of(U'ა') == script::other);  // Georgian
 }
 
-TEST_CASE("count_words: runs of one script; each Han or kana character is a word") {
+TEST_CASE("count_words: runs of one script, each Han or kana character is a word") {
   auto w = count_words("Hello, world 42!");
   CHECK(w.total == 2);
   CHECK(w.words[static_cast<std::size_t>(script::latin)] == 2);

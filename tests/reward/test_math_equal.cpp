@@ -98,7 +98,7 @@ TEST_CASE("math_equal: percentages under each percent_rule") {
   CHECK_FALSE(math_equal("12.5%", "1.25", o));
 }
 
-TEST_CASE("math_equal: huge numbers are exact; non-numbers compare as normalized text") {
+TEST_CASE("math_equal: huge numbers are exact, non-numbers compare as normalized text") {
   // 2^127 + 1 does not fit in 128 bits: compared by its digits.
   CHECK(math_equal("170141183460469231731687303715884105729", "170,141,183,460,469,231,731,687,303,715,884,105,729"));
   CHECK_FALSE(math_equal("170141183460469231731687303715884105729", "170141183460469231731687303715884105728"));

@@ -120,7 +120,7 @@ void check_backends(const E& est, bool with_token_rewards) {
 
 }  // namespace
 
-TEST_CASE("every estimator: Eigen (both orders) and xtensor are bit-identical; float agrees with double") {
+TEST_CASE("every estimator: Eigen (both orders) and xtensor are bit-identical, float agrees with double") {
   SUBCASE("grpo") { check_backends(grpo_advantage{}, false); }
   SUBCASE("grpo batch std") { check_backends(grpo_advantage{grpo_scale::batch_std}, false); }
   SUBCASE("rloo") { check_backends(rloo_advantage{}, false); }

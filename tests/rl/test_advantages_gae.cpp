@@ -52,7 +52,7 @@ TEST_CASE("gae: hand-computed advantages and returns, a skipped token, whitening
   CHECK(g(0, 0) == 0.625);  // the returns are not whitened
 }
 
-TEST_CASE("gae: lambda 1 gives the discounted return minus V; lambda 0 the TD error") {
+TEST_CASE("gae: lambda 1 gives the discounted return minus V, lambda 0 the TD error") {
   dense<double, 2> r({1, 4}), v({1, 4}), m({1, 4}), a({1, 4}), g({1, 4});
   testing::fill_uniform(r.view(), 3);
   testing::fill_uniform(v.view(), 4);
@@ -72,7 +72,7 @@ TEST_CASE("gae: lambda 1 gives the discounted return minus V; lambda 0 the TD er
   }
 }
 
-TEST_CASE("gae struct: scores on the last token; returns; masked values change nothing; backends; bad input") {
+TEST_CASE("gae struct: scores on the last token, returns, masked values change nothing, backends, bad input") {
   auto m = testing::random_padding_mask<double>(4, 5, 17, 2);
   dense<double, 1> s({4});
   testing::fill_uniform(s.view(), 1);

@@ -44,7 +44,7 @@ TEST_CASE("gdpo: hand-computed per-component normalization, weighted sum, batch 
   for (index_t i = 0; i < 4; ++i) CHECK(a(i) == Approx(g(i)).epsilon(1e-15));
 }
 
-TEST_CASE("gdpo: missing components are left out (TRL nansum); unscorable sequences get 0; uniform groups") {
+TEST_CASE("gdpo: missing components are left out (TRL nansum), unscorable sequences get 0, uniform groups") {
   const double nan = std::nan("");
   Eigen::MatrixXd c(4, 2);
   c << 1, nan, 0, 2, nan, nan, 5, 5;
@@ -65,7 +65,7 @@ TEST_CASE("gdpo: missing components are left out (TRL nansum); unscorable sequen
   CHECK(a(3) == 0.0);
 }
 
-TEST_CASE("gdpo struct: TRL (sequence) and verl (token whitening); backends; bad input") {
+TEST_CASE("gdpo struct: TRL (sequence) and verl (token whitening), backends, bad input") {
   Eigen::MatrixXd c(4, 2);
   c << 1, 0, 0, 2, 1, 1, 1, 3;
   dense<double, 2> m({4, 3}), out({4, 3});

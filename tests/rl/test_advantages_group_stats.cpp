@@ -9,7 +9,7 @@
 using namespace lmrl;
 using doctest::Approx;
 
-TEST_CASE("group moments skip NaN; unbiased and biased variance; uniform groups") {
+TEST_CASE("group moments skip NaN, unbiased and biased variance, uniform groups") {
   const std::vector<double> s{1, std::nan(""), 3, 5, 5, 5};
   const vector_view<const double> v(s.data(), {6});
   // {1, NaN, 3}: count 2, sum 4, mean 2, unbiased var ((-1)^2 + 1^2) / 1 = 2, biased 2 / 2 = 1
@@ -34,7 +34,7 @@ TEST_CASE("group moments skip NaN; unbiased and biased variance; uniform groups"
   CHECK(none.uniform);
 }
 
-TEST_CASE("shared checks: infinite scores, shapes, group size, mask; broadcast writes 0 where masked") {
+TEST_CASE("shared checks: infinite scores, shapes, group size, mask, broadcast writes 0 where masked") {
   std::vector<double> s{1, 2, std::nan(""), 4};
   CHECK(detail::require_scores("f", "scores", vector_view<const double>(s.data(), {4})) == 1);
   s[1] = -INFINITY;

@@ -63,7 +63,7 @@ TEST_CASE("grpo: hand-computed cases of each scale and std bias") {
   CHECK(a4[3] == a4[1]);
 }
 
-TEST_CASE("grpo: uniform groups give exactly zero even when the mean is inexact; flags for dynamic sampling") {
+TEST_CASE("grpo: uniform groups give exactly zero even when the mean is inexact, flags for dynamic sampling") {
   // 0.1 + 0.1 + 0.1 = 0.30000000000000004, / 3 != 0.1: a naive (r - mean) / (0 + eps) is not zero
   const std::vector<double> r{0.1, 0.1, 0.1, 1, 0, 1, 7, 7, 7};
   std::vector<double> a(9, 5);
@@ -134,7 +134,7 @@ TEST_CASE("grpo: properties — zero sum per group, permutation within a group, 
   for (int i = 0; i < 6; ++i) CHECK(b[i] == Approx(a[i]).epsilon(1e-9));
 }
 
-TEST_CASE("grpo: the struct broadcasts over active tokens; masked positions are 0 and never read") {
+TEST_CASE("grpo: the struct broadcasts over active tokens, masked positions are 0 and never read") {
   dense<double, 1> scores({4});
   scores(0) = 1;
   scores(1) = 0;

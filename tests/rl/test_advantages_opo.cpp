@@ -39,7 +39,7 @@ TEST_CASE("opo: hand-computed length-weighted baseline") {
   CHECK(report.missing_scores == 1);
 }
 
-TEST_CASE("opo: equal lengths reduce to the group mean; uniform groups; permutation; backends; bad input") {
+TEST_CASE("opo: equal lengths reduce to the group mean, uniform groups, permutation, backends, bad input") {
   std::vector<double> r{1, 2, 6, 3, 3, 3};
   dense<double, 2> m({6, 4});
   for (index_t i = 0; i < 6; ++i)

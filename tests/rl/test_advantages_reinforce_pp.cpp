@@ -54,7 +54,7 @@ TEST_CASE("reinforce++: hand-computed returns and whitening (verl gives the same
   CHECK(g1(0, 2) == 2.0);
 }
 
-TEST_CASE("reinforce++ struct: scores on the last token equal explicit token rewards; missing rows are 0") {
+TEST_CASE("reinforce++ struct: scores on the last token equal explicit token rewards, missing rows are 0") {
   auto m = testing::random_padding_mask<double>(4, 6, 12, 2);
   dense<double, 1> s({4});
   s(0) = 1;
@@ -107,7 +107,7 @@ TEST_CASE("reinforce++-baseline: hand-computed (verl gives the same), uniform gr
     for (index_t t = 0; t < 2; ++t) CHECK(b(i, t) == a(i, t));
 }
 
-TEST_CASE("reinforce++: Eigen and xtensor bit-identical; bad input") {
+TEST_CASE("reinforce++: Eigen and xtensor bit-identical, bad input") {
   Eigen::MatrixXd er(3, 4), em(3, 4), ea(3, 4);
   xt::xtensor<double, 2> xr = xt::zeros<double>({3, 4}), xm = xt::zeros<double>({3, 4}), xa = xt::zeros<double>({3, 4});
   auto m = testing::random_padding_mask<double>(3, 4, 5, 2);

@@ -51,7 +51,7 @@ TEST_CASE("remax: hand-computed return-to-go minus baseline") {
   CHECK(o(0, 0) == 0.0);
 }
 
-TEST_CASE("remax: Eigen and xtensor bit-identical; bad input") {
+TEST_CASE("remax: Eigen and xtensor bit-identical, bad input") {
   Eigen::MatrixXd er(2, 3), em = Eigen::MatrixXd::Ones(2, 3), ea(2, 3);
   er << 0.1, 0.2, 0.3, 0.4, 0.5, 0.6;
   Eigen::VectorXd eb(2);

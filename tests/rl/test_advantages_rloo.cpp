@@ -54,7 +54,7 @@ TEST_CASE("rloo: zero sum per group, permutation, equal to G/(G-1) times the GRP
   CHECK(b(11) == a(11));
 }
 
-TEST_CASE("rloo: struct broadcasts, masked positions 0; Eigen and xtensor bit-identical; bad input") {
+TEST_CASE("rloo: struct broadcasts, masked positions 0, Eigen and xtensor bit-identical, bad input") {
   Eigen::VectorXd er(4);
   er << 1, 3, 0, 2;
   xt::xtensor<double, 1> xr = {1, 3, 0, 2};

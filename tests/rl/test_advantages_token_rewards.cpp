@@ -7,7 +7,7 @@
 
 using namespace lmrl;
 
-TEST_CASE("scores sit on the last active token; empty rows and missing scores give zeros") {
+TEST_CASE("scores sit on the last active token, empty rows and missing scores give zeros") {
   dense<double, 1> s({3});
   s(0) = 2;
   s(1) = 5;

@@ -62,7 +62,7 @@ TEST_CASE("masked whitening: properties — zero mean, unit variance, masked val
     for (index_t t = 0; t < 10; ++t) CHECK(w2(i, t) == w(i, t));
 }
 
-TEST_CASE("masked whitening: Eigen and xtensor bit-identical; convenience returns the caller's family") {
+TEST_CASE("masked whitening: Eigen and xtensor bit-identical, convenience returns the caller's family") {
   Eigen::MatrixXd ex(4, 5), em(4, 5);
   xt::xtensor<double, 2> xx = xt::zeros<double>({4, 5}), xm = xt::zeros<double>({4, 5});
   auto m = testing::random_padding_mask<double>(4, 5, 3);

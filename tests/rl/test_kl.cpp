@@ -77,7 +77,7 @@ TEST_CASE("k1, abs, k2, k3 by hand at (logp, ref_logp) = (-1, -1.5) and (-2, -1)
   CHECK(kl_k3{}.gradient(-0.7, -0.7) == 0.0);
 }
 
-TEST_CASE("k3 clamps: TRL has none, verl clamps the log-ratio to [-20, 20] and the value to [-10, 10]") {
+TEST_CASE("k3 clamps: TRL has none, verl clamps the log-ratio to (-20, 20) and the value to (-10, 10)") {
   const kl_k3 trl = kl_k3::trl();
   const kl_k3 verl = kl_k3::verl();
   CHECK(!trl.clamp);
@@ -176,7 +176,7 @@ TEST_CASE("every gradient matches finite differences of the batch values (double
   testing::check_gradient([&](const dense<double, 2>& x) { return kl_sum(kl_k2{}, x, ref, mask); }, logp, gs);
 }
 
-TEST_CASE("batch: masked positions hold 0 whatever their inputs; the masked mean counts active tokens") {
+TEST_CASE("batch: masked positions hold 0 whatever their inputs, the masked mean counts active tokens") {
   // Row 0: logp = (-1, -2, NaN), ref = (-1.5, -1, 7), mask = (1, 1, 0).
   // Row 1: logp = (-0.5, inf, 0),  ref = (-0.5, 0, 0), mask = (1, 0, 0).
   // k2 values: (0.125, 0.5, 0 | 0, 0, 0); mean over the 3 active tokens = 0.625 / 3.

@@ -20,7 +20,7 @@ using doctest::Approx;
 static_assert(KLController<fixed_kl_controller> && KLController<adaptive_kl_controller>);
 static_assert(!KLController<double>);
 
-TEST_CASE("adaptive controller: hand-computed updates with the proportional error clipped to [-0.2, 0.2]") {
+TEST_CASE("adaptive controller: hand-computed updates with the proportional error clipped to (-0.2, 0.2)") {
   adaptive_kl_controller c(0.2, 6.0, 10000);
   // kl 3: e = clip(3/6 - 1 = -0.5) = -0.2; mult = 1 - 0.2 * 256 / 10000 = 0.99488; 0.2 * 0.99488 = 0.198976
   c.update(3.0, 256);

@@ -85,7 +85,7 @@ TEST_CASE("hand case: p = (1/2, 1/2), q = (1/4, 3/4)") {
   CHECK(kl[0] == Approx(0.5 * std::log(4.0 / 3.0)).epsilon(1e-14));
 }
 
-TEST_CASE("agrees with a direct two-pass computation; KL >= 0; equal rows give 0") {
+TEST_CASE("agrees with a direct two-pass computation, KL >= 0, equal rows give 0") {
   for (double scale : {0.5, 5.0, 50.0}) {
     for (double temperature : {1.0, 0.7}) {
       dense<double, 2> z({6, 257}), w({6, 257});
@@ -115,7 +115,7 @@ TEST_CASE("gradient with respect to the policy logits matches finite differences
   check_logit_gradient(1, 1000, 3.0, 1.3, 54);
 }
 
-TEST_CASE("stable at logits of +-1e4: finite, non-negative, equal to the two-pass value; gradient finite") {
+TEST_CASE("stable at logits of +-1e4: finite, non-negative, equal to the two-pass value, gradient finite") {
   dense<double, 2> z({4, 64}), w({4, 64}), grad({4, 64});
   testing::fill_uniform(z.view(), 61, -1e4, 1e4);
   testing::fill_uniform(w.view(), 62, -1e4, 1e4);

@@ -43,7 +43,7 @@ TEST_CASE("log_ratio: verl clamp at +-20 with zero slope outside") {
   CHECK(detail::log_ratio(-30, 0, true).value == -20.0);
 }
 
-TEST_CASE("stats: empty batch gives zeros; generic overloads take any backend") {
+TEST_CASE("stats: empty batch gives zeros, generic overloads take any backend") {
   batch b = random_batch(2, 3, 111);
   for (index_t k = 0; k < b.mask.size(); ++k) b.mask.data()[k] = 0;
   objective_stats s;

@@ -61,7 +61,7 @@ TEST_CASE("gspo_token: verl caps log s at 10 (no gradient above)") {
   CHECK(loss_of(gspo{0.2, 0.2, {}}, b)(0, 0) == Approx(std::exp(12.0)));
 }
 
-TEST_CASE("gspo: sequence form against finite differences; token form against its stop-gradient definition") {
+TEST_CASE("gspo: sequence form against finite differences, token form against its stop-gradient definition") {
   gspo o{0.2, 0.28, {}};
   check_backward_fd(o, random_batch(4, 6, 51, 0.3), 52);
   check_backward_fd(gspo{0.2, 0.2, 1.1}, random_batch(4, 6, 53, 0.3, 1.0, true), 54);

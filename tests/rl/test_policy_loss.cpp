@@ -223,7 +223,7 @@ TEST_CASE("policy_loss: uneven micro-batches with batch_totals give the one-big-
   }
 }
 
-TEST_CASE("policy_loss: without KL and entropy it is the aggregated objective; masked positions change nothing") {
+TEST_CASE("policy_loss: without KL and entropy it is the aggregated objective, masked positions change nothing") {
   const index_t B = 3, T = 4;
   batch b(B, T, 5);
   composed_policy_loss<reinforce> plain;  // no_kl, token_mean, beta = entropy_coeff = 0

@@ -343,7 +343,7 @@ std::pair<double, dense<double, 2>> assemble(const O& objective, const policy_in
 
 }  // namespace
 
-TEST_CASE("TRL GRPOTrainer._compute_loss: grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo; token and sequence level") {
+TEST_CASE("TRL GRPOTrainer._compute_loss: grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, token and sequence level") {
   int checked = 0;
   for (const auto* c : family("trl_grpo_loss")) {
     const dims d = shape_of(*c);

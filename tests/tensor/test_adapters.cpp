@@ -74,7 +74,7 @@ TEST_CASE("xtensor containers, xarrays and strided views are viewed in place") {
   CHECK(view<2>(adapted).data == storage.data());
 }
 
-TEST_CASE("std::vector and std::span are 1-D; make_like returns the caller's family") {
+TEST_CASE("std::vector and std::span are 1-D, make_like returns the caller's family") {
   std::vector<float> v{1, 2, 3};
   CHECK(view<1>(v).data == v.data());
   std::span<const float> s(v);

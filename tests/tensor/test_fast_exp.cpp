@@ -9,7 +9,7 @@
 
 using namespace lmrl;
 
-TEST_CASE("double: within 2 ulp of std::exp from -708 to 0; the _or_zero form is exactly 0 below") {
+TEST_CASE("double: within 2 ulp of std::exp from -708 to 0, the _or_zero form is exactly 0 below") {
   constexpr double inf = std::numeric_limits<double>::infinity();
   CHECK(detail::exp_nonpositive(0.0) == 1.0);
   CHECK(detail::exp_nonpositive_or_zero(0.0) == 1.0);

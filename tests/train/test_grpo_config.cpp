@@ -151,7 +151,7 @@ TEST_CASE("grpo_config: values out of range name the key, the value and the rang
   CHECK_THROWS_WITH_AS(set_grpo_config_value(c, "sync_ref_model", "maybe"), doctest::Contains("not a boolean"), error);
 }
 
-TEST_CASE("grpo_config: JSON file sets keys of every type; the JSON dump reads back the same") {
+TEST_CASE("grpo_config: JSON file sets keys of every type, the JSON dump reads back the same") {
   grpo_config c;
   apply_grpo_config_json(c, R"({"learning_rate": 5e-5, "num_generations": 16, "min_p": 0.05, "epsilon_high": null,
     "mask_truncated_completions": true, "loss_type": "grpo", "reward_weights": [2, 0.5],

@@ -221,7 +221,7 @@ TEST_CASE("grpo_trainer: all-NaN rewards stop the run with a clear message and k
   fs::remove_all(dir);
 }
 
-TEST_CASE("grpo_trainer: an unwritable output_dir fails before any generation; bad config names the key") {
+TEST_CASE("grpo_trainer: an unwritable output_dir fails before any generation, bad config names the key") {
   const std::string dir = fresh_dir("unwritable");
   fs::create_directories(dir);
   { std::ofstream(dir + "/file") << "x"; }

@@ -37,7 +37,7 @@ TEST_CASE("metrics_record: JSON round trip is bit-identical, NaN as null") {
   CHECK_FALSE(other == r);
 }
 
-TEST_CASE("metrics_log: appends flushed lines; resuming drops later steps") {
+TEST_CASE("metrics_log: appends flushed lines, resuming drops later steps") {
   const std::string path = temp_file("metrics.jsonl");
   std::ostringstream terminal;
   {

@@ -41,7 +41,7 @@ TEST_CASE("cosine_schedule_with_warmup: warmup 2, 10 steps, half a cycle, by han
   CHECK(cosine_schedule_with_warmup(6, 2, 10, 1.0) == 0.0);
 }
 
-TEST_CASE("cosine with min_lr_rate: the cosine rescaled into [min_lr_rate, 1]") {
+TEST_CASE("cosine with min_lr_rate: the cosine rescaled into (min_lr_rate, 1)") {
   // factor * (1 - 0.1) + 0.1: end 0 -> 0.1, middle 0.5 -> 0.55, start 1 -> 1.
   CHECK(cosine_schedule_with_warmup(10, 2, 10, 0.5, 0.1) == Approx(0.1).epsilon(1e-15));
   CHECK(cosine_schedule_with_warmup(6, 2, 10, 0.5, 0.1) == Approx(0.55).epsilon(1e-15));
@@ -64,7 +64,7 @@ TEST_CASE("constant schedules") {
   CHECK(constant_schedule(77) == 1.0);
 }
 
-TEST_CASE("lr_schedule: by HF's lr_scheduler_type name; lr = base_lr * multiplier") {
+TEST_CASE("lr_schedule: by HF's lr_scheduler_type name, lr = base_lr * multiplier") {
   lr_schedule s;
   CHECK(s.type == lr_schedule::kind::linear);  // HF's default
   s.type = lr_schedule::kind_from_name("cosine");

@@ -23,11 +23,17 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
+
+#if defined(__SSE2__) || defined(__AVX__)
+#include <immintrin.h>  // the square-root instructions of detail::sqrt_block
+#endif
 
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/concepts.hpp"
 #include "lmrl/tensor/view.hpp"
+#include "lmrl/train/rounded.hpp"
 
 namespace lmrl {
 
@@ -105,7 +111,106 @@ inline adamw_scalars adamw_step_scalars(const adamw_config& c, double lr, std::i
   const double t = static_cast<double>(step);
   const double bias_correction1 = 1 - std::pow(c.beta1, t);
   const double bias_correction2 = 1 - std::pow(c.beta2, t);
-  return {1 - lr * c.weight_decay, lr / bias_correction1, std::pow(bias_correction2, 0.5)};
+  return {1 - rounded(lr * c.weight_decay), lr / bias_correction1, std::pow(bias_correction2, 0.5)};
+}
+
+}  // namespace detail
+
+namespace detail {
+
+// Square roots of N contiguous values in place. A loop that calls std::sqrt
+// does not vectorize while math errno is on (the default: the call may set
+// errno for a negative argument), so full blocks use the SSE/AVX square-root
+// instructions, which round exactly as std::sqrt does.
+template <class T, index_t N>
+inline void sqrt_block(T* x) {
+#if defined(__AVX__)
+  if constexpr (std::is_same_v<T, float> && N % 8 == 0) {
+    for (index_t j = 0; j < N; j += 8) _mm256_storeu_ps(x + j, _mm256_sqrt_ps(_mm256_loadu_ps(x + j)));
+  } else if constexpr (std::is_same_v<T, double> && N % 4 == 0) {
+    for (index_t j = 0; j < N; j += 4) _mm256_storeu_pd(x + j, _mm256_sqrt_pd(_mm256_loadu_pd(x + j)));
+  } else {
+    for (index_t j = 0; j < N; ++j) x[j] = std::sqrt(x[j]);
+  }
+#elif defined(__SSE2__)
+  if constexpr (std::is_same_v<T, float> && N % 4 == 0) {
+    for (index_t j = 0; j < N; j += 4) _mm_storeu_ps(x + j, _mm_sqrt_ps(_mm_loadu_ps(x + j)));
+  } else if constexpr (std::is_same_v<T, double> && N % 2 == 0) {
+    for (index_t j = 0; j < N; j += 2) _mm_storeu_pd(x + j, _mm_sqrt_pd(_mm_loadu_pd(x + j)));
+  } else {
+    for (index_t j = 0; j < N; ++j) x[j] = std::sqrt(x[j]);
+  }
+#else
+  for (index_t j = 0; j < N; ++j) x[j] = std::sqrt(x[j]);
+#endif
+}
+
+// The per-step constants, in the element type.
+template <class T>
+struct adamw_coefficients {
+  T decay_factor, lerp_weight, lerp_complement, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size;
+};
+
+inline constexpr index_t adamw_block_size = 64;
+
+// The update of one block of len <= adamw_block_size elements. Full blocks
+// have a compile-time trip count, so the three loops vectorize even at -O2;
+// the choices (decay on this segment, lerp's branch) are template parameters
+// so that the loops have no branch.
+template <bool Decay, bool LerpSmall, bool Full, class T>
+inline void adamw_block(T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, index_t len,
+                        const adamw_coefficients<T>& k) {
+  constexpr index_t block = adamw_block_size;
+  const index_t n = Full ? block : len;
+  T root[block];
+  for (index_t j = 0; j < n; ++j) {
+    const T gj = g[j];
+    // exp_avg.lerp_(grad, 1 - beta1), with ATen's two branches of lerp
+    T mj;
+    if constexpr (LerpSmall) {
+      mj = m[j] + k.lerp_weight * (gj - m[j]);
+    } else {
+      mj = gj - (gj - m[j]) * k.lerp_complement;
+    }
+    // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    const T vj = v[j] * k.beta2 + k.one_minus_beta2 * gj * gj;
+    m[j] = mj;
+    v[j] = vj;
+    root[j] = vj;
+  }
+  if constexpr (Full) {
+    sqrt_block<T, block>(root);
+  } else {
+    for (index_t j = 0; j < n; ++j) root[j] = std::sqrt(root[j]);
+  }
+  for (index_t j = 0; j < n; ++j) {
+    T pj = p[j];
+    if constexpr (Decay) pj = pj * k.decay_factor;  // param.mul_(1 - lr * weight_decay), before the update
+    // denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+    const T denom = root[j] / k.bc2_sqrt + k.eps;
+    // param.addcdiv_(exp_avg, denom, value=-step_size)
+    p[j] = pj + k.neg_step_size * m[j] / denom;
+  }
+}
+
+// Elements [begin, end) in blocks, shared among the threads of the enclosing
+// parallel region (elementwise: the result does not depend on the split).
+template <bool Decay, bool LerpSmall, class T>
+void adamw_segment_update(T* p, const T* g, T* m, T* v, index_t begin, index_t end, const adamw_coefficients<T>& k) {
+  constexpr index_t block = adamw_block_size;
+  const index_t blocks = (end - begin + block - 1) / block;
+#if defined(_OPENMP)
+#pragma omp for schedule(static) nowait
+#endif
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t i = begin + b * block;
+    const index_t len = std::min(block, end - i);
+    if (len == block) {
+      adamw_block<Decay, LerpSmall, true>(p + i, g + i, m + i, v + i, len, k);
+    } else {
+      adamw_block<Decay, LerpSmall, false>(p + i, g + i, m + i, v + i, len, k);
+    }
+  }
 }
 
 }  // namespace detail
@@ -119,44 +224,38 @@ void adamw_update(std::span<T> params, std::span<const T> grads, std::span<T> ex
                   const std::vector<detail::adamw_segment>& segments) {
   const auto s = detail::adamw_step_scalars(c, lr, step);
   // As torch's kernels do: Python doubles become element-type scalars.
-  const T decay_factor = static_cast<T>(s.decay_factor);
-  const bool decay_on = c.weight_decay != 0;  // torch skips the multiply when weight_decay == 0
   const T lerp_weight = static_cast<T>(1 - c.beta1);
+  const detail::adamw_coefficients<T> k{static_cast<T>(s.decay_factor),
+                                        lerp_weight,
+                                        T(1) - lerp_weight,
+                                        static_cast<T>(c.beta2),
+                                        static_cast<T>(1 - c.beta2),
+                                        static_cast<T>(s.bias_correction2_sqrt),
+                                        static_cast<T>(c.eps),
+                                        static_cast<T>(-s.step_size)};
+  const bool decay_on = c.weight_decay != 0;  // torch skips the multiply when weight_decay == 0
   const bool lerp_small = std::abs(lerp_weight) < T(0.5);
-  const T lerp_complement = T(1) - lerp_weight;
-  const T beta2 = static_cast<T>(c.beta2);
-  const T one_minus_beta2 = static_cast<T>(1 - c.beta2);
-  const T bc2_sqrt = static_cast<T>(s.bias_correction2_sqrt);
-  const T eps = static_cast<T>(c.eps);
-  const T neg_step_size = static_cast<T>(-s.step_size);
   T* const p = params.data();
   const T* const g = grads.data();
   T* const m = exp_avg.data();
   T* const v = exp_avg_sq.data();
   [[maybe_unused]] const index_t n = static_cast<index_t>(params.size());
 
+  // One parallel region; each segment's blocks are shared among the threads.
 #if defined(_OPENMP)
 #pragma omp parallel if (n >= (index_t{1} << 16))
 #endif
   for (const auto& segment : segments) {
     const bool decay = decay_on && segment.decay;
-#if defined(_OPENMP)
-#pragma omp for schedule(static) nowait
-#endif
-    for (index_t i = segment.begin; i < segment.end; ++i) {
-      const T gi = g[i];
-      T pi = p[i];
-      if (decay) pi = pi * decay_factor;
-      // exp_avg.lerp_(grad, 1 - beta1), with ATen's two branches of lerp
-      const T mi = lerp_small ? m[i] + lerp_weight * (gi - m[i]) : gi - (gi - m[i]) * lerp_complement;
-      // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-      const T vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
-      // denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-      const T denom = std::sqrt(vi) / bc2_sqrt + eps;
-      // param.addcdiv_(exp_avg, denom, value=-step_size)
-      p[i] = pi + neg_step_size * mi / denom;
-      m[i] = mi;
-      v[i] = vi;
+    const index_t b = segment.begin, e = segment.end;
+    if (decay && lerp_small) {
+      detail::adamw_segment_update<true, true>(p, g, m, v, b, e, k);
+    } else if (decay) {
+      detail::adamw_segment_update<true, false>(p, g, m, v, b, e, k);
+    } else if (lerp_small) {
+      detail::adamw_segment_update<false, true>(p, g, m, v, b, e, k);
+    } else {
+      detail::adamw_segment_update<false, false>(p, g, m, v, b, e, k);
     }
   }
 }

@@ -18,6 +18,7 @@
 
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
+#include "lmrl/train/rounded.hpp"
 
 namespace lmrl {
 
@@ -72,7 +73,7 @@ inline double cosine_schedule_with_warmup(index_t step, index_t num_warmup_steps
                           static_cast<double>(std::max<index_t>(1, num_training_steps - num_warmup_steps));
   // Python evaluates math.pi * float(num_cycles) * 2.0 * progress left to right.
   double factor = 0.5 * (1.0 + std::cos(std::numbers::pi * num_cycles * 2.0 * progress));
-  factor = factor * (1 - min_lr_rate) + min_lr_rate;  // the identity when min_lr_rate == 0
+  factor = detail::rounded(factor * (1 - min_lr_rate)) + min_lr_rate;  // the identity when min_lr_rate == 0
   return std::max(0.0, factor);
 }
 

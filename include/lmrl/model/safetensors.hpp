@@ -598,7 +598,10 @@ class writer {
       json += ":{\"dtype\":\"";
       json += dtype_name(e.type);
       json += "\",\"shape\":[";
-      for (std::size_t i = 0; i < e.shape.size(); ++i) json += (i ? "," : "") + std::to_string(e.shape[i]);
+      for (std::size_t i = 0; i < e.shape.size(); ++i) {
+        if (i) json += ',';
+        json += std::to_string(e.shape[i]);
+      }
       const std::uint64_t bytes = e.numel() * dtype_size(e.type);
       json += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
       offset += bytes;

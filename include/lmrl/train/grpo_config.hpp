@@ -232,11 +232,17 @@ config_field make_field(std::string_view name, M grpo_config::*member) {
       return m ? std::to_string(*m) : "None";
     } else if constexpr (std::is_same_v<V, std::vector<double>>) {
       std::string s;
-      for (double v : m) s += (s.empty() ? "" : ",") + format_double(v);
+      for (double v : m) {
+        if (!s.empty()) s += ',';
+        s += format_double(v);
+      }
       return s;
     } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
       std::string s;
-      for (const auto& v : m) s += (s.empty() ? "" : ",") + v;
+      for (const auto& v : m) {
+        if (!s.empty()) s += ',';
+        s += v;
+      }
       return s;
     } else {
       return std::to_string(m);

@@ -154,7 +154,10 @@ inline std::string svg_figure(const std::vector<plot_panel>& panels, int columns
           flush();
           continue;
         }
-        points += (points.empty() ? "" : " ") + detail::svg_number(px(ser.x[i])) + "," + detail::svg_number(py(ser.y[i]));
+        if (!points.empty()) points += ' ';
+        points += detail::svg_number(px(ser.x[i]));
+        points += ',';
+        points += detail::svg_number(py(ser.y[i]));
       }
       flush();
       // Legend entry, top left inside the frame.

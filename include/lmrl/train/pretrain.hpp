@@ -1,0 +1,161 @@
+// Next-token pretraining of the bundled transformer: the "base model" stage
+// before R1-Zero's RL, on a corpus that a task generator writes.
+//
+// Each step draws batch_size examples from a source, right-pads them, and
+// minimizes the mean negative log-likelihood of the tokens marked for the
+// loss (from `loss_from` on; TRL's SFT "completion only" when loss_from is
+// the prompt length, plain language modelling when it is 0):
+//
+//   L = -(1 / N) sum_{i, t >= max(1, loss_from_i)} log p(x_{i,t} | x_{i,<t}),   N = number of such tokens
+//
+// so dL/dlogp = -1/N on those positions, which the transformer's backward
+// turns into parameter gradients. Global-norm clipping, AdamW and a cosine
+// schedule with warmup (down to min_lr_rate * lr) follow, as in the usual
+// small-LM recipes (nanoGPT, llm.c).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "lmrl/error.hpp"
+#include "lmrl/model/transformer.hpp"
+#include "lmrl/rl/policy.hpp"
+#include "lmrl/tensor/dense.hpp"
+#include "lmrl/train/adamw.hpp"
+#include "lmrl/train/clip_grad.hpp"
+#include "lmrl/train/schedule.hpp"
+
+namespace lmrl {
+
+// One training sequence; the loss covers tokens[t] for t >= max(1, loss_from).
+struct pretrain_example {
+  std::vector<std::int32_t> tokens;
+  std::size_t loss_from = 0;
+};
+
+struct pretrain_config {
+  index_t steps = 1000;
+  index_t batch_size = 64;
+  double lr = 3e-3;
+  double warmup_ratio = 0.05;
+  double min_lr_rate = 0.1;   // the cosine ends at min_lr_rate * lr
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.95;
+  double max_grad_norm = 1.0;  // 0 = no clipping
+  index_t log_every = 50;      // on_log every this many steps (and at the last)
+
+  void validate() const {
+    const char* f = "pretrain_config";
+    detail::require(steps >= 0, f, ": steps = ", steps, " must be >= 0");
+    detail::require(batch_size >= 1, f, ": batch_size = ", batch_size, " must be >= 1");
+    detail::require(lr > 0 && std::isfinite(lr), f, ": lr = ", lr, " must be finite and > 0");
+    detail::require(warmup_ratio >= 0 && warmup_ratio <= 1, f, ": warmup_ratio = ", warmup_ratio,
+                    " must be in [0, 1]");
+    detail::require(min_lr_rate >= 0 && min_lr_rate <= 1, f, ": min_lr_rate = ", min_lr_rate, " must be in [0, 1]");
+    detail::require(max_grad_norm >= 0, f, ": max_grad_norm = ", max_grad_norm, " must be >= 0");
+    detail::require(log_every >= 1, f, ": log_every = ", log_every, " must be >= 1");
+    adamw_config{lr, adam_beta1, adam_beta2, 1e-8, weight_decay}.validate(f);
+  }
+};
+
+struct pretrain_record {
+  index_t step = 0;         // 1-based
+  double loss = 0;          // mean NLL of this step's batch
+  double lr = 0;
+  double grad_norm = 0;     // before clipping
+  long long tokens = 0;     // tokens processed so far (all positions of the padded rows' real tokens)
+  double seconds = 0;       // wall time so far
+};
+
+// Mean NLL and its gradient for one batch; returns the loss. Exposed for tests.
+template <Real T>
+double next_token_loss(transformer<T>& model, const std::vector<pretrain_example>& batch, bool backward) {
+  const char* f = "next_token_loss";
+  detail::require(!batch.empty(), f, ": empty batch");
+  index_t L = 1;
+  for (const auto& e : batch) L = std::max<index_t>(L, static_cast<index_t>(e.tokens.size()));
+  const auto B = static_cast<index_t>(batch.size());
+  dense<std::int32_t, 2> tokens({B, L});
+  dense<T, 2> attention({B, L}), weight({B, L}), logp({B, L});
+  double count = 0;
+  for (index_t i = 0; i < B; ++i) {
+    const pretrain_example& e = batch[static_cast<std::size_t>(i)];
+    detail::require(!e.tokens.empty(), f, ": example ", i, " has no tokens");
+    for (index_t t = 0; t < static_cast<index_t>(e.tokens.size()); ++t) {
+      tokens(i, t) = e.tokens[static_cast<std::size_t>(t)];
+      attention(i, t) = T(1);
+      if (t >= 1 && static_cast<std::size_t>(t) >= e.loss_from) {
+        weight(i, t) = T(1);
+        count += 1;
+      }
+    }
+  }
+  detail::require(count > 0, f, ": no token of the batch is marked for the loss");
+  const token_batch<T> tb{tokens.view(), attention.view()};
+  model.log_probs(tb, logp.view(), matrix_view<T>{});
+  double loss = 0;
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < L; ++t) loss -= static_cast<double>(weight(i, t)) * static_cast<double>(logp(i, t));
+  loss /= count;
+  if (backward) {
+    const T scale = static_cast<T>(-1.0 / count);
+    for (index_t i = 0; i < B; ++i)
+      for (index_t t = 0; t < L; ++t) weight(i, t) *= scale;
+    model.backward(tb, weight.view(), matrix_view<const T>{});
+  }
+  return loss;
+}
+
+// Trains `model` for config.steps steps on examples from `next()`. Throws
+// lmrl::error when the loss or the gradient norm stops being finite (the
+// parameters are not updated by that step).
+template <Real T, class Source>
+  requires std::convertible_to<std::invoke_result_t<Source&>, pretrain_example>
+std::vector<pretrain_record> pretrain(transformer<T>& model, Source&& next, const pretrain_config& config,
+                                      const std::function<void(const pretrain_record&)>& on_log = {}) {
+  config.validate();
+  adamw_config ac{config.lr, config.adam_beta1, config.adam_beta2, 1e-8, config.weight_decay};
+  adamw<T> optimizer(static_cast<index_t>(model.parameters().values().size()), ac);
+  lr_schedule schedule;
+  schedule.type = lr_schedule::kind::cosine_with_min_lr;
+  schedule.num_training_steps = config.steps;
+  schedule.num_warmup_steps = warmup_steps_for(config.warmup_ratio, config.steps);
+  schedule.min_lr_rate = config.min_lr_rate;
+
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  std::vector<pretrain_record> records;
+  std::vector<pretrain_example> batch;
+  long long tokens = 0;
+  for (index_t step = 0; step < config.steps; ++step) {
+    batch.clear();
+    for (index_t k = 0; k < config.batch_size; ++k) {
+      batch.push_back(next());
+      tokens += static_cast<long long>(batch.back().tokens.size());
+    }
+    model.zero_grad();
+    const double loss = next_token_loss(model, batch, true);
+    std::span<T> grads = model.gradients();
+    const double norm = config.max_grad_norm > 0 ? clip_grad_norm(grads, config.max_grad_norm)
+                                                 : l2_norm(std::span<const T>(grads));
+    detail::require(std::isfinite(loss) && std::isfinite(norm), "pretrain: step ", step + 1, ": loss ", loss,
+                    ", gradient norm ", norm, " (not finite); stopping before the update");
+    const double lr = schedule.lr(config.lr, step);
+    optimizer.step(model.parameters().values(), std::span<const T>(grads), lr);
+    if ((step + 1) % config.log_every == 0 || step + 1 == config.steps) {
+      pretrain_record r{step + 1, loss, lr, norm, tokens,
+                        std::chrono::duration<double>(clock::now() - t0).count()};
+      records.push_back(r);
+      if (on_log) on_log(r);
+    }
+  }
+  return records;
+}
+
+}  // namespace lmrl

@@ -1,0 +1,102 @@
+// The bundled transformer as the trainer's policy and rollout generator.
+//
+//   transformer_policy<T>    TrainablePolicy: log-probs, backward, and the one
+//                            flat parameter / gradient buffer of the model
+//   transformer_rollouts<T>  RolloutGenerator: KV-cache generation (generate.hpp)
+//                            with the policy's current weights; stops on the
+//                            end-of-sequence ids
+//
+// The adapter is thin on purpose: a user's own model needs the same few
+// members (see rl/policy.hpp and the concepts at the top of grpo_trainer.hpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "lmrl/model/generate.hpp"
+#include "lmrl/model/transformer.hpp"
+#include "lmrl/rl/policy.hpp"
+#include "lmrl/sample/philox.hpp"
+#include "lmrl/train/grpo_trainer.hpp"
+
+namespace lmrl {
+
+template <Real T>
+class transformer_policy {
+ public:
+  using value_type = T;
+
+  explicit transformer_policy(transformer<T> model) : model_(std::move(model)) {}
+
+  transformer<T>& model() { return model_; }
+  const transformer<T>& model() const { return model_; }
+
+  std::span<T> parameters() { return model_.parameters().values(); }
+  std::span<T> gradients() { return model_.gradients(); }
+  void zero_grad() { model_.zero_grad(); }
+
+  void log_probs(const token_batch<T>& batch, matrix_view<T> logp, matrix_view<T> entropy) {
+    model_.log_probs(batch, logp, entropy);
+  }
+  void backward(const token_batch<T>& batch, matrix_view<const T> grad_logp, matrix_view<const T> grad_entropy) {
+    model_.backward(batch, grad_logp, grad_entropy);
+  }
+
+ private:
+  transformer<T> model_;
+};
+
+template <Real T>
+class transformer_rollouts {
+ public:
+  explicit transformer_rollouts(std::vector<std::int32_t> eos_token_ids, std::int32_t pad_token_id = 0)
+      : eos_(std::move(eos_token_ids)), pad_(pad_token_id) {}
+
+  rollout_batch<T> operator()(transformer_policy<T>& policy, std::span<const std::vector<std::int32_t>> prompts,
+                              const rollout_request& request) {
+    const transformer_parameters<T>& params = policy.model().parameters();
+    // The decoder keeps a transposed copy of the weights: rebuilt for another
+    // model, re-read after every optimizer step.
+    if (!decoder_ || source_ != &params) {
+      decoder_ = std::make_unique<cached_decoder<T>>(params);
+      source_ = &params;
+    } else {
+      decoder_->sync_weights();
+    }
+    generation_options o;
+    o.num_generations = request.num_generations;
+    o.max_new_tokens = request.max_new_tokens;
+    o.sampling = request.sampling;
+    o.eos_token_ids = eos_;
+    o.pad_token_id = pad_;
+    const generation_result<T> r = generate(*decoder_, prompts, o, counter_rng(request.seed));
+    rollout_batch<T> out;
+    const index_t B = r.batch();
+    out.completions.resize(static_cast<std::size_t>(B));
+    out.logprobs.resize(static_cast<std::size_t>(B));
+    out.truncated.resize(static_cast<std::size_t>(B));
+    for (index_t b = 0; b < B; ++b) {
+      const auto k = static_cast<std::size_t>(b);
+      for (index_t t = 0; t < r.lengths[k]; ++t) {
+        out.completions[k].push_back(r.completion_ids(b, t));
+        out.logprobs[k].push_back(r.logprobs(b, t));
+      }
+      out.truncated[k] = r.truncated[k] != 0;
+    }
+    return out;
+  }
+
+ private:
+  std::vector<std::int32_t> eos_;
+  std::int32_t pad_;
+  std::unique_ptr<cached_decoder<T>> decoder_;
+  const transformer_parameters<T>* source_ = nullptr;
+};
+
+static_assert(TrainablePolicy<transformer_policy<float>>);
+static_assert(RolloutGenerator<transformer_rollouts<float>, transformer_policy<float>>);
+
+}  // namespace lmrl

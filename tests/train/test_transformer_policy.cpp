@@ -1,0 +1,133 @@
+// train/transformer_policy.hpp: the transformer as the trainer's policy and
+// generator. Rollouts are generate()'s, their log-probs agree with the
+// policy's forward pass, and GRPO steps on the transformer run end to end.
+#include "lmrl/train/transformer_policy.hpp"
+
+#include <filesystem>
+#include <string>
+
+#include "lmrl/reward/weighted_sum.hpp"
+#include "support/testing.hpp"
+
+using namespace lmrl;
+
+namespace {
+
+transformer_config small_config() {
+  transformer_config c;
+  c.vocab_size = 10;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.intermediate_size = 16;
+  c.max_position_embeddings = 32;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("rollouts are generate()'s tokens, and their log-probs are the policy's") {
+  transformer_policy<float> policy(transformer<float>(small_config(), 3, 0.5));
+  transformer_rollouts<float> rollouts({9});
+  const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4}};
+  rollout_request req;
+  req.num_generations = 3;
+  req.max_new_tokens = 5;
+  req.seed = 77;
+  const rollout_batch<float> r = rollouts(policy, prompts, req);
+  REQUIRE(r.completions.size() == 6);
+
+  generation_options o;
+  o.num_generations = 3;
+  o.max_new_tokens = 5;
+  o.eos_token_ids = {9};
+  const auto g = generate(policy.model().parameters(), std::span<const std::vector<std::int32_t>>(prompts), o,
+                          counter_rng(77));
+  for (index_t b = 0; b < 6; ++b) {
+    const auto& c = r.completions[static_cast<std::size_t>(b)];
+    REQUIRE(static_cast<index_t>(c.size()) == g.lengths[static_cast<std::size_t>(b)]);
+    CHECK(r.truncated[static_cast<std::size_t>(b)] == (g.truncated[static_cast<std::size_t>(b)] != 0));
+    // The policy's log-probs of prompt + completion equal the sampler's.
+    std::vector<std::int32_t> seq = prompts[static_cast<std::size_t>(b / 3)];
+    const auto np = static_cast<index_t>(seq.size());
+    seq.insert(seq.end(), c.begin(), c.end());
+    const auto L = static_cast<index_t>(seq.size());
+    dense<float, 2> mask({1, L}), logp({1, L});
+    for (index_t t = 0; t < L; ++t) mask(0, t) = 1;
+    policy.log_probs({matrix_view<const std::int32_t>(seq.data(), {1, L}), mask.view()}, logp.view(),
+                     matrix_view<float>{});
+    for (std::size_t t = 0; t < c.size(); ++t) {
+      CHECK(c[t] == g.completion_ids(b, static_cast<index_t>(t)));
+      CHECK(logp(0, np + static_cast<index_t>(t)) ==
+            doctest::Approx(r.logprobs[static_cast<std::size_t>(b)][t]).epsilon(1e-4));
+    }
+  }
+}
+
+TEST_CASE("the decoder follows the policy's updates: new weights, new tokens") {
+  transformer_policy<float> policy(transformer<float>(small_config(), 3, 0.5));
+  transformer_rollouts<float> rollouts({});
+  const std::vector<std::vector<std::int32_t>> prompts = {{1}};
+  rollout_request req;
+  req.num_generations = 4;
+  req.max_new_tokens = 8;
+  req.sampling.do_sample = false;
+  const auto before = rollouts(policy, prompts, req);
+  // All weights zero but the final norm (1) and two embedding rows: every layer then passes its input through,
+  // so the last hidden state is normalize(embedding) = all ones, and the tied output layer scores each token by
+  // the sum of its embedding row: token 5 (rows of 2) beats the prompt's token 1 (rows of 0.5).
+  for (auto& x : policy.parameters()) x = 0.0f;
+  for (auto& x : policy.model().parameters().tensor("model.norm.weight")) x = 1.0f;
+  auto emb = policy.model().parameters().tensor("model.embed_tokens.weight");
+  for (index_t j = 0; j < 16; ++j) emb[static_cast<std::size_t>(5 * 16 + j)] = 2.0f;
+  for (index_t j = 0; j < 16; ++j) emb[static_cast<std::size_t>(1 * 16 + j)] = 0.5f;
+  const auto after = rollouts(policy, prompts, req);
+  bool changed = false;
+  for (std::size_t b = 0; b < 4; ++b) changed = changed || after.completions[b] != before.completions[b];
+  CHECK(changed);
+  for (std::size_t b = 0; b < 4; ++b) CHECK(after.completions[b].front() == 5);
+}
+
+namespace {
+struct indexed_prompts {
+  grpo_prompt prompt(std::uint64_t i) const { return {std::string(1, static_cast<char>('a' + i % 3)), {"x"}}; }
+};
+// Reward: the share of completion tokens equal to 2.
+struct twos {
+  double operator()(const reward_context& ctx) const {
+    if (ctx.completion_ids.empty()) return 0.0;
+    double n = 0;
+    for (auto id : ctx.completion_ids) n += id == 2;
+    return n / static_cast<double>(ctx.completion_ids.size());
+  }
+};
+}  // namespace
+
+TEST_CASE("grpo_trainer on the transformer: rewarded tokens become more likely") {
+  const std::string dir = (std::filesystem::temp_directory_path() / "lmrl_test_transformer_policy").string();
+  std::filesystem::remove_all(dir);
+  transformer_policy<float> policy(transformer<float>(small_config(), 4, 0.1));
+  grpo_config c;
+  c.output_dir = dir;
+  c.learning_rate = 3e-2;
+  c.max_steps = 12;
+  c.num_generations = 8;
+  c.per_device_train_batch_size = 32;
+  c.max_completion_length = 6;
+  c.save_steps = 0;
+  c.logging_steps = 100;
+  grpo_trainer_options o;
+  o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
+  o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
+  o.terminal = nullptr;
+  o.write_report = false;
+  grpo_trainer trainer(c, policy, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), indexed_prompts{}, o);
+  REQUIRE(trainer.train());
+  const auto& rec = trainer.records();
+  REQUIRE(rec.size() == 12);
+  const double first = rec.front().get("reward"), last = rec.back().get("reward");
+  CHECK(first < 0.3);  // about 1/10 at random
+  CHECK(last > first + 0.2);
+  std::filesystem::remove_all(dir);
+}

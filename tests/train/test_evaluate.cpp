@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "support/model_shapes.hpp"
 #include "support/testing.hpp"
 
 using namespace lmrl;
@@ -21,14 +22,7 @@ TEST_CASE("pass@k = 1 - C(n - c, k) / C(n, k)") {
 }
 
 TEST_CASE("evaluate_policy grades every greedy and sampled completion that generate() gives") {
-  transformer_config c;
-  c.vocab_size = 12;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.intermediate_size = 16;
-  c.max_position_embeddings = 32;
+  const transformer_config c = testing::transformer_shape(12, 16, 1, 2, 1, 16);
   const transformer<float> model(c, 11, 0.5);
   const std::vector<std::vector<std::int32_t>> prompts = {{1, 2}, {3}, {4, 5, 6}, {7}, {2, 2}};
   evaluation_options o;

@@ -7,23 +7,14 @@
 #include <random>
 #include <vector>
 
+#include "support/model_shapes.hpp"
 #include "support/testing.hpp"
 
 using namespace lmrl;
 
 namespace {
 
-transformer_config small_config() {
-  transformer_config c;
-  c.vocab_size = 11;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.intermediate_size = 24;
-  c.max_position_embeddings = 32;
-  return c;
-}
+transformer_config small_config() { return testing::transformer_shape(11, 16, 2, 4, 2, 24); }
 
 std::vector<pretrain_example> two_examples() {
   return {{{1, 4, 2, 7, 3}, 2}, {{5, 6, 1}, 0}};

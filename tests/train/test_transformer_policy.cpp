@@ -7,23 +7,14 @@
 #include <string>
 
 #include "lmrl/reward/weighted_sum.hpp"
+#include "support/model_shapes.hpp"
 #include "support/testing.hpp"
 
 using namespace lmrl;
 
 namespace {
 
-transformer_config small_config() {
-  transformer_config c;
-  c.vocab_size = 10;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.intermediate_size = 16;
-  c.max_position_embeddings = 32;
-  return c;
-}
+transformer_config small_config() { return testing::transformer_shape(10, 16, 1, 2, 1, 16); }
 
 }  // namespace
 

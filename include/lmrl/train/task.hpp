@@ -30,6 +30,7 @@
 // pretraining, whatever the seeds (data/split.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <set>
@@ -55,12 +56,18 @@ struct zero_task_options {
   std::string system = "Think in <think> </think>, then answer in <answer> </answer>.";
   data::split_options split{};  // test_fraction 0.1 of all problems are held out
   int max_attempts = 100000;    // draws before giving up (a split with almost no problems)
+  // How a worked solution writes its steps (see zero_task::worked_steps):
+  // "running" totals ("47+18=65" per line) or "rewrite" (the expression
+  // rewritten with its first two numbers added, one line per step).
+  std::string step_format = "rewrite";
 
   void validate() const {
     const char* f = "zero_task_options";
     detail::require(operands >= 2 && operands <= 64, f, ": operands = ", operands, " must be in [2, 64]");
     detail::require(digits >= 1 && digits <= 9, f, ": digits = ", digits, " must be in [1, 9]");
     detail::require(max_attempts >= 1, f, ": max_attempts = ", max_attempts, " must be >= 1");
+    detail::require(step_format == "running" || step_format == "rewrite", f, ": step_format = \"", step_format,
+                    "\"; allowed: running, rewrite");
     data::check_split_options(f, split);
   }
 };
@@ -103,10 +110,25 @@ class zero_task {
     return p;
   }
 
-  // The worked steps, one line each: "47+18=65\n65+93=158\n158+25=183".
-  static std::string worked_steps(const zero_problem& p) {
+  // The worked steps, one line each, in options().step_format:
+  //   running: "47+18=65\n65+93=158\n158+25=183"
+  //   rewrite: "47+18+93+25\n=65+93+25\n=158+25\n=183"
+  std::string worked_steps(const zero_problem& p) const {
     std::string s;
     std::int64_t total = p.operands.at(0);
+    if (options_.step_format == "rewrite") {
+      s = p.expression;
+      for (std::size_t k = 1; k < p.operands.size(); ++k) {
+        total += p.operands[k];
+        s += "\n=";
+        s += std::to_string(total);
+        for (std::size_t j = k + 1; j < p.operands.size(); ++j) {
+          s += '+';
+          s += std::to_string(p.operands[j]);
+        }
+      }
+      return s;
+    }
     for (std::size_t k = 1; k < p.operands.size(); ++k) {
       if (k > 1) s += '\n';
       const std::int64_t next = total + p.operands[k];
@@ -118,7 +140,7 @@ class zero_task {
 
   // Completions (what follows the prompt's "<think>"), with or without the
   // end-of-text token that a trained model must learn to emit.
-  static std::string worked_completion(const zero_problem& p, bool with_eos = true) {
+  std::string worked_completion(const zero_problem& p, bool with_eos = true) const {
     std::string think = "\n";
     think += worked_steps(p);
     think += '\n';
@@ -219,17 +241,31 @@ struct corpus_example {
   bool practice = false;
 };
 
-// A practice pack: `lines` random two-operand additions in exactly the form of
-// a worked step, "\n{a}+{b}={a+b}", where a ranges over the running totals a
-// solution meets (one operand up to all but the last) and b over one operand.
-// It is the corpus's "plain problems with answers": the skill of one step,
-// densely, without the multi-operand problem around it.
-inline std::string practice_pack(const zero_task_options& o, data::task_rng& rng, int lines) {
+// A practice pack: `lines` solved steps as plain text, no template, loss on
+// every token: the corpus's "plain problems with answers". It is the skill of
+// the worked form, densely, without raising how often the templated examples
+// think:
+//   running: one addition per line, "\n{a}+{b}={a+b}", where a ranges over the
+//            running totals a solution meets and b over one operand;
+//   rewrite: whole worked chains of random problems, "\n47+18+93+25\n=65+93+25\n=158+25\n=183",
+//            `lines` steps in all (whole chains, at least one).
+inline std::string practice_pack(const zero_task& task, data::task_rng& rng, int lines) {
+  const zero_task_options& o = task.options();
   std::int64_t lo = 1;
   for (int d = 1; d < o.digits; ++d) lo *= 10;
   const std::int64_t hi = lo * 10 - 1;
   if (o.digits == 1) lo = 0;
   std::string s;
+  if (o.step_format == "rewrite") {
+    for (int steps = 0; steps < std::max(lines, 1);) {
+      std::vector<std::int64_t> xs(static_cast<std::size_t>(o.operands));
+      for (auto& x : xs) x = data::uniform_int(rng, lo, hi);
+      s += '\n';
+      s += task.worked_steps(task.make(std::move(xs)));
+      steps += o.operands - 1;
+    }
+    return s;
+  }
   for (int k = 0; k < lines; ++k) {
     const std::int64_t a = data::uniform_int(rng, lo, hi * (o.operands - 1));
     const std::int64_t b = data::uniform_int(rng, lo, hi);
@@ -259,7 +295,7 @@ class zero_corpus {
 
   corpus_example next() {
     if (practice_fraction_ > 0 && data::bernoulli(rng_, practice_fraction_))
-      return {practice_pack(gen_.task().options(), rng_, practice_lines_), 0, false, true};
+      return {practice_pack(gen_.task(), rng_, practice_lines_), 0, false, true};
     const zero_problem p = gen_.next();
     const bool worked = data::bernoulli(rng_, worked_fraction_);
     data::rendered_chat r = gen_.task().example(p, worked);

@@ -20,6 +20,11 @@ TEST_CASE("a problem, its worked steps and both completions, by hand") {
   CHECK(p.prompt == "Think in <think> </think>, then answer in <answer> </answer>. User: 47+18+93+25. Assistant: <think>");
   CHECK(task.worked_steps(p) == "47+18=65\n65+93=158\n158+25=183");
   CHECK(rewrite.worked_steps(p) == "47+18+93+25\n=65+93+25\n=158+25\n=183");
+  zero_task_options remaining_options;
+  remaining_options.step_format = "remaining";
+  const zero_task remaining(remaining_options);
+  CHECK(remaining.worked_steps(p) == "47+18+93+25\n47+18=65 +93+25\n65+93=158 +25\n158+25=183");
+  CHECK(is_strict_format(remaining.worked_completion(p, false), true));
   CHECK(task.worked_completion(p) ==
         "\n47+18=65\n65+93=158\n158+25=183\n</think>\n<answer>\n183\n</answer><|endoftext|>");
   CHECK(zero_task::direct_completion(p, false) == "\n\n</think>\n<answer>\n183\n</answer>");

@@ -66,8 +66,8 @@ struct zero_task_options {
     detail::require(operands >= 2 && operands <= 64, f, ": operands = ", operands, " must be in [2, 64]");
     detail::require(digits >= 1 && digits <= 9, f, ": digits = ", digits, " must be in [1, 9]");
     detail::require(max_attempts >= 1, f, ": max_attempts = ", max_attempts, " must be >= 1");
-    detail::require(step_format == "running" || step_format == "rewrite", f, ": step_format = \"", step_format,
-                    "\"; allowed: running, rewrite");
+    detail::require(step_format == "running" || step_format == "rewrite" || step_format == "remaining", f,
+                    ": step_format = \"", step_format, "\"; allowed: running, rewrite, remaining");
     data::check_split_options(f, split);
   }
 };
@@ -113,9 +113,27 @@ class zero_task {
   // The worked steps, one line each, in options().step_format:
   //   running: "47+18=65\n65+93=158\n158+25=183"
   //   rewrite: "47+18+93+25\n=65+93+25\n=158+25\n=183"
+  //   remaining: "47+18+93+25\n47+18=65 +93+25\n65+93=158 +25\n158+25=183"
+  //            (each addition written out beside the numbers still to add:
+  //            the operands of the next addition are the line above's result
+  //            and first remaining number, both next to each other)
   std::string worked_steps(const zero_problem& p) const {
     std::string s;
     std::int64_t total = p.operands.at(0);
+    if (options_.step_format == "remaining") {
+      s = p.expression;
+      for (std::size_t k = 1; k < p.operands.size(); ++k) {
+        s += '\n';
+        s += std::to_string(total) + '+' + std::to_string(p.operands[k]) + '=' + std::to_string(total + p.operands[k]);
+        total += p.operands[k];
+        if (k + 1 < p.operands.size()) s += ' ';
+        for (std::size_t j = k + 1; j < p.operands.size(); ++j) {
+          s += '+';
+          s += std::to_string(p.operands[j]);
+        }
+      }
+      return s;
+    }
     if (options_.step_format == "rewrite") {
       s = p.expression;
       for (std::size_t k = 1; k < p.operands.size(); ++k) {
@@ -256,7 +274,7 @@ inline std::string practice_pack(const zero_task& task, data::task_rng& rng, int
   const std::int64_t hi = lo * 10 - 1;
   if (o.digits == 1) lo = 0;
   std::string s;
-  if (o.step_format == "rewrite") {
+  if (o.step_format != "running") {  // whole chains
     for (int steps = 0; steps < std::max(lines, 1);) {
       std::vector<std::int64_t> xs(static_cast<std::size_t>(o.operands));
       for (auto& x : xs) x = data::uniform_int(rng, lo, hi);

@@ -52,16 +52,16 @@ namespace {
 // What this example adds to grpo_config: the task, the model, pretraining and evaluation.
 struct zero_settings {
   // task
-  int operands = 4;
-  int digits = 2;
-  std::string step_format = "rewrite";
+  int operands = 10;
+  int digits = 1;
+  std::string step_format = "remaining";
   // The R1-Zero template's system text. Empty by default: the base learns the
   // tags from its corpus, and a long prompt would cost more compute than the
   // completion it precedes (train/task.hpp has a short one-line system text).
   std::string system;
   double worked_fraction = 0.2;
-  double practice_fraction = 0.5;
-  int practice_lines = 9;  // steps per practice pack: three whole chains of four numbers
+  double practice_fraction = 0.3;
+  int practice_lines = 9;  // steps per practice pack: one whole chain of ten numbers
   // model (transformer_config fields; a preset replaces the defaults below)
   std::string preset;  // "", "tiny", "small"
   transformer_config model = [] {
@@ -171,19 +171,19 @@ grpo_config default_grpo_config() {
   c.adam_beta2 = 0.99;
   c.lr_scheduler_type = "constant_with_warmup";
   c.warmup_steps = 5;
-  c.max_steps = 150;
+  c.max_steps = 40;
   c.num_generations = 8;
   c.per_device_train_batch_size = 128;  // 16 prompts x 8 completions, one optimizer step per generation
   c.max_prompt_length = 128;
-  c.max_completion_length = 64;
+  c.max_completion_length = 200;
   c.temperature = 1.0;
   c.beta = 0.0;
   c.loss_type = "dapo";
   c.reward_weights = {1.0, 0.1};  // accuracy, strict format
   c.logging_steps = 10;
-  c.save_steps = 50;
-  c.eval_steps = 25;
-  c.log_completions_steps = 50;
+  c.save_steps = 20;
+  c.eval_steps = 10;
+  c.log_completions_steps = 20;
   return c;
 }
 
@@ -289,7 +289,7 @@ int main(int argc, char** argv) try {
   // ---- settings: GRPOConfig keys and this example's own flags
   zero_settings s;
   s.pretrain.steps = 1200;
-  s.pretrain.batch_size = 64;
+  s.pretrain.batch_size = 32;
   s.pretrain.lr = 3e-3;
   s.pretrain.log_every = 100;
   grpo_config c = default_grpo_config();

@@ -29,8 +29,8 @@ namespace {
 }
 
 // A minimal JSON writer: integers as their digits, other numbers in the
-// shortest form that reads back to the same double, strings with the
-// mandatory escapes only (the reader guarantees valid UTF-8).
+// shortest form that reads back to the same double, strings through
+// json::append_string (the reader guarantees valid UTF-8).
 void write(const json::value& v, std::string& out) {
   switch (v.type()) {
     case json::kind::null: out += "null"; break;
@@ -43,25 +43,9 @@ void write(const json::value& v, std::string& out) {
       out.append(buf, r.ptr);
       break;
     }
-    case json::kind::string: {
-      out += '"';
-      for (const char c : v.as_string()) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-          out += '\\';
-          out += c;
-        } else if (u < 0x20) {
-          static const char* hex = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[u >> 4];
-          out += hex[u & 15];
-        } else {
-          out += c;
-        }
-      }
-      out += '"';
+    case json::kind::string:
+      json::append_string(out, v.as_string());
       break;
-    }
     case json::kind::array: {
       out += '[';
       bool first = true;

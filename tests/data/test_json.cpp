@@ -149,3 +149,18 @@ TEST_CASE("json: the real Qwen3 tokenizer.json parses in well under a second") {
   CHECK(seconds < 2.0);  // generous for a loaded -O1 debug build; ~0.1 s optimized
 }
 #endif
+
+TEST_CASE("json::append_string: every byte string reads back; escape_non_ascii keeps the line ASCII") {
+  const std::string text = std::string("a\"b\\c\nd\te\x01\x1f") + '\0' + "é\x7f";
+  CHECK(json::quoted("plain") == "\"plain\"");
+  CHECK(json::quoted("q\"\\\n\x01") == R"("q\"\\\n\u0001")");
+  CHECK(parse(json::quoted(text)).as_string() == text);
+  const std::string ascii = json::quoted("é\x7f", true);
+  CHECK(ascii == R"("\u00c3\u00a9\u007f")");
+  for (const char c : ascii) CHECK(static_cast<unsigned char>(c) < 0x80);
+  // Invalid UTF-8 (a lone continuation byte) still makes valid JSON.
+  CHECK(parse(json::quoted("x\x80y", true)).as_string() == "x\u0080y");
+  std::string out = "[";
+  json::append_string(out, "k");
+  CHECK(out == "[\"k\"");
+}

@@ -171,6 +171,12 @@ TEST_CASE("grpo_config: JSON file sets keys of every type, the JSON dump reads b
   apply_grpo_config_json(back, grpo_config_json(c));
   for (const auto& f : grpo_config_fields()) CHECK(f.get(back) == f.get(c));
 
+  // Text values with quotes, backslashes and control characters dump as valid JSON and read back unchanged.
+  c.output_dir = "runs/\"a\"\\b\n\tc\x01";
+  grpo_config odd;
+  apply_grpo_config_json(odd, grpo_config_json(c));
+  CHECK(odd.output_dir == c.output_dir);
+
   const std::string path = (std::filesystem::temp_directory_path() / ("lmrl_grpo_config_" + std::to_string(::getpid()) + ".json")).string();
   {
     std::ofstream out(path);

@@ -454,6 +454,39 @@ class parser {
 
 }  // namespace detail
 
+// Appends `s` as a JSON string literal: '"' and '\\' escaped, newline as \n and
+// the other control bytes as \u00XX, so that the result always parses back to
+// `s`. With escape_non_ascii, DEL and every byte >= 0x80 are written as \u00XX
+// too: the line stays ASCII and valid JSON even when `s` is not valid UTF-8
+// (text a model generated), at the price of reading back bytes >= 0x80 as the
+// code points U+0080..U+00FF.
+inline void append_string(std::string& out, std::string_view s, bool escape_non_ascii = false) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out += '"';
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (u < 0x20 || (escape_non_ascii && u >= 0x7f)) {
+      out += "\\u00";
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+inline std::string quoted(std::string_view s, bool escape_non_ascii = false) {
+  std::string out;
+  append_string(out, s, escape_non_ascii);
+  return out;
+}
+
 // Parses one JSON document. source names the text in error messages.
 inline value parse(std::string_view text, std::string_view source = "json") {
   return detail::parser(text, source).parse_document();

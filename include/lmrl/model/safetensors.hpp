@@ -308,25 +308,6 @@ inline bool little_endian() {
   return first == 1;
 }
 
-inline void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      static const char* hex = "0123456789abcdef";
-      out += "\\u00";
-      out += hex[u >> 4];
-      out += hex[u & 15];
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
 inline std::string shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -583,9 +564,9 @@ class writer {
       json += "\"__metadata__\":{";
       for (std::size_t i = 0; i < metadata_.size(); ++i) {
         if (i) json += ',';
-        detail::append_json_string(json, metadata_[i].first);
+        json::append_string(json, metadata_[i].first);
         json += ':';
-        detail::append_json_string(json, metadata_[i].second);
+        json::append_string(json, metadata_[i].second);
       }
       json += '}';
       first = false;
@@ -594,7 +575,7 @@ class writer {
     for (const auto& e : entries_) {
       if (!first) json += ',';
       first = false;
-      detail::append_json_string(json, e.name);
+      json::append_string(json, e.name);
       json += ":{\"dtype\":\"";
       json += dtype_name(e.type);
       json += "\",\"shape\":[";

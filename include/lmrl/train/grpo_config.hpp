@@ -457,24 +457,16 @@ inline std::vector<std::string> apply_grpo_config_flags(
 
 // The whole config as a JSON object (in the order of the struct), for logs and checkpoints.
 inline std::string grpo_config_json(const grpo_config& c) {
-  const auto quote = [](std::string_view v) {
-    std::string q = "\"";
-    for (char ch : v) {
-      if (ch == '"' || ch == '\\') q += '\\';
-      q += ch;
-    }
-    return q + "\"";
-  };
   std::string out = "{";
   for (const auto& f : grpo_config_fields()) {
     out += out.size() == 1 ? "\n  " : ",\n  ";
-    out += quote(f.name) + ": ";
+    out += json::quoted(f.name) + ": ";
     const std::string v = f.get(c);
     if (f.kind == detail::field_kind::text) {
-      out += quote(v);
+      out += json::quoted(v);
     } else if (f.kind == detail::field_kind::names) {
       std::string list;
-      for (const auto& s : detail::split_list(v)) list += (list.empty() ? "" : ", ") + quote(s);
+      for (const auto& s : detail::split_list(v)) list += (list.empty() ? "" : ", ") + json::quoted(s);
       out += "[" + list + "]";
     } else if (f.kind == detail::field_kind::numbers) {
       out += "[" + v + "]";

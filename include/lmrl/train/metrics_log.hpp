@@ -218,25 +218,8 @@ class metrics_log {
 // A sample completion as one JSON line (completions.jsonl).
 inline std::string completion_json(long long step, std::string_view prompt, std::string_view completion,
                                    double reward) {
-  const auto quote = [](std::string_view s) {
-    std::string q = "\"";
-    char buf[8];
-    for (unsigned char c : s) {
-      if (c == '"' || c == '\\') {
-        q += '\\';
-        q += static_cast<char>(c);
-      } else if (c == '\n') {
-        q += "\\n";
-      } else if (c < 0x20 || c == 0x7f || c >= 0x80) {
-        // bytes outside printable ASCII: escaped so the line stays valid JSON whatever the model wrote
-        std::snprintf(buf, sizeof buf, "\\u%04x", c);
-        q += buf;
-      } else {
-        q += static_cast<char>(c);
-      }
-    }
-    return q + "\"";
-  };
+  // escape_non_ascii: the line stays valid JSON whatever bytes the model wrote
+  const auto quote = [](std::string_view s) { return json::quoted(s, true); };
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.17g", reward);
   return "{\"step\": " + std::to_string(step) + ", \"prompt\": " + quote(prompt) +

@@ -112,7 +112,7 @@ TEST_CASE("corpus: worked and practice shares, practice lines in the step form w
   CHECK_THROWS_WITH_AS(zero_task{o}, doctest::Contains("digits = 12"), lmrl::error);
 }
 
-TEST_CASE("rewrite practice packs are whole worked chains of random problems, each line correct") {
+TEST_CASE("rewrite practice packs are whole worked chains of training problems, each line correct") {
   zero_task_options o;  // rewrite, four 2-digit numbers
   const zero_task task(o);
   data::task_rng rng(3);
@@ -141,6 +141,7 @@ TEST_CASE("rewrite practice packs are whole worked chains of random problems, ea
   };
   for (std::size_t chain = 0; chain < 3; ++chain) {
     CHECK(lines[chain * 4].find('=') == std::string::npos);
+    CHECK(data::split_of(lines[chain * 4], o.split) == data::split::train);  // never a held-out problem
     for (std::size_t k = 1; k < 4; ++k) {
       const auto prev = numbers(lines[chain * 4 + k - 1]), cur = numbers(lines[chain * 4 + k]);
       CHECK(lines[chain * 4 + k][0] == '=');
@@ -149,4 +150,11 @@ TEST_CASE("rewrite practice packs are whole worked chains of random problems, ea
       for (std::size_t j = 1; j < cur.size(); ++j) CHECK(cur[j] == prev[j + 1]);  // the rest copied
     }
   }
+  // 300 more chains: with a tenth of all problems held out, drawing them without the split would give ~30.
+  int held_out = 0;
+  for (int k = 0; k < 300; ++k) {
+    const std::string one = practice_pack(task, rng, 1);  // one chain: "\n<expression>\n=..."
+    held_out += data::split_of(one.substr(1, one.find('\n', 1) - 1), o.split) == data::split::test;
+  }
+  CHECK(held_out == 0);
 }

@@ -61,6 +61,13 @@ struct zero_task_options {
   // rewritten with its first two numbers added, one line per step).
   std::string step_format = "rewrite";
 
+  // The values of one operand: digits-digit numbers without a leading zero (0..9 for one digit).
+  std::pair<std::int64_t, std::int64_t> operand_range() const {
+    std::int64_t lo = 1;
+    for (int d = 1; d < digits; ++d) lo *= 10;
+    return {digits == 1 ? 0 : lo, lo * 10 - 1};
+  }
+
   void validate() const {
     const char* f = "zero_task_options";
     detail::require(operands >= 2 && operands <= 64, f, ": operands = ", operands, " must be in [2, 64]");
@@ -193,6 +200,21 @@ inline bool completion_thinks(std::string_view completion) {
   return !detail::trim(completion.substr(0, end)).empty();
 }
 
+// One problem of the split `which`, drawn with `rng` (operands in order,
+// redrawn while the problem belongs to the other split).
+inline zero_problem draw_zero_problem(const zero_task& task, data::task_rng& rng, data::split which) {
+  const zero_task_options& o = task.options();
+  const auto [lo, hi] = o.operand_range();
+  for (int attempt = 0; attempt < o.max_attempts; ++attempt) {
+    std::vector<std::int64_t> xs(static_cast<std::size_t>(o.operands));
+    for (auto& x : xs) x = data::uniform_int(rng, lo, hi);
+    zero_problem p = task.make(std::move(xs));
+    if (data::split_of(p.expression, o.split) == which) return p;
+  }
+  detail::fail("zero_task_generator: no ", data::split_name(which), " problem in max_attempts = ", o.max_attempts,
+               " draws (test_fraction = ", o.split.test_fraction, ")");
+}
+
 // Draws problems of one split, deterministically from a seed: the same
 // options, seed and split give the same problems on every platform.
 class zero_task_generator {
@@ -200,21 +222,7 @@ class zero_task_generator {
   zero_task_generator(zero_task_options options, std::uint64_t seed, data::split which = data::split::train)
       : task_(std::move(options)), rng_(seed), which_(which) {}
 
-  zero_problem next() {
-    const auto& o = task_.options();
-    std::int64_t lo = 1;
-    for (int d = 1; d < o.digits; ++d) lo *= 10;
-    const std::int64_t hi = lo * 10 - 1;
-    if (o.digits == 1) lo = 0;
-    for (int attempt = 0; attempt < o.max_attempts; ++attempt) {
-      std::vector<std::int64_t> xs(static_cast<std::size_t>(o.operands));
-      for (auto& x : xs) x = data::uniform_int(rng_, lo, hi);
-      zero_problem p = task_.make(std::move(xs));
-      if (data::split_of(p.expression, o.split) == which_) return p;
-    }
-    detail::fail("zero_task_generator: no ", data::split_name(which_), " problem in max_attempts = ",
-                 o.max_attempts, " draws (test_fraction = ", o.split.test_fraction, ")");
-  }
+  zero_problem next() { return draw_zero_problem(task_, rng_, which_); }
 
   std::vector<zero_problem> take(std::size_t count) {
     std::vector<zero_problem> out;
@@ -265,22 +273,17 @@ struct corpus_example {
 // think:
 //   running: one addition per line, "\n{a}+{b}={a+b}", where a ranges over the
 //            running totals a solution meets and b over one operand;
-//   rewrite: whole worked chains of random problems, "\n47+18+93+25\n=65+93+25\n=158+25\n=183",
-//            `lines` steps in all (whole chains, at least one).
+//   rewrite, remaining: whole worked chains of training-split problems,
+//            "\n47+18+93+25\n=65+93+25\n=158+25\n=183", `lines` steps in all
+//            (whole chains, at least one); no held-out problem is ever in one.
 inline std::string practice_pack(const zero_task& task, data::task_rng& rng, int lines) {
   const zero_task_options& o = task.options();
-  std::int64_t lo = 1;
-  for (int d = 1; d < o.digits; ++d) lo *= 10;
-  const std::int64_t hi = lo * 10 - 1;
-  if (o.digits == 1) lo = 0;
+  const auto [lo, hi] = o.operand_range();
   std::string s;
   if (o.step_format != "running") {  // whole chains
-    for (int steps = 0; steps < std::max(lines, 1);) {
-      std::vector<std::int64_t> xs(static_cast<std::size_t>(o.operands));
-      for (auto& x : xs) x = data::uniform_int(rng, lo, hi);
+    for (int steps = 0; steps < std::max(lines, 1); steps += o.operands - 1) {
       s += '\n';
-      s += task.worked_steps(task.make(std::move(xs)));
-      steps += o.operands - 1;
+      s += task.worked_steps(draw_zero_problem(task, rng, data::split::train));
     }
     return s;
   }

@@ -16,6 +16,7 @@
 //   grpo_zero --operands 3 --pretrain_steps 800 --base runs/x/base   task, model and stage flags
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lmrl/model/config.hpp"
@@ -84,10 +86,8 @@ struct zero_settings {
   index_t eval_samples = 4;  // sampled completions per held-out problem (pass@1 sampled, pass@k)
 };
 
-// --name value flags of zero_settings, with their ranges.
-struct setting {
-  std::function<void(zero_settings&, const std::string&)> set;
-};
+// --name value flags of zero_settings: name -> setter(settings, name, value text).
+using setting = std::function<void(zero_settings&, const std::string&, const std::string&)>;
 
 double parse_number(const std::string& name, const std::string& text, double lo, double hi) {
   std::size_t used = 0;
@@ -97,69 +97,59 @@ double parse_number(const std::string& name, const std::string& text, double lo,
   } catch (...) {
     used = 0;
   }
-  detail::require(used == text.size() && !text.empty(), "grpo_zero: --", name, " = \"", text, "\" is not a number");
-  detail::require(v >= lo && v <= hi, "grpo_zero: --", name, " = ", text, " is out of range; allowed: [", lo, ", ",
+  detail::require(used == text.size() && !text.empty(), "--", name, " = \"", text, "\" is not a number");
+  detail::require(v >= lo && v <= hi, "--", name, " = ", text, " is out of range; allowed: [", lo, ", ",
                   hi, "]");
   return v;
 }
 
-template <class M>
-setting integer(M zero_settings::*member, double lo, double hi, const char* name) {
-  return {[=](zero_settings& s, const std::string& v) {
-    const double x = parse_number(name, v, lo, hi);
-    detail::require(x == static_cast<double>(static_cast<long long>(x)), "grpo_zero: --", name, " = ", v,
-                    " must be an integer");
-    s.*member = static_cast<M>(x);
-  }};
+// A number in [lo, hi] for the member that field(settings) refers to; an
+// integer member takes integers only.
+template <class Field>
+setting number(double lo, double hi, Field field) {
+  return [=](zero_settings& s, const std::string& name, const std::string& text) {
+    const double x = parse_number(name, text, lo, hi);
+    auto& target = field(s);
+    using V = std::remove_reference_t<decltype(target)>;
+    if constexpr (std::is_integral_v<V>)
+      detail::require(x == std::floor(x), "--", name, " = ", text, " must be an integer");
+    target = static_cast<V>(x);
+  };
+}
+
+template <class Field>
+setting text(Field field) {
+  return [=](zero_settings& s, const std::string&, const std::string& value) { field(s) = value; };
 }
 
 const std::map<std::string, setting>& settings_table() {
-  static const std::map<std::string, setting> table = [] {
-    std::map<std::string, setting> t;
-    t["operands"] = integer(&zero_settings::operands, 2, 64, "operands");
-    t["digits"] = integer(&zero_settings::digits, 1, 9, "digits");
-    t["step_format"] = {[](zero_settings& s, const std::string& v) { s.step_format = v; }};
-    t["system"] = {[](zero_settings& s, const std::string& v) { s.system = v; }};
-    t["worked_fraction"] = {[](zero_settings& s, const std::string& v) {
-      s.worked_fraction = parse_number("worked_fraction", v, 0, 1);
-    }};
-    t["practice_fraction"] = {[](zero_settings& s, const std::string& v) {
-      s.practice_fraction = parse_number("practice_fraction", v, 0, 1);
-    }};
-    t["practice_lines"] = integer(&zero_settings::practice_lines, 1, 1000, "practice_lines");
-    t["preset"] = {[](zero_settings& s, const std::string& v) {
-      s.preset = v;
-      s.model = transformer_config::preset(v);  // throws naming the known presets
-    }};
-    const auto model_int = [](index_t transformer_config::*m, const char* name, double hi) {
-      return setting{[=](zero_settings& s, const std::string& v) {
-        s.model.*m = static_cast<index_t>(parse_number(name, v, 1, hi));
-      }};
-    };
-    t["hidden_size"] = model_int(&transformer_config::hidden_size, "hidden_size", 8192);
-    t["num_hidden_layers"] = model_int(&transformer_config::num_hidden_layers, "num_hidden_layers", 256);
-    t["num_attention_heads"] = model_int(&transformer_config::num_attention_heads, "num_attention_heads", 256);
-    t["num_key_value_heads"] = model_int(&transformer_config::num_key_value_heads, "num_key_value_heads", 256);
-    t["intermediate_size"] = model_int(&transformer_config::intermediate_size, "intermediate_size", 65536);
-    t["init_seed"] = integer(&zero_settings::init_seed, 0, 9.0e15, "init_seed");
-    t["base"] = {[](zero_settings& s, const std::string& v) { s.base = v; }};
-    t["pretrain_steps"] = {[](zero_settings& s, const std::string& v) {
-      s.pretrain.steps = static_cast<index_t>(parse_number("pretrain_steps", v, 0, 1e7));
-    }};
-    t["pretrain_batch_size"] = {[](zero_settings& s, const std::string& v) {
-      s.pretrain.batch_size = static_cast<index_t>(parse_number("pretrain_batch_size", v, 1, 65536));
-    }};
-    t["pretrain_lr"] = {[](zero_settings& s, const std::string& v) {
-      s.pretrain.lr = parse_number("pretrain_lr", v, 1e-12, 10);
-    }};
-    t["heldout"] = {[](zero_settings& s, const std::string& v) {
-      s.heldout = static_cast<index_t>(parse_number("heldout", v, 1, 1e6));
-    }};
-    t["eval_samples"] = {[](zero_settings& s, const std::string& v) {
-      s.eval_samples = static_cast<index_t>(parse_number("eval_samples", v, 0, 1024));
-    }};
-    return t;
-  }();
+  using S = zero_settings;
+  static const std::map<std::string, setting> table = {
+      {"operands", number(2, 64, [](S& s) -> auto& { return s.operands; })},
+      {"digits", number(1, 9, [](S& s) -> auto& { return s.digits; })},
+      {"step_format", text([](S& s) -> auto& { return s.step_format; })},
+      {"system", text([](S& s) -> auto& { return s.system; })},
+      {"worked_fraction", number(0, 1, [](S& s) -> auto& { return s.worked_fraction; })},
+      {"practice_fraction", number(0, 1, [](S& s) -> auto& { return s.practice_fraction; })},
+      {"practice_lines", number(1, 1000, [](S& s) -> auto& { return s.practice_lines; })},
+      {"preset",
+       [](S& s, const std::string&, const std::string& v) {
+         s.preset = v;
+         s.model = transformer_config::preset(v);  // throws naming the known presets
+       }},
+      {"hidden_size", number(1, 8192, [](S& s) -> auto& { return s.model.hidden_size; })},
+      {"num_hidden_layers", number(1, 256, [](S& s) -> auto& { return s.model.num_hidden_layers; })},
+      {"num_attention_heads", number(1, 256, [](S& s) -> auto& { return s.model.num_attention_heads; })},
+      {"num_key_value_heads", number(1, 256, [](S& s) -> auto& { return s.model.num_key_value_heads; })},
+      {"intermediate_size", number(1, 65536, [](S& s) -> auto& { return s.model.intermediate_size; })},
+      {"init_seed", number(0, 9.0e15, [](S& s) -> auto& { return s.init_seed; })},
+      {"base", text([](S& s) -> auto& { return s.base; })},
+      {"pretrain_steps", number(0, 1e7, [](S& s) -> auto& { return s.pretrain.steps; })},
+      {"pretrain_batch_size", number(1, 65536, [](S& s) -> auto& { return s.pretrain.batch_size; })},
+      {"pretrain_lr", number(1e-12, 10, [](S& s) -> auto& { return s.pretrain.lr; })},
+      {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
+      {"eval_samples", number(0, 1024, [](S& s) -> auto& { return s.eval_samples; })},
+  };
   return table;
 }
 
@@ -298,15 +288,15 @@ int main(int argc, char** argv) try {
       c, argc, argv, [&](std::string_view name, std::optional<std::string_view> value) {
         const auto it = settings_table().find(std::string(name));
         if (it == settings_table().end()) return flag_use::not_mine;
-        detail::require(value.has_value(), "grpo_zero: --", name, " needs a value");
-        it->second.set(s, std::string(*value));
+        detail::require(value.has_value(), "--", name, " needs a value");
+        it->second(s, std::string(name), std::string(*value));
         init_seed_given = init_seed_given || name == "init_seed";
         return flag_use::used_value;
       });
-  detail::require(positional.empty(), "grpo_zero: unexpected argument \"", positional.empty() ? "" : positional[0],
+  detail::require(positional.empty(), "unexpected argument \"", positional.empty() ? "" : positional[0],
                   "\" (flags are --key value)");
   c.validate();
-  detail::require(c.reward_weights.empty() || c.reward_weights.size() == 2, "grpo_zero: reward_weights has ",
+  detail::require(c.reward_weights.empty() || c.reward_weights.size() == 2, "reward_weights has ",
                   c.reward_weights.size(), " values; this example has 2 rewards (accuracy, format)");
   if (!init_seed_given) s.init_seed = c.seed;
   s.model.validate();
@@ -331,7 +321,7 @@ int main(int argc, char** argv) try {
               s.operands, s.digits, heldout.front().expression.c_str(), heldout.front().answer.c_str(), s.heldout,
               c.output_dir.c_str());
   std::fflush(stdout);
-  detail::require(c.max_completion_length >= longest_worked, "grpo_zero: max_completion_length = ",
+  detail::require(c.max_completion_length >= longest_worked, "max_completion_length = ",
                   c.max_completion_length, " is shorter than a worked solution (", longest_worked,
                   " tokens with margin); allowed: >= ", longest_worked);
 
@@ -342,7 +332,7 @@ int main(int argc, char** argv) try {
     model.emplace(load_hf_checkpoint<float>(base_dir));
     std::printf("base: loaded %s (%zu parameters)\n", base_dir.c_str(), model->parameters().values().size());
   } else {
-    detail::require(s.base.empty(), "grpo_zero: --base ", s.base, " has no config.json");
+    detail::require(s.base.empty(), "--base ", s.base, " has no config.json");
     model.emplace(s.model, s.init_seed);
     std::printf("base: pretraining %zu parameters (d %td, %td layers, ffn %td) for %td steps of %td examples; "
                 "%.0f%% worked, %.0f%% practice packs\n",
@@ -354,8 +344,12 @@ int main(int argc, char** argv) try {
     const auto next = [&] {
       const corpus_example e = corpus.next();
       pretrain_example x;
-      x.tokens = encode(e.text);
-      x.loss_from = encode(std::string_view(e.text).substr(0, e.completion_offset)).size();  // completion only
+      // The byte tokenizer encodes prompt and completion independently, so the
+      // loss (completion only) starts at the prompt's length.
+      const std::string_view text = e.text;
+      x.tokens = encode(text.substr(0, e.completion_offset));
+      x.loss_from = x.tokens.size();
+      tokenizer::encode(text.substr(e.completion_offset), x.tokens);
       return x;
     };
     pretrain(*model, next, s.pretrain, [&](const pretrain_record& r) {

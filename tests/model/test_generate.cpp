@@ -12,6 +12,7 @@
 #include "lmrl/model/generate.hpp"
 #include "lmrl/model/kv_cache.hpp"
 #include "lmrl/tensor/eigen.hpp"
+#include "support/model_shapes.hpp"
 #include "support/testing.hpp"
 
 using namespace lmrl;
@@ -22,14 +23,7 @@ using prompt_list = std::vector<std::vector<std::int32_t>>;
 
 // A small model with weights large enough that logits are far from uniform.
 transformer_config test_config(bool tied = true, bool bias = true) {
-  transformer_config c;
-  c.vocab_size = 37;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.intermediate_size = 24;
-  c.max_position_embeddings = 64;
+  transformer_config c = testing::transformer_shape(37, 16, 2, 4, 2, 24, 64);
   c.tie_word_embeddings = tied;
   c.attention_bias = bias;
   return c;

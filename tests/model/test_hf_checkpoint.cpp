@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lmrl/model/hf_checkpoint.hpp"
+#include "support/model_shapes.hpp"
 #include "support/testing.hpp"
 
 using namespace lmrl;
@@ -71,14 +72,7 @@ void copy_config(const std::string& from, const std::filesystem::path& to) {
 }
 
 transformer_config tiny_qwen2(bool tied) {
-  transformer_config c;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.intermediate_size = 48;
-  c.max_position_embeddings = 64;
+  transformer_config c = testing::transformer_shape(64, 32, 2, 4, 2, 48, 64);
   c.rope_theta = 10000.0;
   c.rms_norm_eps = 1e-6;
   c.tie_word_embeddings = tied;

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "support/model_shapes.hpp"
 #include "support/testing.hpp"
 
 using namespace lmrl;
@@ -17,14 +18,7 @@ static_assert(Policy<transformer<float>>);
 namespace {
 
 transformer_config tiny_config(bool tied, bool bias) {
-  transformer_config c;
-  c.vocab_size = 37;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.intermediate_size = 24;
-  c.max_position_embeddings = 32;
+  transformer_config c = testing::transformer_shape(37, 16, 2, 4, 2, 24, 32);
   c.rope_theta = 100.0;  // small theta: positions rotate visibly in a short sequence
   c.tie_word_embeddings = tied;
   c.attention_bias = bias;

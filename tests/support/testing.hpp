@@ -29,6 +29,14 @@ void fill_uniform(strided_view<T, N> v, std::uint64_t seed, double lo = -1, doub
   for (index_t k = 0; k < v.size(); ++k) p[k] = static_cast<T>(dist(rng));  // contiguous views only
 }
 
+// A vector of n uniform values in [lo, hi) from a fixed seed.
+template <class T>
+std::vector<T> random_vector(std::size_t n, std::uint64_t seed, double lo = -1, double hi = 1) {
+  std::vector<T> v(n);
+  fill_uniform(vector_view<T>(v.data(), {static_cast<index_t>(n)}), seed, lo, hi);
+  return v;
+}
+
 // A 0/1 mask of right-padded sequences: row i keeps its first len_i tokens,
 // len_i drawn in [min_len, T].
 template <class T>

@@ -26,12 +26,7 @@ using doctest::Approx;
 
 namespace {
 
-template <class T>
-std::vector<T> random_vector(std::size_t n, std::uint64_t seed, double lo = -1, double hi = 1) {
-  std::vector<T> v(n);
-  testing::fill_uniform(vector_view<T>(v.data(), {static_cast<index_t>(n)}), seed, lo, hi);
-  return v;
-}
+using testing::random_vector;
 
 template <class T>
 std::span<const T> cspan(const std::vector<T>& v) {

@@ -24,12 +24,7 @@ using namespace lmrl;
 using doctest::Approx;
 
 namespace {
-template <class T>
-std::vector<T> random_vector(std::size_t n, std::uint64_t seed) {
-  std::vector<T> v(n);
-  testing::fill_uniform(vector_view<T>(v.data(), {static_cast<index_t>(n)}), seed);
-  return v;
-}
+using testing::random_vector;
 }  // namespace
 
 TEST_CASE("clip_grad_norm: a 3-4-5 gradient clipped to norm 1") {

@@ -150,7 +150,7 @@ TEST_CASE("json: the real Qwen3 tokenizer.json parses in well under a second") {
 }
 #endif
 
-TEST_CASE("json::append_string: every byte string reads back; escape_non_ascii keeps the line ASCII") {
+TEST_CASE("json::append_string: every byte string reads back, and escape_non_ascii keeps the line ASCII") {
   const std::string text = std::string("a\"b\\c\nd\te\x01\x1f") + '\0' + "é\x7f";
   CHECK(json::quoted("plain") == "\"plain\"");
   CHECK(json::quoted("q\"\\\n\x01") == R"("q\"\\\n\u0001")");

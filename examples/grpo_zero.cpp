@@ -147,6 +147,7 @@ const std::map<std::string, setting>& settings_table() {
       {"pretrain_steps", number(0, 1e7, [](S& s) -> auto& { return s.pretrain.steps; })},
       {"pretrain_batch_size", number(1, 65536, [](S& s) -> auto& { return s.pretrain.batch_size; })},
       {"pretrain_lr", number(1e-12, 10, [](S& s) -> auto& { return s.pretrain.lr; })},
+      {"pretrain_group_by_length", number(0, 1, [](S& s) -> auto& { return s.pretrain.group_by_length; })},
       {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
       {"eval_samples", number(0, 1024, [](S& s) -> auto& { return s.eval_samples; })},
   };

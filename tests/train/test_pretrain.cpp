@@ -4,6 +4,7 @@
 #include "lmrl/train/pretrain.hpp"
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -64,6 +65,45 @@ TEST_CASE("next_token_loss gradient matches central finite differences") {
     worst = std::max(worst, std::abs(fd - grad[k]) / std::max(1.0, std::abs(fd)));
   }
   CHECK(worst < 1e-6);
+}
+
+TEST_CASE("length_groups cuts the sorted lengths where padding costs more than another micro-batch") {
+  const std::vector<std::size_t> lengths{80, 265, 80, 220, 265};
+  // Overhead 10: {265, 265} 530 + {220} 220 + {80, 80} 160 + 3 x 10 = 940, the least
+  // ({265, 265, 220} + {80, 80} = 805 + 170 = 975; one group = 1335).
+  using groups = std::vector<std::vector<std::size_t>>;
+  CHECK(length_groups(lengths, 10) == groups{{1, 4}, {3}, {0, 2}});
+  // Overhead 512: one group (1325 + 512) beats any cut (the best, {265, 265, 220} + {80, 80}, is 1989).
+  CHECK(length_groups(lengths, 512) == groups{{1, 4, 3, 0, 2}});
+  CHECK(length_groups(std::vector<std::size_t>{}, 10).empty());
+}
+
+TEST_CASE("next_token_loss in length groups equals one padded batch: loss and gradient") {
+  transformer<double> model(small_config(), 9, 0.5);
+  std::mt19937 gen(4);
+  std::vector<pretrain_example> batch;
+  for (std::size_t len : {3, 30, 4, 28, 3, 31, 5, 29}) {
+    pretrain_example e;
+    for (std::size_t t = 0; t < len; ++t) e.tokens.push_back(static_cast<std::int32_t>(gen() % 11));
+    e.loss_from = len > 10 ? 7 : 0;
+    batch.push_back(std::move(e));
+  }
+  std::vector<std::size_t> lengths;
+  for (const auto& e : batch) lengths.push_back(e.tokens.size());
+  REQUIRE(length_groups(lengths, 10).size() > 1);  // cut into micro-batches at overhead 10
+
+  const double inf = std::numeric_limits<double>::infinity();
+  model.zero_grad();
+  const double whole = next_token_loss(model, batch, true, inf);
+  const std::vector<double> g_whole(model.gradients().begin(), model.gradients().end());
+  model.zero_grad();
+  const double grouped = next_token_loss(model, batch, true, 10);
+  CHECK(grouped == doctest::Approx(whole).epsilon(1e-12));
+  double worst = 0;
+  for (std::size_t k = 0; k < g_whole.size(); ++k)
+    worst = std::max(worst, std::abs(model.gradients()[k] - g_whole[k]) / std::max(1.0, std::abs(g_whole[k])));
+  CHECK(worst < 1e-12);
+  CHECK(next_token_loss(model, batch, false, 10) == doctest::Approx(whole).epsilon(1e-12));
 }
 
 TEST_CASE("pretraining learns a deterministic language: x(t+1) = (x(t) + 3) mod 11") {

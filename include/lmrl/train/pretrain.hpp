@@ -9,7 +9,10 @@
 //   L = -(1 / N) sum_{i, t >= max(1, loss_from_i)} log p(x_{i,t} | x_{i,<t}),   N = number of such tokens
 //
 // so dL/dlogp = -1/N on those positions, which the transformer's backward
-// turns into parameter gradients. Global-norm clipping, AdamW and a cosine
+// turns into parameter gradients. A batch mixes short examples (a direct
+// answer) with long ones (a worked chain): padded to one length, most of its
+// positions would be padding, so it runs as micro-batches of similar lengths
+// (length_groups) whose gradients add up to the padded batch's. Global-norm clipping, AdamW and a cosine
 // schedule with warmup (down to min_lr_rate * lr) follow, as in the usual
 // small-LM recipes (nanoGPT, llm.c).
 #pragma once
@@ -20,6 +23,8 @@
 #include <concepts>
 #include <cstdint>
 #include <functional>
+#include <limits>
+#include <span>
 #include <vector>
 
 #include "lmrl/error.hpp"
@@ -49,6 +54,7 @@ struct pretrain_config {
   double adam_beta2 = 0.95;
   double max_grad_norm = 1.0;  // 0 = no clipping
   index_t log_every = 50;      // on_log every this many steps (and at the last)
+  bool group_by_length = true;  // micro-batches of similar lengths (the same gradient, less padding)
 
   void validate() const {
     const char* f = "pretrain_config";
@@ -69,47 +75,102 @@ struct pretrain_record {
   double loss = 0;          // mean NLL of this step's batch
   double lr = 0;
   double grad_norm = 0;     // before clipping
-  long long tokens = 0;     // tokens processed so far (all positions of the padded rows' real tokens)
+  long long tokens = 0;     // the examples' tokens processed so far (padding not counted)
   double seconds = 0;       // wall time so far
 };
 
-// Mean NLL and its gradient for one batch; returns the loss. Exposed for tests.
+// Splits examples of these lengths into micro-batches that minimize the
+// padded positions plus `overhead` per micro-batch (what one more forward and
+// backward call costs, in positions): the lengths sorted, then the best cut
+// of the sorted order by dynamic programming. Each group lists indices into
+// `lengths`, longest first; an infinite overhead gives one group. Exposed for tests.
+inline std::vector<std::vector<std::size_t>> length_groups(std::span<const std::size_t> lengths,
+                                                           double overhead = 512) {
+  const std::size_t n = lengths.size();
+  std::vector<std::size_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return lengths[a] > lengths[b]; });
+  if (n == 0) return {};
+  if (std::isinf(overhead)) return {order};
+  // best[k]: least cost of the first k (longest) examples; a group order[j..k)
+  // is padded to lengths[order[j]], its longest.
+  std::vector<double> best(n + 1, 0.0);
+  std::vector<std::size_t> cut(n + 1, 0);
+  for (std::size_t k = 1; k <= n; ++k) {
+    best[k] = std::numeric_limits<double>::infinity();
+    for (std::size_t j = 0; j < k; ++j) {
+      const double cost = best[j] + overhead + static_cast<double>(k - j) * static_cast<double>(lengths[order[j]]);
+      if (cost < best[k]) best[k] = cost, cut[k] = j;
+    }
+  }
+  std::vector<std::vector<std::size_t>> groups;
+  for (std::size_t k = n; k > 0; k = cut[k]) groups.emplace_back(order.begin() + cut[k], order.begin() + k);
+  std::reverse(groups.begin(), groups.end());
+  return groups;
+}
+
+namespace detail {
+
+// Sum over the examples `rows` of weight * log p of their marked tokens, and
+// (when scale != 0) backward of scale * that sum, as one right-padded batch.
 template <Real T>
-double next_token_loss(transformer<T>& model, const std::vector<pretrain_example>& batch, bool backward) {
-  const char* f = "next_token_loss";
-  detail::require(!batch.empty(), f, ": empty batch");
+double padded_nll(transformer<T>& model, const std::vector<pretrain_example>& batch,
+                  std::span<const std::size_t> rows, T scale) {
   index_t L = 1;
-  for (const auto& e : batch) L = std::max<index_t>(L, static_cast<index_t>(e.tokens.size()));
-  const auto B = static_cast<index_t>(batch.size());
+  for (std::size_t r : rows) L = std::max<index_t>(L, static_cast<index_t>(batch[r].tokens.size()));
+  const auto B = static_cast<index_t>(rows.size());
   dense<std::int32_t, 2> tokens({B, L});
   dense<T, 2> attention({B, L}), weight({B, L}), logp({B, L});
-  double count = 0;
   for (index_t i = 0; i < B; ++i) {
-    const pretrain_example& e = batch[static_cast<std::size_t>(i)];
-    detail::require(!e.tokens.empty(), f, ": example ", i, " has no tokens");
+    const pretrain_example& e = batch[rows[static_cast<std::size_t>(i)]];
     for (index_t t = 0; t < static_cast<index_t>(e.tokens.size()); ++t) {
       tokens(i, t) = e.tokens[static_cast<std::size_t>(t)];
       attention(i, t) = T(1);
-      if (t >= 1 && static_cast<std::size_t>(t) >= e.loss_from) {
-        weight(i, t) = T(1);
-        count += 1;
-      }
+      if (t >= 1 && static_cast<std::size_t>(t) >= e.loss_from) weight(i, t) = T(1);
     }
   }
-  detail::require(count > 0, f, ": no token of the batch is marked for the loss");
   const token_batch<T> tb{tokens.view(), attention.view()};
   model.log_probs(tb, logp.view(), matrix_view<T>{});
-  double loss = 0;
+  double nll = 0;
   for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < L; ++t) loss -= static_cast<double>(weight(i, t)) * static_cast<double>(logp(i, t));
-  loss /= count;
-  if (backward) {
-    const T scale = static_cast<T>(-1.0 / count);
+    for (index_t t = 0; t < L; ++t) nll -= static_cast<double>(weight(i, t)) * static_cast<double>(logp(i, t));
+  if (scale != T(0)) {
     for (index_t i = 0; i < B; ++i)
       for (index_t t = 0; t < L; ++t) weight(i, t) *= scale;
     model.backward(tb, weight.view(), matrix_view<const T>{});
   }
-  return loss;
+  return nll;
+}
+
+}  // namespace detail
+
+// What one more micro-batch costs, in padded positions (the forward and
+// backward calls' fixed work): length_groups' default overhead.
+inline constexpr double micro_batch_overhead = 512;
+
+// Mean NLL and (when `backward`) its gradient, added to the model's, for one
+// batch; returns the loss. It runs as the length_groups micro-batches for
+// `overhead`; an infinite overhead is one padded batch. Exposed for tests.
+template <Real T>
+double next_token_loss(transformer<T>& model, const std::vector<pretrain_example>& batch, bool backward,
+                       double overhead = micro_batch_overhead) {
+  const char* f = "next_token_loss";
+  detail::require(!batch.empty(), f, ": empty batch");
+  double count = 0;
+  std::vector<std::size_t> lengths;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const pretrain_example& e = batch[i];
+    detail::require(!e.tokens.empty(), f, ": example ", i, " has no tokens");
+    const std::size_t from = std::max<std::size_t>(1, e.loss_from);
+    if (e.tokens.size() > from) count += static_cast<double>(e.tokens.size() - from);
+    lengths.push_back(e.tokens.size());
+  }
+  detail::require(count > 0, f, ": no token of the batch is marked for the loss");
+  const T scale = backward ? static_cast<T>(-1.0 / count) : T(0);
+  const auto groups = length_groups(lengths, overhead);
+  double nll = 0;
+  for (const auto& rows : groups) nll += detail::padded_nll(model, batch, rows, scale);
+  return nll / count;
 }
 
 // Trains `model` for config.steps steps on examples from `next()`. Throws
@@ -140,7 +201,8 @@ std::vector<pretrain_record> pretrain(transformer<T>& model, Source&& next, cons
       tokens += static_cast<long long>(batch.back().tokens.size());
     }
     model.zero_grad();
-    const double loss = next_token_loss(model, batch, true);
+    const double loss = next_token_loss(model, batch, true,
+                                        config.group_by_length ? micro_batch_overhead : std::numeric_limits<double>::infinity());
     std::span<T> grads = model.gradients();
     const double norm = config.max_grad_norm > 0 ? clip_grad_norm(grads, config.max_grad_norm)
                                                  : l2_norm(std::span<const T>(grads));

@@ -20,6 +20,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -453,6 +454,13 @@ class parser {
 };
 
 }  // namespace detail
+
+// A double as text that reads back to the same double (17 significant digits).
+inline std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
 
 // Appends `s` as a JSON string literal: '"' and '\\' escaped, newline as \n and
 // the other control bytes as \u00XX, so that the result always parses back to

@@ -118,8 +118,8 @@ class atomic_file {
       fail_errno("cannot rename " + temp_ + " to " + path_);
     }
     committed_ = true;
-    std::string dir = std::filesystem::path(path_).parent_path().string();
-    if (dir.empty()) dir = ".";
+    const std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+    const std::string dir = parent.empty() ? std::string(".") : parent.string();  // not dir = ".": GCC 12 -Wrestrict
     const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {  // the rename is done; a directory that cannot be fsync'ed is not an error
       ::fsync(dfd);

@@ -136,11 +136,6 @@ inline std::size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-inline std::string format_double(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
 
 inline bool is_none(std::string_view s) { return s == "None" || s == "none" || s == "null" || s.empty(); }
 
@@ -225,16 +220,16 @@ config_field make_field(std::string_view name, M grpo_config::*member) {
     } else if constexpr (std::is_same_v<V, std::string>) {
       return m;
     } else if constexpr (std::is_same_v<V, double>) {
-      return format_double(m);
+      return json::number_text(m);
     } else if constexpr (std::is_same_v<V, std::optional<double>>) {
-      return m ? format_double(*m) : "None";
+      return m ? json::number_text(*m) : "None";
     } else if constexpr (std::is_same_v<V, std::optional<index_t>>) {
       return m ? std::to_string(*m) : "None";
     } else if constexpr (std::is_same_v<V, std::vector<double>>) {
       std::string s;
       for (double v : m) {
         if (!s.empty()) s += ',';
-        s += format_double(v);
+        s += json::number_text(v);
       }
       return s;
     } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
@@ -363,7 +358,7 @@ inline std::string json_value_text(const json::node& n) {
     case json::kind::number: {
       const double d = n.as_double();
       if (std::floor(d) == d && std::fabs(d) < 9.0e15) return std::to_string(static_cast<std::int64_t>(d));
-      return detail::format_double(d);
+      return json::number_text(d);
     }
     case json::kind::array: {
       std::string s;

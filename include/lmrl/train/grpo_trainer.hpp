@@ -528,7 +528,7 @@ class grpo_trainer {
                                            ", \"optimizer_steps\": " + std::to_string(optimizer_steps_) +
                                            ", \"data_cursor\": " + std::to_string(data_cursor_) + ", \"seed\": \"" +
                                            std::to_string(config_.seed) + "\", \"last_lr\": " +
-                                           detail::format_double(last_lr_) + "}\n");
+                                           json::number_text(last_lr_) + "}\n");
     w.write_file("grpo_config.json", grpo_config_json(config_));
     std::string metrics;
     for (const auto& r : log_.records()) metrics += r.to_json() + "\n";
@@ -712,7 +712,7 @@ class grpo_trainer {
          ++k) {
       const auto& s = seqs[static_cast<std::size_t>(k)];
       out << completion_json(step_, s.prompt_text, s.text, s.reward) << '\n';
-      shown += "--- step " + std::to_string(step_) + ", reward " + detail::format_double(s.reward) + "\n" +
+      shown += "--- step " + std::to_string(step_) + ", reward " + json::number_text(s.reward) + "\n" +
                s.prompt_text + s.text + "\n";
     }
     log_.print(shown);

@@ -23,6 +23,7 @@ TEST_CASE("write_training_report: the SVG has the four panels, the Markdown the 
     r.set("accuracy", 0.2 * s);
     r.set("completions/mean_length", 10 + s);
     r.set("time/step_s", 0.5);
+    if (s != 2) r.set("eval/pass1_greedy", 0.1 * s);  // a sparse held-out metric
     records.push_back(r);
   }
   write_training_report(dir.string(), records, {"accuracy_rule"}, {"## Evaluation\n\nbefore 10%, after 60%"});
@@ -31,6 +32,7 @@ TEST_CASE("write_training_report: the SVG has the four panels, the Markdown the 
   svg << std::ifstream(dir / "curves.svg").rdbuf();
   CHECK(md.str().find("| reward | 0.25 | 0.75 |") != std::string::npos);
   CHECK(md.str().find("| accuracy | 0.2 | 0.6 |") != std::string::npos);
+  CHECK(md.str().find("| eval/pass1_greedy | 0.1 | 0.3 |") != std::string::npos);  // first and last logged
   CHECK(md.str().find("Training time: 1.5 s") != std::string::npos);  // 3 x 0.5
   CHECK(md.str().find("## Evaluation") != std::string::npos);
   for (const char* title : {"reward and accuracy", "completion length", "KL to reference and entropy", "optimization"})
@@ -38,5 +40,14 @@ TEST_CASE("write_training_report: the SVG has the four panels, the Markdown the 
   const plot_series s = metric_series(records, "reward");
   CHECK(s.y == std::vector<double>{0.25, 0.5, 0.75});
   CHECK(std::isnan(metric_series(records, "kl").y[0]));
+  const plot_series gappy = metric_series(records, "eval/pass1_greedy");
+  CHECK(gappy.x == std::vector<double>{1, 2, 3});
+  CHECK(std::isnan(gappy.y[1]));
+  const plot_series joined = metric_series(records, "eval/pass1_greedy", "held-out", missing_points::skip);
+  CHECK(joined.x == std::vector<double>{1, 3});
+  CHECK(joined.y[0] == doctest::Approx(0.1));
+  CHECK(joined.y[1] == doctest::Approx(0.3));
+  CHECK(svg.str().find("held-out pass@1 (greedy)") != std::string::npos);
+  CHECK(svg.str().find("accuracy_rule reward") == std::string::npos);  // one reward component: no per-rule line
   fs::remove_all(dir);
 }

@@ -81,6 +81,7 @@ struct zero_settings {
   std::string base;             // a model directory (config.json + model.safetensors) to start GRPO from
   // pretraining
   pretrain_config pretrain{};
+  index_t pretrain_save_steps = 500;  // pretraining checkpoints in OUTPUT_DIR/pretrain (Ctrl-C saves one too)
   // evaluation
   index_t heldout = 500;
   index_t eval_samples = 4;  // sampled completions per held-out problem (pass@1 sampled, pass@k)
@@ -147,6 +148,7 @@ const std::map<std::string, setting>& settings_table() {
       {"pretrain_steps", number(0, 1e7, [](S& s) -> auto& { return s.pretrain.steps; })},
       {"pretrain_batch_size", number(1, 65536, [](S& s) -> auto& { return s.pretrain.batch_size; })},
       {"pretrain_lr", number(1e-12, 10, [](S& s) -> auto& { return s.pretrain.lr; })},
+      {"pretrain_save_steps", number(0, 1e7, [](S& s) -> auto& { return s.pretrain_save_steps; })},
       {"pretrain_group_by_length", number(0, 1, [](S& s) -> auto& { return s.pretrain.group_by_length; })},
       {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
       {"eval_samples", number(0, 1024, [](S& s) -> auto& { return s.eval_samples; })},
@@ -279,7 +281,7 @@ int main(int argc, char** argv) try {
 
   // ---- settings: GRPOConfig keys and this example's own flags
   zero_settings s;
-  s.pretrain.steps = 1200;
+  s.pretrain.steps = 2000;  // at 1,200 seed 1's base had not learned the worked chains yet (docs/grpo_zero.md)
   s.pretrain.batch_size = 32;
   s.pretrain.lr = 3e-3;
   s.pretrain.log_every = 100;
@@ -326,6 +328,8 @@ int main(int argc, char** argv) try {
                   c.max_completion_length, " is shorter than a worked solution (", longest_worked,
                   " tokens with margin); allowed: >= ", longest_worked);
 
+  install_stop_handlers();  // Ctrl-C / SIGTERM: save a checkpoint and exit; the same command resumes
+
   // ---- 1. the base model: load it, or pretrain it and save it
   const std::string base_dir = s.base.empty() ? (std::filesystem::path(c.output_dir) / "base").string() : s.base;
   std::optional<transformer<float>> model;
@@ -353,13 +357,24 @@ int main(int argc, char** argv) try {
       tokenizer::encode(text.substr(e.completion_offset), x.tokens);
       return x;
     };
-    pretrain(*model, next, s.pretrain, [&](const pretrain_record& r) {
-      std::printf("  pretrain step %5td  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %.0f s\n", r.step, r.loss, r.lr,
-                  r.grad_norm, static_cast<double>(r.tokens) / r.seconds, elapsed());
-      std::fflush(stdout);
-    });
+    const std::string pretrain_dir = (std::filesystem::path(c.output_dir) / "pretrain").string();
+    const pretrain_result pretrained = pretrain(
+        *model, next, s.pretrain,
+        [&](const pretrain_record& r) {
+          std::printf("  pretrain step %5td  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %.0f s\n", r.step, r.loss,
+                      r.lr, r.grad_norm, static_cast<double>(r.tokens) / r.seconds, elapsed());
+          std::fflush(stdout);
+        },
+        {pretrain_dir, s.pretrain_save_steps});
+    if (pretrained.stopped) {
+      std::printf("stopped during pretraining (checkpoint in %s); run the same command again to resume\n",
+                  pretrain_dir.c_str());
+      return 130;
+    }
     save_hf_checkpoint(model->parameters(), base_dir);
-    std::printf("base: saved to %s (%.0f s)\n", base_dir.c_str(), elapsed());
+    std::filesystem::remove_all(pretrain_dir);  // the base holds everything now
+    std::printf("base: saved to %s (%.0f s%s)\n", base_dir.c_str(), elapsed(),
+                pretrained.resumed_from > 0 ? ", pretraining resumed from a checkpoint" : "");
   }
 
   // ---- 2. the base on the held-out set
@@ -377,16 +392,17 @@ int main(int argc, char** argv) try {
   o.encode = encode;
   o.decode = decode;
   o.write_report = false;
-  o.evaluate = [&](long long, metrics_record& r) {
-    const evaluation_result e = evaluate(policy.model().parameters(), heldout, heldout_prompts, c, 0);
-    r.set("eval/pass1_greedy", e.greedy.accuracy);
+  const auto log_heldout = [](const evaluation_result& e, metrics_record& r) {
+    r.set(heldout_accuracy_key, e.greedy.accuracy);
     r.set("eval/format", e.greedy.format);
     r.set("eval/think_rate", e.greedy.think_rate);
-    r.set("eval/mean_length", e.greedy.mean_length);
+    r.set(heldout_length_key, e.greedy.mean_length);
+  };
+  o.evaluate = [&](long long, metrics_record& r) {
+    log_heldout(evaluate(policy.model().parameters(), heldout, heldout_prompts, c, 0), r);
   };
   grpo_trainer trainer(c, policy, transformer_rollouts<float>({tokenizer::eos}, tokenizer::pad), rewards,
                        zero_prompts{task_options, c.seed}, o);
-  install_stop_handlers();  // Ctrl-C / SIGTERM: save a checkpoint and exit; the same command resumes
   const bool finished = trainer.train();
   if (!finished) {
     std::printf("stopped at step %lld; run the same command again to resume\n", trainer.current_step());
@@ -408,7 +424,13 @@ int main(int argc, char** argv) try {
   std::snprintf(line, sizeof line, "Greedy pass@1 %+.1f points; whole command %.0f s.\n",
                 100 * (after.greedy.accuracy - before.greedy.accuracy), seconds);
   table += line;
-  write_training_report(c.output_dir, trainer.records(), o.reward_names, {table}, "grpo_zero report");
+  // The curves start from the base: a step-0 record with its held-out figures.
+  std::vector<metrics_record> records = trainer.records();
+  metrics_record base_record;
+  base_record.set("step", 0);
+  log_heldout(before, base_record);
+  records.insert(records.begin(), base_record);
+  write_training_report(c.output_dir, records, o.reward_names, {table}, "grpo_zero report");
   write_file_atomically((std::filesystem::path(c.output_dir) / "summary.json").string(),
                         "{\"seed\": " + std::to_string(c.seed) + ", \"seconds\": " + std::to_string(seconds) +
                             ", \"before\": " + evaluation_json(before) + ", \"after\": " + evaluation_json(after) +

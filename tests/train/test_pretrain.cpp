@@ -3,7 +3,11 @@
 // central finite differences, and pretraining learns a small language.
 #include "lmrl/train/pretrain.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <random>
 #include <vector>
@@ -124,7 +128,10 @@ TEST_CASE("pretraining learns a deterministic language: x(t+1) = (x(t) + 3) mod 
   c.lr = 1e-2;
   c.log_every = 10;
   std::vector<pretrain_record> seen;
-  const auto records = pretrain(model, next, c, [&](const pretrain_record& r) { seen.push_back(r); });
+  const pretrain_result result = pretrain(model, next, c, [&](const pretrain_record& r) { seen.push_back(r); });
+  CHECK_FALSE(result.stopped);
+  CHECK(result.resumed_from == 0);
+  const auto& records = result.records;
   REQUIRE(records.size() == 15);
   CHECK(seen.size() == records.size());
   CHECK(records.front().step == 10);
@@ -133,6 +140,90 @@ TEST_CASE("pretraining learns a deterministic language: x(t+1) = (x(t) + 3) mod 
   CHECK(records.front().loss > 1.0);  // log 11 = 2.4 at the start
   CHECK(records.back().loss < 0.05);  // every next token is determined by the previous one
   CHECK(records.back().lr == doctest::Approx(c.lr * c.min_lr_rate).epsilon(0.05));
+}
+
+namespace {
+
+// A deterministic stream of sequences of mixed lengths: the same seed, the same stream.
+struct counting_source {
+  std::mt19937_64 rng;
+  explicit counting_source(std::uint64_t seed) : rng(seed) {}
+  pretrain_example operator()() {
+    pretrain_example e;
+    const std::size_t len = 3 + rng() % 10;
+    for (std::size_t t = 0; t < len; ++t) e.tokens.push_back(static_cast<std::int32_t>(rng() % 11));
+    e.loss_from = rng() % 2;
+    return e;
+  }
+};
+
+pretrain_config resume_config() {
+  pretrain_config c;
+  c.steps = 12;
+  c.batch_size = 4;
+  c.lr = 1e-2;
+  c.log_every = 1;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("pretrain: Ctrl-C saves a checkpoint, and resuming gives bit for bit the run never stopped") {
+  const auto dir = std::filesystem::temp_directory_path() / ("lmrl_pretrain_resume_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const pretrain_config c = resume_config();
+
+  transformer<float> whole(small_config(), 3);
+  const pretrain_result uninterrupted = pretrain(whole, counting_source(8), c);
+  REQUIRE(uninterrupted.records.size() == 12);
+
+  clear_stop_request();
+  transformer<float> first(small_config(), 3);
+  const auto stop_at_5 = [](const pretrain_record& r) {
+    if (r.step == 5) request_stop();
+  };
+  const pretrain_result stopped = pretrain(first, counting_source(8), c, stop_at_5, {dir.string()});
+  clear_stop_request();
+  CHECK(stopped.stopped);
+  CHECK(stopped.records.size() == 5);
+  REQUIRE(std::filesystem::exists(dir / "checkpoint-5" / "pretrain_state.json"));
+
+  transformer<float> second(small_config(), 99);  // another init: everything comes from the checkpoint
+  const pretrain_result resumed = pretrain(second, counting_source(8), c, {}, {dir.string()});
+  CHECK_FALSE(resumed.stopped);
+  CHECK(resumed.resumed_from == 5);
+  REQUIRE(resumed.records.size() == 12);
+  for (std::size_t i = 0; i < 12; ++i) {
+    CHECK(resumed.records[i].step == uninterrupted.records[i].step);
+    CHECK(resumed.records[i].loss == uninterrupted.records[i].loss);
+    CHECK(resumed.records[i].grad_norm == uninterrupted.records[i].grad_norm);
+    CHECK(resumed.records[i].tokens == uninterrupted.records[i].tokens);
+  }
+  const auto a = whole.parameters().values(), b = second.parameters().values();
+  CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("pretrain: save_steps checkpoints let a killed run resume from the last one") {
+  const auto dir = std::filesystem::temp_directory_path() / ("lmrl_pretrain_kill_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  clear_stop_request();
+  const pretrain_config c = resume_config();
+  transformer<float> whole(small_config(), 3);
+  pretrain(whole, counting_source(2), c, {}, {dir.string(), 5});
+  // The run finished; its last periodic checkpoint (step 10) is what a kill after step 10 would have left.
+  REQUIRE(std::filesystem::exists(dir / "checkpoint-10"));
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint-5"));  // only the newest is kept
+  transformer<float> again(small_config(), 3);
+  const pretrain_result resumed = pretrain(again, counting_source(2), c, {}, {dir.string(), 5});
+  CHECK(resumed.resumed_from == 10);
+  const auto a = whole.parameters().values(), b = again.parameters().values();
+  CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  pretrain_config fewer = c;
+  fewer.steps = 8;
+  CHECK_THROWS_WITH_AS(pretrain(again, counting_source(2), fewer, {}, {dir.string()}),
+                       doctest::Contains("past steps = 8"), lmrl::error);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("pretrain: bad settings and batches are errors naming the value") {

@@ -25,15 +25,19 @@
 #include <functional>
 #include <limits>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "lmrl/error.hpp"
 #include "lmrl/model/transformer.hpp"
 #include "lmrl/rl/policy.hpp"
 #include "lmrl/tensor/dense.hpp"
+#include "lmrl/data/json.hpp"
 #include "lmrl/train/adamw.hpp"
+#include "lmrl/train/checkpoint.hpp"
 #include "lmrl/train/clip_grad.hpp"
 #include "lmrl/train/schedule.hpp"
+#include "lmrl/train/signals.hpp"
 
 namespace lmrl {
 
@@ -173,28 +177,121 @@ double next_token_loss(transformer<T>& model, const std::vector<pretrain_example
   return nll / count;
 }
 
+// Where pretrain() keeps checkpoints, so that Ctrl-C (or a kill) does not
+// lose the pretraining: dir/checkpoint-<step>/ holds the parameters, the
+// AdamW state and pretrain_state.json (step, tokens, the records so far);
+// dir/latest names the newest (atomically, see checkpoint.hpp).
+struct pretrain_checkpointing {
+  std::string dir;         // empty: no checkpoints, and Ctrl-C does not stop pretraining
+  index_t save_steps = 0;  // also a checkpoint every this many steps (0: only when stopped)
+};
+
+struct pretrain_result {
+  std::vector<pretrain_record> records;  // all logged steps, those before a resume included
+  index_t resumed_from = 0;              // the step a checkpoint restored (0: a fresh start)
+  bool stopped = false;                  // Ctrl-C / SIGTERM: checkpoint saved at the last step done
+};
+
+namespace detail {
+
+template <Real T>
+void save_pretrain_checkpoint(const std::string& dir, index_t step, index_t batch_size, long long tokens,
+                              double seconds, std::span<const T> params, const adamw<T>& optimizer,
+                              const std::vector<pretrain_record>& records) {
+  checkpoint_writer w(dir, step);
+  w.write_tensors<T>("model.safetensors", {{"parameters", params}});
+  w.write_tensors<T>("optimizer.safetensors",
+                     {{"exp_avg", optimizer.exp_avg()}, {"exp_avg_sq", optimizer.exp_avg_sq()}});
+  std::string state = "{\"step\": " + std::to_string(step) + ", \"batch_size\": " + std::to_string(batch_size) +
+                      ", \"tokens\": " + std::to_string(tokens) + ", \"seconds\": " + json::number_text(seconds) +
+                      ", \"records\": [";
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const pretrain_record& r = records[i];
+    state += (i ? ", [" : "[") + std::to_string(r.step);
+    for (double v : {r.loss, r.lr, r.grad_norm}) state += ", " + json::number_text(v);
+    state += ", " + std::to_string(r.tokens) + ", " + json::number_text(r.seconds) + "]";
+  }
+  w.write_file("pretrain_state.json", state + "]}\n");
+  w.commit(1);
+}
+
+}  // namespace detail
+
 // Trains `model` for config.steps steps on examples from `next()`. Throws
 // lmrl::error when the loss or the gradient norm stops being finite (the
 // parameters are not updated by that step).
+//
+// With checkpointing.dir set it resumes from the latest checkpoint there:
+// parameters, optimizer state and step are restored and the first
+// step * batch_size examples of `next()` are drawn and dropped, so a source
+// that is a deterministic stream (grpo_zero's corpus is) continues where the
+// stopped run was, and the result is bit for bit that of a run never stopped.
+// Between steps it checks stop_requested() (signals.hpp) and then saves and
+// returns with `stopped` set.
 template <Real T, class Source>
   requires std::convertible_to<std::invoke_result_t<Source&>, pretrain_example>
-std::vector<pretrain_record> pretrain(transformer<T>& model, Source&& next, const pretrain_config& config,
-                                      const std::function<void(const pretrain_record&)>& on_log = {}) {
+pretrain_result pretrain(transformer<T>& model, Source&& next, const pretrain_config& config,
+                         const std::function<void(const pretrain_record&)>& on_log = {},
+                         const pretrain_checkpointing& checkpointing = {}) {
   config.validate();
+  detail::require(checkpointing.save_steps >= 0, "pretrain: save_steps = ", checkpointing.save_steps,
+                  " must be >= 0");
   adamw_config ac{config.lr, config.adam_beta1, config.adam_beta2, 1e-8, config.weight_decay};
-  adamw<T> optimizer(static_cast<index_t>(model.parameters().values().size()), ac);
+  const std::span<T> params = model.parameters().values();
+  adamw<T> optimizer(static_cast<index_t>(params.size()), ac);
   lr_schedule schedule;
   schedule.type = lr_schedule::kind::cosine_with_min_lr;
   schedule.num_training_steps = config.steps;
   schedule.num_warmup_steps = warmup_steps_for(config.warmup_ratio, config.steps);
   schedule.min_lr_rate = config.min_lr_rate;
 
+  pretrain_result result;
+  long long tokens = 0;
+  double seconds_before = 0;  // wall time of the runs before a resume
+  const bool checkpoints = !checkpointing.dir.empty();
+  if (checkpoints) {
+    require_writable_directory(checkpointing.dir, "pretraining checkpoint directory");
+    if (const auto dir = latest_checkpoint(checkpointing.dir, "pretrain_state.json")) {
+      const std::string state_path = *dir + "/pretrain_state.json";
+      const json::value doc = json::parse(detail::read_text_file(state_path), state_path);
+      const json::node root(doc, state_path);
+      result.resumed_from = static_cast<index_t>(root.at("step").as_int64());
+      detail::require(result.resumed_from <= config.steps, "pretrain: the checkpoint in ", *dir, " is at step ",
+                      result.resumed_from, ", past steps = ", config.steps);
+      const auto saved_batch = root.at("batch_size").as_int64();
+      detail::require(saved_batch == config.batch_size, "pretrain: the checkpoint in ", *dir, " was made with batch_size = ",
+                      saved_batch, ", this run has ", config.batch_size, " (its example stream would not line up)");
+      tokens = root.at("tokens").as_int64();
+      seconds_before = root.at("seconds").as_double();
+      const json::node recs = root.at("records");
+      for (std::size_t i = 0; i < recs.size(); ++i) {
+        const json::node r = recs[i];
+        result.records.push_back({static_cast<index_t>(r[0].as_int64()), r[1].as_double(), r[2].as_double(),
+                                  r[3].as_double(), r[4].as_int64(), r[5].as_double()});
+      }
+      safetensors::reader::from_file(*dir + "/model.safetensors").read<T>("parameters", params);
+      const auto opt = safetensors::reader::from_file(*dir + "/optimizer.safetensors");
+      optimizer.load_state(result.resumed_from, std::span<const T>(opt.read<T>("exp_avg")),
+                           std::span<const T>(opt.read<T>("exp_avg_sq")));
+      for (long long k = 0; k < static_cast<long long>(result.resumed_from) * config.batch_size; ++k)
+        static_cast<void>(next());
+    }
+  }
+
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  std::vector<pretrain_record> records;
+  const auto seconds = [&] { return seconds_before + std::chrono::duration<double>(clock::now() - t0).count(); };
+  const auto save = [&](index_t steps_done) {
+    detail::save_pretrain_checkpoint<T>(checkpointing.dir, steps_done, config.batch_size, tokens, seconds(), params,
+                                        optimizer, result.records);
+  };
   std::vector<pretrain_example> batch;
-  long long tokens = 0;
-  for (index_t step = 0; step < config.steps; ++step) {
+  for (index_t step = result.resumed_from; step < config.steps; ++step) {
+    if (checkpoints && stop_requested()) {
+      save(step);
+      result.stopped = true;
+      return result;
+    }
     batch.clear();
     for (index_t k = 0; k < config.batch_size; ++k) {
       batch.push_back(next());
@@ -202,22 +299,25 @@ std::vector<pretrain_record> pretrain(transformer<T>& model, Source&& next, cons
     }
     model.zero_grad();
     const double loss = next_token_loss(model, batch, true,
-                                        config.group_by_length ? micro_batch_overhead : std::numeric_limits<double>::infinity());
+                                        config.group_by_length ? micro_batch_overhead
+                                                               : std::numeric_limits<double>::infinity());
     std::span<T> grads = model.gradients();
     const double norm = config.max_grad_norm > 0 ? clip_grad_norm(grads, config.max_grad_norm)
                                                  : l2_norm(std::span<const T>(grads));
     detail::require(std::isfinite(loss) && std::isfinite(norm), "pretrain: step ", step + 1, ": loss ", loss,
                     ", gradient norm ", norm, " (not finite); stopping before the update");
     const double lr = schedule.lr(config.lr, step);
-    optimizer.step(model.parameters().values(), std::span<const T>(grads), lr);
+    optimizer.step(params, std::span<const T>(grads), lr);
     if ((step + 1) % config.log_every == 0 || step + 1 == config.steps) {
-      pretrain_record r{step + 1, loss, lr, norm, tokens,
-                        std::chrono::duration<double>(clock::now() - t0).count()};
-      records.push_back(r);
+      pretrain_record r{step + 1, loss, lr, norm, tokens, seconds()};
+      result.records.push_back(r);
       if (on_log) on_log(r);
     }
+    if (checkpoints && checkpointing.save_steps > 0 && (step + 1) % checkpointing.save_steps == 0 &&
+        step + 1 < config.steps)
+      save(step + 1);
   }
-  return records;
+  return result;
 }
 
 }  // namespace lmrl

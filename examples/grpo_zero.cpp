@@ -2,7 +2,7 @@
 //
 //   1. pretrain a small base model on a corpus of sums (train/task.hpp): most
 //      problems answered directly, a minority solved with worked steps, plus
-//      practice lines of single additions; or load the base from a checkpoint
+//      practice packs of worked chains; or load the base from a checkpoint
 //   2. evaluate the base on 500 held-out problems
 //   3. GRPO with rule rewards alone (answer correct, strict think/answer format)
 //   4. evaluate again, write report.md, curves.svg and summary.json

@@ -49,5 +49,19 @@ TEST_CASE("write_training_report: the SVG has the four panels, the Markdown the 
   CHECK(joined.y[1] == doctest::Approx(0.3));
   CHECK(svg.str().find("held-out pass@1 (greedy)") != std::string::npos);
   CHECK(svg.str().find("accuracy_rule reward") == std::string::npos);  // one reward component: no per-rule line
+
+  // Two rules: the one whose mean is the accuracy metric is not drawn twice
+  // (also when neither is in some record, like grpo_zero's step-0 record of the base).
+  metrics_record base;
+  base.set("step", 0);
+  records.insert(records.begin(), base);
+  for (auto& r : records) {
+    if (r.get("step") == 0) continue;
+    r.set("rewards/correct/mean", r.get("accuracy"));
+    r.set("rewards/format/mean", 1.0);
+  }
+  const std::string two = svg_figure(grpo_panels(records, {"correct", "format"}), 2);
+  CHECK(two.find("format reward") != std::string::npos);
+  CHECK(two.find("correct reward") == std::string::npos);
   fs::remove_all(dir);
 }

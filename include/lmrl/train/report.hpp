@@ -4,6 +4,7 @@
 // steps, plus any sections the caller adds, e.g. before/after evaluation).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -54,9 +55,16 @@ inline std::vector<plot_panel> grpo_panels(const std::vector<metrics_record>& re
   if (has(heldout_accuracy_key))
     reward.series.push_back(
         metric_series(records, heldout_accuracy_key, "held-out pass@1 (greedy)", missing_points::skip));
-  for (const auto& n : reward_names)
-    if (reward_names.size() > 1)
-      reward.series.push_back(metric_series(records, "rewards/" + n + "/mean", n + " reward"));
+  for (const auto& n : reward_names) {
+    if (reward_names.size() < 2) break;  // one rule: its mean is the reward line
+    plot_series component = metric_series(records, "rewards/" + n + "/mean", n + " reward");
+    // The accuracy rule's mean is usually the "accuracy" metric itself: one line, not two on top of each other.
+    const std::vector<double> accuracy = metric_series(records, "accuracy").y;
+    const auto same = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
+    if (has("accuracy") && std::equal(component.y.begin(), component.y.end(), accuracy.begin(), accuracy.end(), same))
+      continue;
+    reward.series.push_back(std::move(component));
+  }
   plot_panel length{"completion length", "step", "tokens", {metric_series(records, "completions/mean_length", "mean")}};
   length.series.push_back(metric_series(records, "completions/max_length", "max"));
   if (has(heldout_length_key))

@@ -223,6 +223,10 @@ TEST_CASE("pretrain: save_steps checkpoints let a killed run resume from the las
   fewer.steps = 8;
   CHECK_THROWS_WITH_AS(pretrain(again, counting_source(2), fewer, {}, {dir.string()}),
                        doctest::Contains("past steps = 8"), lmrl::error);
+  pretrain_config other_batch = c;
+  other_batch.batch_size = 3;
+  CHECK_THROWS_WITH_AS(pretrain(again, counting_source(2), other_batch, {}, {dir.string()}),
+                       doctest::Contains("was made with batch_size = 4"), lmrl::error);
   std::filesystem::remove_all(dir);
 }
 

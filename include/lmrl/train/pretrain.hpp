@@ -1,20 +1,23 @@
 // Next-token pretraining of the bundled transformer: the "base model" stage
 // before R1-Zero's RL, on a corpus that a task generator writes.
 //
-// Each step draws batch_size examples from a source, right-pads them, and
-// minimizes the mean negative log-likelihood of the tokens marked for the
-// loss (from `loss_from` on; TRL's SFT "completion only" when loss_from is
-// the prompt length, plain language modelling when it is 0):
+// Each step draws batch_size examples from a source and minimizes the mean
+// negative log-likelihood of the tokens marked for the loss (from `loss_from`
+// on; TRL's SFT "completion only" when loss_from is the prompt length, plain
+// language modelling when it is 0):
 //
 //   L = -(1 / N) sum_{i, t >= max(1, loss_from_i)} log p(x_{i,t} | x_{i,<t}),   N = number of such tokens
 //
 // so dL/dlogp = -1/N on those positions, which the transformer's backward
-// turns into parameter gradients. A batch mixes short examples (a direct
-// answer) with long ones (a worked chain): padded to one length, most of its
-// positions would be padding, so it runs as micro-batches of similar lengths
-// (length_groups) whose gradients add up to the padded batch's. Global-norm clipping, AdamW and a cosine
+// turns into parameter gradients. Global-norm clipping, AdamW and a cosine
 // schedule with warmup (down to min_lr_rate * lr) follow, as in the usual
 // small-LM recipes (nanoGPT, llm.c).
+//
+// A batch mixes short examples (a direct answer) with long ones (a worked
+// chain): padded to one length, most of its positions would be padding, so
+// it runs as micro-batches of similar lengths (length_groups) whose gradients
+// add up to the padded batch's. Checkpoints (pretrain_checkpointing) let a
+// stopped run resume bit for bit.
 #pragma once
 
 #include <algorithm>
@@ -259,8 +262,9 @@ pretrain_result pretrain(transformer<T>& model, Source&& next, const pretrain_co
       detail::require(result.resumed_from <= config.steps, "pretrain: the checkpoint in ", *dir, " is at step ",
                       result.resumed_from, ", past steps = ", config.steps);
       const auto saved_batch = root.at("batch_size").as_int64();
-      detail::require(saved_batch == config.batch_size, "pretrain: the checkpoint in ", *dir, " was made with batch_size = ",
-                      saved_batch, ", this run has ", config.batch_size, " (its example stream would not line up)");
+      detail::require(saved_batch == config.batch_size, "pretrain: the checkpoint in ", *dir,
+                      " was made with batch_size = ", saved_batch, ", this run has ", config.batch_size,
+                      " (its example stream would not line up)");
       tokens = root.at("tokens").as_int64();
       seconds_before = root.at("seconds").as_double();
       const json::node recs = root.at("records");

@@ -50,8 +50,7 @@ TEST_CASE("write_training_report: the SVG has the four panels, the Markdown the 
   CHECK(svg.str().find("held-out pass@1 (greedy)") != std::string::npos);
   CHECK(svg.str().find("accuracy_rule reward") == std::string::npos);  // one reward component: no per-rule line
 
-  // Two rules: the one whose mean is the accuracy metric is not drawn twice
-  // (also when neither is in some record, like grpo_zero's step-0 record of the base).
+  // Two rules: the one the trainer logs as "accuracy" (accuracy_component) is not drawn twice.
   metrics_record base;
   base.set("step", 0);
   records.insert(records.begin(), base);
@@ -60,8 +59,9 @@ TEST_CASE("write_training_report: the SVG has the four panels, the Markdown the 
     r.set("rewards/correct/mean", r.get("accuracy"));
     r.set("rewards/format/mean", 1.0);
   }
-  const std::string two = svg_figure(grpo_panels(records, {"correct", "format"}), 2);
+  const std::string two = svg_figure(grpo_panels(records, {"correct", "format"}, 0), 2);
   CHECK(two.find("format reward") != std::string::npos);
   CHECK(two.find("correct reward") == std::string::npos);
+  CHECK(svg_figure(grpo_panels(records, {"correct", "format"}), 2).find("correct reward") != std::string::npos);
   fs::remove_all(dir);
 }

@@ -267,7 +267,9 @@ class grpo_trainer {
     }
     if (config_.save_steps > 0 && step_ % config_.save_steps != 0) save();
     log_.finish();
-    if (options_.write_report) write_training_report(config_.output_dir, log_.records(), options_.reward_names);
+    if (options_.write_report)
+      write_training_report(config_.output_dir, log_.records(), options_.reward_names, {}, "GRPO training report",
+                            options_.accuracy_component);
     return true;
   }
 
@@ -518,11 +520,7 @@ class grpo_trainer {
   // Writes a checkpoint of the current state (atomically; see checkpoint.hpp).
   void save() {
     checkpoint_writer w(config_.output_dir, step_);
-    const std::span<const T> params = model_.parameters();
-    w.write_tensors<T>("model.safetensors", {{"parameters", params}});
-    w.write_tensors<T>("optimizer.safetensors",
-                       {{"exp_avg", optimizer_.exp_avg()}, {"exp_avg_sq", optimizer_.exp_avg_sq()}},
-                       {{"step", std::to_string(optimizer_.step_count())}});
+    write_model_and_optimizer<T>(w, model_.parameters(), optimizer_);
     if (!ref_.empty()) w.write_tensors<T>("ref_model.safetensors", {{"parameters", std::span<const T>(ref_)}});
     w.write_file("trainer_state.json", "{\"step\": " + std::to_string(step_) +
                                            ", \"optimizer_steps\": " + std::to_string(optimizer_steps_) +
@@ -686,9 +684,6 @@ class grpo_trainer {
   }
 
   void load_checkpoint(const std::string& dir) {
-    const auto params = model_.parameters();
-    safetensors::reader::from_file(dir + "/model.safetensors").read<T>("parameters", params);
-    const auto opt = safetensors::reader::from_file(dir + "/optimizer.safetensors");
     const auto state_text = detail::read_text_file(dir + "/trainer_state.json");
     const json::value doc = json::parse(state_text, dir + "/trainer_state.json");
     const json::node root(doc, dir + "/trainer_state.json");
@@ -696,8 +691,7 @@ class grpo_trainer {
     optimizer_steps_ = root.at("optimizer_steps").as_int64();
     data_cursor_ = static_cast<std::uint64_t>(root.at("data_cursor").as_int64());
     last_lr_ = root.at("last_lr").as_double();
-    optimizer_.load_state(optimizer_steps_, std::span<const T>(opt.read<T>("exp_avg")),
-                          std::span<const T>(opt.read<T>("exp_avg_sq")));
+    read_model_and_optimizer<T>(dir, model_.parameters(), optimizer_, optimizer_steps_);
     if (!ref_.empty()) {
       const auto ref_file = dir + "/ref_model.safetensors";
       safetensors::reader::from_file(ref_file).read<T>("parameters", std::span<T>(ref_));

@@ -4,7 +4,6 @@
 // steps, plus any sections the caller adds, e.g. before/after evaluation).
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -41,9 +40,12 @@ inline plot_series metric_series(const std::vector<metrics_record>& records, con
 inline constexpr const char* heldout_accuracy_key = "eval/pass1_greedy";
 inline constexpr const char* heldout_length_key = "eval/mean_length";
 
-// The four panels of a GRPO run.
+// The four panels of a GRPO run. reward_names[accuracy_component] is the rule
+// the trainer also logs as "accuracy" (grpo_trainer_options::accuracy_component,
+// -1: none): its mean is drawn once, as the accuracy line.
 inline std::vector<plot_panel> grpo_panels(const std::vector<metrics_record>& records,
-                                           const std::vector<std::string>& reward_names = {}) {
+                                           const std::vector<std::string>& reward_names = {},
+                                           int accuracy_component = -1) {
   const auto has = [&](const char* key) {
     for (const auto& r : records)
       if (r.has(key) && std::isfinite(r.get(key))) return true;
@@ -55,16 +57,11 @@ inline std::vector<plot_panel> grpo_panels(const std::vector<metrics_record>& re
   if (has(heldout_accuracy_key))
     reward.series.push_back(
         metric_series(records, heldout_accuracy_key, "held-out pass@1 (greedy)", missing_points::skip));
-  for (const auto& n : reward_names) {
-    if (reward_names.size() < 2) break;  // one rule: its mean is the reward line
-    plot_series component = metric_series(records, "rewards/" + n + "/mean", n + " reward");
-    // The accuracy rule's mean is usually the "accuracy" metric itself: one line, not two on top of each other.
-    const std::vector<double> accuracy = metric_series(records, "accuracy").y;
-    const auto same = [](double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); };
-    if (has("accuracy") && std::equal(component.y.begin(), component.y.end(), accuracy.begin(), accuracy.end(), same))
-      continue;
-    reward.series.push_back(std::move(component));
-  }
+  if (reward_names.size() > 1)  // one rule: its mean is the reward line
+    for (std::size_t k = 0; k < reward_names.size(); ++k)
+      if (static_cast<int>(k) != accuracy_component || !has("accuracy"))
+        reward.series.push_back(metric_series(records, "rewards/" + reward_names[k] + "/mean",
+                                              reward_names[k] + " reward"));
   plot_panel length{"completion length", "step", "tokens", {metric_series(records, "completions/mean_length", "mean")}};
   length.series.push_back(metric_series(records, "completions/max_length", "max"));
   if (has(heldout_length_key))
@@ -82,9 +79,9 @@ inline std::vector<plot_panel> grpo_panels(const std::vector<metrics_record>& re
 inline void write_training_report(const std::string& dir, const std::vector<metrics_record>& records,
                                   const std::vector<std::string>& reward_names = {},
                                   const std::vector<std::string>& sections = {},
-                                  const std::string& title = "GRPO training report") {
+                                  const std::string& title = "GRPO training report", int accuracy_component = -1) {
   const auto path = [&](const char* f) { return (std::filesystem::path(dir) / f).string(); };
-  write_file_atomically(path("curves.svg"), svg_figure(grpo_panels(records, reward_names), 2));
+  write_file_atomically(path("curves.svg"), svg_figure(grpo_panels(records, reward_names, accuracy_component), 2));
   std::string md = "# " + title + "\n\n";
   if (!records.empty()) {
     const auto fmt = [](double v) {

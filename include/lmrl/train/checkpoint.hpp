@@ -190,4 +190,27 @@ void read_checkpoint_tensor(const safetensors::reader& file, std::string_view na
   file.read<T>(name, out);
 }
 
+// A trainer's parameters and optimizer state in a checkpoint directory:
+// model.safetensors ("parameters") and optimizer.safetensors ("exp_avg",
+// "exp_avg_sq", the optimizer's step count in its metadata). Optimizer is
+// adamw<T> or anything with the same state accessors.
+template <Real T, class Optimizer>
+void write_model_and_optimizer(checkpoint_writer& w, std::span<const T> params, const Optimizer& optimizer) {
+  w.write_tensors<T>("model.safetensors", {{"parameters", params}});
+  w.write_tensors<T>("optimizer.safetensors",
+                     {{"exp_avg", optimizer.exp_avg()}, {"exp_avg_sq", optimizer.exp_avg_sq()}},
+                     {{"step", std::to_string(optimizer.step_count())}});
+}
+
+// Restores what write_model_and_optimizer wrote, exactly; `optimizer_steps`
+// is the step count the optimizer resumes from.
+template <Real T, class Optimizer>
+void read_model_and_optimizer(const std::string& dir, std::span<T> params, Optimizer& optimizer,
+                              std::int64_t optimizer_steps) {
+  safetensors::reader::from_file(dir + "/model.safetensors").read<T>("parameters", params);
+  const auto opt = safetensors::reader::from_file(dir + "/optimizer.safetensors");
+  optimizer.load_state(optimizer_steps, std::span<const T>(opt.read<T>("exp_avg")),
+                       std::span<const T>(opt.read<T>("exp_avg_sq")));
+}
+
 }  // namespace lmrl

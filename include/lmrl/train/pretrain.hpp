@@ -197,25 +197,50 @@ struct pretrain_result {
 
 namespace detail {
 
+// What pretrain_state.json holds besides the tensors.
+struct pretrain_state {
+  index_t step = 0;
+  index_t batch_size = 0;
+  long long tokens = 0;
+  double seconds = 0;
+  std::vector<pretrain_record> records;
+};
+
 template <Real T>
-void save_pretrain_checkpoint(const std::string& dir, index_t step, index_t batch_size, long long tokens,
-                              double seconds, std::span<const T> params, const adamw<T>& optimizer,
-                              const std::vector<pretrain_record>& records) {
-  checkpoint_writer w(dir, step);
-  w.write_tensors<T>("model.safetensors", {{"parameters", params}});
-  w.write_tensors<T>("optimizer.safetensors",
-                     {{"exp_avg", optimizer.exp_avg()}, {"exp_avg_sq", optimizer.exp_avg_sq()}});
-  std::string state = "{\"step\": " + std::to_string(step) + ", \"batch_size\": " + std::to_string(batch_size) +
-                      ", \"tokens\": " + std::to_string(tokens) + ", \"seconds\": " + json::number_text(seconds) +
-                      ", \"records\": [";
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    const pretrain_record& r = records[i];
-    state += (i ? ", [" : "[") + std::to_string(r.step);
-    for (double v : {r.loss, r.lr, r.grad_norm}) state += ", " + json::number_text(v);
-    state += ", " + std::to_string(r.tokens) + ", " + json::number_text(r.seconds) + "]";
+void save_pretrain_checkpoint(const std::string& dir, const pretrain_state& state, std::span<const T> params,
+                              const adamw<T>& optimizer) {
+  checkpoint_writer w(dir, state.step);
+  write_model_and_optimizer<T>(w, params, optimizer);
+  std::string text = "{\"step\": " + std::to_string(state.step) + ", \"batch_size\": " +
+                     std::to_string(state.batch_size) + ", \"tokens\": " + std::to_string(state.tokens) +
+                     ", \"seconds\": " + json::number_text(state.seconds) + ", \"records\": [";
+  for (std::size_t i = 0; i < state.records.size(); ++i) {
+    const pretrain_record& r = state.records[i];
+    text += (i ? ", [" : "[") + std::to_string(r.step);
+    for (double v : {r.loss, r.lr, r.grad_norm}) text += ", " + json::number_text(v);
+    text += ", " + std::to_string(r.tokens) + ", " + json::number_text(r.seconds) + "]";
   }
-  w.write_file("pretrain_state.json", state + "]}\n");
+  w.write_file("pretrain_state.json", text + "]}\n");
   w.commit(1);
+}
+
+// Reads pretrain_state.json of checkpoint `dir` (its tensors: read_model_and_optimizer).
+inline pretrain_state read_pretrain_state(const std::string& dir) {
+  const std::string path = dir + "/pretrain_state.json";
+  const json::value doc = json::parse(read_text_file(path), path);
+  const json::node root(doc, path);
+  pretrain_state state;
+  state.step = static_cast<index_t>(root.at("step").as_int64());
+  state.batch_size = static_cast<index_t>(root.at("batch_size").as_int64());
+  state.tokens = root.at("tokens").as_int64();
+  state.seconds = root.at("seconds").as_double();
+  const json::node records = root.at("records");
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const json::node r = records[i];
+    state.records.push_back({static_cast<index_t>(r[0].as_int64()), r[1].as_double(), r[2].as_double(),
+                             r[3].as_double(), r[4].as_int64(), r[5].as_double()});
+  }
+  return state;
 }
 
 }  // namespace detail
@@ -255,29 +280,18 @@ pretrain_result pretrain(transformer<T>& model, Source&& next, const pretrain_co
   if (checkpoints) {
     require_writable_directory(checkpointing.dir, "pretraining checkpoint directory");
     if (const auto dir = latest_checkpoint(checkpointing.dir, "pretrain_state.json")) {
-      const std::string state_path = *dir + "/pretrain_state.json";
-      const json::value doc = json::parse(detail::read_text_file(state_path), state_path);
-      const json::node root(doc, state_path);
-      result.resumed_from = static_cast<index_t>(root.at("step").as_int64());
-      detail::require(result.resumed_from <= config.steps, "pretrain: the checkpoint in ", *dir, " is at step ",
-                      result.resumed_from, ", past steps = ", config.steps);
-      const auto saved_batch = root.at("batch_size").as_int64();
-      detail::require(saved_batch == config.batch_size, "pretrain: the checkpoint in ", *dir,
-                      " was made with batch_size = ", saved_batch, ", this run has ", config.batch_size,
+      detail::pretrain_state saved = detail::read_pretrain_state(*dir);
+      detail::require(saved.step <= config.steps, "pretrain: the checkpoint in ", *dir, " is at step ", saved.step,
+                      ", past steps = ", config.steps);
+      detail::require(saved.batch_size == config.batch_size, "pretrain: the checkpoint in ", *dir,
+                      " was made with batch_size = ", saved.batch_size, ", this run has ", config.batch_size,
                       " (its example stream would not line up)");
-      tokens = root.at("tokens").as_int64();
-      seconds_before = root.at("seconds").as_double();
-      const json::node recs = root.at("records");
-      for (std::size_t i = 0; i < recs.size(); ++i) {
-        const json::node r = recs[i];
-        result.records.push_back({static_cast<index_t>(r[0].as_int64()), r[1].as_double(), r[2].as_double(),
-                                  r[3].as_double(), r[4].as_int64(), r[5].as_double()});
-      }
-      safetensors::reader::from_file(*dir + "/model.safetensors").read<T>("parameters", params);
-      const auto opt = safetensors::reader::from_file(*dir + "/optimizer.safetensors");
-      optimizer.load_state(result.resumed_from, std::span<const T>(opt.read<T>("exp_avg")),
-                           std::span<const T>(opt.read<T>("exp_avg_sq")));
-      for (long long k = 0; k < static_cast<long long>(result.resumed_from) * config.batch_size; ++k)
+      read_model_and_optimizer<T>(*dir, params, optimizer, saved.step);
+      result.resumed_from = saved.step;
+      result.records = std::move(saved.records);
+      tokens = saved.tokens;
+      seconds_before = saved.seconds;
+      for (long long k = 0; k < static_cast<long long>(saved.step) * config.batch_size; ++k)
         static_cast<void>(next());
     }
   }
@@ -286,8 +300,9 @@ pretrain_result pretrain(transformer<T>& model, Source&& next, const pretrain_co
   const auto t0 = clock::now();
   const auto seconds = [&] { return seconds_before + std::chrono::duration<double>(clock::now() - t0).count(); };
   const auto save = [&](index_t steps_done) {
-    detail::save_pretrain_checkpoint<T>(checkpointing.dir, steps_done, config.batch_size, tokens, seconds(), params,
-                                        optimizer, result.records);
+    detail::save_pretrain_checkpoint<T>(checkpointing.dir,
+                                        {steps_done, config.batch_size, tokens, seconds(), result.records}, params,
+                                        optimizer);
   };
   std::vector<pretrain_example> batch;
   for (index_t step = result.resumed_from; step < config.steps; ++step) {

@@ -136,7 +136,6 @@ inline std::size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-
 inline bool is_none(std::string_view s) { return s == "None" || s == "none" || s == "null" || s.empty(); }
 
 template <class I>

@@ -65,17 +65,16 @@ class metrics_record {
     std::string out = "{";
     char buf[40];
     for (const auto& [name, v] : entries_) {
-      out += out.size() == 1 ? "\"" : ", \"";
-      out += name;
-      out += "\": ";
+      if (out.size() > 1) out += ", ";
+      json::append_string(out, name);
+      out += ": ";
       if (!std::isfinite(v)) {
         out += "null";
       } else if (std::floor(v) == v && std::fabs(v) < 1e15) {
         std::snprintf(buf, sizeof buf, "%.0f", v);
         out += buf;
       } else {
-        std::snprintf(buf, sizeof buf, "%.17g", v);
-        out += buf;
+        out += json::number_text(v);
       }
     }
     return out + "}";
@@ -220,10 +219,9 @@ inline std::string completion_json(long long step, std::string_view prompt, std:
                                    double reward) {
   // escape_non_ascii: the line stays valid JSON whatever bytes the model wrote
   const auto quote = [](std::string_view s) { return json::quoted(s, true); };
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.17g", reward);
   return "{\"step\": " + std::to_string(step) + ", \"prompt\": " + quote(prompt) +
-         ", \"completion\": " + quote(completion) + ", \"reward\": " + (std::isfinite(reward) ? buf : "null") + "}";
+         ", \"completion\": " + quote(completion) +
+         ", \"reward\": " + (std::isfinite(reward) ? json::number_text(reward) : "null") + "}";
 }
 
 }  // namespace lmrl

@@ -92,6 +92,7 @@ void check_same_config(const transformer_config& a, const transformer_config& b)
   CHECK(a.rms_norm_eps == b.rms_norm_eps);
   CHECK(a.tie_word_embeddings == b.tie_word_embeddings);
   CHECK(a.attention_bias == b.attention_bias);
+  CHECK(a.value_head == b.value_head);
 }
 
 }  // namespace
@@ -380,4 +381,27 @@ TEST_CASE("missing, misshapen and unknown tensors are errors naming the tensor, 
   CHECK_THROWS_WITH_AS(load_hf_checkpoint<float>(dir.string()),
                        doctest::Contains("missing tensor \"lm_head.weight\" (shape [64, 32])"), error);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a value model (PPO's critic) saves as Qwen2ForSequenceClassification with score.weight and loads back") {
+  const auto dir = scratch_dir("hf_value_model");
+  auto c = tiny_qwen2(true);
+  c.value_head = true;
+  transformer_parameters<float> p(c);
+  p.initialize(5, 0.3);
+  save_hf_checkpoint(p, dir.string());
+  std::ifstream in(dir / "config.json");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("\"architectures\": [\"Qwen2ForSequenceClassification\"]") != std::string::npos);
+  CHECK(text.find("\"id2label\": {\"0\": \"LABEL_0\"}") != std::string::npos);
+  CHECK(safetensors::reader::from_file((dir / "model.safetensors").string()).find("score.weight") != nullptr);
+  hf_config config;
+  const auto back = load_hf_checkpoint<float>(dir.string(), &config);
+  CHECK(config.model.value_head);
+  CHECK(std::equal(back.values().begin(), back.values().end(), p.values().begin(), p.values().end()));
+  // A causal LM's config has no value head.
+  CHECK_FALSE(parse(hf_config_json(hf_config{tiny_qwen2(true), "qwen2", "float32"})).model.value_head);
+  std::string two_labels = text;
+  two_labels.replace(two_labels.find("{\"0\": \"LABEL_0\"}"), 16, "{\"0\": \"A\", \"1\": \"B\"}");
+  CHECK_THROWS_WITH_AS(parse(two_labels), doctest::Contains("has 2 labels; a value model has one"), error);
 }

@@ -386,3 +386,103 @@ TEST_CASE("bad input is lmrl::error naming what is wrong") {
                                  matrix_view<const double>(lm.data(), {1, 40})},
                                 lp.view(), {}));
 }
+
+// ---------------------------------------------------------------- the value head (PPO's critic)
+
+namespace {
+
+dense<double, 2> run_values(transformer<double>& model, const batch_data& b) {
+  const auto m = b.mask_as<double>();
+  token_batch<double> batch{matrix_view<const std::int32_t>(b.tokens.data(), {b.B, b.L}),
+                            matrix_view<const double>(m.data(), {b.B, b.L})};
+  dense<double, 2> v({b.B, b.L});
+  model.values(batch, v.view());
+  return v;
+}
+
+void check_value_gradients(bool tied) {
+  auto c = tiny_config(tied, true);
+  c.value_head = true;
+  transformer<double> model(random_parameters<double>(c, 21));
+  const auto b = mixed_batch();
+  dense<double, 2> gv({b.B, b.L});
+  testing::fill_uniform(gv.view(), 4);
+  const auto loss_of = [&] {
+    const auto v = run_values(model, b);
+    double s = 0;
+    for (index_t k = 0; k < gv.size(); ++k) s += gv.data()[k] * v.data()[k];
+    return s;
+  };
+  run_values(model, b);
+  model.zero_grad();
+  const auto m = b.mask_as<double>();
+  model.backward_values({matrix_view<const std::int32_t>(b.tokens.data(), {b.B, b.L}),
+                         matrix_view<const double>(m.data(), {b.B, b.L})},
+                        gv.view());
+  const std::vector<double> analytic(model.gradients().begin(), model.gradients().end());
+  auto values = model.parameters().values();
+  std::mt19937_64 rng(5);
+  const double h = 1e-5;
+  for (const auto& e : model.parameters().layout().entries()) {
+    std::vector<index_t> picks;
+    std::uniform_int_distribution<index_t> pick(0, e.size - 1);
+    for (int k = 0; k < 10; ++k) picks.push_back(pick(rng));
+    double largest = 0;
+    for (index_t k : picks) {
+      const auto at = static_cast<std::size_t>(e.offset + k);
+      const double saved = values[at];
+      values[at] = saved + h;
+      const double up = loss_of();
+      values[at] = saved - h;
+      const double down = loss_of();
+      values[at] = saved;
+      const double numeric = (up - down) / (2 * h);
+      largest = std::max(largest, std::abs(analytic[at]));
+      INFO(e.name, "[", k, "]: analytic ", analytic[at], ", finite difference ", numeric);
+      CHECK(std::abs(analytic[at] - numeric) <= 1e-9 + 1e-6 * std::max(std::abs(analytic[at]), std::abs(numeric)));
+    }
+    INFO(e.name);
+    if (e.name == "lm_head.weight")
+      CHECK(largest == 0);  // the critic never reads the output layer
+    else
+      CHECK(largest > 1e-4);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the value head: V at the log-prob positions, its backward matches finite differences (tied, untied)") {
+  check_value_gradients(true);
+  check_value_gradients(false);
+}
+
+TEST_CASE("the value head reads the final hidden state of the previous position, and misuse is an error") {
+  auto c = tiny_config(true, true);
+  c.value_head = true;
+  transformer<double> model(random_parameters<double>(c, 8));
+  const auto b = mixed_batch();
+  const auto v = run_values(model, b);
+  const auto m = b.mask_as<double>();
+  token_batch<double> batch{matrix_view<const std::int32_t>(b.tokens.data(), {b.B, b.L}),
+                            matrix_view<const double>(m.data(), {b.B, b.L})};
+  dense<double, 2> h({b.B * b.L, c.hidden_size});
+  model.hidden_states(batch, h.view());
+  const auto score = model.parameters().weights().score;
+  for (index_t i = 0; i < b.B; ++i)
+    for (index_t t = 0; t < b.L; ++t) {
+      const bool has = t >= 1 && m[static_cast<std::size_t>(i * b.L + t)] != 0 &&
+                       m[static_cast<std::size_t>(i * b.L + t - 1)] != 0;
+      double expected = 0;
+      if (has)
+        for (index_t j = 0; j < c.hidden_size; ++j) expected += score(0, j) * h.view()((i * b.L + t - 1), j);
+      INFO("(", i, ", ", t, ")");
+      CHECK(v.view()(i, t) == doctest::Approx(expected).epsilon(1e-12));
+    }
+  dense<double, 2> g({b.B, b.L});
+  CHECK_THROWS_WITH_AS(model.backward_values(batch, g.view()), doctest::Contains("call values on the batch first"),
+                       error);
+  run_values(model, b);
+  CHECK_THROWS_WITH_AS(model.backward(batch, g.view(), {}), doctest::Contains("call log_probs"), error);
+  transformer<double> plain(random_parameters<double>(tiny_config(true, true), 8));
+  CHECK_THROWS_WITH_AS(run_values(plain, b), doctest::Contains("has no value head"), error);
+}

@@ -23,6 +23,10 @@ struct transformer_config {
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = true;     // lm_head shares embed_tokens
   bool attention_bias = true;          // q/k/v projections have biases (Qwen2: yes, Llama: no)
+  // A scalar head score.weight [1 x d] on the final hidden states: the value
+  // model (critic) of PPO, as TRL builds it (Hugging Face's
+  // *ForSequenceClassification with num_labels 1, read at every token).
+  bool value_head = false;
 
   index_t head_dim() const { return hidden_size / num_attention_heads; }
   index_t kv_dim() const { return num_key_value_heads * head_dim(); }

@@ -90,6 +90,16 @@ inline hf_config parse_hf_config(const json::value& doc, const std::string& sour
                  c.hidden_size / c.num_attention_heads, ", which the bundled transformer assumes");
   }
 
+  // A value model (TRL's critic: *ForSequenceClassification, one label) has score.weight.
+  if (root.maybe("architectures", field) && field.type() == json::kind::array && field.size() > 0) {
+    const std::string arch = field[0].as_string();
+    const std::string_view suffix = "ForSequenceClassification";
+    c.value_head = arch.size() >= suffix.size() && arch.compare(arch.size() - suffix.size(), suffix.size(), suffix) == 0;
+    json::node labels = root;
+    if (c.value_head && root.maybe("id2label", labels) && labels.type() == json::kind::object && labels.size() != 1)
+      labels.fail("has ", labels.size(), " labels; a value model has one");
+  }
+
   if (root.maybe("hidden_act", field) && field.as_string() != "silu")
     field.fail("\"", field.as_string(), "\" is not supported (the bundled transformer uses silu)");
 
@@ -154,7 +164,8 @@ inline std::string hf_config_json(const hf_config& config) {
   std::ostringstream s;
   auto boolean = [](bool b) { return b ? "true" : "false"; };
   s << "{\n"
-    << "  \"architectures\": [\"" << (qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM") << "\"],\n"
+    << "  \"architectures\": [\"" << (qwen2 ? "Qwen2" : "Llama")
+    << (c.value_head ? "ForSequenceClassification" : "ForCausalLM") << "\"],\n"
     << "  \"model_type\": \"" << config.model_type << "\",\n"
     << "  \"vocab_size\": " << c.vocab_size << ",\n"
     << "  \"hidden_size\": " << c.hidden_size << ",\n"
@@ -169,6 +180,7 @@ inline std::string hf_config_json(const hf_config& config) {
     << "  \"rope_scaling\": null,\n"
     << "  \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": " << theta << "},\n"
     << "  \"tie_word_embeddings\": " << boolean(c.tie_word_embeddings) << ",\n";
+  if (c.value_head) s << "  \"id2label\": {\"0\": \"LABEL_0\"},\n  \"label2id\": {\"LABEL_0\": 0},\n";
   if (qwen2)
     s << "  \"use_sliding_window\": false,\n";
   else

@@ -16,6 +16,7 @@
 //   model.layers.N.mlp.down_proj.weight            [d x ffn]
 //   model.norm.weight                              [d]
 //   lm_head.weight                                 [vocab x d] (absent when tied)
+//   score.weight                                   [1 x d] (the value head; only when value_head)
 #pragma once
 
 #include <algorithm>
@@ -66,6 +67,7 @@ class parameter_layout {
     }
     add("model.norm.weight", {d}, k::norm);
     if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, d}, k::weight);
+    if (c.value_head) add("score.weight", {1, d}, k::weight);
   }
 
   const std::vector<parameter_entry>& entries() const { return entries_; }
@@ -112,6 +114,7 @@ struct transformer_weights {
   std::vector<layer_weights<T>> layers;
   vector_view<T> final_norm;
   matrix_view<T> lm_head;  // == embed when tied
+  matrix_view<T> score;    // [1 x d] value head; empty without one
 
   transformer_weights() = default;
   transformer_weights(const transformer_config& c, const parameter_layout& layout, std::span<T> buffer) {
@@ -137,6 +140,7 @@ struct transformer_weights {
     }
     final_norm = vec("model.norm.weight");
     lm_head = c.tie_word_embeddings ? embed : mat("lm_head.weight");
+    if (c.value_head) score = mat("score.weight");
   }
 };
 

@@ -23,6 +23,9 @@
 //                                     last log_probs call, ADDED to the gradient buffer (zero_grad() clears it).
 //   logits(batch, out [B*T x vocab])  raw logits (no temperature) of every real row; padded rows get 0.
 //   hidden_states(batch, out [B*T x d])  the final-normed hidden states (lm_head's input).
+//   values(batch, out [B x T])        with config.value_head: the critic's V[i, t] = score . h[i, t-1], the
+//                                     value of the state in which token t is chosen (same positions as logp).
+//   backward_values(batch, grad_values)  gradients of L = sum(grad_values * values), ADDED likewise.
 //
 // The output layer never holds [B x T x vocab]: it runs over chunks of
 // logit_chunk_rows rows (logits chunk = h_chunk lm_head^T, then rl's fused
@@ -132,7 +135,7 @@ class transformer {
       logp(row / L_, row % L_) = out_logp_[static_cast<std::size_t>(r)];
       if (want_entropy) entropy(row / L_, row % L_) = out_entropy_[static_cast<std::size_t>(r)];
     }
-    ready_for_backward_ = true;
+    last_forward_ = forward_kind::log_probs;
   }
 
   // Raw logits (no temperature) of every row: out[b*T + t] predicts token t + 1. Padded rows get 0.
@@ -159,11 +162,33 @@ class transformer {
       for (index_t j = 0; j < d; ++j) out(r, j) = hf_[static_cast<std::size_t>(r * d + j)];
   }
 
+  // The critic's values (config.value_head): out[i, t] = score . h[i, t-1] at the
+  // positions log_probs fills (t >= 1, tokens t and t-1 real), 0 elsewhere.
+  void values(const token_batch<T>& batch, matrix_view<T> out) {
+    const char* f = "transformer::values";
+    lmrl::detail::require(config().value_head, f, ": the model has no value head (config.value_head is false)");
+    forward_hidden(batch, f);
+    lmrl::detail::require(out.shape == batch.tokens.shape, f, ": out has shape ", out, " but tokens has shape ",
+                          batch.tokens);
+    collect_output_rows();
+    const index_t d = config().hidden_size;
+    const T* score = w().score.data;
+    for (index_t i = 0; i < B_; ++i)
+      for (index_t t = 0; t < L_; ++t) out(i, t) = T(0);
+    for (const index_t row : out_rows_) {
+      const T* h = hf_.data() + (row - 1) * d;
+      T v = T(0);
+      for (index_t j = 0; j < d; ++j) v += score[j] * h[j];
+      out(row / L_, row % L_) = v;
+    }
+    last_forward_ = forward_kind::values;
+  }
+
   // ----------------------------------------------------------------- backward
 
   void backward(const token_batch<T>& batch, matrix_view<const T> grad_logp, matrix_view<const T> grad_entropy) {
     const char* f = "transformer::backward";
-    lmrl::detail::require(ready_for_backward_, f, ": call log_probs on the batch first");
+    lmrl::detail::require(last_forward_ == forward_kind::log_probs, f, ": call log_probs on the batch first");
     check_same_batch(batch, f);
     const bool has_gl = given(grad_logp), has_ge = given(grad_entropy);
     lmrl::detail::require(!has_gl || grad_logp.shape == batch.tokens.shape, f, ": grad_logp has shape ", grad_logp,
@@ -171,13 +196,11 @@ class transformer {
     lmrl::detail::require(!has_ge || grad_entropy.shape == batch.tokens.shape, f, ": grad_entropy has shape ",
                           grad_entropy, " but tokens has shape ", batch.tokens);
     const transformer_config& c = config();
-    const index_t N = B_ * L_, d = c.hidden_size, qd = c.num_attention_heads * c.head_dim(), kvd = c.kv_dim(),
-                  ffn = c.intermediate_size, R = static_cast<index_t>(out_rows_.size());
+    const index_t N = B_ * L_, d = c.hidden_size, R = static_cast<index_t>(out_rows_.size());
     const auto& W = w();
     const auto& G = grad_w_;
 
     // Output layer, chunk by chunk: dlogits -> dh (rows t-1) and d lm_head.
-    auto dx = mat(dx_, N, d);
     auto dh = mat(dh_, N, d);
     std::fill(dh_.begin(), dh_.begin() + N * d, T(0));
     for (index_t c0 = 0; c0 < R; c0 += chunk_rows()) {
@@ -214,6 +237,41 @@ class transformer {
         std::copy(dhc.row_data(r), dhc.row_data(r) + d, dh.row_data(src));
       }
     }
+    trunk_backward();
+  }
+
+  void backward_values(const token_batch<T>& batch, matrix_view<const T> grad_values) {
+    const char* f = "transformer::backward_values";
+    lmrl::detail::require(last_forward_ == forward_kind::values, f, ": call values on the batch first");
+    check_same_batch(batch, f);
+    lmrl::detail::require(grad_values.shape == batch.tokens.shape, f, ": grad_values has shape ", grad_values,
+                          " but tokens has shape ", batch.tokens);
+    const index_t N = B_ * L_, d = config().hidden_size;
+    std::fill(dh_.begin(), dh_.begin() + N * d, T(0));
+    const T* score = w().score.data;
+    T* dscore = grad_w_.score.data;
+    for (const index_t row : out_rows_) {  // V = score . h[row - 1]
+      const T g = grad_values(row / L_, row % L_);
+      const T* h = hf_.data() + (row - 1) * d;
+      T* dh = dh_.data() + (row - 1) * d;
+      for (index_t j = 0; j < d; ++j) {
+        dh[j] = g * score[j];
+        dscore[j] += g * h[j];
+      }
+    }
+    trunk_backward();
+  }
+
+ private:
+  // From d(loss)/d(final-normed hidden states) in dh_ to every trunk gradient.
+  void trunk_backward() {
+    const transformer_config& c = config();
+    const index_t N = B_ * L_, d = c.hidden_size, qd = c.num_attention_heads * c.head_dim(), kvd = c.kv_dim(),
+                  ffn = c.intermediate_size;
+    const auto& W = w();
+    const auto& G = grad_w_;
+    auto dx = mat(dx_, N, d);
+    auto dh = mat(dh_, N, d);
     // Final norm.
     std::fill(dx_.begin(), dx_.begin() + N * d, T(0));
     ops::rms_norm_backward<T>(act(xs_, c.num_hidden_layers, N, d), W.final_norm, vec(invf_, 0, N), dh, dx,
@@ -257,10 +315,9 @@ class transformer {
     ops::embedding_backward<T>(dx, ids_, vector_view<const T>(row_mask_.data(), {N}), G.embed);
   }
 
- private:
   // ------------------------------------------------------------ the forward pass to the final norm
   void forward_hidden(const token_batch<T>& batch, const char* f) {
-    ready_for_backward_ = false;
+    last_forward_ = forward_kind::none;
     read_batch(batch, f);
     const transformer_config& c = config();
     const index_t N = B_ * L_, d = c.hidden_size, qd = c.num_attention_heads * c.head_dim(), kvd = c.kv_dim(),
@@ -342,7 +399,7 @@ class transformer {
   void check_same_batch(const token_batch<T>& batch, const char* f) const {
     lmrl::detail::require(batch.tokens.shape[0] == B_ && batch.tokens.shape[1] == L_ &&
                               batch.attention_mask.shape == batch.tokens.shape,
-                          f, ": the batch has shape ", batch.tokens, " but the last log_probs call had [", B_, " x ",
+                          f, ": the batch has shape ", batch.tokens, " but the last forward call had [", B_, " x ",
                           L_, "]");
     for (index_t i = 0; i < B_; ++i)
       for (index_t t = 0; t < L_; ++t) {
@@ -350,7 +407,7 @@ class transformer {
         const bool real = batch.attention_mask(i, t) != T(0);
         if (real != (row_mask_[r] != T(0)) || (real && batch.tokens(i, t) != ids_[r]))
           lmrl::detail::fail(f, ": the batch differs at (", i, ", ", t,
-                             ") from the last log_probs call; backward needs the same batch");
+                             ") from the last forward call; backward needs the same batch");
       }
   }
 
@@ -454,7 +511,7 @@ class transformer {
   std::vector<std::int32_t> ids_;
   std::vector<T> row_mask_;
   std::vector<index_t> positions_;
-  bool ready_for_backward_ = false;
+  enum class forward_kind { none, log_probs, values } last_forward_ = forward_kind::none;  // what backward may follow
   std::vector<index_t> out_rows_;
   std::vector<std::int32_t> out_targets_;
   std::vector<double> out_lse_;

@@ -26,6 +26,7 @@
 #include "lmrl/rl/kl_controller.hpp"
 #include "lmrl/rl/objectives.hpp"
 #include "lmrl/rl/rollout_correction.hpp"
+#include "lmrl/rl/value_loss.hpp"
 #include "lmrl/tensor/dense.hpp"
 #include "support/testing.hpp"
 
@@ -136,7 +137,8 @@ TEST_CASE("the reference file is there and covers every family") {
   const auto& cases = all_cases();
   CHECK(cases.size() > 300);
   for (const char* f : {"trl_advantages", "trl_grpo_loss", "trl_kl", "trl_vllm_is", "verl_advantages", "verl_kl",
-                        "verl_policy_loss", "verl_agg_loss", "verl_rollout_is", "verl_rollout_rs"}) {
+                        "verl_policy_loss", "verl_agg_loss", "verl_rollout_is", "verl_rollout_rs",
+                        "verl_value_loss"}) {
     INFO("family ", f);
     CHECK(family(f).size() >= 4);
   }
@@ -557,6 +559,25 @@ TEST_CASE("verl compute_rewards: score at the last token minus coef * k1, on act
     apply_kl_penalty(kl_k1{}, c->scalar("kl_coef"), cv(scores), cv(matrix(*c, "old_logp")),
                      cv(matrix(*c, "ref_logp")), cv(mask), rewards.view());
     check_active(*c, "token reward", matrix(*c, "token_rewards"), rewards, mask);
+    ++checked;
+  }
+  CHECK(checked == 4);
+}
+
+TEST_CASE("verl compute_value_loss: the clipped value loss, its gradient and vf_clipfrac") {
+  int checked = 0;
+  for (const auto* c : family("verl_value_loss")) {
+    const dims d = shape_of(*c);
+    const std::string mode = c->text("loss_agg_mode");
+    const auto mask = matrix(*c, "mask");
+    dense<double, 2> grad({d.B, d.T}), w({d.B, d.T});
+    const value_loss_result r =
+        clipped_value_loss(cv(matrix(*c, "vpreds")), cv(matrix(*c, "values")), cv(matrix(*c, "returns")), cv(mask),
+                           c->scalar("cliprange_value"), loss_aggregation(mode), batch_totals{}, grad.view(), w.view());
+    const double rel = mode == "seq-mean-token-mean" ? kLoose : kTight;  // verl: / (count + 1e-8)
+    check_value(*c, "loss", c->scalar("loss"), r.loss, rel);
+    check_active(*c, "dL/dV", matrix(*c, "grad"), grad, mask, rel);
+    check_value(*c, "vf_clipfrac", c->scalar("vf_clipfrac"), r.clip_fraction, kLoose);
     ++checked;
   }
   CHECK(checked == 4);

@@ -174,8 +174,12 @@ TEST_CASE("bad input: controller hyper-parameters, shapes, scores, empty sequenc
   dense<double, 2> lp({2, 3}), rp({2, 3}), mk({2, 3}), out({2, 3});
   mk(0, 0) = 1;
   std::vector<double> scores{1, 2}, short_scores{1};
-  CHECK_THROWS_WITH_AS(apply_kl_penalty(kl_k1{}, 0.1, scores, lp, rp, mk, out),
-                       doctest::Contains("lmrl::apply_kl_penalty: sequence 1 has no active token"), error);
+  // A row with no active token (a completion masked out) gets 0 and stays out of the KL mean.
+  lp(0, 0) = -1, rp(0, 0) = -1.5, out(1, 1) = 9;
+  const auto report = apply_kl_penalty(kl_k1{}, 0.1, scores, lp, rp, mk, out);
+  CHECK(report.current_kl == doctest::Approx(0.5));
+  CHECK(out(0, 0) == doctest::Approx(1 - 0.1 * 0.5));
+  for (index_t t = 0; t < 3; ++t) CHECK(out(1, t) == 0.0);
   mk(1, 2) = 1;
   CHECK_THROWS_WITH_AS(apply_kl_penalty(kl_k1{}, 0.1, short_scores, lp, rp, mk, out),
                        doctest::Contains("scores has extent 1 in dimension 0 but the number of rows of logp is 2"),

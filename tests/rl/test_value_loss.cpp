@@ -76,7 +76,7 @@ TEST_CASE("the value loss gradient matches finite differences away from the clip
   }
 }
 
-TEST_CASE("explained variance: 1 for a perfect critic, 0 for the mean, NaN without variance; bad input") {
+TEST_CASE("explained variance: 1 for a perfect critic, 0 for the mean, NaN without variance, and bad input") {
   const auto R = row({1, 2, 3, 4, 100}), m = row({1, 1, 1, 1, 0});
   CHECK(explained_variance<double>(R.view(), R.view(), m.view()) == doctest::Approx(1.0));
   const auto mean = row({2.5, 2.5, 2.5, 2.5, 0});

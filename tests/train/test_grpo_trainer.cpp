@@ -250,3 +250,156 @@ TEST_CASE("grpo_trainer: a stop request (Ctrl-C) saves the current step and retu
   CHECK(fs::path(*latest).filename() == "checkpoint-1");
   fs::remove_all(dir);
 }
+
+// ---------------------------------------------------------------- other estimators, PPO with a critic
+
+namespace {
+template <class Rewards>
+auto make_ppo_trainer(const grpo_config& c, bigram_policy& m, bigram_critic& critic, Rewards r) {
+  return ppo_trainer<bigram_policy, bigram_generator, Rewards, bigram_prompts, bigram_critic>(
+      c, m, critic, bigram_generator{}, r, bigram_prompts{}, quiet_options(Rewards::size));
+}
+grpo_config ppo_config(const std::string& dir) {
+  grpo_config c = small_config(dir);
+  c.advantage_estimator = "gae";
+  c.beta = 0;
+  c.kl_coef = 0.05;  // KL in the reward, as TRL's PPO
+  c.lam = 0.95;
+  c.vf_coef = 0.5;
+  c.critic_learning_rate = 0.1;
+  return c;
+}
+}  // namespace
+
+TEST_CASE("grpo_trainer: rloo, reinforce_pp (with the KL in the reward) and reinforce_pp_baseline learn too") {
+  for (const char* name : {"rloo", "reinforce_pp", "reinforce_pp_baseline"}) {
+    const std::string dir = fresh_dir(std::string("estimator_") + name);
+    bigram_policy model;
+    grpo_config c = small_config(dir);
+    c.learning_rate = 0.2;
+    c.advantage_estimator = name;
+    if (std::string(name) == "reinforce_pp") c.kl_coef = 0.01, c.beta = 0;
+    auto trainer = make_trainer(c, model, make_rewards());
+    double first = 0, last = 0;
+    for (int s = 0; s < 12; ++s) {
+      const metrics_record r = trainer.step();
+      if (s < 3) first += r.get("accuracy") / 3;
+      if (s >= 9) last += r.get("accuracy") / 3;
+    }
+    INFO(name, ": accuracy ", first, " -> ", last);
+    CHECK(last > first + 0.3);
+    if (std::string(name) == "reinforce_pp") {
+      CHECK(trainer.records().back().has("kl_penalty/kl"));
+      CHECK(trainer.records().back().get("kl_penalty/coef") == 0.01);
+    }
+    fs::remove_all(dir);
+  }
+}
+
+TEST_CASE("ppo_trainer: GAE with a critic learns, the critic's loss falls, its metrics are logged") {
+  const std::string dir = fresh_dir("ppo_learn");
+  bigram_policy model;
+  bigram_critic critic;
+  grpo_config c = ppo_config(dir);
+  c.learning_rate = 0.2;
+  c.max_steps = 16;
+  auto trainer = make_ppo_trainer(c, model, critic, make_rewards());
+  double first = 0, last = 0, first_vloss = 0, last_vloss = 0, last_gap = 0;
+  for (int s = 0; s < 16; ++s) {
+    const metrics_record r = trainer.step();
+    if (s < 3) first += r.get("accuracy") / 3, first_vloss += r.get("critic/value_loss") / 3;
+    if (s >= 13) {
+      last += r.get("accuracy") / 3, last_vloss += r.get("critic/value_loss") / 3;
+      last_gap += std::abs(r.get("critic/values_mean") - r.get("critic/returns_mean")) / 3;
+    }
+  }
+  CHECK(first < 0.4);
+  CHECK(last > first + 0.3);
+  CHECK(last_vloss < first_vloss / 2);
+  CHECK(last_gap < 0.2);  // the critic (0 at first) follows the return, which rose from ~0.2 to ~1
+  const auto& rec = trainer.records().back();
+  for (const char* key : {"critic/value_loss", "critic/clip_fraction", "critic/explained_variance", "critic/values_mean",
+                          "critic/returns_mean", "critic/grad_norm", "critic/learning_rate", "kl_penalty/kl",
+                          "kl_penalty/coef", "kl_ref/k1", "time/critic_s", "memory/critic_state_mib"})
+    CHECK_MESSAGE(rec.has(key), key);
+  CHECK(rec.get("kl_penalty/kl") > 0);
+  CHECK(rec.get("memory/critic_state_mib") == doctest::Approx(4.0 * 9 * 8 / (1024.0 * 1024.0)));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("ppo_trainer: critic_warmup trains the critic alone, and the adaptive KL coefficient falls below target") {
+  const std::string dir = fresh_dir("ppo_warmup");
+  bigram_policy model;
+  bigram_critic critic;
+  grpo_config c = ppo_config(dir);
+  c.critic_warmup = 2;
+  c.kl_ctrl_type = "adaptive";
+  c.kl_target = 1e3;  // any KL is below it: the coefficient falls
+  c.kl_horizon = 10;
+  auto trainer = make_ppo_trainer(c, model, critic, make_rewards());
+  trainer.step();
+  trainer.step();
+  CHECK(trainer.optimizer_steps() == 0);
+  for (double p : model.params) CHECK(p == 0.0);
+  bool critic_moved = false;
+  for (double p : critic.params) critic_moved = critic_moved || p != 0.0;
+  CHECK(critic_moved);
+  trainer.step();
+  CHECK(trainer.optimizer_steps() > 0);
+  const auto& rec = trainer.records();
+  CHECK(rec[1].get("kl_penalty/coef") == doctest::Approx(0.05 * (1 - 0.2 * 16 / 10.0)));  // clamped error -0.2, 16 sequences
+  CHECK(rec[2].get("kl_penalty/coef") < rec[1].get("kl_penalty/coef"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("ppo_trainer: resuming after a kill gives bit-identical records (critic, its optimizer, adaptive KL)") {
+  const std::string a = fresh_dir("ppo_uninterrupted"), b = fresh_dir("ppo_killed");
+  grpo_config ca = ppo_config(a), cb = ppo_config(b);
+  ca.max_steps = cb.max_steps = 5;
+  ca.save_steps = cb.save_steps = 2;
+  ca.kl_ctrl_type = cb.kl_ctrl_type = "adaptive";
+  ca.kl_target = cb.kl_target = 0.01;
+  ca.kl_horizon = cb.kl_horizon = 20;
+  {
+    bigram_policy m;
+    bigram_critic v;
+    auto t = make_ppo_trainer(ca, m, v, make_rewards());
+    CHECK(t.train());
+  }
+  {
+    bigram_policy m;
+    bigram_critic v;
+    auto t = make_ppo_trainer(cb, m, v, make_rewards());
+    for (int s = 1; s <= 3; ++s) {
+      t.step();
+      if (s % 2 == 0) t.save();
+    }
+  }
+  bigram_policy m;
+  bigram_critic v;
+  auto t = make_ppo_trainer(cb, m, v, make_rewards());
+  CHECK(t.current_step() == 2);
+  CHECK(t.train());
+  const auto ra = read_metrics_jsonl(a + "/metrics.jsonl");
+  const auto rb = read_metrics_jsonl(b + "/metrics.jsonl");
+  REQUIRE(ra.size() == 5);
+  REQUIRE(rb.size() == 5);
+  for (std::size_t k = 0; k < 5; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST_CASE("ppo_trainer: gae without a critic, or a critic without gae, is an error") {
+  const std::string dir = fresh_dir("ppo_errors");
+  bigram_policy m;
+  bigram_critic v;
+  grpo_config c = ppo_config(dir);
+  CHECK_THROWS_WITH_AS(make_trainer(c, m, make_rewards()), doctest::Contains("\"gae\" needs a critic"), error);
+  c.advantage_estimator = "grpo";
+  CHECK_THROWS_WITH_AS(make_ppo_trainer(c, m, v, make_rewards()),
+                       doctest::Contains("a critic is trained only with advantage_estimator \"gae\""), error);
+  c.advantage_estimator = "gae";
+  c.cliprange_value = 0;
+  CHECK_THROWS_WITH_AS(make_ppo_trainer(c, m, v, make_rewards()), doctest::Contains("cliprange_value"), error);
+  fs::remove_all(dir);
+}

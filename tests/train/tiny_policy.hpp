@@ -71,6 +71,34 @@ struct bigram_policy {
 };
 static_assert(Policy<bigram_policy> && TrainablePolicy<bigram_policy>);
 
+// A critic for the same tokens: V[i, t] = table[tokens(i, t - 1)] + bias, a
+// value per previous token, at the log-prob positions.
+struct bigram_critic {
+  using value_type = double;
+  std::vector<double> params = std::vector<double>(bigram_policy::V + 1, 0.0);
+  std::vector<double> grads = std::vector<double>(bigram_policy::V + 1, 0.0);
+
+  std::span<double> parameters() { return params; }
+  std::span<double> gradients() { return grads; }
+  void zero_grad() { std::fill(grads.begin(), grads.end(), 0.0); }
+  void values(const token_batch<double>& b, matrix_view<double> out) const {
+    for (index_t i = 0; i < b.tokens.shape[0]; ++i)
+      for (index_t t = 0; t < b.tokens.shape[1]; ++t)
+        out(i, t) = t > 0 && b.attention_mask(i, t) != 0 && b.attention_mask(i, t - 1) != 0
+                        ? params[static_cast<std::size_t>(b.tokens(i, t - 1))] + params.back()
+                        : 0.0;
+  }
+  void backward_values(const token_batch<double>& b, matrix_view<const double> g) {
+    for (index_t i = 0; i < b.tokens.shape[0]; ++i)
+      for (index_t t = 1; t < b.tokens.shape[1]; ++t)
+        if (b.attention_mask(i, t) != 0 && b.attention_mask(i, t - 1) != 0) {
+          grads[static_cast<std::size_t>(b.tokens(i, t - 1))] += g(i, t);
+          grads.back() += g(i, t);
+        }
+  }
+};
+static_assert(ValueModel<bigram_critic>);
+
 struct bigram_generator {
   int* calls = nullptr;
   rollout_batch<double> operator()(bigram_policy& m, std::span<const std::vector<std::int32_t>> prompts,

@@ -75,8 +75,9 @@ struct kl_penalty_report {
 
 // token_rewards[i, t] = score_i at the last active token of sequence i, minus
 // coef * k(logp, ref_logp) on every active token, 0 where masked. logp are the
-// log-probs of the policy that sampled (verl old_log_probs). Every sequence
-// needs an active token (its score has to go somewhere).
+// log-probs of the policy that sampled (verl old_log_probs). A sequence with no
+// active token (masked out, e.g. a truncated completion under overlong
+// filtering) gets 0 everywhere and is left out of current_kl.
 template <class K, Real T>
   requires KLEstimator<K, T>
 kl_penalty_report apply_kl_penalty(const K& k, double coef, vector_view<const T> scores, matrix_view<const T> logp,
@@ -98,6 +99,7 @@ kl_penalty_report apply_kl_penalty(const K& k, double coef, vector_view<const T>
                     static_cast<double>(scores(i)), " is not finite");
 
   double sum_of_means = 0;
+  index_t counted = 0;
   for (index_t i = 0; i < rows; ++i) {
     index_t last = -1;
     index_t n = 0;
@@ -115,12 +117,13 @@ kl_penalty_report apply_kl_penalty(const K& k, double coef, vector_view<const T>
       last = t;
       last_kl = kl;
     }
-    if (last < 0) detail::fail(fn, ": sequence ", i, " has no active token to carry its score (mask ", mask, ")");
+    if (last < 0) continue;
     // verl: token_level_scores - beta * kld, the score sitting at the last active token.
     token_rewards(i, last) = static_cast<T>(static_cast<double>(scores(i)) - coef * last_kl);
     sum_of_means += kl_sum / static_cast<double>(n);
+    ++counted;
   }
-  return {rows > 0 ? sum_of_means / static_cast<double>(rows) : 0.0, coef};
+  return {counted > 0 ? sum_of_means / static_cast<double>(counted) : 0.0, coef};
 }
 
 // The verl flow: penalize with the controller's coefficient, then update the

@@ -54,6 +54,11 @@ inline std::string read_text_file(const std::string& path) {
   return s.str();
 }
 
+// "model" -> optimizer.safetensors (the policy's, as before); "critic" -> critic_optimizer.safetensors.
+inline std::string optimizer_file(const std::string& name) {
+  return name == "model" ? "optimizer.safetensors" : name + "_optimizer.safetensors";
+}
+
 }  // namespace detail
 
 // Checks before any training that `dir` can be created and written (a probe
@@ -195,10 +200,10 @@ void read_checkpoint_tensor(const safetensors::reader& file, std::string_view na
 // "exp_avg_sq", the optimizer's step count in its metadata). Optimizer is
 // adamw<T> or anything with the same state accessors.
 template <Real T, class Optimizer>
-void write_model_and_optimizer(checkpoint_writer& w, std::span<const T> params, const Optimizer& optimizer) {
-  w.write_tensors<T>("model.safetensors", {{"parameters", params}});
-  w.write_tensors<T>("optimizer.safetensors",
-                     {{"exp_avg", optimizer.exp_avg()}, {"exp_avg_sq", optimizer.exp_avg_sq()}},
+void write_model_and_optimizer(checkpoint_writer& w, std::span<const T> params, const Optimizer& optimizer,
+                               const std::string& name = "model") {
+  w.write_tensors<T>(name + ".safetensors", {{"parameters", params}});
+  w.write_tensors<T>(detail::optimizer_file(name), {{"exp_avg", optimizer.exp_avg()}, {"exp_avg_sq", optimizer.exp_avg_sq()}},
                      {{"step", std::to_string(optimizer.step_count())}});
 }
 
@@ -206,9 +211,9 @@ void write_model_and_optimizer(checkpoint_writer& w, std::span<const T> params, 
 // is the step count the optimizer resumes from.
 template <Real T, class Optimizer>
 void read_model_and_optimizer(const std::string& dir, std::span<T> params, Optimizer& optimizer,
-                              std::int64_t optimizer_steps) {
-  safetensors::reader::from_file(dir + "/model.safetensors").read<T>("parameters", params);
-  const auto opt = safetensors::reader::from_file(dir + "/optimizer.safetensors");
+                              std::int64_t optimizer_steps, const std::string& name = "model") {
+  safetensors::reader::from_file(dir + "/" + name + ".safetensors").read<T>("parameters", params);
+  const auto opt = safetensors::reader::from_file(dir + "/" + detail::optimizer_file(name));
   optimizer.load_state(optimizer_steps, std::span<const T>(opt.read<T>("exp_avg")),
                        std::span<const T>(opt.read<T>("exp_avg_sq")));
 }

@@ -99,6 +99,19 @@ struct grpo_config {
   index_t num_completions_to_print = 2;        // TRL 2 (with log_completions)
   index_t num_prompts_for_eval = 0;            // unused by the trainer; for examples
 
+  // ------------------------------------------------ PPO with a critic, KL in the reward (TRL PPOConfig, verl)
+  double kl_coef = 0.0;                        // per-token KL penalty in the reward (TRL PPOConfig 0.05; 0 = off)
+  std::string kl_penalty = "k1";               // its estimator (verl algorithm.kl_penalty "kl" = k1; TRL "k1")
+  std::string kl_ctrl_type = "fixed";          // verl kl_ctrl.type: "fixed" or "adaptive" (Ziegler et al.)
+  double kl_target = 0.1;                      // verl kl_ctrl.target_kl (adaptive)
+  double kl_horizon = 10000;                   // verl kl_ctrl.horizon (adaptive)
+  double gamma = 1.0;                          // TRL PPOConfig 1.0 (GAE, REINFORCE++)
+  double lam = 0.95;                           // TRL PPOConfig 0.95 (GAE)
+  double vf_coef = 0.1;                        // TRL PPOConfig 0.1: value loss weight
+  double cliprange_value = 0.2;                // TRL PPOConfig 0.2 (verl critic.cliprange_value 0.5)
+  std::optional<double> critic_learning_rate;  // None = learning_rate (OpenRLHF critic_learning_rate)
+  index_t critic_warmup = 0;                   // verl trainer.critic_warmup: steps that train the critic only
+
   // Derived values.
   index_t generation_steps() const { return steps_per_generation.value_or(gradient_accumulation_steps); }
   index_t generation_batch_size() const { return per_device_train_batch_size * generation_steps(); }
@@ -307,6 +320,17 @@ inline const std::vector<detail::config_field>& grpo_config_fields() {
       make_field("log_completions_steps", &C::log_completions_steps),
       make_field("num_completions_to_print", &C::num_completions_to_print),
       make_field("num_prompts_for_eval", &C::num_prompts_for_eval),
+      make_field("kl_coef", &C::kl_coef),
+      make_field("kl_penalty", &C::kl_penalty),
+      make_field("kl_ctrl_type", &C::kl_ctrl_type),
+      make_field("kl_target", &C::kl_target),
+      make_field("kl_horizon", &C::kl_horizon),
+      make_field("gamma", &C::gamma),
+      make_field("lam", &C::lam),
+      make_field("vf_coef", &C::vf_coef),
+      make_field("cliprange_value", &C::cliprange_value),
+      make_field("critic_learning_rate", &C::critic_learning_rate),
+      make_field("critic_warmup", &C::critic_warmup),
   };
   return fields;
 }
@@ -546,11 +570,24 @@ inline void grpo_config::validate() const {
   detail::require_one_of("objective", objective,
                          {"ppo", "vanilla", "grpo", "gspo", "gspo_token", "gmpo", "geo_mean", "cispo", "sapo",
                           "clip_cov", "kl_cov", "reinforce", "gpg"});
-  detail::require_one_of("advantage_estimator", advantage_estimator, {"grpo", "dr_grpo", "rloo"});
+  detail::require_one_of("advantage_estimator", advantage_estimator,
+                         {"grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline", "gae"});
   detail::require_one_of("kl_estimator", kl_estimator,
                          {"kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3", "kl+", "k1+", "abs+", "low_var_kl+",
                           "k3+"});
   require_range("max_refill_rounds", static_cast<double>(max_refill_rounds), 0, 1000, "[0, 1000]");
+  require_range("kl_coef", kl_coef, 0, 1e6, "[0, 1e6] (0 = no KL in the reward)");
+  detail::require_one_of("kl_penalty", kl_penalty,
+                         {"kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3"});
+  detail::require_one_of("kl_ctrl_type", kl_ctrl_type, {"fixed", "adaptive"});
+  require_range("kl_target", kl_target, 1e-12, 1e6, "(0, 1e6]");
+  require_range("kl_horizon", kl_horizon, 1, 1e12, "[1, 1e12]");
+  require_range("gamma", gamma, 0, 1, "[0, 1]");
+  require_range("lam", lam, 0, 1, "[0, 1]");
+  require_range("vf_coef", vf_coef, 1e-12, 1e6, "(0, 1e6]");
+  require_range("cliprange_value", cliprange_value, 1e-12, inf, "(0, inf) (a huge value: no clipping)");
+  if (critic_learning_rate) require_range("critic_learning_rate", *critic_learning_rate, 0, 1, "[0, 1]");
+  require_range("critic_warmup", static_cast<double>(critic_warmup), 0, 1e12, "[0, 1e12]");
   require_range("log_completions_steps", static_cast<double>(log_completions_steps), 0, 1e12, "[0, 1e12]");
   require_range("num_completions_to_print", static_cast<double>(num_completions_to_print), 0, 1e6, "[0, 1e6]");
 }

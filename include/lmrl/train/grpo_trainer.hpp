@@ -9,17 +9,27 @@
 //                    component kept for the log, the weighted total for training
 //   4. DAPO dynamic sampling (optional): groups whose rewards are all equal are
 //                    dropped and new prompts drawn, up to max_refill_rounds
-//   5. advantages:   an AdvantageEstimator (grpo with scale_rewards, dr_grpo, rloo)
-//   6. old log-probs: recomputed by the policy when num_iterations > 1 (or
+//   5. old log-probs: recomputed by the policy when num_iterations > 1 (or
 //                    recompute_old_logprobs), else the sampler's log-probs
-//   7. ref log-probs: when beta != 0, the policy with the reference parameters
-//                    (a frozen copy of the initial ones; TRL's sync_ref_model
-//                    mixes ref = alpha * policy + (1 - alpha) * ref every
-//                    ref_model_sync_steps optimizer steps)
-//   8. mu = num_iterations passes over mini-batches: composed_policy_loss with
+//   6. ref log-probs: when beta != 0 or kl_coef != 0, the policy with the
+//                    reference parameters (a frozen copy of the initial ones;
+//                    TRL's sync_ref_model mixes ref = alpha * policy +
+//                    (1 - alpha) * ref every ref_model_sync_steps optimizer steps)
+//   7. PPO: the critic's values V_old of the rollout; with kl_coef, token
+//                    rewards = score at the last token - coef * KL per token
+//                    (verl apply_kl_penalty; fixed or adaptive coefficient)
+//   8. advantages:   an AdvantageEstimator by name (grpo with scale_rewards,
+//                    dr_grpo, rloo, reinforce_pp, reinforce_pp_baseline, gae
+//                    with the critic's values, which also gives the returns)
+//   9. mu = num_iterations passes over mini-batches: composed_policy_loss with
 //                    batch_totals of the mini-batch (so accumulation over
 //                    micro-batches equals one big batch), policy.backward,
-//                    global-norm clipping, AdamW, the HF LR schedule
+//                    global-norm clipping, AdamW, the HF LR schedule; with a
+//                    critic, the clipped value loss on the returns, its own
+//                    clipping, AdamW and schedule (critic_learning_rate)
+//
+// PPO is this trainer with a critic (ppo_trainer below): the same rollouts,
+// rewards, logging and checkpoints, GAE instead of group baselines.
 //
 // Every random choice is a function of (seed, step, round, sequence, position),
 // so a run resumed from a checkpoint produces the same records as one that
@@ -49,14 +59,18 @@
 #include "lmrl/error.hpp"
 #include "lmrl/model/safetensors.hpp"
 #include "lmrl/reward/rule.hpp"
+#include "lmrl/rl/advantages/gae.hpp"
 #include "lmrl/rl/advantages/grpo.hpp"
+#include "lmrl/rl/advantages/reinforce_pp.hpp"
 #include "lmrl/rl/advantages/rloo.hpp"
 #include "lmrl/rl/aggregation.hpp"
 #include "lmrl/rl/inputs.hpp"
 #include "lmrl/rl/kl.hpp"
+#include "lmrl/rl/kl_controller.hpp"
 #include "lmrl/rl/objectives/by_name.hpp"
 #include "lmrl/rl/policy.hpp"
 #include "lmrl/rl/policy_loss.hpp"
+#include "lmrl/rl/value_loss.hpp"
 #include "lmrl/sample/sampler_config.hpp"
 #include "lmrl/tensor/dense.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -117,6 +131,31 @@ concept RolloutGenerator = requires(G& g, M& m, std::span<const std::vector<std:
   { g(m, prompts, r) } -> std::same_as<rollout_batch<typename M::value_type>>;
 };
 
+// PPO's value model: values V[i, t] at the log-prob positions (the value of
+// the state in which token t is chosen), the backward of a loss on them, and
+// one flat parameter / gradient buffer (transformer_critic is one).
+template <class C>
+concept ValueModel = requires(C& c, const token_batch<typename C::value_type>& batch,
+                              matrix_view<typename C::value_type> out,
+                              matrix_view<const typename C::value_type> grad) {
+  { c.values(batch, out) };
+  { c.backward_values(batch, grad) };
+  { c.parameters() } -> std::same_as<std::span<typename C::value_type>>;
+  { c.gradients() } -> std::same_as<std::span<typename C::value_type>>;
+  { c.zero_grad() };
+};
+
+// The critic of a trainer without one (GRPO and its family); never called.
+template <Real T>
+struct no_critic {
+  using value_type = T;
+  void values(const token_batch<T>&, matrix_view<T>) { detail::fail("no_critic::values"); }
+  void backward_values(const token_batch<T>&, matrix_view<const T>) { detail::fail("no_critic::backward_values"); }
+  std::span<T> parameters() { return {}; }
+  std::span<T> gradients() { return {}; }
+  void zero_grad() {}
+};
+
 // Several reward rules with per-component values and a total (reward/weighted_sum is one).
 template <class R>
 concept RewardSet = requires(const R& r, const reward_context& ctx, const std::array<double, R::size>& v) {
@@ -130,19 +169,31 @@ concept RewardSet = requires(const R& r, const reward_context& ctx, const std::a
 struct any_grpo_advantage {
   std::string name = "grpo";
   grpo_advantage grpo{};
+  double gamma = 1.0, lam = 0.95;  // reinforce_pp, gae
 
   static any_grpo_advantage from_config(const grpo_config& c) {
     any_grpo_advantage a;
     a.name = c.advantage_estimator;
+    a.gamma = c.gamma;
+    a.lam = c.lam;
     // TRL scale_rewards: "group" (also True), "batch", "none" (also False).
     if (c.scale_rewards == "batch") a.grpo.scale = grpo_scale::batch_std;
     if (c.scale_rewards == "none" || c.scale_rewards == "false") a.grpo.scale = grpo_scale::none;
     if (c.advantage_estimator == "dr_grpo") a.grpo.scale = grpo_scale::none;  // Dr. GRPO: no std division
     return a;
   }
+  // Token-level estimators read in.token_rewards (the KL penalty in the reward);
+  // the others read one score per sequence.
+  bool token_level() const { return name == "reinforce_pp" || name == "gae"; }
+  bool needs_critic() const { return name == "gae"; }
+
+  // returns: GAE's regression targets for the critic (data == nullptr: not wanted).
   template <Real T>
-  advantage_report operator()(const advantage_inputs<T>& in, matrix_view<T> out) const {
+  advantage_report operator()(const advantage_inputs<T>& in, matrix_view<T> out, matrix_view<T> returns = {}) const {
     if (name == "rloo") return rloo_advantage{}(in, out);
+    if (name == "reinforce_pp") return reinforce_pp_advantage{gamma}(in, out);
+    if (name == "reinforce_pp_baseline") return reinforce_pp_baseline_advantage{}(in, out);
+    if (name == "gae") return gae_advantage{gamma, lam, true}(in, out, returns);
     return grpo(in, out);
   }
 };
@@ -190,20 +241,38 @@ struct grpo_trainer_options {
   std::function<void(long long step, metrics_record&)> evaluate;
   // Extra files for each checkpoint (e.g. HF config.json and named tensors).
   std::function<void(checkpoint_writer&)> save_extra;
+  // Log the policy's KL to the reference (k1 on the step's own rollouts,
+  // "kl_ref/k1") at every eval step even when neither beta nor kl_coef needs
+  // the reference: the variant bench compares it across algorithms.
+  bool log_reference_kl = false;
 };
 
 // ---------------------------------------------------------------- the trainer
 
-template <TrainablePolicy Model, class Generator, RewardSet Rewards, PromptSource Prompts>
-  requires RolloutGenerator<Generator, Model>
+template <TrainablePolicy Model, class Generator, RewardSet Rewards, PromptSource Prompts,
+          ValueModel Critic = no_critic<typename Model::value_type>>
+  requires RolloutGenerator<Generator, Model> && std::same_as<typename Critic::value_type, typename Model::value_type>
 class grpo_trainer {
  public:
   using T = typename Model::value_type;
 
   grpo_trainer(grpo_config config, Model& model, Generator generator, Rewards rewards, Prompts prompts,
                grpo_trainer_options options)
+      : grpo_trainer(std::move(config), model, nullptr, std::move(generator), std::move(rewards), std::move(prompts),
+                     std::move(options)) {}
+
+  // PPO: the policy with a critic (advantage_estimator "gae").
+  grpo_trainer(grpo_config config, Model& model, Critic& critic, Generator generator, Rewards rewards, Prompts prompts,
+               grpo_trainer_options options)
+      : grpo_trainer(std::move(config), model, &critic, std::move(generator), std::move(rewards), std::move(prompts),
+                     std::move(options)) {}
+
+ private:
+  grpo_trainer(grpo_config config, Model& model, Critic* critic, Generator generator, Rewards rewards,
+               Prompts prompts, grpo_trainer_options options)
       : config_(validated(std::move(config))),
         model_(model),
+        critic_(critic),
         generator_(std::move(generator)),
         rewards_(std::move(rewards)),
         prompts_(std::move(prompts)),
@@ -226,12 +295,23 @@ class grpo_trainer {
     loss_.beta = config_.beta;
     loss_.entropy_coeff = config_.entropy_coef;
     advantage_ = any_grpo_advantage::from_config(config_);
+    detail::require(!advantage_.needs_critic() || critic_ != nullptr, "grpo_trainer: advantage_estimator \"",
+                    config_.advantage_estimator, "\" needs a critic: construct the trainer with one (ppo_trainer)");
+    detail::require(critic_ == nullptr || advantage_.needs_critic(), "grpo_trainer: a critic is trained only with ",
+                    "advantage_estimator \"gae\", not \"", config_.advantage_estimator, "\"");
     schedule_.type = lr_schedule::kind_from_name(config_.lr_scheduler_type);
     schedule_.num_training_steps = config_.total_optimizer_steps();
     schedule_.num_warmup_steps = config_.warmup_optimizer_steps();
+    kl_penalty_ = kl_estimator::from_name(config_.kl_penalty);
+    kl_coef_ = config_.kl_coef;
+    if (critic_ != nullptr) {
+      adamw_config a = adam_config(config_);
+      a.lr = config_.critic_learning_rate.value_or(config_.learning_rate);
+      critic_optimizer_.emplace(static_cast<index_t>(critic_->parameters().size()), a);
+    }
     // Bad output directory: reported now, before any training.
     require_writable_directory(config_.output_dir);
-    if (config_.beta != 0) ref_.assign(model_.parameters().begin(), model_.parameters().end());
+    if (needs_reference()) ref_.assign(model_.parameters().begin(), model_.parameters().end());
     long long keep = -1;
     if (options_.resume) {
       if (auto dir = latest_checkpoint(config_.output_dir)) {
@@ -243,6 +323,7 @@ class grpo_trainer {
                        options_.terminal);
   }
 
+ public:
   const grpo_config& config() const { return config_; }
   long long current_step() const { return step_; }
   long long optimizer_steps() const { return optimizer_steps_; }
@@ -268,7 +349,8 @@ class grpo_trainer {
     if (config_.save_steps > 0 && step_ % config_.save_steps != 0) save();
     log_.finish();
     if (options_.write_report)
-      write_training_report(config_.output_dir, log_.records(), options_.reward_names, {}, "GRPO training report",
+      write_training_report(config_.output_dir, log_.records(), options_.reward_names, {},
+                            critic_ ? "PPO training report" : "GRPO training report",
                             options_.accuracy_component);
     return true;
   }
@@ -394,14 +476,7 @@ class grpo_trainer {
       scores(i) = static_cast<T>(s.reward);
     }
 
-    // ---- 5: advantages
-    advantage_inputs<T> ain;
-    ain.scores = scores.view();
-    ain.mask = mask.view();
-    ain.group_size = G;
-    const advantage_report report = advantage_(ain, adv.view());
-
-    // ---- 6, 7: old and reference log-probs
+    // ---- 5, 6: old and reference log-probs
     const auto t_train0 = clock::now();
     const bool recompute_old = config_.num_iterations > 1 || config_.recompute_old_logprobs;
     if (recompute_old) {
@@ -409,7 +484,8 @@ class grpo_trainer {
     } else {
       old_logp = sample_logp;
     }
-    if (config_.beta != 0) {
+    const bool log_kl_now = options_.log_reference_kl && config_.eval_steps > 0 && step_number % config_.eval_steps == 0;
+    if (needs_reference() && (config_.beta != 0 || config_.kl_coef != 0 || log_kl_now)) {
       ref_logp = dense<T, 2>({B, L});
       swap_in_reference();
       try {
@@ -421,9 +497,55 @@ class grpo_trainer {
       swap_in_reference();
     }
 
-    // ---- 8: mu iterations over mini-batches of micro-batches
+    // ---- 7: the critic's values of the rollout; the KL penalty in the reward
+    double t_critic = 0;
+    dense<T, 2> old_values, returns, token_rewards;
+    if (critic_ != nullptr) {
+      const auto t0 = clock::now();
+      old_values = dense<T, 2>({B, L});
+      returns = dense<T, 2>({B, L});
+      critic_forward_only(tokens, attention, old_values);
+      t_critic += std::chrono::duration<double>(clock::now() - t0).count();
+    }
+    kl_penalty_report kl_report;
+    if (config_.kl_coef != 0) {
+      token_rewards = dense<T, 2>({B, L});
+      dense<T, 1> known_scores({B});  // a missing (NaN) reward scores 0 here: only its KL penalty is left
+      for (index_t i = 0; i < B; ++i) known_scores(i) = std::isnan(scores(i)) ? T(0) : scores(i);
+      if (config_.kl_ctrl_type == "adaptive") {
+        adaptive_kl_controller ctl(kl_coef_, config_.kl_target, config_.kl_horizon);
+        kl_report = apply_kl_penalty<kl_estimator, adaptive_kl_controller, T>(
+            kl_penalty_, ctl, known_scores.view(), old_logp.view(), ref_logp.view(), mask.view(), token_rewards.view());
+        kl_coef_ = ctl.value;
+      } else {
+        kl_report = apply_kl_penalty<kl_estimator, T>(kl_penalty_, kl_coef_, known_scores.view(), old_logp.view(),
+                                                      ref_logp.view(), mask.view(), token_rewards.view());
+      }
+      // Sequence-level estimators score the sum of the token rewards (verl: token_level_rewards.sum(-1)).
+      if (!advantage_.token_level())
+        for (index_t i = 0; i < B; ++i) {
+          if (std::isnan(scores(i))) continue;
+          double sum = 0;
+          for (index_t t = 0; t < L; ++t) sum += token_rewards(i, t);
+          scores(i) = static_cast<T>(sum);
+        }
+    }
+
+    // ---- 8: advantages (and GAE's returns)
+    advantage_inputs<T> ain;
+    ain.scores = scores.view();
+    ain.mask = mask.view();
+    ain.group_size = G;
+    if (config_.kl_coef != 0 && advantage_.token_level()) ain.token_rewards = token_rewards.view();
+    if (critic_ != nullptr) ain.values = old_values.view();
+    const advantage_report report =
+        advantage_(ain, adv.view(), critic_ != nullptr ? returns.view() : matrix_view<T>{});
+
+    // ---- 9: mu iterations over mini-batches of micro-batches
     const index_t mini = config_.mini_batch_size(), micro = config_.per_device_train_batch_size;
+    const bool train_policy = step_number > config_.critic_warmup;  // verl critic_warmup: the critic first
     loss_stats stats;
+    critic_stats cstats;
     for (index_t it = 0; it < config_.num_iterations; ++it)
       for (index_t m0 = 0; m0 < B; m0 += mini) {
         const index_t mn = std::min(mini, B - m0);
@@ -431,12 +553,24 @@ class grpo_trainer {
         totals.sequences = mn;
         for (index_t i = m0; i < m0 + mn; ++i)
           for (index_t t = 0; t < L; ++t) totals.active_tokens += mask(i, t) != T(0);
-        model_.zero_grad();
-        for (index_t u0 = m0; u0 < m0 + mn; u0 += micro) {
-          const index_t un = std::min(micro, m0 + mn - u0);
-          micro_step(tokens, attention, mask, old_logp, ref_logp, adv, u0, un, totals, stats, step_number);
+        if (train_policy) {
+          model_.zero_grad();
+          for (index_t u0 = m0; u0 < m0 + mn; u0 += micro) {
+            const index_t un = std::min(micro, m0 + mn - u0);
+            micro_step(tokens, attention, mask, old_logp, ref_logp, adv, u0, un, totals, stats, step_number);
+          }
+          optimizer_update(stats, step_number);
         }
-        optimizer_update(stats, step_number);
+        if (critic_ != nullptr) {
+          const auto t0 = clock::now();
+          critic_->zero_grad();
+          for (index_t u0 = m0; u0 < m0 + mn; u0 += micro) {
+            const index_t un = std::min(micro, m0 + mn - u0);
+            critic_micro_step(tokens, attention, mask, old_values, returns, u0, un, totals, cstats, step_number);
+          }
+          critic_update(cstats, step_number);
+          t_critic += std::chrono::duration<double>(clock::now() - t0).count();
+        }
       }
     const double t_train = std::chrono::duration<double>(clock::now() - t_train0).count();
     ++step_;
@@ -479,6 +613,22 @@ class grpo_trainer {
     }
     r.set("loss", stats.optimizer_steps ? stats.loss / stats.optimizer_steps : 0.0);
     if (config_.beta != 0) r.set("kl", stats.tokens ? stats.kl / stats.tokens : 0.0);
+    if (config_.kl_coef != 0) {
+      r.set("kl_penalty/kl", kl_report.current_kl);  // mean per sequence of its mean KL per token
+      r.set("kl_penalty/coef", kl_report.coef);
+    }
+    if (ref_logp.size() > 0) r.set("kl_ref/k1", mean_k1(old_logp, ref_logp, mask));
+    if (critic_ != nullptr) {
+      const double updates = static_cast<double>(std::max<index_t>(cstats.optimizer_steps, 1));
+      r.set("critic/value_loss", cstats.loss / updates);
+      r.set("critic/clip_fraction", cstats.tokens ? cstats.clip / cstats.tokens : 0.0);
+      r.set("critic/explained_variance",
+            explained_variance<T>(old_values.view(), returns.view(), mask.view()));  // NaN when the returns are flat
+      r.set("critic/values_mean", masked_mean_of(old_values, mask));
+      r.set("critic/returns_mean", masked_mean_of(returns, mask));
+      r.set("critic/grad_norm", cstats.grad_norm / updates);
+      r.set("critic/learning_rate", critic_last_lr_);
+    }
     r.set("entropy", stats.tokens ? stats.entropy / stats.tokens : 0.0);
     r.set("clip_ratio/low_mean", stats.tokens ? stats.clip_low / stats.tokens : 0.0);
     r.set("clip_ratio/high_mean", stats.tokens ? stats.clip_high / stats.tokens : 0.0);
@@ -505,10 +655,14 @@ class grpo_trainer {
     r.set("time/generate_s", t_generate);
     r.set("time/score_s", t_score);
     r.set("time/train_s", t_train);
+    if (critic_ != nullptr) r.set("time/critic_s", t_critic);  // part of train_s
     r.set("time/step_s", t_step);
     r.set("tokens_per_s/generate", t_generate > 0 ? generated_tokens / t_generate : 0.0);
     r.set("tokens_per_s/train", t_train > 0 ? static_cast<double>(B * L * config_.num_iterations) / t_train : 0.0);
     r.set("memory/peak_mib", peak_memory_mib());
+    if (critic_ != nullptr)  // weights, gradients and the two Adam moments
+      r.set("memory/critic_state_mib",
+            4.0 * static_cast<double>(critic_->parameters().size() * sizeof(T)) / (1024.0 * 1024.0));
     log_.write(r);
     if (config_.logging_steps > 0 && (step_ % config_.logging_steps == 0 || step_ == 1))
       log_.progress(r, static_cast<long long>(config_.max_steps));
@@ -522,8 +676,12 @@ class grpo_trainer {
     checkpoint_writer w(config_.output_dir, step_);
     write_model_and_optimizer<T>(w, model_.parameters(), optimizer_);
     if (!ref_.empty()) w.write_tensors<T>("ref_model.safetensors", {{"parameters", std::span<const T>(ref_)}});
+    if (critic_ != nullptr)
+      write_model_and_optimizer<T>(w, std::span<const T>(critic_->parameters()), *critic_optimizer_, "critic");
     w.write_file("trainer_state.json", "{\"step\": " + std::to_string(step_) +
                                            ", \"optimizer_steps\": " + std::to_string(optimizer_steps_) +
+                                           ", \"critic_optimizer_steps\": " + std::to_string(critic_steps_) +
+                                           ", \"kl_coef\": " + json::number_text(kl_coef_) +
                                            ", \"data_cursor\": " + std::to_string(data_cursor_) + ", \"seed\": \"" +
                                            std::to_string(config_.seed) + "\", \"last_lr\": " +
                                            json::number_text(last_lr_) + "}\n");
@@ -552,6 +710,32 @@ class grpo_trainer {
     double tokens = 0;
     index_t optimizer_steps = 0;
   };
+
+  struct critic_stats {
+    double loss = 0, clip = 0, tokens = 0, grad_norm = 0;
+    index_t optimizer_steps = 0;
+  };
+
+  // The reference is needed for the KL in the loss (beta), in the reward
+  // (kl_coef), or for the log.
+  bool needs_reference() const {
+    return config_.beta != 0 || config_.kl_coef != 0 || options_.log_reference_kl;
+  }
+
+  static double masked_mean_of(const dense<T, 2>& x, const dense<T, 2>& mask) {
+    double s = 0, n = 0;
+    for (index_t k = 0; k < x.size(); ++k)
+      if (mask.data()[k] != T(0)) s += x.data()[k], n += 1;
+    return n > 0 ? s / n : 0.0;
+  }
+
+  // Mean over active tokens of log pi - log pi_ref on the step's own samples (k1).
+  static double mean_k1(const dense<T, 2>& logp, const dense<T, 2>& ref_logp, const dense<T, 2>& mask) {
+    double s = 0, n = 0;
+    for (index_t k = 0; k < mask.size(); ++k)
+      if (mask.data()[k] != T(0)) s += static_cast<double>(logp.data()[k]) - ref_logp.data()[k], n += 1;
+    return n > 0 ? s / n : 0.0;
+  }
 
   static grpo_config validated(grpo_config c) {
     c.validate();
@@ -683,6 +867,56 @@ class grpo_trainer {
     }
   }
 
+  // The critic's values of every row, in micro-batches, without a backward pass.
+  void critic_forward_only(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& out) {
+    const index_t B = tokens.shape()[0], micro = config_.per_device_train_batch_size;
+    for (index_t u0 = 0; u0 < B; u0 += micro) {
+      const index_t un = std::min(micro, B - u0);
+      token_batch<T> batch{matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
+                           matrix_view<const T>(attention.view().rows(u0, un))};
+      critic_->values(batch, out.view().rows(u0, un));
+    }
+  }
+
+  void critic_micro_step(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& mask,
+                         dense<T, 2>& old_values, dense<T, 2>& returns, index_t u0, index_t un, batch_totals totals,
+                         critic_stats& stats, long long step_number) {
+    const index_t L = tokens.shape()[1];
+    dense<T, 2> values({un, L}), grad({un, L}), weights({un, L});
+    token_batch<T> batch{matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
+                         matrix_view<const T>(attention.view().rows(u0, un))};
+    critic_->values(batch, values.view());
+    const value_loss_result res = clipped_value_loss<T>(
+        values.view(), matrix_view<const T>(old_values.view().rows(u0, un)),
+        matrix_view<const T>(returns.view().rows(u0, un)), matrix_view<const T>(mask.view().rows(u0, un)),
+        config_.cliprange_value, loss_.aggregation, totals, grad.view(), weights.view());
+    detail::require(std::isfinite(res.loss), "grpo_trainer: step ", step_number, ": the value loss is ", res.loss,
+                    " (not finite); stopping before the update. The last checkpoint in \"", config_.output_dir,
+                    "\" is kept.");
+    const T coef = static_cast<T>(config_.vf_coef);  // TRL: loss = pg_loss + vf_coef * vf_loss
+    for (index_t k = 0; k < grad.size(); ++k) grad.data()[k] *= coef;
+    critic_->backward_values(batch, matrix_view<const T>(grad.view()));
+    stats.loss += config_.vf_coef * res.loss;
+    stats.clip += res.clip_fraction * static_cast<double>(res.active_tokens);
+    stats.tokens += static_cast<double>(res.active_tokens);
+  }
+
+  void critic_update(critic_stats& stats, long long step_number) {
+    auto grads = critic_->gradients();
+    const double norm = l2_norm(std::span<const T>(grads));
+    detail::require(std::isfinite(norm), "grpo_trainer: step ", step_number, ": the critic's gradient norm is ", norm,
+                    " (not finite); stopping before the update. The last checkpoint in \"", config_.output_dir,
+                    "\" is kept.");
+    if (config_.max_grad_norm > 0) clip_grad_norm(grads, config_.max_grad_norm);
+    critic_last_lr_ = schedule_.lr(config_.critic_learning_rate.value_or(config_.learning_rate),
+                                   static_cast<index_t>(critic_steps_));
+    critic_optimizer_->step(critic_->parameters(), std::span<const T>(grads), critic_last_lr_);
+    critic_->zero_grad();
+    ++critic_steps_;
+    stats.grad_norm += norm;
+    ++stats.optimizer_steps;
+  }
+
   void load_checkpoint(const std::string& dir) {
     const auto state_text = detail::read_text_file(dir + "/trainer_state.json");
     const json::value doc = json::parse(state_text, dir + "/trainer_state.json");
@@ -691,7 +925,13 @@ class grpo_trainer {
     optimizer_steps_ = root.at("optimizer_steps").as_int64();
     data_cursor_ = static_cast<std::uint64_t>(root.at("data_cursor").as_int64());
     last_lr_ = root.at("last_lr").as_double();
+    json::node field = root;
+    if (root.maybe("kl_coef", field)) kl_coef_ = field.as_double();
     read_model_and_optimizer<T>(dir, model_.parameters(), optimizer_, optimizer_steps_);
+    if (critic_ != nullptr) {
+      critic_steps_ = root.at("critic_optimizer_steps").as_int64();
+      read_model_and_optimizer<T>(dir, critic_->parameters(), *critic_optimizer_, critic_steps_, "critic");
+    }
     if (!ref_.empty()) {
       const auto ref_file = dir + "/ref_model.safetensors";
       safetensors::reader::from_file(ref_file).read<T>("parameters", std::span<T>(ref_));
@@ -714,6 +954,7 @@ class grpo_trainer {
 
   grpo_config config_;
   Model& model_;
+  Critic* critic_ = nullptr;
   Generator generator_;
   Rewards rewards_;
   Prompts prompts_;
@@ -729,6 +970,16 @@ class grpo_trainer {
   long long optimizer_steps_ = 0;
   std::uint64_t data_cursor_ = 0;
   double last_lr_ = 0;
+  kl_estimator kl_penalty_{};
+  double kl_coef_ = 0;  // the KL-in-reward coefficient now (adaptive: updated every step)
+  std::optional<adamw<T>> critic_optimizer_;
+  long long critic_steps_ = 0;
+  double critic_last_lr_ = 0;
 };
+
+// PPO with a critic is the same trainer: see the constructor taking a critic.
+template <TrainablePolicy Model, class Generator, RewardSet Rewards, PromptSource Prompts, ValueModel Critic>
+  requires RolloutGenerator<Generator, Model>
+using ppo_trainer = grpo_trainer<Model, Generator, Rewards, Prompts, Critic>;
 
 }  // namespace lmrl

@@ -5,6 +5,8 @@
 //   transformer_rollouts<T>  RolloutGenerator: KV-cache generation (generate.hpp)
 //                            with the policy's current weights; stops on the
 //                            end-of-sequence ids
+//   transformer_critic<T>    ValueModel (PPO): the transformer with a value head,
+//                            its own weights (from the policy's, value head 0)
 //
 // The adapter is thin on purpose: a user's own model needs the same few
 // members (see rl/policy.hpp and the concepts at the top of grpo_trainer.hpp).
@@ -44,6 +46,43 @@ class transformer_policy {
   void backward(const token_batch<T>& batch, matrix_view<const T> grad_logp, matrix_view<const T> grad_entropy) {
     model_.backward(batch, grad_logp, grad_entropy);
   }
+
+ private:
+  transformer<T> model_;
+};
+
+template <Real T>
+class transformer_critic {
+ public:
+  using value_type = T;
+
+  explicit transformer_critic(transformer<T> model) : model_(std::move(model)) {
+    detail::require(model_.config().value_head, "transformer_critic: the model has no value head ",
+                    "(transformer_config::value_head is false)");
+  }
+
+  // The critic PPO starts from (OpenRLHF and TRL start it from a pretrained
+  // model): the policy's weights, tensor by tensor, and a value head of zeros,
+  // so that V = 0 (no baseline) until the first update.
+  static transformer_critic from_policy(const transformer_parameters<T>& policy) {
+    transformer_config c = policy.config();
+    c.value_head = true;
+    transformer_parameters<T> p(c);
+    for (const auto& e : policy.layout().entries()) {
+      const auto from = policy.values().subspan(static_cast<std::size_t>(e.offset), static_cast<std::size_t>(e.size));
+      std::copy(from.begin(), from.end(), p.tensor(e.name).begin());
+    }
+    return transformer_critic(transformer<T>(std::move(p)));
+  }
+
+  transformer<T>& model() { return model_; }
+  const transformer<T>& model() const { return model_; }
+
+  std::span<T> parameters() { return model_.parameters().values(); }
+  std::span<T> gradients() { return model_.gradients(); }
+  void zero_grad() { model_.zero_grad(); }
+  void values(const token_batch<T>& batch, matrix_view<T> out) { model_.values(batch, out); }
+  void backward_values(const token_batch<T>& batch, matrix_view<const T> grad) { model_.backward_values(batch, grad); }
 
  private:
   transformer<T> model_;
@@ -98,5 +137,6 @@ class transformer_rollouts {
 
 static_assert(TrainablePolicy<transformer_policy<float>>);
 static_assert(RolloutGenerator<transformer_rollouts<float>, transformer_policy<float>>);
+static_assert(ValueModel<transformer_critic<float>>);
 
 }  // namespace lmrl

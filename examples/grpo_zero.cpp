@@ -14,6 +14,7 @@
 //   grpo_zero                                  defaults (see docs/grpo_zero.md)
 //   grpo_zero --seed 2 --output_dir runs/s2    any GRPOConfig key (TRL names)
 //   grpo_zero --operands 3 --pretrain_steps 800 --base runs/x/base   task, model and stage flags
+//   grpo_zero --advantage_estimator gae --kl_coef 0.001               PPO: a critic started from the base
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -34,6 +35,7 @@
 #include "lmrl/model/transformer.hpp"
 #include "lmrl/reward/accuracy.hpp"
 #include "lmrl/reward/format.hpp"
+#include "lmrl/reward/length.hpp"
 #include "lmrl/reward/weighted_sum.hpp"
 #include "lmrl/train/evaluate.hpp"
 #include "lmrl/train/grpo_config.hpp"
@@ -82,6 +84,10 @@ struct zero_settings {
   // pretraining
   pretrain_config pretrain{};
   index_t pretrain_save_steps = 500;  // pretraining checkpoints in OUTPUT_DIR/pretrain (Ctrl-C saves one too)
+  bool pretrain_only = false;         // stop once the base is saved (the variant bench shares one base)
+  // DAPO's soft overlong punishment as a third reward (weight 1): 0 up to
+  // max_completion_length - overlong_buffer tokens, then down to -1. 0 = off.
+  index_t overlong_buffer = 0;
   // evaluation
   index_t heldout = 500;
   index_t eval_samples = 4;  // sampled completions per held-out problem (pass@1 sampled, pass@k)
@@ -150,6 +156,8 @@ const std::map<std::string, setting>& settings_table() {
       {"pretrain_lr", number(1e-12, 10, [](S& s) -> auto& { return s.pretrain.lr; })},
       {"pretrain_save_steps", number(0, 1e7, [](S& s) -> auto& { return s.pretrain_save_steps; })},
       {"pretrain_group_by_length", number(0, 1, [](S& s) -> auto& { return s.pretrain.group_by_length; })},
+      {"pretrain_only", number(0, 1, [](S& s) -> auto& { return s.pretrain_only; })},
+      {"overlong_buffer", number(0, 1e9, [](S& s) -> auto& { return s.overlong_buffer; })},
       {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
       {"eval_samples", number(0, 1024, [](S& s) -> auto& { return s.eval_samples; })},
   };
@@ -299,8 +307,11 @@ int main(int argc, char** argv) try {
   detail::require(positional.empty(), "unexpected argument \"", positional.empty() ? "" : positional[0],
                   "\" (flags are --key value)");
   c.validate();
-  detail::require(c.reward_weights.empty() || c.reward_weights.size() == 2, "reward_weights has ",
-                  c.reward_weights.size(), " values; this example has 2 rewards (accuracy, format)");
+  detail::require(c.reward_weights.empty() || c.reward_weights.size() == 2 || c.reward_weights.size() == 3,
+                  "reward_weights has ", c.reward_weights.size(),
+                  " values; this example has 3 rewards (accuracy, format, overlong; the third may be left out)");
+  detail::require(s.overlong_buffer <= c.max_completion_length, "--overlong_buffer ", s.overlong_buffer,
+                  " is longer than max_completion_length = ", c.max_completion_length);
   if (!init_seed_given) s.init_seed = c.seed;
   s.model.validate();
   s.pretrain.validate();
@@ -377,17 +388,23 @@ int main(int argc, char** argv) try {
                 pretrained.resumed_from > 0 ? ", pretraining resumed from a checkpoint" : "");
   }
 
+  if (s.pretrain_only) return 0;
+
   // ---- 2. the base on the held-out set
   const evaluation_result before = evaluate(model->parameters(), heldout, heldout_prompts, c, s.eval_samples);
   print_evaluation("before GRPO", before);
 
   // ---- 3. GRPO with rule rewards
   transformer_policy<float> policy(std::move(*model));
-  weighted_sum rewards(std::array<double, 2>{c.reward_weights.empty() ? 1.0 : c.reward_weights[0],
-                                             c.reward_weights.empty() ? 1.0 : c.reward_weights[1]},
-                       accuracy{answer_source::answer_tag}, format_strict{true});
+  // The overlong rule is always there; with no buffer it weighs 0 and changes nothing.
+  const auto weight = [&](std::size_t k, double otherwise) {
+    return k < c.reward_weights.size() ? c.reward_weights[k] : otherwise;
+  };
+  weighted_sum rewards(std::array<double, 3>{weight(0, 1.0), weight(1, 1.0), weight(2, s.overlong_buffer > 0 ? 1.0 : 0.0)},
+                       accuracy{answer_source::answer_tag}, format_strict{true},
+                       soft_overlong{c.max_completion_length, s.overlong_buffer});
   grpo_trainer_options o;
-  o.reward_names = {"accuracy", "format"};
+  o.reward_names = {"accuracy", "format", "overlong"};
   o.accuracy_component = 0;
   o.encode = encode;
   o.decode = decode;
@@ -399,15 +416,30 @@ int main(int argc, char** argv) try {
     r.set(heldout_length_key, e.greedy.mean_length);
   };
   o.evaluate = [&](long long, metrics_record& r) {
+    const auto t0 = clock::now();
     log_heldout(evaluate(policy.model().parameters(), heldout, heldout_prompts, c, 0), r);
+    r.set("time/eval_s", std::chrono::duration<double>(clock::now() - t0).count());  // inside time/step_s
   };
-  grpo_trainer trainer(c, policy, transformer_rollouts<float>({tokenizer::eos}, tokenizer::pad), rewards,
-                       zero_prompts{task_options, c.seed}, o);
-  const bool finished = trainer.train();
-  if (!finished) {
-    std::printf("stopped at step %lld; run the same command again to resume\n", trainer.current_step());
-    return 130;
+  o.log_reference_kl = true;  // kl_ref/k1 at eval steps, for comparisons across algorithms
+  // GRPO and its family; PPO (advantage_estimator gae) adds a critic started from the base.
+  std::vector<metrics_record> trained;
+  const auto run = [&](auto& trainer) {
+    const bool finished = trainer.train();
+    if (!finished) std::printf("stopped at step %lld; run the same command again to resume\n", trainer.current_step());
+    trained = trainer.records();
+    return finished;
+  };
+  const auto rollouts = [] { return transformer_rollouts<float>({tokenizer::eos}, tokenizer::pad); };
+  bool finished = false;
+  if (any_grpo_advantage::from_config(c).needs_critic()) {
+    auto critic = transformer_critic<float>::from_policy(policy.model().parameters());
+    ppo_trainer trainer(c, policy, critic, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+    finished = run(trainer);
+  } else {
+    grpo_trainer trainer(c, policy, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+    finished = run(trainer);
   }
+  if (!finished) return 130;
 
   // ---- 4. after
   const evaluation_result after = evaluate(policy.model().parameters(), heldout, heldout_prompts, c, s.eval_samples);
@@ -425,7 +457,7 @@ int main(int argc, char** argv) try {
                 100 * (after.greedy.accuracy - before.greedy.accuracy), seconds);
   table += line;
   // The curves start from the base: a step-0 record with its held-out figures.
-  std::vector<metrics_record> records = trainer.records();
+  std::vector<metrics_record> records = trained;
   metrics_record base_record;
   base_record.set("step", 0);
   log_heldout(before, base_record);

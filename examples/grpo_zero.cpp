@@ -88,6 +88,9 @@ struct zero_settings {
   // DAPO's soft overlong punishment as a third reward (weight 1): 0 up to
   // max_completion_length - overlong_buffer tokens, then down to -1. 0 = off.
   index_t overlong_buffer = 0;
+  // PPO's critic: "separate" weights started from the base, or "shared" with the
+  // policy (a value head on the policy's own trunk, one joint loss).
+  std::string critic_trunk = "separate";
   // evaluation
   index_t heldout = 500;
   index_t eval_samples = 4;  // sampled completions per held-out problem (pass@1 sampled, pass@k)
@@ -158,6 +161,12 @@ const std::map<std::string, setting>& settings_table() {
       {"pretrain_group_by_length", number(0, 1, [](S& s) -> auto& { return s.pretrain.group_by_length; })},
       {"pretrain_only", number(0, 1, [](S& s) -> auto& { return s.pretrain_only; })},
       {"overlong_buffer", number(0, 1e9, [](S& s) -> auto& { return s.overlong_buffer; })},
+      {"critic_trunk",
+       [](S& s, const std::string& name, const std::string& v) {
+         detail::require(v == "separate" || v == "shared", "--", name, " = \"", v,
+                         "\" is not allowed; allowed: separate, shared");
+         s.critic_trunk = v;
+       }},
       {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
       {"eval_samples", number(0, 1024, [](S& s) -> auto& { return s.eval_samples; })},
   };
@@ -392,10 +401,14 @@ int main(int argc, char** argv) try {
 
   // ---- 2. the base on the held-out set
   const evaluation_result before = evaluate(model->parameters(), heldout, heldout_prompts, c, s.eval_samples);
-  print_evaluation("before GRPO", before);
+  const bool ppo = any_grpo_advantage::from_config(c).needs_critic();
+  const std::string algorithm = ppo ? "PPO" : "GRPO";
+  print_evaluation(("before " + algorithm).c_str(), before);
 
-  // ---- 3. GRPO with rule rewards
-  transformer_policy<float> policy(std::move(*model));
+  // ---- 3. GRPO (or PPO) with rule rewards
+  const bool shared_trunk = ppo && s.critic_trunk == "shared";
+  transformer_policy<float> policy(shared_trunk ? transformer<float>(with_value_head(model->parameters()))
+                                                : std::move(*model));
   // The overlong rule is always there; with no buffer it weighs 0 and changes nothing.
   const auto weight = [&](std::size_t k, double otherwise) {
     return k < c.reward_weights.size() ? c.reward_weights[k] : otherwise;
@@ -431,7 +444,11 @@ int main(int argc, char** argv) try {
   };
   const auto rollouts = [] { return transformer_rollouts<float>({tokenizer::eos}, tokenizer::pad); };
   bool finished = false;
-  if (any_grpo_advantage::from_config(c).needs_critic()) {
+  if (shared_trunk) {
+    transformer_shared_critic<float> critic(policy);
+    ppo_trainer trainer(c, policy, critic, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+    finished = run(trainer);
+  } else if (ppo) {
     auto critic = transformer_critic<float>::from_policy(policy.model().parameters());
     ppo_trainer trainer(c, policy, critic, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
     finished = run(trainer);
@@ -443,15 +460,17 @@ int main(int argc, char** argv) try {
 
   // ---- 4. after
   const evaluation_result after = evaluate(policy.model().parameters(), heldout, heldout_prompts, c, s.eval_samples);
-  print_evaluation("after GRPO", after);
-  save_hf_checkpoint(policy.model().parameters(), (std::filesystem::path(c.output_dir) / "final").string());
+  print_evaluation(("after " + algorithm).c_str(), after);
+  // The final policy as a causal LM (a shared trunk's value head is left out).
+  save_hf_checkpoint(with_value_head(policy.model().parameters(), false),
+                     (std::filesystem::path(c.output_dir) / "final").string());
 
   const double seconds = elapsed();
   std::string table = "## Held-out evaluation (" + std::to_string(before.problems) + " problems)\n\n";
   table += "| model | greedy pass@1 | sampled pass@1 | pass@" + std::to_string(std::max<index_t>(1, s.eval_samples)) +
            " | format (greedy) | thinks (greedy) | thinks (sampled) | accuracy when thinking | accuracy when direct |\n";
   table += "|---|---|---|---|---|---|---|---|---|\n";
-  table += table_row("base (pretrained)", before) + "\n" + table_row("after GRPO", after) + "\n\n";
+  table += table_row("base (pretrained)", before) + "\n" + table_row(("after " + algorithm).c_str(), after) + "\n\n";
   char line[256];
   std::snprintf(line, sizeof line, "Greedy pass@1 %+.1f points; whole command %.0f s.\n",
                 100 * (after.greedy.accuracy - before.greedy.accuracy), seconds);

@@ -158,40 +158,48 @@ TEST_CASE("grpo_trainer: dynamic sampling drops groups whose rewards are all equ
   fs::remove_all(dir2);
 }
 
-TEST_CASE("grpo_trainer: resuming after a kill gives bit-identical records") {
-  const std::string a = fresh_dir("uninterrupted"), b = fresh_dir("killed");
-  grpo_config ca = small_config(a), cb = small_config(b);
-  ca.max_steps = cb.max_steps = 6;
-  ca.save_steps = cb.save_steps = 2;
-  ca.sync_ref_model = cb.sync_ref_model = true;
-  ca.ref_model_sync_steps = cb.ref_model_sync_steps = 3;
-  {
-    bigram_policy m;
-    auto t = make_trainer(ca, m, make_rewards());
-    CHECK(t.train());
-  }
-  {
-    // Runs 3 steps (checkpoint at 2), then the object is dropped without saving: a SIGKILL after step 3.
-    bigram_policy m;
-    auto t = make_trainer(cb, m, make_rewards());
+namespace {
+// Runs ca.max_steps steps straight (output a), and 3 steps with a checkpoint
+// at 2, a kill, and a resume in a fresh process state (output b); every record
+// but timings must agree bit for bit. with_trainer(config, use) builds fresh
+// models and a trainer and calls use(trainer).
+template <class WithTrainer>
+void check_resume_bit_identical(const grpo_config& ca, const grpo_config& cb, WithTrainer with_trainer) {
+  with_trainer(ca, [](auto& t) { CHECK(t.train()); });
+  with_trainer(cb, [&](auto& t) {  // a SIGKILL after step 3: the object is dropped without saving
     for (int s = 1; s <= 3; ++s) {
       t.step();
       if (s % 2 == 0) t.save();
     }
-    CHECK(read_metrics_jsonl(b + "/metrics.jsonl").size() == 3);
-  }
-  bigram_policy m;  // a fresh model: everything comes from the checkpoint
-  auto t = make_trainer(cb, m, make_rewards());
-  CHECK(t.current_step() == 2);
-  CHECK(t.records().size() == 2);  // step 3's record is dropped and redone
-  CHECK(t.train());
-  const auto ra = read_metrics_jsonl(a + "/metrics.jsonl");
-  const auto rb = read_metrics_jsonl(b + "/metrics.jsonl");
-  REQUIRE(ra.size() == 6);
-  REQUIRE(rb.size() == 6);
-  for (std::size_t k = 0; k < 6; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
-  fs::remove_all(a);
-  fs::remove_all(b);
+    CHECK(read_metrics_jsonl(cb.output_dir + "/metrics.jsonl").size() == 3);
+  });
+  with_trainer(cb, [](auto& t) {  // everything comes from the checkpoint
+    CHECK(t.current_step() == 2);
+    CHECK(t.records().size() == 2);  // step 3's record is dropped and redone
+    CHECK(t.train());
+  });
+  const auto ra = read_metrics_jsonl(ca.output_dir + "/metrics.jsonl");
+  const auto rb = read_metrics_jsonl(cb.output_dir + "/metrics.jsonl");
+  const auto n = static_cast<std::size_t>(ca.max_steps);
+  REQUIRE(ra.size() == n);
+  REQUIRE(rb.size() == n);
+  for (std::size_t k = 0; k < n; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
+  fs::remove_all(ca.output_dir);
+  fs::remove_all(cb.output_dir);
+}
+}  // namespace
+
+TEST_CASE("grpo_trainer: resuming after a kill gives bit-identical records") {
+  grpo_config ca = small_config(fresh_dir("uninterrupted")), cb = small_config(fresh_dir("killed"));
+  ca.max_steps = cb.max_steps = 6;
+  ca.save_steps = cb.save_steps = 2;
+  ca.sync_ref_model = cb.sync_ref_model = true;
+  ca.ref_model_sync_steps = cb.ref_model_sync_steps = 3;
+  check_resume_bit_identical(ca, cb, [](const grpo_config& c, auto&& use) {
+    bigram_policy m;
+    auto t = make_trainer(c, m, make_rewards());
+    use(t);
+  });
 }
 
 TEST_CASE("grpo_trainer: all-NaN rewards stop the run with a clear message and keep the last checkpoint") {
@@ -353,40 +361,18 @@ TEST_CASE("ppo_trainer: critic_warmup trains the critic alone, and the adaptive 
 }
 
 TEST_CASE("ppo_trainer: resuming after a kill gives bit-identical records (critic, its optimizer, adaptive KL)") {
-  const std::string a = fresh_dir("ppo_uninterrupted"), b = fresh_dir("ppo_killed");
-  grpo_config ca = ppo_config(a), cb = ppo_config(b);
+  grpo_config ca = ppo_config(fresh_dir("ppo_uninterrupted")), cb = ppo_config(fresh_dir("ppo_killed"));
   ca.max_steps = cb.max_steps = 5;
   ca.save_steps = cb.save_steps = 2;
   ca.kl_ctrl_type = cb.kl_ctrl_type = "adaptive";
   ca.kl_target = cb.kl_target = 0.01;
   ca.kl_horizon = cb.kl_horizon = 20;
-  {
+  check_resume_bit_identical(ca, cb, [](const grpo_config& c, auto&& use) {
     bigram_policy m;
     bigram_critic v;
-    auto t = make_ppo_trainer(ca, m, v, make_rewards());
-    CHECK(t.train());
-  }
-  {
-    bigram_policy m;
-    bigram_critic v;
-    auto t = make_ppo_trainer(cb, m, v, make_rewards());
-    for (int s = 1; s <= 3; ++s) {
-      t.step();
-      if (s % 2 == 0) t.save();
-    }
-  }
-  bigram_policy m;
-  bigram_critic v;
-  auto t = make_ppo_trainer(cb, m, v, make_rewards());
-  CHECK(t.current_step() == 2);
-  CHECK(t.train());
-  const auto ra = read_metrics_jsonl(a + "/metrics.jsonl");
-  const auto rb = read_metrics_jsonl(b + "/metrics.jsonl");
-  REQUIRE(ra.size() == 5);
-  REQUIRE(rb.size() == 5);
-  for (std::size_t k = 0; k < 5; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
-  fs::remove_all(a);
-  fs::remove_all(b);
+    auto t = make_ppo_trainer(c, m, v, make_rewards());
+    use(t);
+  });
 }
 
 TEST_CASE("ppo_trainer: gae without a critic, or a critic without gae, is an error") {

@@ -93,12 +93,10 @@ struct twos {
     return n / static_cast<double>(ctx.completion_ids.size());
   }
 };
-}  // namespace
 
-TEST_CASE("grpo_trainer on the transformer: rewarded tokens become more likely") {
-  const std::string dir = (std::filesystem::temp_directory_path() / "lmrl_test_transformer_policy").string();
+// The "twos" run of the tests below: 12 steps of 4 prompts x 8, 6 tokens each.
+grpo_config twos_config(const std::string& dir) {
   std::filesystem::remove_all(dir);
-  transformer_policy<float> policy(transformer<float>(small_config(), 4, 0.1));
   grpo_config c;
   c.output_dir = dir;
   c.learning_rate = 3e-2;
@@ -108,11 +106,26 @@ TEST_CASE("grpo_trainer on the transformer: rewarded tokens become more likely")
   c.max_completion_length = 6;
   c.save_steps = 0;
   c.logging_steps = 100;
+  return c;
+}
+
+grpo_trainer_options twos_options() {
   grpo_trainer_options o;
   o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
   o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
   o.terminal = nullptr;
   o.write_report = false;
+  return o;
+}
+
+std::string temp_dir(const char* name) { return (std::filesystem::temp_directory_path() / name).string(); }
+}  // namespace
+
+TEST_CASE("grpo_trainer on the transformer: rewarded tokens become more likely") {
+  const std::string dir = temp_dir("lmrl_test_transformer_policy");
+  transformer_policy<float> policy(transformer<float>(small_config(), 4, 0.1));
+  grpo_config c = twos_config(dir);
+  const grpo_trainer_options o = twos_options();
   grpo_trainer trainer(c, policy, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), indexed_prompts{}, o);
   REQUIRE(trainer.train());
   const auto& rec = trainer.records();
@@ -143,26 +156,13 @@ TEST_CASE("transformer_critic::from_policy copies the policy's tensors and start
 }
 
 TEST_CASE("ppo_trainer on the transformer: a transformer critic and GAE make rewarded tokens more likely") {
-  const std::string dir = (std::filesystem::temp_directory_path() / "lmrl_test_transformer_ppo").string();
-  std::filesystem::remove_all(dir);
+  const std::string dir = temp_dir("lmrl_test_transformer_ppo");
   transformer_policy<float> policy(transformer<float>(small_config(), 4, 0.1));
   auto critic = transformer_critic<float>::from_policy(policy.model().parameters());
-  grpo_config c;
-  c.output_dir = dir;
-  c.learning_rate = 3e-2;
-  c.max_steps = 12;
-  c.num_generations = 8;
-  c.per_device_train_batch_size = 32;
-  c.max_completion_length = 6;
-  c.save_steps = 0;
-  c.logging_steps = 100;
+  grpo_config c = twos_config(dir);
   c.advantage_estimator = "gae";
   c.kl_coef = 0.01;
-  grpo_trainer_options o;
-  o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
-  o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
-  o.terminal = nullptr;
-  o.write_report = false;
+  const grpo_trainer_options o = twos_options();
   ppo_trainer trainer(c, policy, critic, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), indexed_prompts{},
                       o);
   REQUIRE(trainer.train());
@@ -174,4 +174,42 @@ TEST_CASE("ppo_trainer on the transformer: a transformer critic and GAE make rew
   CHECK(rec.back().get("critic/values_mean") > 0.05);  // the critic left V = 0 and follows the reward
   CHECK(std::isfinite(rec.back().get("critic/value_loss")));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("with_value_head adds a zero head or removes it, every shared tensor copied") {
+  transformer_parameters<float> base(small_config());
+  base.initialize(3, 0.2);
+  const auto headed = with_value_head(base);
+  CHECK(headed.config().value_head);
+  for (float v : headed.values().subspan(static_cast<std::size_t>(headed.layout().at("score.weight").offset))) CHECK(v == 0.0f);
+  const auto back = with_value_head(headed, false);
+  CHECK_FALSE(back.config().value_head);
+  CHECK(std::equal(back.values().begin(), back.values().end(), base.values().begin(), base.values().end()));
+}
+
+TEST_CASE("ppo_trainer with the critic on the policy's trunk: one joint loss, the head learns, rewards rise") {
+  const std::string dir = temp_dir("lmrl_test_transformer_ppo_shared");
+  transformer_policy<float> policy(transformer<float>(with_value_head(transformer<float>(small_config(), 4, 0.1).parameters())));
+  transformer_shared_critic<float> critic(policy);
+  grpo_config c = twos_config(dir);
+  c.save_steps = 6;  // a checkpoint of a critic without weights of its own
+  c.advantage_estimator = "gae";
+  c.vf_coef = 0.5;
+  const grpo_trainer_options o = twos_options();
+  ppo_trainer trainer(c, policy, critic, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), indexed_prompts{},
+                      o);
+  REQUIRE(trainer.train());
+  const auto& rec = trainer.records();
+  CHECK(rec.back().get("reward") > rec.front().get("reward") + 0.2);
+  CHECK(rec.back().get("critic/values_mean") > 0.05);  // the head, trained through the policy's optimizer
+  CHECK(rec.back().get("memory/critic_state_mib") == 0.0);
+  CHECK_FALSE(std::filesystem::exists(std::filesystem::path(dir) / "checkpoint-12" / "critic.safetensors"));
+  CHECK(std::filesystem::exists(std::filesystem::path(dir) / "checkpoint-12" / "model.safetensors"));
+  c.critic_warmup = 2;
+  c.output_dir = dir + "_warmup";
+  CHECK_THROWS_WITH_AS(ppo_trainer(c, policy, critic, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}),
+                                   indexed_prompts{}, o),
+                       doctest::Contains("needs a critic with weights of its own"), error);
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove_all(dir + "_warmup");
 }

@@ -13,7 +13,8 @@ using namespace lmrl;
 namespace {
 
 // Steps of 10 s, evaluations of 2 s at steps 2 and 4 with the given accuracies.
-std::vector<metrics_record> records(double acc2, double acc4, double length, double critic_s = -1) {
+std::vector<metrics_record> records(double acc2, double acc4, double length, double critic_s = -1,
+                                    double critic_mib = 12) {
   std::vector<metrics_record> out;
   for (int step = 1; step <= 4; ++step) {
     metrics_record r;
@@ -23,7 +24,7 @@ std::vector<metrics_record> records(double acc2, double acc4, double length, dou
     r.set("tokens_per_s/generate", 1000 * step);
     r.set("memory/peak_mib", 50 + step);
     r.set("completions/mean_length", length + step);
-    if (critic_s >= 0) r.set("time/critic_s", critic_s), r.set("memory/critic_state_mib", 12);
+    if (critic_s >= 0) r.set("time/critic_s", critic_s), r.set("memory/critic_state_mib", critic_mib);
     if (step % 2 == 0) {
       r.set("time/eval_s", 2);
       r.set(heldout_accuracy_key, step == 2 ? acc2 : acc4);
@@ -79,6 +80,12 @@ TEST_CASE("bench_rows: mean and sample sd over seeds, reached counts, beats-base
   CHECK(md.find("| grpo | 2 | 60.0 ± 0.0% | 94.0 ± 2.8% | yes | 3.0 ± 1.4 (2/2 reached) |") != std::string::npos);
   CHECK(md.find("| ppo | 1 | 60.0% | 55.0% | no | n/a (0/1 reached) |") != std::string::npos);
   CHECK(md.find("| 16 | 12.00 |") != std::string::npos);  // the critic's cost, for PPO only
+  CHECK(md.find("| - | - |") != std::string::npos);       // GRPO has none
+  // A critic on the policy's trunk: time, and no state of its own.
+  const auto shared = bench_rows({summarize_run("ppo_shared", 1, records(0.5, 0.55, 10, 3, 0), 0.6, 0.55, 0.9)});
+  const std::string md_shared = bench_table_markdown(shared, 0.9);
+  INFO(md_shared);
+  CHECK(md_shared.find("| 12 | 0.00 |") != std::string::npos);
 
   const std::string csv = bench_table_csv(rows);
   std::vector<std::string> lines;

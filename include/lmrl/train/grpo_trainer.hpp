@@ -299,6 +299,9 @@ class grpo_trainer {
                     config_.advantage_estimator, "\" needs a critic: construct the trainer with one (ppo_trainer)");
     detail::require(critic_ == nullptr || advantage_.needs_critic(), "grpo_trainer: a critic is trained only with ",
                     "advantage_estimator \"gae\", not \"", config_.advantage_estimator, "\"");
+    detail::require(critic_ == nullptr || !critic_->parameters().empty() || config_.critic_warmup == 0,
+                    "grpo_trainer: critic_warmup = ", config_.critic_warmup, " needs a critic with weights of its own; ",
+                    "a critic on the policy's trunk is trained by the policy's optimizer");
     schedule_.type = lr_schedule::kind_from_name(config_.lr_scheduler_type);
     schedule_.num_training_steps = config_.total_optimizer_steps();
     schedule_.num_warmup_steps = config_.warmup_optimizer_steps();
@@ -559,8 +562,10 @@ class grpo_trainer {
             const index_t un = std::min(micro, m0 + mn - u0);
             micro_step(tokens, attention, mask, old_logp, ref_logp, adv, u0, un, totals, stats, step_number);
           }
-          optimizer_update(stats, step_number);
         }
+        // The critic's backward runs before either optimizer step: a critic on
+        // the policy's own trunk adds vf_coef * (value loss gradient) into the
+        // policy's gradients, which then take one step on the joint loss.
         if (critic_ != nullptr) {
           const auto t0 = clock::now();
           critic_->zero_grad();
@@ -568,6 +573,11 @@ class grpo_trainer {
             const index_t un = std::min(micro, m0 + mn - u0);
             critic_micro_step(tokens, attention, mask, old_values, returns, u0, un, totals, cstats, step_number);
           }
+          t_critic += std::chrono::duration<double>(clock::now() - t0).count();
+        }
+        if (train_policy) optimizer_update(stats, step_number);
+        if (critic_ != nullptr) {
+          const auto t0 = clock::now();
           critic_update(cstats, step_number);
           t_critic += std::chrono::duration<double>(clock::now() - t0).count();
         }
@@ -676,7 +686,7 @@ class grpo_trainer {
     checkpoint_writer w(config_.output_dir, step_);
     write_model_and_optimizer<T>(w, model_.parameters(), optimizer_);
     if (!ref_.empty()) w.write_tensors<T>("ref_model.safetensors", {{"parameters", std::span<const T>(ref_)}});
-    if (critic_ != nullptr)
+    if (critic_ != nullptr && !critic_->parameters().empty())  // a shared-trunk critic has no weights of its own
       write_model_and_optimizer<T>(w, std::span<const T>(critic_->parameters()), *critic_optimizer_, "critic");
     w.write_file("trainer_state.json", "{\"step\": " + std::to_string(step_) +
                                            ", \"optimizer_steps\": " + std::to_string(optimizer_steps_) +
@@ -930,7 +940,8 @@ class grpo_trainer {
     read_model_and_optimizer<T>(dir, model_.parameters(), optimizer_, optimizer_steps_);
     if (critic_ != nullptr) {
       critic_steps_ = root.at("critic_optimizer_steps").as_int64();
-      read_model_and_optimizer<T>(dir, critic_->parameters(), *critic_optimizer_, critic_steps_, "critic");
+      if (!critic_->parameters().empty())
+        read_model_and_optimizer<T>(dir, critic_->parameters(), *critic_optimizer_, critic_steps_, "critic");
     }
     if (!ref_.empty()) {
       const auto ref_file = dir + "/ref_model.safetensors";

@@ -7,6 +7,8 @@
 //                            end-of-sequence ids
 //   transformer_critic<T>    ValueModel (PPO): the transformer with a value head,
 //                            its own weights (from the policy's, value head 0)
+//   transformer_shared_critic<T>  ValueModel on the policy's own trunk: the
+//                            policy carries the value head (with_value_head)
 //
 // The adapter is thin on purpose: a user's own model needs the same few
 // members (see rl/policy.hpp and the concepts at the top of grpo_trainer.hpp).
@@ -51,6 +53,22 @@ class transformer_policy {
   transformer<T> model_;
 };
 
+// The same weights with a value head of zeros (head = true) or without one:
+// every tensor the two layouts share is copied.
+template <Real T>
+transformer_parameters<T> with_value_head(const transformer_parameters<T>& from, bool head = true) {
+  transformer_config c = from.config();
+  c.value_head = head;
+  transformer_parameters<T> p(c);
+  for (const auto& e : p.layout().entries()) {
+    if (from.layout().find(e.name) == nullptr) continue;  // the new head stays 0
+    const auto& src = from.layout().at(e.name);
+    const auto v = from.values().subspan(static_cast<std::size_t>(src.offset), static_cast<std::size_t>(src.size));
+    std::copy(v.begin(), v.end(), p.tensor(e.name).begin());
+  }
+  return p;
+}
+
 template <Real T>
 class transformer_critic {
  public:
@@ -65,14 +83,7 @@ class transformer_critic {
   // model): the policy's weights, tensor by tensor, and a value head of zeros,
   // so that V = 0 (no baseline) until the first update.
   static transformer_critic from_policy(const transformer_parameters<T>& policy) {
-    transformer_config c = policy.config();
-    c.value_head = true;
-    transformer_parameters<T> p(c);
-    for (const auto& e : policy.layout().entries()) {
-      const auto from = policy.values().subspan(static_cast<std::size_t>(e.offset), static_cast<std::size_t>(e.size));
-      std::copy(from.begin(), from.end(), p.tensor(e.name).begin());
-    }
-    return transformer_critic(transformer<T>(std::move(p)));
+    return transformer_critic(transformer<T>(with_value_head(policy)));
   }
 
   transformer<T>& model() { return model_; }
@@ -86,6 +97,33 @@ class transformer_critic {
 
  private:
   transformer<T> model_;
+};
+
+// PPO's critic on the policy's own trunk (a shared trunk): the policy model
+// carries the value head, the value loss's gradient flows into the policy's
+// gradient buffer, and the policy's optimizer takes one step on the joint loss
+// pg + vf_coef * vf (TRL's single loss). It has no weights of its own, so it
+// costs no memory beyond the head, and a second forward pass per micro-batch.
+template <Real T>
+class transformer_shared_critic {
+ public:
+  using value_type = T;
+
+  explicit transformer_shared_critic(transformer_policy<T>& policy) : policy_(&policy) {
+    detail::require(policy.model().config().value_head, "transformer_shared_critic: the policy has no value head ",
+                    "(build it from with_value_head(parameters))");
+  }
+
+  std::span<T> parameters() { return {}; }
+  std::span<T> gradients() { return {}; }
+  void zero_grad() {}  // the policy's gradients are the trainer's to clear
+  void values(const token_batch<T>& batch, matrix_view<T> out) { policy_->model().values(batch, out); }
+  void backward_values(const token_batch<T>& batch, matrix_view<const T> grad) {
+    policy_->model().backward_values(batch, grad);
+  }
+
+ private:
+  transformer_policy<T>* policy_;
 };
 
 template <Real T>
@@ -138,5 +176,6 @@ class transformer_rollouts {
 static_assert(TrainablePolicy<transformer_policy<float>>);
 static_assert(RolloutGenerator<transformer_rollouts<float>, transformer_policy<float>>);
 static_assert(ValueModel<transformer_critic<float>>);
+static_assert(ValueModel<transformer_shared_critic<float>>);
 
 }  // namespace lmrl

@@ -39,3 +39,33 @@ TEST_CASE("svg_figure: panels, lines, legend, escaped text") {
   CHECK(svg.find(">tokens</text>") != std::string::npos);
   CHECK_THROWS_WITH_AS(svg_figure({}, 0), doctest::Contains("columns = 0"), error);
 }
+
+TEST_CASE("ten series get ten colors, the eleventh is dashed, and the legend can sit bottom right") {
+  plot_panel p{"many", "x", "y", {}, true};
+  for (int k = 0; k < 11; ++k) {
+    std::string name = "s";  // appended, not "s" + ...: GCC 12 -Wrestrict misfires on that inlined insert
+    name += std::to_string(k);
+    p.series.push_back({name, {0, 1}, {0, static_cast<double>(k)}});
+  }
+  const std::string svg = svg_figure({p}, 1);
+  std::vector<std::string> colors;
+  for (std::size_t at = 0; (at = svg.find("<polyline fill=\"none\" stroke=\"", at)) != std::string::npos; ++at)
+    colors.push_back(svg.substr(at + 30, 7));
+  REQUIRE(colors.size() == 11);
+  for (int a = 0; a < 10; ++a)
+    for (int b = a + 1; b < 10; ++b) CHECK(colors[static_cast<std::size_t>(a)] != colors[static_cast<std::size_t>(b)]);
+  CHECK(colors[10] == colors[0]);
+  std::size_t dashed = 0;
+  for (std::size_t at = 0; (at = svg.find("stroke-dasharray", at)) != std::string::npos; ++at) ++dashed;
+  CHECK(dashed == 2);  // the eleventh line and its legend sample
+  // Bottom right: the legend sits lower than the default one at the top left.
+  const auto first_legend_y = [](const std::string& figure) {
+    std::string key = ">";
+    key += "s0</text>";
+    const auto t = figure.rfind("y=\"", figure.find(key));
+    return std::stod(figure.substr(t + 3));
+  };
+  plot_panel top_left = p;
+  top_left.legend_bottom_right = false;
+  CHECK(first_legend_y(svg) > first_legend_y(svg_figure({top_left}, 1)) + 20);
+}

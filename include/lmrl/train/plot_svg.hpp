@@ -25,6 +25,7 @@ struct plot_panel {
   std::string x_label = "step";
   std::string y_label;
   std::vector<plot_series> series;
+  bool legend_bottom_right = false;  // where rising curves leave room (default: top left)
 };
 
 namespace detail {
@@ -84,7 +85,10 @@ inline std::vector<double> axis_ticks(double lo, double hi, int target = 5) {
 inline std::string svg_figure(const std::vector<plot_panel>& panels, int columns = 2, int panel_width = 420,
                               int panel_height = 280) {
   detail::require(columns >= 1, "svg_figure: columns = ", columns, " must be at least 1");
-  static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"};
+  // Ten colors (the first seven in the order earlier reports used), then dashed lines.
+  static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  constexpr std::size_t palette = sizeof colors / sizeof *colors;
   const int n = static_cast<int>(panels.size());
   const int rows = std::max(1, (n + columns - 1) / columns);
   const int width = columns * panel_width, height = rows * panel_height;
@@ -141,12 +145,13 @@ inline std::string svg_figure(const std::vector<plot_panel>& panels, int columns
            ") rotate(-90)\" text-anchor=\"middle\">" + detail::svg_escape(panel.y_label) + "</text>\n";
     for (std::size_t k = 0; k < panel.series.size(); ++k) {
       const plot_series& ser = panel.series[k];
-      const char* color = colors[k % (sizeof colors / sizeof *colors)];
+      const char* color = colors[k % palette];
+      const std::string dash = k >= palette ? " stroke-dasharray=\"5,3\"" : "";
       std::string points;
       const auto flush = [&] {
         if (!points.empty())
-          s += "<polyline fill=\"none\" stroke=\"" + std::string(color) + "\" stroke-width=\"1.5\" points=\"" +
-               points + "\"/>\n";
+          s += "<polyline fill=\"none\" stroke=\"" + std::string(color) + "\" stroke-width=\"1.5\"" + dash +
+               " points=\"" + points + "\"/>\n";
         points.clear();
       };
       for (std::size_t i = 0; i < std::min(ser.x.size(), ser.y.size()); ++i) {
@@ -160,11 +165,13 @@ inline std::string svg_figure(const std::vector<plot_panel>& panels, int columns
         points += detail::svg_number(py(ser.y[i]));
       }
       flush();
-      // Legend entry, top left inside the frame.
-      const double ly = top + 12 + 14 * static_cast<double>(k);
-      s += "<line x1=\"" + detail::svg_number(left + 8) + "\" y1=\"" + detail::svg_number(ly) + "\" x2=\"" +
-           detail::svg_number(left + 26) + "\" y2=\"" + detail::svg_number(ly) + "\" stroke=\"" + color +
-           "\" stroke-width=\"2\"/><text x=\"" + detail::svg_number(left + 30) + "\" y=\"" + detail::svg_number(ly) +
+      // Legend entry inside the frame: top left, or bottom right (legend_bottom_right).
+      const double n = static_cast<double>(panel.series.size()), kk = static_cast<double>(k);
+      const double lx = panel.legend_bottom_right ? right - 160 : left + 8;
+      const double ly = panel.legend_bottom_right ? bottom - 12 - 14 * (n - 1 - kk) : top + 12 + 14 * kk;
+      s += "<line x1=\"" + detail::svg_number(lx) + "\" y1=\"" + detail::svg_number(ly) + "\" x2=\"" +
+           detail::svg_number(lx + 18) + "\" y2=\"" + detail::svg_number(ly) + "\" stroke=\"" + color +
+           "\" stroke-width=\"2\"" + dash + "/><text x=\"" + detail::svg_number(lx + 22) + "\" y=\"" + detail::svg_number(ly) +
            "\" dominant-baseline=\"middle\">" + detail::svg_escape(ser.name) + "</text>\n";
     }
     s += "</g>\n";

@@ -281,8 +281,8 @@ inline std::string bench_table_csv(const std::vector<bench_row>& rows) {
 // seconds and against steps, a line per variant.
 inline std::string bench_curves_svg(const std::vector<bench_run>& runs) {
   plot_panel by_time{"held-out greedy pass@1 against training time", "training seconds (evaluations left out)",
-                     "pass@1", {}};
-  plot_panel by_step{"held-out greedy pass@1 against steps", "step", "pass@1", {}};
+                     "pass@1", {}, true};
+  plot_panel by_step{"held-out greedy pass@1 against steps", "step", "pass@1", {}, true};
   std::vector<std::string> order;
   for (const auto& r : runs)
     if (std::find(order.begin(), order.end(), r.variant) == order.end()) order.push_back(r.variant);

@@ -63,6 +63,7 @@
 #include "lmrl/rl/advantages/grpo.hpp"
 #include "lmrl/rl/advantages/reinforce_pp.hpp"
 #include "lmrl/rl/advantages/rloo.hpp"
+#include "lmrl/rl/advantages/whiten.hpp"
 #include "lmrl/rl/aggregation.hpp"
 #include "lmrl/rl/inputs.hpp"
 #include "lmrl/rl/kl.hpp"
@@ -488,7 +489,7 @@ class grpo_trainer {
       old_logp = sample_logp;
     }
     const bool log_kl_now = options_.log_reference_kl && config_.eval_steps > 0 && step_number % config_.eval_steps == 0;
-    if (needs_reference() && (config_.beta != 0 || config_.kl_coef != 0 || log_kl_now)) {
+    if (config_.beta != 0 || config_.kl_coef != 0 || log_kl_now) {
       ref_logp = dense<T, 2>({B, L});
       swap_in_reference();
       try {
@@ -545,7 +546,7 @@ class grpo_trainer {
         advantage_(ain, adv.view(), critic_ != nullptr ? returns.view() : matrix_view<T>{});
 
     // ---- 9: mu iterations over mini-batches of micro-batches
-    const index_t mini = config_.mini_batch_size(), micro = config_.per_device_train_batch_size;
+    const index_t mini = config_.mini_batch_size();
     const bool train_policy = step_number > config_.critic_warmup;  // verl critic_warmup: the critic first
     loss_stats stats;
     critic_stats cstats;
@@ -558,10 +559,9 @@ class grpo_trainer {
           for (index_t t = 0; t < L; ++t) totals.active_tokens += mask(i, t) != T(0);
         if (train_policy) {
           model_.zero_grad();
-          for (index_t u0 = m0; u0 < m0 + mn; u0 += micro) {
-            const index_t un = std::min(micro, m0 + mn - u0);
+          for_micro_batches(m0, mn, [&](index_t u0, index_t un) {
             micro_step(tokens, attention, mask, old_logp, ref_logp, adv, u0, un, totals, stats, step_number);
-          }
+          });
         }
         // The critic's backward runs before either optimizer step: a critic on
         // the policy's own trunk adds vf_coef * (value loss gradient) into the
@@ -569,10 +569,9 @@ class grpo_trainer {
         if (critic_ != nullptr) {
           const auto t0 = clock::now();
           critic_->zero_grad();
-          for (index_t u0 = m0; u0 < m0 + mn; u0 += micro) {
-            const index_t un = std::min(micro, m0 + mn - u0);
+          for_micro_batches(m0, mn, [&](index_t u0, index_t un) {
             critic_micro_step(tokens, attention, mask, old_values, returns, u0, un, totals, cstats, step_number);
-          }
+          });
           t_critic += std::chrono::duration<double>(clock::now() - t0).count();
         }
         if (train_policy) optimizer_update(stats, step_number);
@@ -627,15 +626,16 @@ class grpo_trainer {
       r.set("kl_penalty/kl", kl_report.current_kl);  // mean per sequence of its mean KL per token
       r.set("kl_penalty/coef", kl_report.coef);
     }
-    if (ref_logp.size() > 0) r.set("kl_ref/k1", mean_k1(old_logp, ref_logp, mask));
+    if (ref_logp.size() > 0 && active_tokens > 0)  // k1 on the step's own samples
+      r.set("kl_ref/k1", kl_masked_mean(kl_per_token(kl_k1{}, old_logp, ref_logp, mask), mask));
     if (critic_ != nullptr) {
       const double updates = static_cast<double>(std::max<index_t>(cstats.optimizer_steps, 1));
       r.set("critic/value_loss", cstats.loss / updates);
       r.set("critic/clip_fraction", cstats.tokens ? cstats.clip / cstats.tokens : 0.0);
       r.set("critic/explained_variance",
             explained_variance<T>(old_values.view(), returns.view(), mask.view()));  // NaN when the returns are flat
-      r.set("critic/values_mean", masked_mean_of(old_values, mask));
-      r.set("critic/returns_mean", masked_mean_of(returns, mask));
+      r.set("critic/values_mean", active_tokens ? masked_mean<T>(old_values.view(), mask.view()) : 0.0);
+      r.set("critic/returns_mean", active_tokens ? masked_mean<T>(returns.view(), mask.view()) : 0.0);
       r.set("critic/grad_norm", cstats.grad_norm / updates);
       r.set("critic/learning_rate", critic_last_lr_);
     }
@@ -732,21 +732,6 @@ class grpo_trainer {
     return config_.beta != 0 || config_.kl_coef != 0 || options_.log_reference_kl;
   }
 
-  static double masked_mean_of(const dense<T, 2>& x, const dense<T, 2>& mask) {
-    double s = 0, n = 0;
-    for (index_t k = 0; k < x.size(); ++k)
-      if (mask.data()[k] != T(0)) s += x.data()[k], n += 1;
-    return n > 0 ? s / n : 0.0;
-  }
-
-  // Mean over active tokens of log pi - log pi_ref on the step's own samples (k1).
-  static double mean_k1(const dense<T, 2>& logp, const dense<T, 2>& ref_logp, const dense<T, 2>& mask) {
-    double s = 0, n = 0;
-    for (index_t k = 0; k < mask.size(); ++k)
-      if (mask.data()[k] != T(0)) s += static_cast<double>(logp.data()[k]) - ref_logp.data()[k], n += 1;
-    return n > 0 ? s / n : 0.0;
-  }
-
   static grpo_config validated(grpo_config c) {
     c.validate();
     return c;
@@ -813,13 +798,22 @@ class grpo_trainer {
 
   // log-probs of every row, in micro-batches, without a backward pass.
   void forward_only(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& out) {
-    const index_t B = tokens.shape()[0], micro = config_.per_device_train_batch_size;
-    for (index_t u0 = 0; u0 < B; u0 += micro) {
-      const index_t un = std::min(micro, B - u0);
-      token_batch<T> batch{matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
-                           matrix_view<const T>(attention.view().rows(u0, un))};
-      model_.log_probs(batch, out.view().rows(u0, un), matrix_view<T>{});
-    }
+    for_micro_batches(0, tokens.shape()[0], [&](index_t u0, index_t un) {
+      model_.log_probs(rows_of(tokens, attention, u0, un), out.view().rows(u0, un), matrix_view<T>{});
+    });
+  }
+
+  // f(u0, un) for the micro-batches [u0, u0 + un) of rows [first, first + count).
+  template <class F>
+  void for_micro_batches(index_t first, index_t count, F&& f) const {
+    const index_t micro = config_.per_device_train_batch_size;
+    for (index_t u0 = first; u0 < first + count; u0 += micro) f(u0, std::min(micro, first + count - u0));
+  }
+
+  // Rows [u0, u0 + un) of the padded batch.
+  static token_batch<T> rows_of(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, index_t u0, index_t un) {
+    return {matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
+            matrix_view<const T>(attention.view().rows(u0, un))};
   }
 
   void micro_step(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& mask, dense<T, 2>& old_logp,
@@ -828,8 +822,7 @@ class grpo_trainer {
     const index_t L = tokens.shape()[1];
     dense<T, 2> logp({un, L}), entropy({un, L}), grad_logp({un, L}), grad_entropy({un, L}), per_token({un, L}),
         weights({un, L});
-    token_batch<T> batch{matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
-                         matrix_view<const T>(attention.view().rows(u0, un))};
+    const token_batch<T> batch = rows_of(tokens, attention, u0, un);
     model_.log_probs(batch, logp.view(), entropy.view());
     policy_inputs<T> in;
     in.logp = logp.view();
@@ -856,15 +849,24 @@ class grpo_trainer {
     stats.tokens += n;
   }
 
-  void optimizer_update(loss_stats& stats, long long step_number) {
-    auto grads = model_.gradients();
+  // Checks the gradient norm (not finite: stop before the update), clips it to
+  // max_grad_norm and takes one AdamW step at the schedule's rate for step
+  // `steps`; returns the norm before clipping. Used for the policy and the critic.
+  double clipped_adamw_step(std::span<T> params, std::span<T> grads, adamw<T>& optimizer, double base_lr,
+                            long long steps, double& lr, const char* whose, long long step_number) {
     const double norm = l2_norm(std::span<const T>(grads));
-    detail::require(std::isfinite(norm), "grpo_trainer: step ", step_number, ": the gradient norm is ", norm,
+    detail::require(std::isfinite(norm), "grpo_trainer: step ", step_number, ": ", whose, " gradient norm is ", norm,
                     " (not finite); stopping before the update. The last checkpoint in \"", config_.output_dir,
                     "\" is kept.");
     if (config_.max_grad_norm > 0) clip_grad_norm(grads, config_.max_grad_norm);
-    last_lr_ = schedule_.lr(config_.learning_rate, static_cast<index_t>(optimizer_steps_));
-    optimizer_.step(model_.parameters(), std::span<const T>(grads), last_lr_);
+    lr = schedule_.lr(base_lr, static_cast<index_t>(steps));
+    optimizer.step(params, std::span<const T>(grads), lr);
+    return norm;
+  }
+
+  void optimizer_update(loss_stats& stats, long long step_number) {
+    const double norm = clipped_adamw_step(model_.parameters(), model_.gradients(), optimizer_, config_.learning_rate,
+                                           optimizer_steps_, last_lr_, "the", step_number);
     model_.zero_grad();
     ++optimizer_steps_;
     stats.grad_norm += norm;
@@ -879,13 +881,9 @@ class grpo_trainer {
 
   // The critic's values of every row, in micro-batches, without a backward pass.
   void critic_forward_only(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& out) {
-    const index_t B = tokens.shape()[0], micro = config_.per_device_train_batch_size;
-    for (index_t u0 = 0; u0 < B; u0 += micro) {
-      const index_t un = std::min(micro, B - u0);
-      token_batch<T> batch{matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
-                           matrix_view<const T>(attention.view().rows(u0, un))};
-      critic_->values(batch, out.view().rows(u0, un));
-    }
+    for_micro_batches(0, tokens.shape()[0], [&](index_t u0, index_t un) {
+      critic_->values(rows_of(tokens, attention, u0, un), out.view().rows(u0, un));
+    });
   }
 
   void critic_micro_step(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& mask,
@@ -893,8 +891,7 @@ class grpo_trainer {
                          critic_stats& stats, long long step_number) {
     const index_t L = tokens.shape()[1];
     dense<T, 2> values({un, L}), grad({un, L}), weights({un, L});
-    token_batch<T> batch{matrix_view<const std::int32_t>(tokens.view().rows(u0, un)),
-                         matrix_view<const T>(attention.view().rows(u0, un))};
+    const token_batch<T> batch = rows_of(tokens, attention, u0, un);
     critic_->values(batch, values.view());
     const value_loss_result res = clipped_value_loss<T>(
         values.view(), matrix_view<const T>(old_values.view().rows(u0, un)),
@@ -912,15 +909,9 @@ class grpo_trainer {
   }
 
   void critic_update(critic_stats& stats, long long step_number) {
-    auto grads = critic_->gradients();
-    const double norm = l2_norm(std::span<const T>(grads));
-    detail::require(std::isfinite(norm), "grpo_trainer: step ", step_number, ": the critic's gradient norm is ", norm,
-                    " (not finite); stopping before the update. The last checkpoint in \"", config_.output_dir,
-                    "\" is kept.");
-    if (config_.max_grad_norm > 0) clip_grad_norm(grads, config_.max_grad_norm);
-    critic_last_lr_ = schedule_.lr(config_.critic_learning_rate.value_or(config_.learning_rate),
-                                   static_cast<index_t>(critic_steps_));
-    critic_optimizer_->step(critic_->parameters(), std::span<const T>(grads), critic_last_lr_);
+    const double norm = clipped_adamw_step(critic_->parameters(), critic_->gradients(), *critic_optimizer_,
+                                           config_.critic_learning_rate.value_or(config_.learning_rate), critic_steps_,
+                                           critic_last_lr_, "the critic's", step_number);
     critic_->zero_grad();
     ++critic_steps_;
     stats.grad_norm += norm;

@@ -20,13 +20,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "lmrl/data/json.hpp"
 #include "lmrl/train/checkpoint.hpp"
+#include "lmrl/train/grpo_config.hpp"
 #include "lmrl/train/metrics_log.hpp"
 #include "lmrl/train/variant_bench.hpp"
 
@@ -48,26 +48,6 @@ struct bench_settings {
   bool long_run = false;
 };
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
-std::uint64_t parse_seed(const std::string& s) {
-  std::size_t used = 0;
-  unsigned long long v = 0;
-  try {
-    v = std::stoull(s, &used);
-  } catch (...) {
-    used = 0;
-  }
-  detail::require(used == s.size() && !s.empty(), "variant_bench: seed \"", s, "\" is not a non-negative integer");
-  return v;
-}
-
 void read_config_file(bench_settings& b, const std::string& path) {
   const json::value doc = json::parse_file(path);
   const json::node root(doc, path);
@@ -77,10 +57,9 @@ void read_config_file(bench_settings& b, const std::string& path) {
   if (root.maybe("seeds", f))
     for (std::size_t k = 0; k < f.size(); ++k) b.seeds.push_back(static_cast<std::uint64_t>(f[k].as_int64()));
   if (root.maybe("flags", f))
-    for (const auto& m : f.as_object()) {
-      const json::node v = f.member_value(m);
+    for (const auto& m : f.as_object()) {  // values as a --flag takes them (true, 3e-4, "text", [1, 2])
       b.flags.push_back("--" + m.first);
-      b.flags.push_back(v.type() == json::kind::string ? v.as_string() : json::number_text(v.as_double()));
+      b.flags.push_back(json_value_text(f.member_value(m)));
     }
 }
 
@@ -98,16 +77,16 @@ bench_settings parse_args(int argc, char** argv) {
     detail::require(i + 1 < args.size(), "variant_bench: ", a, " needs a value");
     const std::string& v = args[++i];
     if (a == "--variants") {
-      b.variants = split_list(v);
+      b.variants = detail::split_list(v);
     } else if (a == "--seeds") {
       b.seeds.clear();
-      for (const auto& s : split_list(v)) b.seeds.push_back(parse_seed(s));
+      for (const auto& s : detail::split_list(v)) b.seeds.push_back(detail::parse_integer<std::uint64_t>(a, s));
       seeds_given = true;
     } else if (a == "--jobs") {
-      b.jobs = std::stoi(v);
+      b.jobs = detail::parse_integer<int>(a, v);
       detail::require(b.jobs >= 1 && b.jobs <= 64, "variant_bench: --jobs ", v, " must be in [1, 64]");
     } else if (a == "--target") {
-      b.target = std::stod(v);
+      b.target = detail::parse_real(a, v);
       detail::require(b.target > 0 && b.target <= 1, "variant_bench: --target ", v, " must be in (0, 1]");
     } else if (a == "--output_dir") {
       b.output_dir = v;

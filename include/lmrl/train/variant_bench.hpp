@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <limits>
 #include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -171,46 +172,48 @@ struct bench_row {
   bool all_beat_base = false;
 };
 
-inline std::vector<bench_row> bench_rows(const std::vector<bench_run>& runs) {
+// The variants of `runs` in the order they first appear.
+inline std::vector<std::string> variant_order(const std::vector<bench_run>& runs) {
   std::vector<std::string> order;
   for (const auto& r : runs)
     if (std::find(order.begin(), order.end(), r.variant) == order.end()) order.push_back(r.variant);
+  return order;
+}
+
+inline std::vector<bench_row> bench_rows(const std::vector<bench_run>& runs) {
+  // Each spread of a row and the per-run figure it summarizes.
+  static constexpr std::pair<spread bench_row::*, double bench_run::*> figures[] = {
+      {&bench_row::base, &bench_run::base_accuracy},
+      {&bench_row::final_accuracy, &bench_run::final_accuracy},
+      {&bench_row::steps_to_target, &bench_run::steps_to_target},
+      {&bench_row::seconds_to_target, &bench_run::seconds_to_target},
+      {&bench_row::train_seconds, &bench_run::train_seconds},
+      {&bench_row::train_tokens_per_s, &bench_run::train_tokens_per_s},
+      {&bench_row::generate_tokens_per_s, &bench_run::generate_tokens_per_s},
+      {&bench_row::peak_mib, &bench_run::peak_mib},
+      {&bench_row::final_length, &bench_run::final_length},
+      {&bench_row::final_kl, &bench_run::final_kl},
+      {&bench_row::critic_seconds, &bench_run::critic_seconds},
+      {&bench_row::critic_state_mib, &bench_run::critic_state_mib},
+  };
   std::vector<bench_row> rows;
-  for (const auto& name : order) {
+  for (const auto& name : variant_order(runs)) {
     bench_row row;
     row.variant = name;
-    std::map<std::string, std::vector<double>> f;
     row.all_beat_base = true;
-    for (const auto& r : runs) {
-      if (r.variant != name) continue;
-      ++row.seeds;
-      f["base"].push_back(r.base_accuracy);
-      f["final"].push_back(r.final_accuracy);
-      f["steps"].push_back(r.steps_to_target);
-      f["seconds"].push_back(r.seconds_to_target);
-      f["train"].push_back(r.train_seconds);
-      f["ttps"].push_back(r.train_tokens_per_s);
-      f["gtps"].push_back(r.generate_tokens_per_s);
-      f["mib"].push_back(r.peak_mib);
-      f["len"].push_back(r.final_length);
-      f["kl"].push_back(r.final_kl);
-      f["critic_s"].push_back(r.critic_seconds);
-      f["critic_mib"].push_back(r.critic_state_mib);
-      row.reached += std::isfinite(r.steps_to_target);
-      row.all_beat_base = row.all_beat_base && r.final_accuracy > r.base_accuracy;
+    std::vector<const bench_run*> mine;
+    for (const auto& r : runs)
+      if (r.variant == name) {
+        mine.push_back(&r);
+        row.reached += std::isfinite(r.steps_to_target);
+        row.all_beat_base = row.all_beat_base && r.final_accuracy > r.base_accuracy;
+      }
+    row.seeds = static_cast<int>(mine.size());
+    for (const auto& [to, from] : figures) {
+      std::vector<double> values;
+      for (const bench_run* r : mine) values.push_back(r->*from);
+      row.*to = spread_of(values);
     }
-    row.base = spread_of(f["base"]);
-    row.final_accuracy = spread_of(f["final"]);
-    row.steps_to_target = spread_of(f["steps"]);
-    row.seconds_to_target = spread_of(f["seconds"]);
-    row.train_seconds = spread_of(f["train"]);
-    row.train_tokens_per_s = spread_of(f["ttps"]);
-    row.generate_tokens_per_s = spread_of(f["gtps"]);
-    row.peak_mib = spread_of(f["mib"]);
-    row.final_length = spread_of(f["len"]);
-    row.final_kl = spread_of(f["kl"]);
-    row.critic_seconds = spread_of(f["critic_s"]);
-    row.critic_state_mib = spread_of(f["critic_mib"]);
     rows.push_back(std::move(row));
   }
   return rows;
@@ -283,10 +286,7 @@ inline std::string bench_curves_svg(const std::vector<bench_run>& runs) {
   plot_panel by_time{"held-out greedy pass@1 against training time", "training seconds (evaluations left out)",
                      "pass@1", {}, true};
   plot_panel by_step{"held-out greedy pass@1 against steps", "step", "pass@1", {}, true};
-  std::vector<std::string> order;
-  for (const auto& r : runs)
-    if (std::find(order.begin(), order.end(), r.variant) == order.end()) order.push_back(r.variant);
-  for (const auto& name : order) {
+  for (const auto& name : variant_order(runs)) {
     std::map<double, std::vector<double>> acc, secs;  // by step
     for (const auto& r : runs)
       if (r.variant == name)

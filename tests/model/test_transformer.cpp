@@ -102,6 +102,40 @@ double loss(transformer<double>& model, const batch_data& b, const dense<double,
   return s;
 }
 
+// n random element indices of tensor e.
+std::vector<index_t> random_picks(const parameter_entry& e, std::mt19937_64& rng, int n) {
+  std::vector<index_t> picks;
+  std::uniform_int_distribution<index_t> pick(0, e.size - 1);
+  for (int k = 0; k < n; ++k) picks.push_back(pick(rng));
+  return picks;
+}
+
+// Central differences (h = 1e-5) of loss_of() at the picked elements of tensor
+// e against the analytic gradient; returns the largest |analytic| seen.
+template <class Loss>
+double check_by_finite_differences(transformer<double>& model, const parameter_entry& e,
+                                   const std::vector<index_t>& picks, const std::vector<double>& analytic,
+                                   Loss&& loss_of) {
+  auto values = model.parameters().values();
+  const double h = 1e-5;
+  double largest = 0;
+  for (index_t k : picks) {
+    const auto at = static_cast<std::size_t>(e.offset + k);
+    const double saved = values[at];
+    values[at] = saved + h;
+    const double up = loss_of();
+    values[at] = saved - h;
+    const double down = loss_of();
+    values[at] = saved;
+    const double numeric = (up - down) / (2 * h);
+    const double a = analytic[at];
+    largest = std::max(largest, std::abs(a));
+    INFO(e.name, "[", k, "]: analytic ", a, ", finite difference ", numeric);
+    CHECK(std::abs(a - numeric) <= 1e-9 + 1e-6 * std::max(std::abs(a), std::abs(numeric)));
+  }
+  return largest;
+}
+
 void check_every_tensor(bool tied, bool bias) {
   const auto c = tiny_config(tied, bias);
   transformer<double> model(random_parameters<double>(c, 11));
@@ -113,33 +147,17 @@ void check_every_tensor(bool tied, bool bias) {
   model.zero_grad();
   run_backward(model, b, gl, ge);
   const std::vector<double> analytic(model.gradients().begin(), model.gradients().end());
-  auto values = model.parameters().values();
   std::mt19937_64 rng(3);
-  const double h = 1e-5;
   for (const auto& e : model.parameters().layout().entries()) {
     // every element of small tensors; 12 random elements of the larger ones
     std::vector<index_t> picks;
     if (e.size <= 24) {
       for (index_t k = 0; k < e.size; ++k) picks.push_back(k);
     } else {
-      std::uniform_int_distribution<index_t> pick(0, e.size - 1);
-      for (int k = 0; k < 12; ++k) picks.push_back(pick(rng));
+      picks = random_picks(e, rng, 12);
     }
-    double largest = 0;
-    for (index_t k : picks) {
-      const auto at = static_cast<std::size_t>(e.offset + k);
-      const double saved = values[at];
-      values[at] = saved + h;
-      const double up = loss(model, b, gl, ge);
-      values[at] = saved - h;
-      const double down = loss(model, b, gl, ge);
-      values[at] = saved;
-      const double numeric = (up - down) / (2 * h);
-      const double a = analytic[at];
-      largest = std::max(largest, std::abs(a));
-      INFO(e.name, "[", k, "]: analytic ", a, ", finite difference ", numeric);
-      CHECK(std::abs(a - numeric) <= 1e-9 + 1e-6 * std::max(std::abs(a), std::abs(numeric)));
-    }
+    const double largest =
+        check_by_finite_differences(model, e, picks, analytic, [&] { return loss(model, b, gl, ge); });
     INFO(e.name);
     CHECK(largest > 1e-4);  // the check is not vacuous: every tensor gets a gradient
   }
@@ -420,27 +438,9 @@ void check_value_gradients(bool tied) {
                          matrix_view<const double>(m.data(), {b.B, b.L})},
                         gv.view());
   const std::vector<double> analytic(model.gradients().begin(), model.gradients().end());
-  auto values = model.parameters().values();
   std::mt19937_64 rng(5);
-  const double h = 1e-5;
   for (const auto& e : model.parameters().layout().entries()) {
-    std::vector<index_t> picks;
-    std::uniform_int_distribution<index_t> pick(0, e.size - 1);
-    for (int k = 0; k < 10; ++k) picks.push_back(pick(rng));
-    double largest = 0;
-    for (index_t k : picks) {
-      const auto at = static_cast<std::size_t>(e.offset + k);
-      const double saved = values[at];
-      values[at] = saved + h;
-      const double up = loss_of();
-      values[at] = saved - h;
-      const double down = loss_of();
-      values[at] = saved;
-      const double numeric = (up - down) / (2 * h);
-      largest = std::max(largest, std::abs(analytic[at]));
-      INFO(e.name, "[", k, "]: analytic ", analytic[at], ", finite difference ", numeric);
-      CHECK(std::abs(analytic[at] - numeric) <= 1e-9 + 1e-6 * std::max(std::abs(analytic[at]), std::abs(numeric)));
-    }
+    const double largest = check_by_finite_differences(model, e, random_picks(e, rng, 10), analytic, loss_of);
     INFO(e.name);
     if (e.name == "lm_head.weight")
       CHECK(largest == 0);  // the critic never reads the output layer

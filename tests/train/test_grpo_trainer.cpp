@@ -79,6 +79,17 @@ bool same_except_timing(const metrics_record& a, const metrics_record& b) {
   return x == y;
 }
 
+// Mean of f(record) over records [first, last).
+template <class F>
+double mean_of(const std::vector<metrics_record>& records, std::size_t first, std::size_t last, F f) {
+  double sum = 0;
+  for (std::size_t k = first; k < last; ++k) sum += f(records[k]);
+  return sum / static_cast<double>(last - first);
+}
+double mean_of(const std::vector<metrics_record>& records, std::size_t first, std::size_t last, const char* key) {
+  return mean_of(records, first, last, [&](const metrics_record& r) { return r.get(key); });
+}
+
 }  // namespace
 
 TEST_CASE("grpo_trainer: a few steps raise a trivially learnable reward") {
@@ -87,14 +98,12 @@ TEST_CASE("grpo_trainer: a few steps raise a trivially learnable reward") {
   grpo_config c = small_config(dir);
   c.learning_rate = 0.2;
   auto trainer = make_trainer(c, model, make_rewards());
-  double first = 0, last = 0;
   for (int s = 0; s < 12; ++s) {
     const metrics_record r = trainer.step();
-    if (s < 3) first += r.get("accuracy") / 3;
-    if (s >= 9) last += r.get("accuracy") / 3;
     CHECK(std::isfinite(r.get("loss")));
     CHECK(r.get("kl") >= 0);
   }
+  const double first = mean_of(trainer.records(), 0, 3, "accuracy"), last = mean_of(trainer.records(), 9, 12, "accuracy");
   // Initially P(first token = 'c') = 1/8.
   CHECK(first < 0.4);
   CHECK(last > first + 0.3);
@@ -288,12 +297,9 @@ TEST_CASE("grpo_trainer: rloo, reinforce_pp (with the KL in the reward) and rein
     c.advantage_estimator = name;
     if (std::string(name) == "reinforce_pp") c.kl_coef = 0.01, c.beta = 0;
     auto trainer = make_trainer(c, model, make_rewards());
-    double first = 0, last = 0;
-    for (int s = 0; s < 12; ++s) {
-      const metrics_record r = trainer.step();
-      if (s < 3) first += r.get("accuracy") / 3;
-      if (s >= 9) last += r.get("accuracy") / 3;
-    }
+    for (int s = 0; s < 12; ++s) trainer.step();
+    const double first = mean_of(trainer.records(), 0, 3, "accuracy");
+    const double last = mean_of(trainer.records(), 9, 12, "accuracy");
     INFO(name, ": accuracy ", first, " -> ", last);
     CHECK(last > first + 0.3);
     if (std::string(name) == "reinforce_pp") {
@@ -312,15 +318,13 @@ TEST_CASE("ppo_trainer: GAE with a critic learns, the critic's loss falls, its m
   c.learning_rate = 0.2;
   c.max_steps = 16;
   auto trainer = make_ppo_trainer(c, model, critic, make_rewards());
-  double first = 0, last = 0, first_vloss = 0, last_vloss = 0, last_gap = 0;
-  for (int s = 0; s < 16; ++s) {
-    const metrics_record r = trainer.step();
-    if (s < 3) first += r.get("accuracy") / 3, first_vloss += r.get("critic/value_loss") / 3;
-    if (s >= 13) {
-      last += r.get("accuracy") / 3, last_vloss += r.get("critic/value_loss") / 3;
-      last_gap += std::abs(r.get("critic/values_mean") - r.get("critic/returns_mean")) / 3;
-    }
-  }
+  for (int s = 0; s < 16; ++s) trainer.step();
+  const auto& all = trainer.records();
+  const double first = mean_of(all, 0, 3, "accuracy"), last = mean_of(all, 13, 16, "accuracy");
+  const double first_vloss = mean_of(all, 0, 3, "critic/value_loss"), last_vloss = mean_of(all, 13, 16, "critic/value_loss");
+  const double last_gap = mean_of(all, 13, 16, [](const metrics_record& r) {
+    return std::abs(r.get("critic/values_mean") - r.get("critic/returns_mean"));
+  });
   CHECK(first < 0.4);
   CHECK(last > first + 0.3);
   CHECK(last_vloss < first_vloss / 2);

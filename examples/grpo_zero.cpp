@@ -476,12 +476,11 @@ int main(int argc, char** argv) try {
                 100 * (after.greedy.accuracy - before.greedy.accuracy), seconds);
   table += line;
   // The curves start from the base: a step-0 record with its held-out figures.
-  std::vector<metrics_record> records = trained;
   metrics_record base_record;
   base_record.set("step", 0);
   log_heldout(before, base_record);
-  records.insert(records.begin(), base_record);
-  write_training_report(c.output_dir, records, o.reward_names, {table}, "grpo_zero report", o.accuracy_component);
+  trained.insert(trained.begin(), base_record);
+  write_training_report(c.output_dir, trained, o.reward_names, {table}, "grpo_zero report", o.accuracy_component);
   write_file_atomically((std::filesystem::path(c.output_dir) / "summary.json").string(),
                         "{\"seed\": " + std::to_string(c.seed) + ", \"seconds\": " + std::to_string(seconds) +
                             ", \"before\": " + evaluation_json(before) + ", \"after\": " + evaluation_json(after) +

@@ -31,11 +31,11 @@
 #include <string>
 #include <vector>
 
+#include "lmrl/data/json.hpp"
 #include "lmrl/error.hpp"
 #include "lmrl/model/transformer.hpp"
 #include "lmrl/rl/policy.hpp"
 #include "lmrl/tensor/dense.hpp"
-#include "lmrl/data/json.hpp"
 #include "lmrl/train/adamw.hpp"
 #include "lmrl/train/checkpoint.hpp"
 #include "lmrl/train/clip_grad.hpp"

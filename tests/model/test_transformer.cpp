@@ -396,7 +396,7 @@ TEST_CASE("bad input is lmrl::error naming what is wrong") {
   CHECK_THROWS_WITH_AS(model.log_probs({matrix_view<const std::int32_t>(long_batch.tokens.data(), {1, 40}),
                                         matrix_view<const double>(lm.data(), {1, 40})},
                                        lp.view(), {}),
-                       doctest::Contains("sequence 0 has 40 real tokens, more than max_position_embeddings = 32"),
+                       doctest::Contains("sequence 0 (mask value 1) has more real tokens than max_position_embeddings = 32"),
                        error);
   // 40 columns of which 32 real (left padded) is fine: positions count real tokens only
   for (index_t t = 0; t < 8; ++t) lm[static_cast<std::size_t>(t)] = 0;
@@ -485,4 +485,116 @@ TEST_CASE("the value head reads the final hidden state of the previous position,
   CHECK_THROWS_WITH_AS(model.backward(batch, g.view(), {}), doctest::Contains("call log_probs"), error);
   transformer<double> plain(random_parameters<double>(tiny_config(true, true), 8));
   CHECK_THROWS_WITH_AS(run_values(plain, b), doctest::Contains("has no value head"), error);
+}
+
+// ---------------------------------------------------------------- packing and losses on whole distributions
+
+TEST_CASE("packing: sequences numbered in one row give what they give in rows of their own") {
+  const auto c = tiny_config(true, true);
+  transformer<double> separate(random_parameters<double>(c, 31)), packed(random_parameters<double>(c, 31));
+  const auto b = mixed_batch();  // sequences of 5, 7, 4 and 1 tokens
+  dense<double, 2> gl({b.B, b.L}), ge({b.B, b.L});
+  testing::fill_uniform(gl.view(), 32);
+  testing::fill_uniform(ge.view(), 33);
+  const auto r = run(separate, b);
+  run_backward(separate, b, gl, ge);
+
+  // Row 0: sequence 0 then 2 (numbered 3 and 7: any positive numbers do); row 1: sequence 3 then 1, then a pad.
+  struct placed {
+    index_t seq, row, col;
+    double number;
+  };
+  const std::vector<placed> layout = {{0, 0, 0, 3}, {2, 0, 5, 7}, {3, 1, 0, 1}, {1, 1, 1, 2}};
+  batch_data p(2, 9);
+  dense<double, 2> pgl({2, 9}), pge({2, 9});
+  std::vector<std::pair<index_t, index_t>> where(static_cast<std::size_t>(b.B * b.L), {-1, -1});
+  for (const placed& s : layout) {
+    index_t col = s.col;
+    for (index_t t = 0; t < b.L; ++t) {
+      const auto k = static_cast<std::size_t>(s.seq * b.L + t);
+      if (b.mask[k] == 0) continue;
+      const auto at = static_cast<std::size_t>(s.row * p.L + col);
+      p.tokens[at] = b.tokens[k];
+      p.mask[at] = s.number;
+      pgl(s.row, col) = gl(s.seq, t);
+      pge(s.row, col) = ge(s.seq, t);
+      where[k] = {s.row, col++};
+    }
+  }
+  const auto pr = run(packed, p);
+  run_backward(packed, p, pgl, pge);
+  for (index_t i = 0; i < b.B; ++i)
+    for (index_t t = 0; t < b.L; ++t) {
+      const auto [row, col] = where[static_cast<std::size_t>(i * b.L + t)];
+      if (row < 0) continue;
+      CAPTURE(i);
+      CAPTURE(t);
+      CHECK(pr.logp(row, col) == doctest::Approx(r.logp(i, t)).epsilon(1e-12));
+      CHECK(pr.entropy(row, col) == doctest::Approx(r.entropy(i, t)).epsilon(1e-12));
+    }
+  CHECK(pr.logp(0, 5) == 0);  // the first token of a packed sequence has no prediction
+  for (std::size_t k = 0; k < packed.gradients().size(); ++k)
+    CHECK(packed.gradients()[k] == doctest::Approx(separate.gradients()[k]).epsilon(1e-10).scale(1e-12));
+
+  // A mask value that is not a sequence number is an error.
+  p.mask[0] = 1.5;
+  CHECK_THROWS_WITH_AS(run(packed, p), doctest::Contains("attention_mask(0, 0) = 1.5"), error);
+}
+
+TEST_CASE("logit_loss_backward: rows are the log-prob positions, gradients match finite differences") {
+  const auto c = tiny_config(false, true);
+  transformer<double> model(random_parameters<double>(c, 41));
+  const auto b = mixed_batch();
+  const auto m = b.mask_as<double>();
+  const token_batch<double> batch{matrix_view<const std::int32_t>(b.tokens.data(), {b.B, b.L}),
+                                  matrix_view<const double>(m.data(), {b.B, b.L})};
+  // L = sum over output rows of A[row] . log_softmax(logits): a loss on the whole distribution.
+  dense<double, 2> A({b.B * b.L, c.vocab_size});
+  testing::fill_uniform(A.view(), 42);
+  std::vector<index_t> seen_rows;
+  const auto loss_fn = [&](std::span<const index_t> rows, matrix_view<const double> logits,
+                           matrix_view<double> grad) {
+    double loss = 0;
+    for (std::size_t k = 0; k < rows.size(); ++k) {
+      const auto r = static_cast<index_t>(k);
+      seen_rows.push_back(rows[k]);
+      double mx = -INFINITY, s = 0, asum = 0;
+      for (index_t v = 0; v < c.vocab_size; ++v) mx = std::max(mx, logits(r, v));
+      for (index_t v = 0; v < c.vocab_size; ++v) s += std::exp(logits(r, v) - mx);
+      const double lse = mx + std::log(s);
+      for (index_t v = 0; v < c.vocab_size; ++v) {
+        loss += A(rows[k], v) * (logits(r, v) - lse);
+        asum += A(rows[k], v);
+      }
+      for (index_t v = 0; v < c.vocab_size; ++v)
+        grad(r, v) = A(rows[k], v) - asum * std::exp(logits(r, v) - lse);
+    }
+    return loss;
+  };
+  model.logit_chunk_rows = 5;  // several chunks
+  model.zero_grad();
+  const double value = model.logit_loss_backward(batch, loss_fn);
+  const std::vector<double> analytic(model.gradients().begin(), model.gradients().end());
+  dense<double, 2> gl({b.B, b.L});  // backward() may not follow it: it was not a log_probs call
+  CHECK_THROWS_WITH_AS(model.backward(batch, gl.view(), {}), doctest::Contains("call log_probs"), error);
+
+  // The rows are exactly the positions log_probs fills.
+  std::vector<index_t> expected;
+  for (index_t i = 0; i < b.B; ++i)
+    for (index_t t = 0; t < b.L; ++t)
+      if (t >= 1 && m[static_cast<std::size_t>(i * b.L + t)] != 0 && m[static_cast<std::size_t>(i * b.L + t - 1)] != 0)
+        expected.push_back(i * b.L + t);
+  CHECK(seen_rows == expected);
+  CHECK(std::isfinite(value));
+
+  std::mt19937_64 rng(43);
+  for (const auto& e : model.parameters().layout().entries()) {
+    const double largest = check_by_finite_differences(model, e, random_picks(e, rng, 8), analytic, [&] {
+      seen_rows.clear();
+      transformer<double> copy(model);
+      return copy.logit_loss_backward(batch, loss_fn);
+    });
+    INFO(e.name);
+    CHECK(largest > 1e-4);
+  }
 }

@@ -15,6 +15,12 @@
 // before a token (cumsum(mask) - 1), so left padding changes nothing; padded
 // positions are never attended to, read no token id, and get logp 0.
 //
+// Packing (TRL's padding-free SFT): an attention mask may number the
+// sequences that share a row instead of holding 1s (1, 1, 1, 2, 2, 0 is two
+// sequences and a pad). A token then attends only within its own sequence,
+// positions restart at 0 for each, and a sequence's first token has no
+// prediction: each sequence gets what it would get in a row of its own.
+//
 //   log_probs(batch, logp, entropy)   logp[i, t] = log p(tokens[i, t] | tokens[i, <t]) for t >= 1 where
 //                                     tokens t and t-1 are real, 0 elsewhere; entropy likewise (empty = skip).
 //                                     Logits are divided by `temperature` first (TRL).
@@ -26,6 +32,9 @@
 //   values(batch, out [B x T])        with config.value_head: the critic's V[i, t] = score . h[i, t-1], the
 //                                     value of the state in which token t is chosen (same positions as logp).
 //   backward_values(batch, grad_values)  gradients of L = sum(grad_values * values), ADDED likewise.
+//   logit_loss_backward(batch, loss_fn)  a loss on whole next-token distributions (logit distillation):
+//                                     loss_fn gets each chunk of logits and writes d(loss)/d(logits);
+//                                     the gradients are ADDED likewise.
 //
 // The output layer never holds [B x T x vocab]: it runs over chunks of
 // logit_chunk_rows rows (logits chunk = h_chunk lm_head^T, then rl's fused
@@ -40,6 +49,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <span>
 #include <utility>
@@ -199,13 +210,10 @@ class transformer {
     lmrl::detail::require(!has_ge || grad_entropy.shape == batch.tokens.shape, f, ": grad_entropy has shape ",
                           grad_entropy, " but tokens has shape ", batch.tokens);
     const transformer_config& c = config();
-    const index_t N = B_ * L_, d = c.hidden_size, R = static_cast<index_t>(out_rows_.size());
-    const auto& W = w();
-    const auto& G = grad_w_;
+    const index_t R = static_cast<index_t>(out_rows_.size());
 
     // Output layer, chunk by chunk: dlogits -> dh (rows t-1) and d lm_head.
-    auto dh = mat(dh_, N, d);
-    std::fill(dh_.begin(), dh_.begin() + N * d, T(0));
+    std::fill(dh_.begin(), dh_.begin() + B_ * L_ * c.hidden_size, T(0));
     for (index_t c0 = 0; c0 < R; c0 += chunk_rows()) {
       const index_t n = std::min(chunk_rows(), R - c0);
       auto logits = chunk_logits(c0, n);
@@ -232,13 +240,7 @@ class transformer {
       lmrl::detail::logprob_backward<T, std::int32_t, double>(
           logits, targets, temperature, lse, ent, vector_view<const T>(chunk_gl_.data(), {n}),
           has_ge ? vector_view<const T>(chunk_ge_.data(), {n}) : vector_view<const T>{}, dlogits);
-      auto dhc = mat(chunk_dh_, n, d);
-      ops::matmul_nn<T>(dlogits, W.lm_head, dhc);
-      ops::matmul_tn<T>(dlogits, mat(chunk_h_, n, d), G.lm_head, true);
-      for (index_t r = 0; r < n; ++r) {  // each source row feeds one output row: plain copy
-        const index_t src = out_rows_[static_cast<std::size_t>(c0 + r)] - 1;
-        std::copy(dhc.row_data(r), dhc.row_data(r) + d, dh.row_data(src));
-      }
+      output_chunk_backward(c0, n);
     }
     trunk_backward();
   }
@@ -265,7 +267,52 @@ class transformer {
     trunk_backward();
   }
 
+  // Losses on whole next-token distributions (logit distillation): the
+  // forward pass over the batch, then for each chunk of output rows
+  //
+  //   loss_fn(std::span<const index_t> rows, matrix_view<const T> logits, matrix_view<T> grad_logits) -> double
+  //
+  // with rows[k] = b*T + t the position whose token t logits row k predicts
+  // (the rows log_probs fills), logits [n x vocab] raw (no temperature).
+  // loss_fn writes d(loss)/d(logits) into grad_logits and returns its part of
+  // the loss. The gradients are ADDED to the buffer; returns the summed loss.
+  // No [rows x vocab] array is ever held beyond one chunk.
+  template <class LossFn>
+    requires std::invocable<LossFn&, std::span<const index_t>, matrix_view<const T>, matrix_view<T>>
+  double logit_loss_backward(const token_batch<T>& batch, LossFn&& loss_fn) {
+    forward_hidden(batch, "transformer::logit_loss_backward");
+    collect_output_rows();
+    const index_t R = static_cast<index_t>(out_rows_.size());
+    std::fill(dh_.begin(), dh_.begin() + B_ * L_ * config().hidden_size, T(0));
+    double loss = 0;
+    for (index_t c0 = 0; c0 < R; c0 += chunk_rows()) {
+      const index_t n = std::min(chunk_rows(), R - c0);
+      const auto logits = chunk_logits(c0, n);
+      auto dlogits = mat(dlogits_, n, config().vocab_size);
+      loss += static_cast<double>(loss_fn(
+          std::span<const index_t>(out_rows_).subspan(static_cast<std::size_t>(c0), static_cast<std::size_t>(n)),
+          logits, dlogits));
+      output_chunk_backward(c0, n);
+    }
+    trunk_backward();
+    return loss;
+  }
+
  private:
+  // The output layer's backward for output rows [c0, c0 + n) from dlogits_
+  // (chunk_h_ still holds their hidden rows): d lm_head, and dh_ of rows t-1.
+  void output_chunk_backward(index_t c0, index_t n) {
+    const index_t d = config().hidden_size;
+    const auto dlogits = mat(dlogits_, n, config().vocab_size);
+    auto dhc = mat(chunk_dh_, n, d);
+    ops::matmul_nn<T>(dlogits, w().lm_head, dhc);
+    ops::matmul_tn<T>(dlogits, mat(chunk_h_, n, d), grad_w_.lm_head, true);
+    for (index_t r = 0; r < n; ++r) {  // each source row feeds one output row: plain copy
+      const index_t src = out_rows_[static_cast<std::size_t>(c0 + r)] - 1;
+      std::copy(dhc.row_data(r), dhc.row_data(r) + d, dh_.data() + src * d);
+    }
+  }
+
   // From d(loss)/d(final-normed hidden states) in dh_ to every trunk gradient.
   void trunk_backward() {
     const transformer_config& c = config();
@@ -372,15 +419,18 @@ class transformer {
     ids_.resize(static_cast<std::size_t>(N));
     row_mask_.resize(static_cast<std::size_t>(N));
     positions_.resize(static_cast<std::size_t>(N));
+    segment_.resize(static_cast<std::size_t>(N));
     for (index_t i = 0; i < B_; ++i) {
-      index_t real = 0;
+      std::fill(seen_.begin(), seen_.end(), index_t{0});
       for (index_t t = 0; t < L_; ++t) {
         const auto r = static_cast<std::size_t>(i * L_ + t);
         const T mv = m(i, t);
-        if (!(mv == T(0) || mv == T(1)))
+        if (!(mv >= T(0) && mv == std::floor(mv) && mv <= T(65536)))
           lmrl::detail::fail(f, ": attention_mask(", i, ", ", t, ") = ", static_cast<double>(mv),
-                             " but a mask holds only 0 or 1");
-        row_mask_[r] = mv;
+                             " but a mask holds 0 (padding), 1 (a token), or the number of the packed sequence a token"
+                             " belongs to (a small positive integer)");
+        segment_[r] = mv;
+        row_mask_[r] = mv == T(0) ? T(0) : T(1);
         if (mv == T(0)) {
           ids_[r] = 0;
           positions_[r] = -1;
@@ -391,11 +441,15 @@ class transformer {
           lmrl::detail::fail(f, ": tokens(", i, ", ", t, ") = ", id, " is out of range for vocab_size = ",
                              c.vocab_size);
         ids_[r] = id;
-        positions_[r] = real++;
+        // position: the real tokens before this one in its own (packed) sequence
+        const auto seq = static_cast<std::size_t>(mv);
+        if (seen_.size() <= seq) seen_.resize(seq + 1, 0);
+        const index_t position = seen_[seq]++;
+        positions_[r] = position;
+        if (position >= c.max_position_embeddings)
+          lmrl::detail::fail(f, ": sequence ", i, " (mask value ", static_cast<double>(mv),
+                             ") has more real tokens than max_position_embeddings = ", c.max_position_embeddings);
       }
-      if (real > c.max_position_embeddings)
-        lmrl::detail::fail(f, ": sequence ", i, " has ", real, " real tokens, more than max_position_embeddings = ",
-                           c.max_position_embeddings);
     }
   }
 
@@ -408,20 +462,20 @@ class transformer {
       for (index_t t = 0; t < L_; ++t) {
         const auto r = static_cast<std::size_t>(i * L_ + t);
         const bool real = batch.attention_mask(i, t) != T(0);
-        if (real != (row_mask_[r] != T(0)) || (real && batch.tokens(i, t) != ids_[r]))
+        if (batch.attention_mask(i, t) != segment_[r] || (real && batch.tokens(i, t) != ids_[r]))
           lmrl::detail::fail(f, ": the batch differs at (", i, ", ", t,
                              ") from the last forward call; backward needs the same batch");
       }
   }
 
-  // Rows r = b*T + t whose token t has a prediction: t >= 1, tokens t and t-1 real.
+  // Rows r = b*T + t whose token t has a prediction: t >= 1, tokens t and t-1 real and of the same sequence.
   void collect_output_rows() {
     out_rows_.clear();
     out_targets_.clear();
     for (index_t i = 0; i < B_; ++i)
       for (index_t t = 1; t < L_; ++t) {
         const auto r = static_cast<std::size_t>(i * L_ + t);
-        if (row_mask_[r] != T(0) && row_mask_[r - 1] != T(0)) {
+        if (row_mask_[r] != T(0) && segment_[r - 1] == segment_[r]) {
           out_rows_.push_back(static_cast<index_t>(r));
           out_targets_.push_back(ids_[r]);
         }
@@ -493,7 +547,8 @@ class transformer {
     const index_t H = config().num_attention_heads;
     return matrix_view<T>(lse_.data() + l * B_ * L_ * H, {B_ * H, L_});
   }
-  matrix_view<const T> mask() const { return matrix_view<const T>(row_mask_.data(), {B_, L_}); }
+  // The attention mask as given: 0 padding, else the number of the token's (packed) sequence.
+  matrix_view<const T> mask() const { return matrix_view<const T>(segment_.data(), {B_, L_}); }
   matrix_view<const T> hidden(const std::vector<T>& h) const {
     return matrix_view<const T>(h.data(), {B_ * L_, config().hidden_size});
   }
@@ -512,8 +567,10 @@ class transformer {
   // the batch of the last forward pass
   index_t B_ = 0, L_ = 0, rows_ = 0;
   std::vector<std::int32_t> ids_;
-  std::vector<T> row_mask_;
+  std::vector<T> row_mask_;  // 1 real token, 0 padding
+  std::vector<T> segment_;   // the mask's values: which packed sequence a token belongs to (0 padding)
   std::vector<index_t> positions_;
+  std::vector<index_t> seen_;  // read_batch: real tokens seen so far per sequence number
   enum class forward_kind { none, log_probs, values } last_forward_ = forward_kind::none;  // what backward may follow
   std::vector<index_t> out_rows_;
   std::vector<std::int32_t> out_targets_;

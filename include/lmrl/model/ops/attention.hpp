@@ -5,9 +5,12 @@
 //   P = softmax(S) over the keys a query may see,  O_h = P V_g.
 //
 // Query i (0-based within its block) sees key j iff j < i + causal_offset and
-// key_mask[j] != 0. With queries and keys being the same padded sequence,
-// causal_offset = 1 and key_mask = attention_mask gives the training case
-// (padding, left or right, is never attended); a block of nq new queries
+// key_mask[j] != 0 and, when a query_mask is given, key_mask[j] == query_mask[i].
+// With queries and keys being the same padded sequence, causal_offset = 1 and
+// query_mask = key_mask = attention_mask gives the training case (padding,
+// left or right, is never attended). A mask may also number the sequences
+// packed into one row (1, 1, 1, 2, 2, 0: two sequences and a pad): a token
+// then attends only within its own sequence (SFT packing). A block of nq new queries
 // at cache positions [p0, p0 + nq) against a KV cache of nk >= p0 + nq keys is
 // causal_offset = p0 + 1. A masked query row, or one that sees no key, gets
 // output 0.
@@ -57,6 +60,13 @@ bool visible(vector_view<const T> key_mask, index_t j) {
   return key_mask.data == nullptr || key_mask.size() == 0 || key_mask(j) != T(0);
 }
 
+// Key j is visible to a query of sequence `segment` (0: any sequence, as when no query_mask is given).
+template <class T>
+bool visible(vector_view<const T> key_mask, index_t j, T segment) {
+  return key_mask.data == nullptr || key_mask.size() == 0 ||
+         (key_mask(j) != T(0) && (segment == T(0) || key_mask(j) == segment));
+}
+
 // Per-thread scratch for the [nq x nk] scores (grown once, then reused).
 template <class T>
 T* scratch(std::size_t slot, std::size_t count) {
@@ -75,6 +85,7 @@ void attention_probabilities(T* p, index_t nq, index_t nk, index_t causal_offset
     T* row = p + i * nk;
     const index_t end = std::min(nk, std::max<index_t>(0, i + causal_offset));
     const bool active = detail::visible(query_mask, i);
+    const T segment = query_mask.data != nullptr && query_mask.size() > 0 ? query_mask(i) : T(0);
     if (!active) {
       std::fill(row, row + nk, T(0));
       if constexpr (!FromLse)
@@ -85,12 +96,12 @@ void attention_probabilities(T* p, index_t nq, index_t nk, index_t causal_offset
       const T l = lse_in(i);
       for (index_t j = 0; j < end; ++j) {
         const T z = row[j] - l;
-        row[j] = detail::visible(key_mask, j) ? lmrl::detail::exp_nonpositive(z < T(0) ? z : T(0)) : T(0);
+        row[j] = detail::visible(key_mask, j, segment) ? lmrl::detail::exp_nonpositive(z < T(0) ? z : T(0)) : T(0);
       }
     } else {
       T m = -std::numeric_limits<T>::infinity();
       for (index_t j = 0; j < end; ++j)
-        if (detail::visible(key_mask, j)) m = std::max(m, row[j]);
+        if (detail::visible(key_mask, j, segment)) m = std::max(m, row[j]);
       if (m == -std::numeric_limits<T>::infinity()) {  // sees no key
         std::fill(row, row + nk, T(0));
         if (lse_out.data != nullptr) lse_out(i) = T(0);
@@ -98,7 +109,7 @@ void attention_probabilities(T* p, index_t nq, index_t nk, index_t causal_offset
       }
       double sum = 0;
       for (index_t j = 0; j < end; ++j) {
-        const T e = detail::visible(key_mask, j) ? lmrl::detail::exp_nonpositive(row[j] - m) : T(0);
+        const T e = detail::visible(key_mask, j, segment) ? lmrl::detail::exp_nonpositive(row[j] - m) : T(0);
         row[j] = e;
         sum += e;
       }

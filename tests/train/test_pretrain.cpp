@@ -98,16 +98,93 @@ TEST_CASE("next_token_loss in length groups equals one padded batch: loss and gr
 
   const double inf = std::numeric_limits<double>::infinity();
   model.zero_grad();
-  const double whole = next_token_loss(model, batch, true, inf);
+  const double whole = next_token_loss(model, batch, true, batch_layout{inf});
   const std::vector<double> g_whole(model.gradients().begin(), model.gradients().end());
   model.zero_grad();
-  const double grouped = next_token_loss(model, batch, true, 10);
+  const double grouped = next_token_loss(model, batch, true, batch_layout{10});
   CHECK(grouped == doctest::Approx(whole).epsilon(1e-12));
   double worst = 0;
   for (std::size_t k = 0; k < g_whole.size(); ++k)
     worst = std::max(worst, std::abs(model.gradients()[k] - g_whole[k]) / std::max(1.0, std::abs(g_whole[k])));
   CHECK(worst < 1e-12);
-  CHECK(next_token_loss(model, batch, false, 10) == doctest::Approx(whole).epsilon(1e-12));
+  CHECK(next_token_loss(model, batch, false, batch_layout{10}) == doctest::Approx(whole).epsilon(1e-12));
+}
+
+TEST_CASE("pack_sequences: first fit decreasing, never over max_length, a longer example alone and whole") {
+  using rows = std::vector<std::vector<std::size_t>>;
+  const std::vector<std::size_t> lengths = {3, 9, 5, 2, 14, 6};
+  CHECK(pack_sequences(lengths, 10) == rows{{4}, {1}, {5, 0}, {2, 3}});  // 14 (> 10, alone) | 9 | 6+3 | 5+2
+  CHECK(pack_sequences(lengths, 100) == rows{{4, 1, 5, 2, 0, 3}});
+  CHECK(pack_sequences(std::vector<std::size_t>{}, 10).empty());
+}
+
+TEST_CASE("packing gives the loss and gradient of one example per row, and fewer padded positions") {
+  transformer<double> model(small_config(), 9, 0.5);
+  std::mt19937 gen(5);
+  std::vector<pretrain_example> batch;
+  for (std::size_t len : {3, 12, 4, 9, 3, 11, 5, 2}) {
+    pretrain_example e;
+    for (std::size_t t = 0; t < len; ++t) e.tokens.push_back(static_cast<std::int32_t>(gen() % 11));
+    e.loss_from = len > 6 ? 3 : 0;
+    batch.push_back(std::move(e));
+  }
+  const double inf = std::numeric_limits<double>::infinity();
+  model.zero_grad();
+  const double plain = next_token_loss(model, batch, true, batch_layout{inf, 0});
+  const std::vector<double> g_plain(model.gradients().begin(), model.gradients().end());
+  model.zero_grad();
+  const double packed = next_token_loss(model, batch, true, batch_layout{inf, 16});
+  CHECK(packed == doctest::Approx(plain).epsilon(1e-12));
+  double worst = 0;
+  for (std::size_t k = 0; k < g_plain.size(); ++k)
+    worst = std::max(worst, std::abs(model.gradients()[k] - g_plain[k]) / std::max(1.0, std::abs(g_plain[k])));
+  CHECK(worst < 1e-12);
+  // 8 rows of 12 = 96 positions unpacked; packed into rows of <= 16: 49 tokens in 4 rows of 16
+  const auto micro = detail::micro_batches(batch, batch_layout{inf, 16});
+  REQUIRE(micro.size() == 1);
+  CHECK(micro[0].size() == 4);
+}
+
+TEST_CASE("the loss covers only completion tokens: d(loss)/d(logp) at prompt positions is zero") {
+  // TRL masks prompt labels with -100; here loss_from does it. The gradient of
+  // the SFT loss equals the one of -(1/N) sum of the completion tokens' logp
+  // alone, and any d(loss)/d(logp) put on the prompt positions (a perturbed
+  // prompt target) would have changed it.
+  transformer<double> model(small_config(), 12, 0.5);
+  const std::vector<pretrain_example> batch = {{{1, 4, 2, 7, 3, 9}, 3}, {{5, 6, 1, 8}, 2}};
+  model.zero_grad();
+  next_token_loss(model, batch, true, batch_layout{std::numeric_limits<double>::infinity(), 0});
+  const std::vector<double> sft(model.gradients().begin(), model.gradients().end());
+
+  dense<std::int32_t, 2> tokens({2, 6});
+  dense<double, 2> mask({2, 6}), logp({2, 6}), grad({2, 6});
+  for (index_t i = 0; i < 2; ++i)
+    for (std::size_t t = 0; t < batch[static_cast<std::size_t>(i)].tokens.size(); ++t) {
+      tokens(i, static_cast<index_t>(t)) = batch[static_cast<std::size_t>(i)].tokens[t];
+      mask(i, static_cast<index_t>(t)) = 1;
+    }
+  const token_batch<double> tb{tokens.view(), mask.view()};
+  const auto gradient_with_prompt_weight = [&](double prompt_weight) {
+    for (index_t i = 0; i < 2; ++i)
+      for (index_t t = 1; t < 6; ++t) {
+        const auto& e = batch[static_cast<std::size_t>(i)];
+        if (static_cast<std::size_t>(t) >= e.tokens.size()) continue;
+        grad(i, t) = static_cast<std::size_t>(t) >= e.loss_from ? -1.0 / 5 : prompt_weight;  // 3 + 2 completion tokens
+      }
+    model.log_probs(tb, logp.view(), {});
+    model.zero_grad();
+    model.backward(tb, grad.view(), {});
+    return std::vector<double>(model.gradients().begin(), model.gradients().end());
+  };
+  const auto reference = gradient_with_prompt_weight(0.0);
+  const auto perturbed = gradient_with_prompt_weight(0.3);
+  double same = 0, moved = 0;
+  for (std::size_t k = 0; k < sft.size(); ++k) {
+    same = std::max(same, std::abs(sft[k] - reference[k]));
+    moved = std::max(moved, std::abs(perturbed[k] - reference[k]));
+  }
+  CHECK(same < 1e-14);
+  CHECK(moved > 1e-3);
 }
 
 TEST_CASE("pretraining learns a deterministic language: x(t+1) = (x(t) + 3) mod 11") {

@@ -16,8 +16,15 @@
 // A batch mixes short examples (a direct answer) with long ones (a worked
 // chain): padded to one length, most of its positions would be padding, so
 // it runs as micro-batches of similar lengths (length_groups) whose gradients
-// add up to the padded batch's. Checkpoints (pretrain_checkpointing) let a
-// stopped run resume bit for bit.
+// add up to the padded batch's. With `packing` (TRL's SFTConfig.packing),
+// short examples share rows of up to max_length tokens instead: the row's
+// attention mask numbers them, so each still attends only to itself
+// (transformer.hpp), and the loss is the same. Checkpoints
+// (pretrain_checkpointing) let a stopped run resume bit for bit.
+//
+// The loop (batches, clipping, AdamW, schedule, logging, checkpoints) takes
+// any loss on a batch of examples: the SFT stages (sft.hpp) use it as it is,
+// logit distillation (distill.hpp) passes its own.
 #pragma once
 
 #include <algorithm>
@@ -62,6 +69,8 @@ struct pretrain_config {
   double max_grad_norm = 1.0;  // 0 = no clipping
   index_t log_every = 50;      // on_log every this many steps (and at the last)
   bool group_by_length = true;  // micro-batches of similar lengths (the same gradient, less padding)
+  bool packing = false;         // several examples per row, up to max_length tokens (TRL SFTConfig.packing)
+  index_t max_length = 1024;    // a packed row's capacity; a longer example gets a row of its own, whole
 
   void validate() const {
     const char* f = "pretrain_config";
@@ -73,6 +82,7 @@ struct pretrain_config {
     detail::require(min_lr_rate >= 0 && min_lr_rate <= 1, f, ": min_lr_rate = ", min_lr_rate, " must be in [0, 1]");
     detail::require(max_grad_norm >= 0, f, ": max_grad_norm = ", max_grad_norm, " must be >= 0");
     detail::require(log_every >= 1, f, ": log_every = ", log_every, " must be >= 1");
+    detail::require(max_length >= 1, f, ": max_length = ", max_length, " must be >= 1");
     adamw_config{lr, adam_beta1, adam_beta2, 1e-8, weight_decay}.validate(f);
   }
 };
@@ -116,27 +126,78 @@ inline std::vector<std::vector<std::size_t>> length_groups(std::span<const std::
   return groups;
 }
 
+// Packs examples of these lengths into rows of at most max_length tokens,
+// first fit in order of decreasing length (the usual bin-packing heuristic;
+// TRL packs with best fit decreasing). An example longer than max_length gets
+// a row of its own: it is never cut. Each row lists indices into `lengths`.
+inline std::vector<std::vector<std::size_t>> pack_sequences(std::span<const std::size_t> lengths,
+                                                            std::size_t max_length) {
+  std::vector<std::size_t> order(lengths.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return lengths[a] > lengths[b]; });
+  std::vector<std::vector<std::size_t>> rows;
+  std::vector<std::size_t> used;
+  for (std::size_t i : order) {
+    std::size_t r = 0;
+    while (r < rows.size() && used[r] + lengths[i] > max_length) ++r;
+    if (r == rows.size()) rows.emplace_back(), used.push_back(0);
+    rows[r].push_back(i);
+    used[r] += lengths[i];
+  }
+  return rows;
+}
+
 namespace detail {
 
-// Sum over the examples `rows` of weight * log p of their marked tokens, and
-// (when scale != 0) backward of scale * that sum, as one right-padded batch.
+// Rows of a micro-batch: each row lists the examples it holds, in order.
+using example_rows = std::vector<std::vector<std::size_t>>;
+
+// The examples of `rows` as one right-padded batch. A row of several examples
+// numbers them 1, 2, ... in the attention mask (packing). weight(i, t) is 1 on
+// the tokens the loss covers: t >= max(1, loss_from) within each example.
 template <Real T>
-double padded_nll(transformer<T>& model, const std::vector<pretrain_example>& batch,
-                  std::span<const std::size_t> rows, T scale) {
-  index_t L = 1;
-  for (std::size_t r : rows) L = std::max<index_t>(L, static_cast<index_t>(batch[r].tokens.size()));
-  const auto B = static_cast<index_t>(rows.size());
-  dense<std::int32_t, 2> tokens({B, L});
-  dense<T, 2> attention({B, L}), weight({B, L}), logp({B, L});
-  for (index_t i = 0; i < B; ++i) {
-    const pretrain_example& e = batch[rows[static_cast<std::size_t>(i)]];
-    for (index_t t = 0; t < static_cast<index_t>(e.tokens.size()); ++t) {
-      tokens(i, t) = e.tokens[static_cast<std::size_t>(t)];
-      attention(i, t) = T(1);
-      if (t >= 1 && static_cast<std::size_t>(t) >= e.loss_from) weight(i, t) = T(1);
+struct example_batch {
+  dense<std::int32_t, 2> tokens;
+  dense<T, 2> attention, weight;
+
+  example_batch(const std::vector<pretrain_example>& batch, const example_rows& rows) {
+    index_t L = 1;
+    for (const auto& row : rows) {
+      std::size_t n = 0;
+      for (std::size_t e : row) n += batch[e].tokens.size();
+      L = std::max<index_t>(L, static_cast<index_t>(n));
+    }
+    const auto B = static_cast<index_t>(rows.size());
+    tokens = dense<std::int32_t, 2>({B, L});
+    attention = dense<T, 2>({B, L});
+    weight = dense<T, 2>({B, L});
+    for (index_t i = 0; i < B; ++i) {
+      index_t col = 0;
+      T number = T(0);
+      for (std::size_t e : rows[static_cast<std::size_t>(i)]) {
+        const pretrain_example& x = batch[e];
+        number += T(1);
+        for (std::size_t t = 0; t < x.tokens.size(); ++t, ++col) {
+          tokens(i, col) = x.tokens[t];
+          attention(i, col) = number;
+          if (t >= 1 && t >= x.loss_from) weight(i, col) = T(1);
+        }
+      }
     }
   }
-  const token_batch<T> tb{tokens.view(), attention.view()};
+  token_batch<T> view() const { return {tokens.view(), attention.view()}; }
+};
+
+// Sum over the examples of `rows` of weight * log p of their marked tokens, and
+// (when scale != 0) backward of scale * that sum.
+template <Real T>
+double padded_nll(transformer<T>& model, const std::vector<pretrain_example>& batch, const example_rows& rows,
+                  T scale) {
+  example_batch<T> eb(batch, rows);
+  auto& weight = eb.weight;
+  const index_t B = weight.shape()[0], L = weight.shape()[1];
+  dense<T, 2> logp({B, L});
+  const token_batch<T> tb = eb.view();
   model.log_probs(tb, logp.view(), matrix_view<T>{});
   double nll = 0;
   for (index_t i = 0; i < B; ++i)
@@ -155,30 +216,83 @@ double padded_nll(transformer<T>& model, const std::vector<pretrain_example>& ba
 // backward calls' fixed work): length_groups' default overhead.
 inline constexpr double micro_batch_overhead = 512;
 
-// Mean NLL and (when `backward`) its gradient, added to the model's, for one
-// batch; returns the loss. It runs as the length_groups micro-batches for
-// `overhead`; an infinite overhead is one padded batch. Exposed for tests.
-template <Real T>
-double next_token_loss(transformer<T>& model, const std::vector<pretrain_example>& batch, bool backward,
-                       double overhead = micro_batch_overhead) {
-  const char* f = "next_token_loss";
+// How a batch runs: micro-batches of similar lengths (the overhead of one
+// more micro-batch in padded positions; infinite = one padded batch), and
+// optionally packed rows of at most pack_length tokens (0 = one example per row).
+struct batch_layout {
+  double overhead = micro_batch_overhead;
+  std::size_t pack_length = 0;
+
+  static batch_layout of(const pretrain_config& c) {
+    return {c.group_by_length ? micro_batch_overhead : std::numeric_limits<double>::infinity(),
+            c.packing ? static_cast<std::size_t>(c.max_length) : 0};
+  }
+};
+
+namespace detail {
+
+// Checks the batch and counts the tokens its loss covers (t >= max(1, loss_from)).
+inline double marked_tokens(const std::vector<pretrain_example>& batch, const char* f) {
   detail::require(!batch.empty(), f, ": empty batch");
   double count = 0;
-  std::vector<std::size_t> lengths;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const pretrain_example& e = batch[i];
     detail::require(!e.tokens.empty(), f, ": example ", i, " has no tokens");
     const std::size_t from = std::max<std::size_t>(1, e.loss_from);
     if (e.tokens.size() > from) count += static_cast<double>(e.tokens.size() - from);
-    lengths.push_back(e.tokens.size());
   }
   detail::require(count > 0, f, ": no token of the batch is marked for the loss");
+  return count;
+}
+
+// The batch's micro-batches: rows (one example each, or packed), grouped by length.
+inline std::vector<example_rows> micro_batches(const std::vector<pretrain_example>& batch, const batch_layout& layout) {
+  std::vector<std::size_t> lengths;
+  for (const auto& e : batch) lengths.push_back(e.tokens.size());
+  example_rows rows;
+  if (layout.pack_length > 0) {
+    rows = pack_sequences(lengths, layout.pack_length);
+  } else {
+    for (std::size_t i = 0; i < batch.size(); ++i) rows.push_back({i});
+  }
+  std::vector<std::size_t> row_lengths;
+  for (const auto& row : rows) {
+    std::size_t n = 0;
+    for (std::size_t e : row) n += lengths[e];
+    row_lengths.push_back(n);
+  }
+  std::vector<example_rows> out;
+  for (const auto& group : length_groups(row_lengths, layout.overhead)) {
+    example_rows micro;
+    for (std::size_t r : group) micro.push_back(rows[r]);
+    out.push_back(std::move(micro));
+  }
+  return out;
+}
+
+}  // namespace detail
+
+// Mean NLL and (when `backward`) its gradient, added to the model's, for one
+// batch; returns the loss. It runs as the micro-batches of `layout`; the
+// loss is the same for every layout up to rounding. Exposed for tests.
+template <Real T>
+double next_token_loss(transformer<T>& model, const std::vector<pretrain_example>& batch, bool backward,
+                       const batch_layout& layout = {}) {
+  const double count = detail::marked_tokens(batch, "next_token_loss");
   const T scale = backward ? static_cast<T>(-1.0 / count) : T(0);
-  const auto groups = length_groups(lengths, overhead);
   double nll = 0;
-  for (const auto& rows : groups) nll += detail::padded_nll(model, batch, rows, scale);
+  for (const auto& rows : detail::micro_batches(batch, layout)) nll += detail::padded_nll(model, batch, rows, scale);
   return nll / count;
 }
+
+// The loss pretrain() minimizes by default: next_token_loss with the config's layout.
+struct next_token_objective {
+  template <Real T>
+  double operator()(transformer<T>& model, const std::vector<pretrain_example>& batch,
+                    const pretrain_config& config) const {
+    return next_token_loss(model, batch, true, batch_layout::of(config));
+  }
+};
 
 // Where pretrain() keeps checkpoints, so that Ctrl-C (or a kill) does not
 // lose the pretraining: dir/checkpoint-<step>/ holds the parameters, the
@@ -245,7 +359,9 @@ inline pretrain_state read_pretrain_state(const std::string& dir) {
 
 }  // namespace detail
 
-// Trains `model` for config.steps steps on examples from `next()`. Throws
+// Trains `model` for config.steps steps on examples from `next()`, minimizing
+// loss(model, batch, config) (which adds the batch loss's gradient to the
+// model's and returns the loss; default: the mean next-token NLL). Throws
 // lmrl::error when the loss or the gradient norm stops being finite (the
 // parameters are not updated by that step).
 //
@@ -256,11 +372,14 @@ inline pretrain_state read_pretrain_state(const std::string& dir) {
 // stopped run was, and the result is bit for bit that of a run never stopped.
 // Between steps it checks stop_requested() (signals.hpp) and then saves and
 // returns with `stopped` set.
-template <Real T, class Source>
-  requires std::convertible_to<std::invoke_result_t<Source&>, pretrain_example>
+template <Real T, class Source, class Loss = next_token_objective>
+  requires std::convertible_to<std::invoke_result_t<Source&>, pretrain_example> &&
+           std::convertible_to<std::invoke_result_t<Loss&, transformer<T>&, const std::vector<pretrain_example>&,
+                                                    const pretrain_config&>,
+                               double>
 pretrain_result pretrain(transformer<T>& model, Source&& next, const pretrain_config& config,
                          const std::function<void(const pretrain_record&)>& on_log = {},
-                         const pretrain_checkpointing& checkpointing = {}) {
+                         const pretrain_checkpointing& checkpointing = {}, Loss loss_of = {}) {
   config.validate();
   detail::require(checkpointing.save_steps >= 0, "pretrain: save_steps = ", checkpointing.save_steps,
                   " must be >= 0");
@@ -317,9 +436,7 @@ pretrain_result pretrain(transformer<T>& model, Source&& next, const pretrain_co
       tokens += static_cast<long long>(batch.back().tokens.size());
     }
     model.zero_grad();
-    const double loss = next_token_loss(model, batch, true,
-                                        config.group_by_length ? micro_batch_overhead
-                                                               : std::numeric_limits<double>::infinity());
+    const double loss = loss_of(model, batch, config);
     std::span<T> grads = model.gradients();
     const double norm = config.max_grad_norm > 0 ? clip_grad_norm(grads, config.max_grad_norm)
                                                  : l2_norm(std::span<const T>(grads));

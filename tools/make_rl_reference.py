@@ -899,6 +899,31 @@ def gen_trl_vllm_is(w: Writer, r: Rand):
 # --------------------------------------------------------------------------- main
 
 
+# --------------------------------------------------------------------------- distillation
+
+
+def gen_trl_gkd(w: Writer, r: Rand):
+    """TRL GKD's generalized_jsd_loss at beta 0 (forward KL, teacher || student) and 1 (reverse KL)."""
+    from trl.experimental.gkd import GKDTrainer
+
+    for rep in range(6):
+        B, T, V = r.int(1, 3), r.int(1, 5), r.int(2, 40)
+        beta = [0.0, 1.0][rep % 2]
+        tau = r.choice([1.0, 0.7, 2.0])
+        mask = r.mask(B, T)
+        student = r.normal((B, T, V), 2.0)
+        teacher = r.normal((B, T, V), 2.0)
+        labels = torch.where(mask > 0, torch.zeros(B, T, dtype=torch.long), torch.full((B, T), -100))
+        x = student.clone().requires_grad_(True)
+        loss = GKDTrainer.generalized_jsd_loss(x, teacher, labels=labels, beta=beta, temperature=tau)
+        (grad,) = torch.autograd.grad(loss, x)
+        per_token = GKDTrainer.generalized_jsd_loss(student, teacher, beta=beta, temperature=tau,
+                                                    reduction="none").sum(-1)
+        w.case(f"trl_gkd_{rep}", "trl_gkd", {"divergence": "forward_kl" if beta == 0 else "reverse_kl"},
+               {**shape_fields(B, T), "V": V, "temperature": tau, "mask": mask, "student_logits": student,
+                "teacher_logits": teacher, "kl": per_token, "loss": loss.detach(), "grad": grad})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("output", help="file to write, e.g. tests/data/rl_reference.txt")
@@ -923,6 +948,7 @@ def main():
     gen_verl_agg_loss(w, r, V)
     gen_verl_value_loss(w, r, V)
     gen_verl_rollout(w, r, V)
+    gen_trl_gkd(w, r)
 
     header = [
         "# Reference vectors for lmrl's rl/ algorithms, computed by TRL's and verl's own functions.",

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "lmrl/rl/advantages.hpp"
+#include "lmrl/rl/distill.hpp"
 #include "lmrl/rl/aggregation.hpp"
 #include "lmrl/rl/kl.hpp"
 #include "lmrl/rl/kl_controller.hpp"
@@ -138,7 +139,7 @@ TEST_CASE("the reference file is there and covers every family") {
   CHECK(cases.size() > 300);
   for (const char* f : {"trl_advantages", "trl_grpo_loss", "trl_kl", "trl_vllm_is", "verl_advantages", "verl_kl",
                         "verl_policy_loss", "verl_agg_loss", "verl_rollout_is", "verl_rollout_rs",
-                        "verl_value_loss"}) {
+                        "verl_value_loss", "trl_gkd"}) {
     INFO("family ", f);
     CHECK(family(f).size() >= 4);
   }
@@ -581,4 +582,33 @@ TEST_CASE("verl compute_value_loss: the clipped value loss, its gradient and vf_
     ++checked;
   }
   CHECK(checked == 4);
+}
+
+// ----------------------------------------------------------------------------- distillation
+
+TEST_CASE("TRL GKD generalized_jsd_loss at beta 0 and 1: per-token KL, the batchmean loss and its gradient") {
+  int checked = 0;
+  for (const auto* c : family("trl_gkd")) {
+    const dims d = shape_of(*c);
+    const auto V = static_cast<index_t>(c->scalar("V"));
+    const auto rows = d.B * d.T;
+    const dense<double, 2> student = matrix(*c, "student_logits", rows, V), teacher = matrix(*c, "teacher_logits", rows, V);
+    const auto mask = matrix(*c, "mask"), kl_expected = matrix(*c, "kl");
+    const auto grad_expected = matrix(*c, "grad", rows, V);
+    dense<double, 1> kl({rows});
+    dense<double, 2> grad({rows, V});
+    distillation_kl<double>(student.view(), teacher.view(), distill_divergence_from_name(c->text("divergence")),
+                            kl.view(), grad.view(), c->scalar("temperature"));
+    double count = 0, loss = 0;
+    for (index_t r = 0; r < rows; ++r) count += mask.data()[r];
+    for (index_t r = 0; r < rows; ++r) {
+      check_value(*c, "kl[" + std::to_string(r) + "]", kl_expected.data()[r], kl(r), kTight);
+      loss += mask.data()[r] * kl(r) / count;
+      for (index_t v = 0; v < V; ++v)  // batchmean over the unmasked tokens
+        CHECK(close(grad_expected(r, v), mask.data()[r] * grad(r, v) / count, kTight, 1e-15));
+    }
+    check_value(*c, "loss", c->scalar("loss"), loss, kTight);
+    ++checked;
+  }
+  CHECK(checked == 6);
 }

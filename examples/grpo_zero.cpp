@@ -46,8 +46,10 @@
 #include "lmrl/train/task.hpp"
 #include "lmrl/train/transformer_policy.hpp"
 
+#include "zero_common.hpp"
+
 using namespace lmrl;
-using tokenizer = byte_tokenizer;
+using namespace lmrl::zero;
 
 namespace {
 
@@ -68,17 +70,7 @@ struct zero_settings {
   int practice_lines = 9;  // steps per practice pack: one whole chain of ten numbers
   // model (transformer_config fields; a preset replaces the defaults below)
   std::string preset;  // "", "tiny", "small"
-  transformer_config model = [] {
-    transformer_config c;
-    c.vocab_size = tokenizer::vocab_size;
-    c.hidden_size = 128;
-    c.num_hidden_layers = 4;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.intermediate_size = 344;
-    c.max_position_embeddings = 256;
-    return c;
-  }();
+  transformer_config model = default_zero_model();
   std::uint64_t init_seed = 0;  // parameter initialization (default: the run's seed)
   std::string base;             // a model directory (config.json + model.safetensors) to start GRPO from
   // pretraining
@@ -173,115 +165,6 @@ const std::map<std::string, setting>& settings_table() {
   return table;
 }
 
-// GRPO defaults of this example (TRL's where the miniature allows them).
-grpo_config default_grpo_config() {
-  grpo_config c;
-  c.output_dir = "runs/grpo_zero";
-  c.learning_rate = 1e-4;  // a 0.8M-parameter model moves with far larger steps than TRL's 1e-6 for 7B
-  c.adam_beta2 = 0.99;
-  c.lr_scheduler_type = "constant_with_warmup";
-  c.warmup_steps = 5;
-  c.max_steps = 40;
-  c.num_generations = 8;
-  c.per_device_train_batch_size = 128;  // 16 prompts x 8 completions, one optimizer step per generation
-  c.max_prompt_length = 128;
-  c.max_completion_length = 200;
-  c.temperature = 1.0;
-  c.beta = 0.0;
-  c.loss_type = "dapo";
-  c.reward_weights = {1.0, 0.1};  // accuracy, strict format
-  c.logging_steps = 10;
-  c.save_steps = 20;
-  c.eval_steps = 10;
-  c.log_completions_steps = 20;
-  return c;
-}
-
-// ---------------------------------------------------------------- task glue
-
-std::vector<std::int32_t> encode(std::string_view text) { return tokenizer::encode(text); }
-// The completion's text without its end-of-text token (TRL decodes with
-// skip_special_tokens; here the think/answer tags are special tokens too, so
-// only EOS and padding are dropped).
-std::string decode(std::span<const std::int32_t> ids) {
-  while (!ids.empty() && (ids.back() == tokenizer::eos || ids.back() == tokenizer::pad)) ids = ids.first(ids.size() - 1);
-  return tokenizer::decode(ids);
-}
-
-// Training prompts by index: prompt i is a function of (seed, i) alone.
-struct zero_prompts {
-  zero_task_options task;
-  std::uint64_t seed = 0;
-  grpo_prompt prompt(std::uint64_t i) const {
-    zero_task_generator gen(task, data::mix64(seed ^ (0x9e3779b97f4a7c15ULL * (i + 1))), data::split::train);
-    const zero_problem p = gen.next();
-    return {p.prompt, {p.answer}};
-  }
-};
-
-graded_completion grade(const zero_problem& p, std::string_view completion) {
-  const std::string gold[] = {p.answer};
-  reward_context ctx;
-  ctx.completion = completion;
-  ctx.gold_answers = gold;
-  graded_completion g;
-  g.correct = accuracy{answer_source::answer_tag}(ctx) == 1.0;
-  g.format = is_strict_format(completion, true);
-  g.thinks = completion_thinks(completion);
-  return g;
-}
-
-evaluation_result evaluate(const transformer_parameters<float>& params, const std::vector<zero_problem>& problems,
-                           const std::vector<std::vector<std::int32_t>>& prompts, const grpo_config& c,
-                           index_t samples) {
-  evaluation_options o;
-  o.max_new_tokens = c.max_completion_length;
-  o.samples = samples;
-  o.pass_k = std::max<index_t>(1, samples);
-  o.seed = data::mix64(c.seed ^ 0x6576616cULL);
-  o.eos_token_ids = {tokenizer::eos};
-  o.pad_token_id = tokenizer::pad;
-  return evaluate_policy<float>(
-      params, std::span<const std::vector<std::int32_t>>(prompts),
-      [&](std::size_t i, std::span<const std::int32_t> ids) { return grade(problems[i], decode(ids)); }, o);
-}
-
-std::string percent(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * x);
-  return buf;
-}
-
-void print_evaluation(const char* label, const evaluation_result& e) {
-  std::printf("%s (%td held-out problems): greedy pass@1 %s, format %s, thinks %s (accuracy thinking %s, direct %s), "
-              "length %.1f",
-              label, e.problems, percent(e.greedy.accuracy).c_str(), percent(e.greedy.format).c_str(),
-              percent(e.greedy.think_rate).c_str(), percent(e.greedy.accuracy_thinking).c_str(),
-              percent(e.greedy.accuracy_direct).c_str(), e.greedy.mean_length);
-  if (e.k > 0)
-    std::printf("; sampled pass@1 %s, pass@%td %s, thinks %s (accuracy thinking %s, direct %s)",
-                percent(e.sampled.accuracy).c_str(), e.k, percent(e.pass_at_k).c_str(),
-                percent(e.sampled.think_rate).c_str(), percent(e.sampled.accuracy_thinking).c_str(),
-                percent(e.sampled.accuracy_direct).c_str());
-  std::printf("\n");
-  std::fflush(stdout);
-}
-
-std::string evaluation_json(const evaluation_result& e) {
-  std::ostringstream s;
-  const auto stats = [&](const completion_stats& c) {
-    s << "{\"accuracy\": " << c.accuracy << ", \"format\": " << c.format << ", \"think_rate\": " << c.think_rate
-      << ", \"accuracy_thinking\": " << c.accuracy_thinking << ", \"accuracy_direct\": " << c.accuracy_direct
-      << ", \"mean_length\": " << c.mean_length << "}";
-  };
-  s << "{\"problems\": " << e.problems << ", \"greedy\": ";
-  stats(e.greedy);
-  s << ", \"sampled\": ";
-  stats(e.sampled);
-  s << ", \"pass_at_k\": " << e.pass_at_k << ", \"k\": " << e.k << "}";
-  return s.str();
-}
-
 std::string table_row(const char* label, const evaluation_result& e) {
   return std::string("| ") + label + " | " + percent(e.greedy.accuracy) + " | " + percent(e.sampled.accuracy) +
          " | " + percent(e.pass_at_k) + " | " + percent(e.greedy.format) + " | " + percent(e.greedy.think_rate) +
@@ -366,17 +249,7 @@ int main(int argc, char** argv) try {
                 100 * s.practice_fraction);
     zero_corpus corpus(task_options, s.worked_fraction, data::mix64(c.seed ^ 0x70726574ULL), s.practice_fraction,
                        s.practice_lines);
-    const auto next = [&] {
-      const corpus_example e = corpus.next();
-      pretrain_example x;
-      // The byte tokenizer encodes prompt and completion independently, so the
-      // loss (completion only) starts at the prompt's length.
-      const std::string_view text = e.text;
-      x.tokens = encode(text.substr(0, e.completion_offset));
-      x.loss_from = x.tokens.size();
-      tokenizer::encode(text.substr(e.completion_offset), x.tokens);
-      return x;
-    };
+    const auto next = [&] { return corpus_pretrain_example(corpus.next()); };
     const std::string pretrain_dir = (std::filesystem::path(c.output_dir) / "pretrain").string();
     const pretrain_result pretrained = pretrain(
         *model, next, s.pretrain,

@@ -21,6 +21,21 @@ namespace {
 
 transformer_config small_config() { return testing::transformer_shape(11, 16, 2, 4, 2, 24); }
 
+// Examples of random tokens (vocabulary 11) of the given lengths; the loss of
+// those longer than `long_from` starts at `loss_from`, of the others at 0.
+std::vector<pretrain_example> random_examples(unsigned seed, std::initializer_list<std::size_t> lengths,
+                                              std::size_t long_from, std::size_t loss_from) {
+  std::mt19937 gen(seed);
+  std::vector<pretrain_example> batch;
+  for (std::size_t len : lengths) {
+    pretrain_example e;
+    for (std::size_t t = 0; t < len; ++t) e.tokens.push_back(static_cast<std::int32_t>(gen() % 11));
+    e.loss_from = len > long_from ? loss_from : 0;
+    batch.push_back(std::move(e));
+  }
+  return batch;
+}
+
 std::vector<pretrain_example> two_examples() {
   return {{{1, 4, 2, 7, 3}, 2}, {{5, 6, 1}, 0}};
 }
@@ -84,14 +99,7 @@ TEST_CASE("length_groups cuts the sorted lengths where padding costs more than a
 
 TEST_CASE("next_token_loss in length groups equals one padded batch: loss and gradient") {
   transformer<double> model(small_config(), 9, 0.5);
-  std::mt19937 gen(4);
-  std::vector<pretrain_example> batch;
-  for (std::size_t len : {3, 30, 4, 28, 3, 31, 5, 29}) {
-    pretrain_example e;
-    for (std::size_t t = 0; t < len; ++t) e.tokens.push_back(static_cast<std::int32_t>(gen() % 11));
-    e.loss_from = len > 10 ? 7 : 0;
-    batch.push_back(std::move(e));
-  }
+  const std::vector<pretrain_example> batch = random_examples(4, {3, 30, 4, 28, 3, 31, 5, 29}, 10, 7);
   std::vector<std::size_t> lengths;
   for (const auto& e : batch) lengths.push_back(e.tokens.size());
   REQUIRE(length_groups(lengths, 10).size() > 1);  // cut into micro-batches at overhead 10
@@ -120,14 +128,7 @@ TEST_CASE("pack_sequences: first fit decreasing, never over max_length, a longer
 
 TEST_CASE("packing gives the loss and gradient of one example per row, and fewer padded positions") {
   transformer<double> model(small_config(), 9, 0.5);
-  std::mt19937 gen(5);
-  std::vector<pretrain_example> batch;
-  for (std::size_t len : {3, 12, 4, 9, 3, 11, 5, 2}) {
-    pretrain_example e;
-    for (std::size_t t = 0; t < len; ++t) e.tokens.push_back(static_cast<std::int32_t>(gen() % 11));
-    e.loss_from = len > 6 ? 3 : 0;
-    batch.push_back(std::move(e));
-  }
+  const std::vector<pretrain_example> batch = random_examples(5, {3, 12, 4, 9, 3, 11, 5, 2}, 6, 3);
   const double inf = std::numeric_limits<double>::infinity();
   model.zero_grad();
   const double plain = next_token_loss(model, batch, true, batch_layout{inf, 0});

@@ -1,7 +1,7 @@
 // r1_pipeline: DeepSeek-R1 beyond R1-Zero, in miniature, in one command.
 //
 // On grpo_zero's task (sums of ten one-digit numbers) with a teacher (grpo_zero's
-// model, 0.8M parameters) and a smaller student (about a quarter of it):
+// model, 0.8M parameters) and a smaller student (31k by default, --student_* flags):
 //
 //   bases      pretrain both on the same corpus (or load them: --teacher_base, --student_base)
 //   R1-Zero    teacher base -> GRPO
@@ -65,15 +65,11 @@ struct pipeline_settings {
   // bases
   std::string teacher_base, student_base;  // model directories; empty: pretrain into OUTPUT_DIR/bases
   index_t pretrain_steps = 2000;           // grpo_zero's budget, for both bases
-  transformer_config student = [] {
-    transformer_config c;
-    c.vocab_size = tokenizer::vocab_size;
+  transformer_config student = [] {  // the teacher's shape, narrower and shallower: 31,328 parameters
+    transformer_config c = default_zero_model();
     c.hidden_size = 32;
     c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
     c.intermediate_size = 86;
-    c.max_position_embeddings = 256;
     return c;
   }();
   // R1

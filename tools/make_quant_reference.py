@@ -13,6 +13,7 @@ Lines: `name: hex hex ...`; tests/quant/test_*.cpp read them by name.
   fp16_inputs / fp16_encode            numpy float32 -> float16 (round to nearest even)
   q8_0_input / q8_0_bytes / q8_0_dequant   gguf.quants Q8_0, bit-exact with ggml-quants.c
   q4_0_input / q4_0_bytes / q4_0_dequant   gguf.quants Q4_0
+  tq2_0_* / tq1_0_*                        gguf.quants TQ2_0 and TQ1_0 (ternary, 256 values a block)
 """
 import sys
 from importlib.metadata import version
@@ -63,15 +64,16 @@ def main():
         lines.append("fp16_inputs: " + hexes(halves))
         lines.append("fp16_encode: " + hexes(halves.astype(np.float16).view(np.uint16)))
 
-    def blocks(n):
-        x = rng.standard_normal((n, 32)).astype(np.float32) * rng.choice([1e-3, 1.0, 50.0], size=(n, 1)).astype(np.float32)
+    def blocks(n, size=32):
+        x = rng.standard_normal((n, size)).astype(np.float32) * rng.choice([1e-3, 1.0, 50.0], size=(n, 1)).astype(np.float32)
         x[0] = 0  # an all-zero block: scale 0
         x[1, 5] = -np.abs(x[1]).max() * 3  # the largest magnitude negative (Q4_0 keeps its sign)
         x[2, :] = np.float32(1.5)  # every value at the maximum
         return x.astype(np.float32)
 
-    for name, q in (("q8_0", quants.Q8_0), ("q4_0", quants.Q4_0)):
-        x = blocks(24)
+    for name, q, n, size in (("q8_0", quants.Q8_0, 24, 32), ("q4_0", quants.Q4_0, 24, 32),
+                             ("tq2_0", quants.TQ2_0, 6, 256), ("tq1_0", quants.TQ1_0, 6, 256)):
+        x = blocks(n, size)
         packed = q.quantize_blocks(x)
         back = q.dequantize_blocks(packed).astype(np.float32)
         lines.append(f"{name}_input: " + hexes(x))

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "doctest/doctest.h"
+#include "lmrl/quant/quantizer.hpp"
 
 namespace quant_reference {
 
@@ -49,6 +50,24 @@ inline std::vector<std::uint8_t> bytes(const std::string& name) {
   std::vector<std::uint8_t> out;
   for (std::uint32_t b : bits(name)) out.push_back(static_cast<std::uint8_t>(b));
   return out;
+}
+
+// A format's bytes and dequantized values against gguf-py's for the blocks of NAME_input.
+template <class Q>
+void check_against_gguf(const std::string& name, std::size_t blocks, const Q& format = {}) {
+  const auto input = floats(name + "_input");
+  const auto expected = bytes(name + "_bytes");
+  const auto expected_back = floats(name + "_dequant");
+  REQUIRE(input.size() == blocks * Q::block_size);
+  std::vector<std::uint8_t> got(lmrl::quantized_bytes<Q>(input.size()));
+  lmrl::quantize(format, input, got);
+  CHECK(got == expected);
+  std::vector<float> back(input.size());
+  lmrl::dequantize(format, got, back);
+  for (std::size_t i = 0; i < back.size(); ++i) {
+    INFO(name, " value ", i);
+    CHECK(std::bit_cast<std::uint32_t>(back[i]) == std::bit_cast<std::uint32_t>(expected_back[i]));
+  }
 }
 
 }  // namespace quant_reference

@@ -13,30 +13,10 @@
 
 using namespace lmrl;
 
-namespace {
-
-template <class Q>
-void check_against_gguf(const std::string& name) {
-  const auto input = quant_reference::floats(name + "_input");
-  const auto expected = quant_reference::bytes(name + "_bytes");
-  const auto expected_back = quant_reference::floats(name + "_dequant");
-  REQUIRE(input.size() == 24 * Q::block_size);
-  std::vector<std::uint8_t> bytes(quantized_bytes<Q>(input.size()));
-  quantize(Q{}, input, bytes);
-  CHECK(bytes == expected);
-  std::vector<float> back(input.size());
-  dequantize(Q{}, bytes, back);
-  for (std::size_t i = 0; i < back.size(); ++i) {
-    INFO(name, " value ", i);
-    CHECK(std::bit_cast<std::uint32_t>(back[i]) == std::bit_cast<std::uint32_t>(expected_back[i]));
-  }
-}
-
-}  // namespace
 
 TEST_CASE("q8_0 and q4_0 bytes and dequantized values equal gguf-py's (ggml's reference) bit for bit") {
-  check_against_gguf<q8_0>("q8_0");
-  check_against_gguf<q4_0>("q4_0");
+  quant_reference::check_against_gguf<q8_0>("q8_0", 24);
+  quant_reference::check_against_gguf<q4_0>("q4_0", 24);
 }
 
 TEST_CASE("q8_0 and q4_0 by hand: sizes, scales, nibble order") {

@@ -6,5 +6,6 @@
 #include "lmrl/quant/fp8_blocks.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
 #include "lmrl/quant/minifloat.hpp"
+#include "lmrl/quant/quantized_matrix.hpp"
 #include "lmrl/quant/quantizer.hpp"
 #include "lmrl/quant/ternary.hpp"

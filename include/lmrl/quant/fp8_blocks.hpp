@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -35,6 +36,16 @@ inline index_t blocks_of(index_t n) { return (n + fp8_block - 1) / fp8_block; }
 
 // The scale of values whose largest magnitude is amax.
 inline float fp8_scale(float amax) { return amax / static_cast<float>(fp8_e4m3::max_value()); }
+
+// The 256 E4M3 values, decoded once (decode() itself is a few libm calls per value).
+inline const float* fp8_e4m3_values() {
+  static const auto table = [] {
+    std::array<float, 256> t{};
+    for (std::uint32_t c = 0; c < 256; ++c) t[c] = fp8_e4m3::decode(c);
+    return t;
+  }();
+  return table.data();
+}
 
 inline std::uint8_t fp8_code(float x, float scale) {
   return static_cast<std::uint8_t>(scale == 0 ? 0u : fp8_e4m3::encode(x / scale, overflow::saturate));
@@ -67,7 +78,8 @@ struct fp8_tile {
   void dequantize_block(std::span<const std::uint8_t> in, std::span<float> x) const {
     float scale;
     std::memcpy(&scale, &in[block_size], 4);
-    for (std::size_t i = 0; i < block_size; ++i) x[i] = fp8_e4m3::decode(in[i]) * scale;
+    const float* value = detail::fp8_e4m3_values();
+    for (std::size_t i = 0; i < block_size; ++i) x[i] = value[in[i]] * scale;
   }
 };
 static_assert(Quantizer<fp8_tile>);
@@ -123,8 +135,7 @@ inline void fp8_gemm(matrix_view<const std::uint8_t> x_codes, matrix_view<const 
   detail::require_shape(what, "x_scales", x_scales.shape[0], x_scales.shape[1], M, detail::blocks_of(K));
   detail::require_shape(what, "w_scales", w_scales.shape[0], w_scales.shape[1], detail::blocks_of(N), detail::blocks_of(K));
   detail::require_shape(what, "y", y.shape[0], y.shape[1], M, N);
-  float lut[256];  // the 256 E4M3 values
-  for (int c = 0; c < 256; ++c) lut[c] = fp8_e4m3::decode(static_cast<std::uint32_t>(c));
+  const float* lut = detail::fp8_e4m3_values();
   for (index_t i = 0; i < M; ++i)
     for (index_t j = 0; j < N; ++j) {
       float sum = 0;

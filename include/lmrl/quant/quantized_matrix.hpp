@@ -1,0 +1,101 @@
+// A weight matrix [rows x cols] held in a block format: each row is
+// cols / block_size blocks, rows one after another (ggml's layout of a 2-D
+// tensor). The products dequantize one block at a time into a small buffer and
+// never make the float32 matrix:
+//
+//   y = W x        matvec(W, x, y)          (generation: one token per sequence)
+//   Y = X W^T      matmul_transposed(X, W, Y)  (X [n x cols], Y [n x rows]; nn.Linear's layout)
+//
+// Sums run in float, block by block, in the order of the columns; tests compare
+// them with the product of the dequantized matrix.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "lmrl/error.hpp"
+#include "lmrl/quant/quantizer.hpp"
+#include "lmrl/tensor/view.hpp"
+
+namespace lmrl {
+
+template <Quantizer Q>
+class quantized_matrix {
+ public:
+  quantized_matrix() = default;
+  // Quantizes w (any strides); cols must be a multiple of Q::block_size.
+  explicit quantized_matrix(matrix_view<const float> w, Q format = {})
+      : format_(format), rows_(w.shape[0]), cols_(w.shape[1]) {
+    detail::require(cols_ % static_cast<index_t>(Q::block_size) == 0, "quantized_matrix<", Q::name, ">: ", cols_,
+                    " columns are not a whole number of blocks of ", Q::block_size);
+    bytes_.resize(static_cast<std::size_t>(rows_) * row_bytes());
+    std::vector<float> row(static_cast<std::size_t>(cols_));
+    for (index_t r = 0; r < rows_; ++r) {
+      for (index_t c = 0; c < cols_; ++c) row[static_cast<std::size_t>(c)] = w(r, c);
+      quantize(format_, std::span<const float>(row), row_span(r));
+    }
+  }
+
+  index_t rows() const { return rows_; }
+  index_t cols() const { return cols_; }
+  const Q& format() const { return format_; }
+  std::size_t row_bytes() const { return static_cast<std::size_t>(cols_) / Q::block_size * Q::bytes_per_block; }
+  std::span<const std::uint8_t> bytes() const { return bytes_; }
+  std::span<const std::uint8_t> row_bytes_of(index_t r) const {
+    return std::span<const std::uint8_t>(bytes_).subspan(static_cast<std::size_t>(r) * row_bytes(), row_bytes());
+  }
+
+  // The float32 matrix this holds (for tests and for measuring the error).
+  void dequantize_to(matrix_view<float> out) const {
+    detail::require(out.shape[0] == rows_ && out.shape[1] == cols_, "quantized_matrix<", Q::name,
+                    ">::dequantize_to: the output is ", out, ", the matrix [", rows_, " x ", cols_, "]");
+    std::vector<float> row(static_cast<std::size_t>(cols_));
+    for (index_t r = 0; r < rows_; ++r) {
+      dequantize(format_, row_bytes_of(r), std::span<float>(row));
+      for (index_t c = 0; c < cols_; ++c) out(r, c) = row[static_cast<std::size_t>(c)];
+    }
+  }
+
+ private:
+  std::span<std::uint8_t> row_span(index_t r) {
+    return std::span<std::uint8_t>(bytes_).subspan(static_cast<std::size_t>(r) * row_bytes(), row_bytes());
+  }
+
+  Q format_{};
+  index_t rows_ = 0, cols_ = 0;
+  std::vector<std::uint8_t> bytes_;
+};
+
+// Y [n x rows] = X [n x cols] W^T.
+template <Quantizer Q>
+void matmul_transposed(matrix_view<const float> x, const quantized_matrix<Q>& w, matrix_view<float> y) {
+  const index_t n = x.shape[0];
+  detail::require(x.shape[1] == w.cols(), "matmul_transposed<", Q::name, ">: x has ", x.shape[1],
+                  " columns, the matrix ", w.cols());
+  detail::require(y.shape[0] == n && y.shape[1] == w.rows(), "matmul_transposed<", Q::name, ">: y is ", y,
+                  ", expected [", n, " x ", w.rows(), "]");
+  constexpr std::size_t bs = Q::block_size;
+  float block[bs];
+  for (index_t r = 0; r < w.rows(); ++r) {
+    const auto row = w.row_bytes_of(r);
+    for (index_t i = 0; i < n; ++i) y(i, r) = 0;
+    for (std::size_t b = 0; b < static_cast<std::size_t>(w.cols()) / bs; ++b) {
+      w.format().dequantize_block(row.subspan(b * Q::bytes_per_block, Q::bytes_per_block), std::span<float>(block, bs));
+      for (index_t i = 0; i < n; ++i) {
+        float partial = 0;
+        for (std::size_t k = 0; k < bs; ++k) partial += block[k] * x(i, static_cast<index_t>(b * bs + k));
+        y(i, r) += partial;
+      }
+    }
+  }
+}
+
+// y [rows] = W x [cols].
+template <Quantizer Q>
+void matvec(const quantized_matrix<Q>& w, vector_view<const float> x, vector_view<float> y) {
+  matmul_transposed(matrix_view<const float>(x.data, {1, x.shape[0]}, {0, x.stride[0]}), w,
+                    matrix_view<float>(y.data, {1, y.shape[0]}, {0, y.stride[0]}));
+}
+
+}  // namespace lmrl

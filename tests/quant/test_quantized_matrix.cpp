@@ -1,0 +1,92 @@
+// quantized_matrix (lmrl/quant/quantized_matrix.hpp): products equal those of
+// the dequantized matrix for every format, the error against float32 grows as
+// the bits shrink, and bad shapes are errors.
+#include "lmrl/quant/quantized_matrix.hpp"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "doctest/doctest.h"
+#include "lmrl/quant/fp8_blocks.hpp"
+#include "lmrl/quant/ggml_blocks.hpp"
+#include "lmrl/quant/ternary.hpp"
+
+using namespace lmrl;
+
+namespace {
+
+struct product_errors {
+  double vs_dequantized = 0;  // |Y - X dequant(W)^T|, relative to the largest |Y|
+  double vs_float = 0;        // ||Y - X W^T||_F / ||X W^T||_F
+};
+
+template <Quantizer Q>
+product_errors check_products(Q format = {}) {
+  const index_t rows = 48, cols = 512, n = 3;
+  std::mt19937 gen(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(static_cast<std::size_t>(rows * cols)), x(static_cast<std::size_t>(n * cols));
+  for (auto& v : w) v = 0.05f * normal(gen);
+  for (auto& v : x) v = normal(gen);
+  const quantized_matrix<Q> qw(matrix_view<const float>(w.data(), {rows, cols}), format);
+  CHECK(qw.bytes().size() == static_cast<std::size_t>(rows * cols) / Q::block_size * Q::bytes_per_block);
+  std::vector<float> dq(w.size()), y(static_cast<std::size_t>(n * rows));
+  qw.dequantize_to(matrix_view<float>(dq.data(), {rows, cols}));
+  matmul_transposed(matrix_view<const float>(x.data(), {n, cols}), qw, matrix_view<float>(y.data(), {n, rows}));
+  product_errors e;
+  double largest = 0, diff2 = 0, norm2 = 0;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t r = 0; r < rows; ++r) {
+      double with_dq = 0, with_w = 0;
+      for (index_t k = 0; k < cols; ++k) {
+        with_dq += static_cast<double>(x[static_cast<std::size_t>(i * cols + k)]) * dq[static_cast<std::size_t>(r * cols + k)];
+        with_w += static_cast<double>(x[static_cast<std::size_t>(i * cols + k)]) * w[static_cast<std::size_t>(r * cols + k)];
+      }
+      const double got = y[static_cast<std::size_t>(i * rows + r)];
+      e.vs_dequantized = std::max(e.vs_dequantized, std::fabs(got - with_dq));
+      largest = std::max(largest, std::fabs(with_dq));
+      diff2 += (got - with_w) * (got - with_w);
+      norm2 += with_w * with_w;
+    }
+  e.vs_dequantized /= largest;
+  e.vs_float = std::sqrt(diff2 / norm2);
+  // matvec is the one-row product
+  std::vector<float> y0(static_cast<std::size_t>(rows));
+  matvec(qw, vector_view<const float>(x.data(), {cols}), vector_view<float>(y0.data(), {rows}));
+  for (index_t r = 0; r < rows; ++r) CHECK(y0[static_cast<std::size_t>(r)] == y[static_cast<std::size_t>(r)]);
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("quantized_matrix: products equal the dequantized matrix's, and the error grows as bits shrink") {
+  const product_errors e8 = check_products<q8_0>(), e4 = check_products<q4_0>(), efp8 = check_products<fp8_tile>();
+  const product_errors t2 = check_products<tq2_0>(), t1 = check_products<tq1_0>(),
+                       t2m = check_products<tq2_0>(tq2_0{ternary_rule::absmean});
+  for (const auto* e : {&e8, &e4, &efp8, &t2, &t1, &t2m}) CHECK(e->vs_dequantized < 1e-5);
+  // Gaussian weights: 8-bit blocks within 1%, FP8 (3 mantissa bits) a few percent, 4-bit blocks ~10%,
+  // ternary far more (absmax zeroes most weights; absmean keeps about 2/3 of them at +-d)
+  CHECK(e8.vs_float < 0.01);
+  CHECK(efp8.vs_float < 0.05);
+  CHECK(e4.vs_float < 0.15);
+  CHECK(e8.vs_float < efp8.vs_float);
+  CHECK(efp8.vs_float < e4.vs_float);
+  CHECK(e4.vs_float < t2m.vs_float);
+  CHECK(t2m.vs_float < t2.vs_float);   // BitNet's rule fits Gaussian weights better than ggml's absmax
+  CHECK(t1.vs_float == t2.vs_float);   // the same ternary values, packed two ways
+}
+
+TEST_CASE("quantized_matrix: bad shapes are errors naming the sizes") {
+  std::vector<float> w(4 * 40, 0.5f);
+  CHECK_THROWS_WITH_AS(quantized_matrix<q8_0>(matrix_view<const float>(w.data(), {4, 40})),
+                       doctest::Contains("40 columns are not a whole number of blocks of 32"), lmrl::error);
+  const quantized_matrix<q8_0> qw(matrix_view<const float>(w.data(), {5, 32}));
+  std::vector<float> x(2 * 32), y(2 * 4);
+  CHECK_THROWS_WITH_AS(matmul_transposed(matrix_view<const float>(x.data(), {2, 32}), qw,
+                                         matrix_view<float>(y.data(), {2, 4})),
+                       doctest::Contains("expected [2 x 5]"), lmrl::error);
+  CHECK_THROWS_WITH_AS(matmul_transposed(matrix_view<const float>(x.data(), {4, 16}), qw,
+                                         matrix_view<float>(y.data(), {4, 2})),
+                       doctest::Contains("x has 16 columns, the matrix 32"), lmrl::error);
+}

@@ -1,13 +1,13 @@
 // A weight matrix [rows x cols] held in a block format: each row is
 // cols / block_size blocks, rows one after another (ggml's layout of a 2-D
-// tensor). The products dequantize one block at a time into a small buffer and
-// never make the float32 matrix:
+// tensor). The products dequantize one row at a time into a buffer and never
+// make the float32 matrix:
 //
 //   y = W x        matvec(W, x, y)          (generation: one token per sequence)
 //   Y = X W^T      matmul_transposed(X, W, Y)  (X [n x cols], Y [n x rows]; nn.Linear's layout)
 //
-// Sums run in float, block by block, in the order of the columns; tests compare
-// them with the product of the dequantized matrix.
+// Sums run in float (dot.hpp's vectorized order); tests compare them with the
+// product of the dequantized matrix.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "lmrl/error.hpp"
+#include "lmrl/quant/dot.hpp"
 #include "lmrl/quant/quantizer.hpp"
 #include "lmrl/tensor/view.hpp"
 
@@ -67,27 +68,30 @@ class quantized_matrix {
   std::vector<std::uint8_t> bytes_;
 };
 
-// Y [n x rows] = X [n x cols] W^T.
+// Y [n x rows] = X [n x cols] W^T: each row of W is dequantized once into a
+// buffer of cols floats and dotted with every row of X (dot.hpp).
 template <Quantizer Q>
 void matmul_transposed(matrix_view<const float> x, const quantized_matrix<Q>& w, matrix_view<float> y) {
-  const index_t n = x.shape[0];
-  detail::require(x.shape[1] == w.cols(), "matmul_transposed<", Q::name, ">: x has ", x.shape[1],
-                  " columns, the matrix ", w.cols());
+  const index_t n = x.shape[0], cols = w.cols();
+  detail::require(x.shape[1] == cols, "matmul_transposed<", Q::name, ">: x has ", x.shape[1], " columns, the matrix ",
+                  cols);
   detail::require(y.shape[0] == n && y.shape[1] == w.rows(), "matmul_transposed<", Q::name, ">: y is ", y,
                   ", expected [", n, " x ", w.rows(), "]");
-  constexpr std::size_t bs = Q::block_size;
-  float block[bs];
+  // X's rows as contiguous floats (copied only when X has column strides)
+  const bool contiguous_rows = x.stride[1] == 1 || cols == 1;
+  std::vector<float> x_copy;
+  if (!contiguous_rows) {
+    x_copy.resize(static_cast<std::size_t>(n * cols));
+    for (index_t i = 0; i < n; ++i)
+      for (index_t k = 0; k < cols; ++k) x_copy[static_cast<std::size_t>(i * cols + k)] = x(i, k);
+  }
+  const auto x_row = [&](index_t i) {
+    return contiguous_rows ? x.row_data(i) : x_copy.data() + static_cast<std::size_t>(i * cols);
+  };
+  std::vector<float> w_row(static_cast<std::size_t>(cols));
   for (index_t r = 0; r < w.rows(); ++r) {
-    const auto row = w.row_bytes_of(r);
-    for (index_t i = 0; i < n; ++i) y(i, r) = 0;
-    for (std::size_t b = 0; b < static_cast<std::size_t>(w.cols()) / bs; ++b) {
-      w.format().dequantize_block(row.subspan(b * Q::bytes_per_block, Q::bytes_per_block), std::span<float>(block, bs));
-      for (index_t i = 0; i < n; ++i) {
-        float partial = 0;
-        for (std::size_t k = 0; k < bs; ++k) partial += block[k] * x(i, static_cast<index_t>(b * bs + k));
-        y(i, r) += partial;
-      }
-    }
+    dequantize(w.format(), w.row_bytes_of(r), std::span<float>(w_row));
+    for (index_t i = 0; i < n; ++i) y(i, r) = dot(w_row.data(), x_row(i), static_cast<std::size_t>(cols));
   }
 }
 

@@ -372,3 +372,52 @@ TEST_CASE("generate rejects bad prompts and options with messages naming them") 
   bad_t.sampling.temperature = 0;
   CHECK_THROWS_WITH_AS(run({{1}}, bad_t), doctest::Contains("temperature = 0"), error);
 }
+
+TEST_CASE("weight rounding: the decoder multiplies by the rounded projections and lm_head, the parameters stay") {
+  // Rounding to multiples of 1/8 stands in for a quantizer (quant/'s round_through is one).
+  const auto round_eighths = [](matrix_view<float> w) {
+    for (index_t o = 0; o < w.shape[0]; ++o)
+      for (index_t i = 0; i < w.shape[1]; ++i) w(o, i) = std::round(w(o, i) * 8) / 8;
+  };
+  auto params = test_parameters<float>(/*tied=*/false);
+  const std::vector<float> before(params.values().begin(), params.values().end());
+  // The same model with its projections and lm_head rounded ahead of time (embedding and norms as they are).
+  auto rounded = test_parameters<float>(false);
+  int matrices = 0;
+  for (const auto& e : rounded.layout().entries()) {
+    if (e.name.find("proj.weight") == std::string::npos && e.name != "lm_head.weight") continue;
+    auto t = rounded.tensor(e.name);
+    round_eighths(matrix_view<float>(t.data(), {1, static_cast<index_t>(t.size())}));
+    ++matrices;
+  }
+  CHECK(matrices == 2 * 7 + 1);
+
+  const std::vector<std::int32_t> ids = {3, 14, 15, 9, 2, 6};
+  cached_decoder<float> dec(params);
+  dec.set_weight_rounding(round_eighths);
+  dec.reset(1, 8);
+  std::vector<cached_token> rows;
+  for (auto id : ids) rows.push_back({0, id, true});
+  const auto got = dec.forward(rows);
+  const auto want = full_logits(rounded, ids), plain = full_logits(params, ids);
+  double differs_from_plain = 0;
+  for (index_t i = 0; i < want.shape()[0]; ++i)
+    for (index_t v = 0; v < want.shape()[1]; ++v) {
+      CHECK(got(i, v) == want(i, v));
+      differs_from_plain = std::max(differs_from_plain, static_cast<double>(std::fabs(got(i, v) - plain(i, v))));
+    }
+  CHECK(differs_from_plain > 1e-3);
+  CHECK(std::equal(before.begin(), before.end(), params.values().begin()));  // the parameters were not touched
+
+  // Generation through a rounding decoder equals generation from the rounded model.
+  generation_options o;
+  o.max_new_tokens = 10;
+  const prompt_list prompts = {{1, 2, 3}, {7}};
+  const auto from_rounded = generate(rounded, std::span<const std::vector<std::int32_t>>(prompts), o, counter_rng(5));
+  const auto through = generate(dec, std::span<const std::vector<std::int32_t>>(prompts), o, counter_rng(5));
+  for (index_t b = 0; b < 2; ++b) {
+    CHECK(completion(through, b) == completion(from_rounded, b));
+    for (index_t t = 0; t < through.lengths[static_cast<std::size_t>(b)]; ++t)
+      CHECK(through.logprobs(b, t) == from_rounded.logprobs(b, t));
+  }
+}

@@ -166,10 +166,31 @@ class cached_decoder {
     pending_.assign(static_cast<std::size_t>(sequences), 0);
   }
 
+  // A function that rounds a weight matrix in place, given in the parameters'
+  // [out x in] layout (so blocks run along the input dimension, as ggml's do).
+  // Set, every projection and lm_head the decoder multiplies by is rounded
+  // through it: generation from quantized weights (quant/quantized_matrix.hpp's
+  // round_through), while the parameters, and training, stay in full
+  // precision. The embedding table (a lookup) and the norms are left as they are.
+  using weight_rounding = std::function<void(matrix_view<T>)>;
+  void set_weight_rounding(weight_rounding rounding) {
+    rounding_ = std::move(rounding);
+    sync_weights();
+  }
+
   // Re-reads the parameters into the decoder's transposed, fused copy.
   void sync_weights() {
     weights_ = params_->weights();
     const transformer_weights<const T>& w = weights_;
+    const auto transpose_into = [this](matrix_view<const T> m, T* dst, index_t cols, index_t col0) {
+      if (!rounding_) return cached_decoder::transpose_into(m, dst, cols, col0);
+      rounded_.assign(static_cast<std::size_t>(m.shape[0] * m.shape[1]), T(0));
+      const matrix_view<T> copy(rounded_.data(), {m.shape[0], m.shape[1]});
+      for (index_t o = 0; o < m.shape[0]; ++o)
+        for (index_t i = 0; i < m.shape[1]; ++i) copy(o, i) = m(o, i);
+      rounding_(copy);
+      cached_decoder::transpose_into(copy, dst, cols, col0);
+    };
     const index_t d = config_.hidden_size, qd = config_.num_attention_heads * config_.head_dim();
     const index_t kvd = config_.kv_dim(), ffn = config_.intermediate_size, qkv = qd + 2 * kvd;
     layers_.resize(static_cast<std::size_t>(config_.num_hidden_layers));
@@ -344,6 +365,8 @@ class cached_decoder {
   kv_cache<T> cache_;
   std::vector<layer_copy> layers_;
   std::vector<T> lm_head_;
+  weight_rounding rounding_;  // empty: the weights as they are
+  std::vector<T> rounded_;    // sync_weights' scratch for one rounded matrix
   index_t capacity_ = 0;
   std::vector<T> x_, h_, qkv_, att_, gate_up_, act_, logits_;
   std::vector<index_t> position_, logit_rows_, runs_, pending_;

@@ -117,6 +117,39 @@ TEST_CASE("grpo_trainer: a few steps raise a trivially learnable reward") {
                           "tokens_per_s/train", "memory/peak_mib", "dynamic_sampling/dropped_groups"})
     CHECK_MESSAGE(rec.has(key), key);
   CHECK(read_metrics_jsonl(dir + "/metrics.jsonl").size() == 12);
+  CHECK(rec.get("rollout/logp_gap_max") < 1e-12);  // the sampler is the trained policy itself
+  fs::remove_all(dir);
+}
+
+TEST_CASE("grpo_trainer: the rollout's log-prob gap to the trainer is logged when old log-probs are recomputed") {
+  // A sampler whose log-probs are off by +0.25 per token (a quantized engine, say) and one that is exact.
+  struct shifted_generator {
+    rollout_batch<double> operator()(bigram_policy& m, std::span<const std::vector<std::int32_t>> prompts,
+                                     const rollout_request& r) const {
+      rollout_batch<double> out = bigram_generator{}(m, prompts, r);
+      for (auto& row : out.logprobs)
+        for (double& lp : row) lp += 0.25;
+      return out;
+    }
+  };
+  const std::string dir = fresh_dir("gap");
+  bigram_policy model;
+  grpo_config c = small_config(dir);
+  c.max_steps = 2;
+  c.num_iterations = 1;
+  c.recompute_old_logprobs = true;
+  grpo_trainer<bigram_policy, shifted_generator, decltype(make_rewards()), bigram_prompts> trainer(
+      c, model, shifted_generator{}, make_rewards(), bigram_prompts{}, quiet_options(2));
+  const metrics_record r = trainer.step();
+  CHECK(r.get("rollout/logp_gap_mean") == doctest::Approx(0.25).epsilon(1e-12));
+  CHECK(r.get("rollout/logp_gap_max") == doctest::Approx(0.25).epsilon(1e-12));
+  CHECK(r.get("rollout/kl_k1") == doctest::Approx(0.25).epsilon(1e-12));  // mean of log pi_rollout - log pi_trainer
+
+  c.recompute_old_logprobs = false;  // the sampler's log-probs are the old ones: nothing to compare
+  bigram_policy other;
+  grpo_trainer<bigram_policy, shifted_generator, decltype(make_rewards()), bigram_prompts> plain(
+      c, other, shifted_generator{}, make_rewards(), bigram_prompts{}, quiet_options(2));
+  CHECK_FALSE(plain.step().has("rollout/logp_gap_mean"));
   fs::remove_all(dir);
 }
 

@@ -628,6 +628,23 @@ class grpo_trainer {
     }
     if (ref_logp.size() > 0 && active_tokens > 0)  // k1 on the step's own samples
       r.set("kl_ref/k1", kl_masked_mean(kl_per_token(kl_k1{}, old_logp, ref_logp, mask), mask));
+    if (recompute_old && active_tokens > 0) {
+      // How far the sampler's log-probs are from the trainer's for the same
+      // tokens (a quantized or otherwise different rollout engine; 0 up to
+      // rounding when they are the same model): TRL's sampling/sampling_logp_difference
+      // and k1 of KL(rollout || trainer) on the rollout's own tokens.
+      double gap_sum = 0, gap_max = 0;
+      for (index_t i = 0; i < B; ++i)
+        for (index_t t = 0; t < L; ++t)
+          if (mask(i, t) != T(0)) {
+            const double gap = std::fabs(static_cast<double>(sample_logp(i, t)) - static_cast<double>(old_logp(i, t)));
+            gap_sum += gap;
+            gap_max = std::max(gap_max, gap);
+          }
+      r.set("rollout/logp_gap_mean", gap_sum / static_cast<double>(active_tokens));
+      r.set("rollout/logp_gap_max", gap_max);
+      r.set("rollout/kl_k1", kl_masked_mean(kl_per_token(kl_k1{}, sample_logp, old_logp, mask), mask));
+    }
     if (critic_ != nullptr) {
       const double updates = static_cast<double>(std::max<index_t>(cstats.optimizer_steps, 1));
       r.set("critic/value_loss", cstats.loss / updates);

@@ -33,6 +33,7 @@
 #include "lmrl/model/hf_checkpoint.hpp"
 #include "lmrl/model/tokenizer/byte_tokenizer.hpp"
 #include "lmrl/model/transformer.hpp"
+#include "lmrl/quant/by_name.hpp"
 #include "lmrl/reward/accuracy.hpp"
 #include "lmrl/reward/format.hpp"
 #include "lmrl/reward/length.hpp"
@@ -80,6 +81,10 @@ struct zero_settings {
   // DAPO's soft overlong punishment as a third reward (weight 1): 0 up to
   // max_completion_length - overlong_buffer tokens, then down to -1. 0 = off.
   index_t overlong_buffer = 0;
+  // Rollouts from weights rounded through a quantized format (quant/by_name.hpp):
+  // "none", q8_0, q4_0, fp8, tq2_0, tq2_0_absmean. Training stays in float32 and
+  // recomputes the old log-probs; rollout/logp_gap_* logs the mismatch.
+  std::string rollout_quant = "none";
   // PPO's critic: "separate" weights started from the base, or "shared" with the
   // policy (a value head on the policy's own trunk, one joint loss).
   std::string critic_trunk = "separate";
@@ -153,6 +158,11 @@ const std::map<std::string, setting>& settings_table() {
       {"pretrain_group_by_length", number(0, 1, [](S& s) -> auto& { return s.pretrain.group_by_length; })},
       {"pretrain_only", number(0, 1, [](S& s) -> auto& { return s.pretrain_only; })},
       {"overlong_buffer", number(0, 1e9, [](S& s) -> auto& { return s.overlong_buffer; })},
+      {"rollout_quant",
+       [](S& s, const std::string&, const std::string& v) {
+         if (v != "none") weight_rounding_by_name<float>(v);  // throws naming the known formats
+         s.rollout_quant = v;
+       }},
       {"critic_trunk",
        [](S& s, const std::string& name, const std::string& v) {
          detail::require(v == "separate" || v == "shared", "--", name, " = \"", v,
@@ -204,6 +214,7 @@ int main(int argc, char** argv) try {
                   " values; this example has 3 rewards (accuracy, format, overlong; the third may be left out)");
   detail::require(s.overlong_buffer <= c.max_completion_length, "--overlong_buffer ", s.overlong_buffer,
                   " is longer than max_completion_length = ", c.max_completion_length);
+  if (s.rollout_quant != "none") c.recompute_old_logprobs = true;  // the trainer's log-probs, not the sampler's
   if (!init_seed_given) s.init_seed = c.seed;
   s.model.validate();
   s.pretrain.validate();
@@ -315,7 +326,11 @@ int main(int argc, char** argv) try {
     trained = trainer.records();
     return finished;
   };
-  const auto rollouts = [] { return transformer_rollouts<float>({tokenizer::eos}, tokenizer::pad); };
+  const auto rollouts = [&] {
+    transformer_rollouts<float> r({tokenizer::eos}, tokenizer::pad);
+    if (s.rollout_quant != "none") r.set_weight_rounding(weight_rounding_by_name<float>(s.rollout_quant));
+    return r;
+  };
   bool finished = false;
   if (shared_trunk) {
     transformer_shared_critic<float> critic(policy);

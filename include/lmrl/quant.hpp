@@ -3,6 +3,7 @@
 // formats under them.
 #pragma once
 
+#include "lmrl/quant/by_name.hpp"
 #include "lmrl/quant/dot.hpp"
 #include "lmrl/quant/fp8_blocks.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"

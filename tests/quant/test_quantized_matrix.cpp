@@ -90,3 +90,26 @@ TEST_CASE("quantized_matrix: bad shapes are errors naming the sizes") {
                                          matrix_view<float>(y.data(), {4, 2})),
                        doctest::Contains("x has 16 columns, the matrix 32"), lmrl::error);
 }
+
+TEST_CASE("round_through rounds each row as quantize-then-dequantize, padding a short last block with zeros") {
+  std::mt19937 gen(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const index_t rows = 3, cols = 40;  // one whole block of 32 and 8 values padded to a block
+  std::vector<float> w(static_cast<std::size_t>(rows * cols));
+  for (auto& v : w) v = normal(gen);
+  std::vector<double> wd(w.begin(), w.end());
+  round_through(q4_0{}, matrix_view<double>(wd.data(), {rows, cols}));
+  for (index_t r = 0; r < rows; ++r) {
+    std::vector<float> padded(64, 0.0f), back(64);
+    for (index_t c = 0; c < cols; ++c) padded[static_cast<std::size_t>(c)] = w[static_cast<std::size_t>(r * cols + c)];
+    std::vector<std::uint8_t> bytes(36);
+    quantize(q4_0{}, padded, bytes);
+    dequantize(q4_0{}, bytes, back);
+    for (index_t c = 0; c < cols; ++c)
+      CHECK(wd[static_cast<std::size_t>(r * cols + c)] == static_cast<double>(back[static_cast<std::size_t>(c)]));
+  }
+  // rounding twice changes nothing more (the rounded values are on the format's grid)
+  std::vector<double> again = wd;
+  round_through(q4_0{}, matrix_view<double>(again.data(), {rows, cols}));
+  CHECK(again == wd);
+}

@@ -10,6 +10,8 @@
 // product of the dequantized matrix.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "lmrl/error.hpp"
 #include "lmrl/quant/dot.hpp"
 #include "lmrl/quant/quantizer.hpp"
+#include "lmrl/tensor/concepts.hpp"
 #include "lmrl/tensor/view.hpp"
 
 namespace lmrl {
@@ -67,6 +70,27 @@ class quantized_matrix {
   index_t rows_ = 0, cols_ = 0;
   std::vector<std::uint8_t> bytes_;
 };
+
+// Rounds each row of w through the format in place (quantize, then dequantize):
+// the matrix a quantized copy of w multiplies by. For cached_decoder's
+// set_weight_rounding: [](matrix_view<float> w) { round_through(q4_0{}, w); }.
+// A row whose length is not a whole number of blocks gets a last block padded
+// with zeros (ggml refuses such rows; zeros add nothing to a dot product, but
+// they do lower an absmean scale).
+template <Quantizer Q, Real T>
+void round_through(const Q& format, matrix_view<T> w) {
+  const auto cols = static_cast<std::size_t>(w.shape[1]);
+  const std::size_t padded = (cols + Q::block_size - 1) / Q::block_size * Q::block_size;
+  std::vector<float> row(padded, 0.0f);
+  std::vector<std::uint8_t> bytes(quantized_bytes<Q>(padded));
+  for (index_t r = 0; r < w.shape[0]; ++r) {
+    for (std::size_t c = 0; c < cols; ++c) row[c] = static_cast<float>(w(r, static_cast<index_t>(c)));
+    std::fill(row.begin() + static_cast<std::ptrdiff_t>(cols), row.end(), 0.0f);
+    quantize(format, std::span<const float>(row), std::span<std::uint8_t>(bytes));
+    dequantize(format, std::span<const std::uint8_t>(bytes), std::span<float>(row));
+    for (std::size_t c = 0; c < cols; ++c) w(r, static_cast<index_t>(c)) = static_cast<T>(row[c]);
+  }
+}
 
 // Y [n x rows] = X [n x cols] W^T: each row of W is dequantized once into a
 // buffer of cols floats and dotted with every row of X (dot.hpp).

@@ -132,6 +132,15 @@ class transformer_rollouts {
   explicit transformer_rollouts(std::vector<std::int32_t> eos_token_ids, std::int32_t pad_token_id = 0)
       : eos_(std::move(eos_token_ids)), pad_(pad_token_id) {}
 
+  // Generate from rounded (quantized) weights: cached_decoder::set_weight_rounding,
+  // re-applied after every optimizer step; the policy trains in full precision.
+  // Pair it with recompute_old_logprobs, so that the trainer's own log-probs are
+  // the old ones and the gap to the sampler's is logged (rollout/logp_gap_*).
+  void set_weight_rounding(typename cached_decoder<T>::weight_rounding rounding) {
+    rounding_ = std::move(rounding);
+    if (decoder_) decoder_->set_weight_rounding(rounding_);
+  }
+
   rollout_batch<T> operator()(transformer_policy<T>& policy, std::span<const std::vector<std::int32_t>> prompts,
                               const rollout_request& request) {
     const transformer_parameters<T>& params = policy.model().parameters();
@@ -139,6 +148,7 @@ class transformer_rollouts {
     // model, re-read after every optimizer step.
     if (!decoder_ || source_ != &params) {
       decoder_ = std::make_unique<cached_decoder<T>>(params);
+      if (rounding_) decoder_->set_weight_rounding(rounding_);
       source_ = &params;
     } else {
       decoder_->sync_weights();
@@ -171,6 +181,7 @@ class transformer_rollouts {
   std::int32_t pad_;
   std::unique_ptr<cached_decoder<T>> decoder_;
   const transformer_parameters<T>* source_ = nullptr;
+  typename cached_decoder<T>::weight_rounding rounding_;
 };
 
 static_assert(TrainablePolicy<transformer_policy<float>>);

@@ -300,11 +300,7 @@ int main(int argc, char** argv) try {
   weighted_sum rewards(std::array<double, 3>{weight(0, 1.0), weight(1, 1.0), weight(2, s.overlong_buffer > 0 ? 1.0 : 0.0)},
                        accuracy{answer_source::answer_tag}, format_strict{true},
                        soft_overlong{c.max_completion_length, s.overlong_buffer});
-  grpo_trainer_options o;
-  o.reward_names = {"accuracy", "format", "overlong"};
-  o.accuracy_component = 0;
-  o.encode = encode;
-  o.decode = decode;
+  grpo_trainer_options o = trainer_options({"accuracy", "format", "overlong"});
   o.write_report = false;
   const auto log_heldout = [](const evaluation_result& e, metrics_record& r) {
     r.set(heldout_accuracy_key, e.greedy.accuracy);

@@ -249,23 +249,11 @@ struct pipeline_context {
 stage_outcome evaluate_stage(const pipeline_context& ctx, const transformer<float>& model, double seconds,
                              long long steps) {
   stage_outcome o;
-  o.eval = evaluate(model.parameters(), ctx.heldout, ctx.heldout_prompts, ctx.grpo, 0);
+  // The greedy completions of the first problems, for the report, come from the evaluation's own decoding.
+  o.samples.resize(static_cast<std::size_t>(std::min<index_t>(ctx.s.shown, static_cast<index_t>(ctx.heldout.size()))));
+  o.eval = evaluate(model.parameters(), ctx.heldout, ctx.heldout_prompts, ctx.grpo, 0, &o.samples);
   o.seconds = seconds;
   o.steps = steps;
-  // The greedy completions of the first problems, for the report.
-  generation_options g;
-  g.max_new_tokens = ctx.grpo.max_completion_length;
-  g.eos_token_ids = {tokenizer::eos};
-  g.pad_token_id = tokenizer::pad;
-  const auto n = static_cast<std::size_t>(std::min<index_t>(ctx.s.shown, static_cast<index_t>(ctx.heldout.size())));
-  if (n > 0) {
-    const auto r = generate(model.parameters(), std::span(ctx.heldout_prompts).first(n), g, counter_rng(0));
-    for (index_t b = 0; b < r.batch(); ++b) {
-      std::vector<std::int32_t> ids;
-      for (index_t t = 0; t < r.lengths[static_cast<std::size_t>(b)]; ++t) ids.push_back(r.completion_ids(b, t));
-      o.samples.push_back(decode(ids));
-    }
-  }
   return o;
 }
 
@@ -306,11 +294,7 @@ long long grpo_stage(const pipeline_context& ctx, transformer<float>& model, ind
   c.output_dir = (dir / "grpo").string();
   c.save_steps = steps;  // one checkpoint, at the end (a stopped stage resumes from it)
   transformer_policy<float> policy(std::move(model));
-  grpo_trainer_options o;
-  o.reward_names = {"accuracy", "format", "language"};
-  o.accuracy_component = 0;
-  o.encode = encode;
-  o.decode = decode;
+  grpo_trainer_options o = trainer_options({"accuracy", "format", "language"});
   o.terminal = nullptr;
   const auto train = [&](const auto& rewards) {
     grpo_trainer trainer(c, policy, transformer_rollouts<float>({tokenizer::eos}, tokenizer::pad), rewards,
@@ -334,17 +318,23 @@ long long grpo_stage(const pipeline_context& ctx, transformer<float>& model, ind
   return done;
 }
 
+// The SFT and distillation stages' settings: packed rows of up to 512 tokens, 10% warmup, one log line.
+pretrain_config packed_sft_config(index_t steps, index_t batch_size, double lr) {
+  pretrain_config c;
+  c.steps = steps;
+  c.batch_size = batch_size;
+  c.lr = lr;
+  c.warmup_ratio = 0.1;
+  c.log_every = std::max<index_t>(1, steps);
+  c.packing = true;
+  c.max_length = 512;
+  return c;
+}
+
 // SFT of `model` on examples for `epochs` epochs, batches of 32 (grpo_zero's pretraining batch).
 long long sft_stage(transformer<float>& model, std::vector<pretrain_example> examples, double epochs, double lr,
                     std::uint64_t seed) {
-  pretrain_config c;
-  c.batch_size = 32;
-  c.steps = sft_steps_for_epochs(epochs, examples.size(), c.batch_size);
-  c.lr = lr;
-  c.warmup_ratio = 0.1;
-  c.log_every = std::max<index_t>(1, c.steps);
-  c.packing = true;
-  c.max_length = 512;
+  const pretrain_config c = packed_sft_config(sft_steps_for_epochs(epochs, examples.size(), 32), 32, lr);
   supervised_fine_tune(model, std::move(examples), c, seed);
   return c.steps;
 }
@@ -385,13 +375,9 @@ std::vector<sft_record> sample_accepted(const pipeline_context& ctx, const trans
   o.drop_truncated = !ctx.s.rs_keep_truncated;
   const std::string& rule = ctx.s.rs_rule;
   const auto accept = [&](std::size_t i, std::string_view completion) {
-    const std::string gold[] = {answers[i]};
-    reward_context rc;
-    rc.completion = completion;
-    rc.gold_answers = gold;
     if (rule == "any") return true;
-    const bool formatted = is_strict_format(completion, true);
-    return rule == "format" ? formatted : formatted && accuracy{answer_source::answer_tag}(rc) == 1.0;
+    const graded_completion g = grade(answers[i], completion);
+    return rule == "format" ? g.format : g.format && g.correct;
   };
   std::vector<sft_record> kept =
       rejection_sample(model.parameters(), std::span<const std::string>(texts), encode, decode, accept, o, &stats);
@@ -402,8 +388,6 @@ std::vector<sft_record> sample_accepted(const pipeline_context& ctx, const trans
 // ---------------------------------------------------------------- the pipeline for one seed
 
 struct seed_outcome {
-  std::map<std::string, stage_outcome> stages;
-  rejection_sampling_stats rs;
   std::size_t dataset_size = 0, trace_count = 0;
 };
 
@@ -415,7 +399,7 @@ seed_outcome run_seed(const pipeline_context& ctx, const transformer<float>& tea
   std::printf("---- seed %llu (%s)\n", static_cast<unsigned long long>(seed), root.string().c_str());
   const auto stage = [&](const char* key, const char* label, transformer<float>& model,
                          const std::function<long long(transformer<float>&)>& work) {
-    out.stages[key] = run_stage(ctx, root / key, label, model, work);
+    run_stage(ctx, root / key, label, model, work);
   };
 
   // R1-Zero: the teacher base, GRPO.
@@ -440,9 +424,10 @@ seed_outcome run_seed(const pipeline_context& ctx, const transformer<float>& tea
   const index_t context = teacher_base.config().max_position_embeddings;
   const fs::path dataset_path = root / "r1_rejection_sampled.jsonl";
   if (!fs::exists(dataset_path)) {
+    rejection_sampling_stats rs;
     std::vector<sft_record> kept =
-        sample_accepted(ctx, r1, s.rs_prompts, s.rs_samples, data::mix64(seed ^ 0x7273ULL), out.rs);
-    detail::require(!kept.empty(), "rejection sampling kept no completion (", out.rs.summary(),
+        sample_accepted(ctx, r1, s.rs_prompts, s.rs_samples, data::mix64(seed ^ 0x7273ULL), rs);
+    detail::require(!kept.empty(), "rejection sampling kept no completion (", rs.summary(),
                     "): the reasoning-RL model solves none of the prompts; train it longer");
     // General data: the corpus's practice packs, plain text without the template.
     zero_corpus corpus(ctx.task, 0.0, data::mix64(seed ^ 0x67656eULL), 1.0, 9);
@@ -454,7 +439,7 @@ seed_outcome run_seed(const pipeline_context& ctx, const transformer<float>& tea
       general.push_back({"", e.text, "general"});
     }
     const std::vector<sft_record> dataset = mix_in(std::move(kept), general, s.general_fraction, seed);
-    const std::string note = out.rs.summary() + "; with " + std::to_string(general.size()) +
+    const std::string note = rs.summary() + "; with " + std::to_string(general.size()) +
                              " general examples, a dataset of " + std::to_string(dataset.size());
     fs::create_directories(root);
     write_file_atomically((root / "r1_rejection_sampled.txt").string(), note + "\n");  // for the report
@@ -465,10 +450,13 @@ seed_outcome run_seed(const pipeline_context& ctx, const transformer<float>& tea
   out.dataset_size = dataset.size();
   transformer<float> r1b = teacher_base;
   stage("r1_sft2", "R1 SFT on rejection-sampled data", r1b,
-        [&](transformer<float>& m) { return sft_stage(m, tokenized(dataset, context, "R1's SFT data"), s.sft2_epochs, 1e-3, seed);
+        [&](transformer<float>& m) {
+          return sft_stage(m, tokenized(dataset, context, "R1's SFT data"), s.sft2_epochs, 1e-3, seed);
         });
   stage("r1_final", "R1 second RL stage (GRPO)", r1b,
-        [&](transformer<float>& m) { return grpo_stage(ctx, m, s.r1_rl2_steps, seed, root / "r1_final", s.r1_rl2_overlong); });
+        [&](transformer<float>& m) {
+          return grpo_stage(ctx, m, s.r1_rl2_steps, seed, root / "r1_final", s.r1_rl2_overlong);
+        });
 
   // The student: RL alone, and distilled from the final R1 teacher on its traces.
   transformer<float> student_rl = student_base;
@@ -489,17 +477,11 @@ seed_outcome run_seed(const pipeline_context& ctx, const transformer<float>& tea
     std::printf("[%6.0f s] teacher traces: %s -> %s\n", ctx.elapsed(), ts.summary().c_str(),
                 traces_path.string().c_str());
   }
+  const index_t student_context = std::min(context, student_base.config().max_position_embeddings);
   const std::vector<pretrain_example> traces =
-      tokenized(read_sft_jsonl(traces_path.string()), std::min(context, student_base.config().max_position_embeddings), "teacher traces");
+      tokenized(read_sft_jsonl(traces_path.string()), student_context, "teacher traces");
   out.trace_count = traces.size();
-  pretrain_config budget;
-  budget.steps = s.student_steps;
-  budget.batch_size = ctx.grpo.per_device_train_batch_size;
-  budget.lr = s.distill_lr;
-  budget.warmup_ratio = 0.1;
-  budget.log_every = s.student_steps;
-  budget.packing = true;
-  budget.max_length = 512;
+  const pretrain_config budget = packed_sft_config(s.student_steps, ctx.grpo.per_device_train_batch_size, s.distill_lr);
   transformer<float> student_sft = student_base;
   stage("student_seq_distill", "student: SFT on teacher traces", student_sft, [&](transformer<float>& m) {
     supervised_fine_tune(m, traces, budget, seed);

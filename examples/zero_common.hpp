@@ -83,8 +83,8 @@ struct zero_prompts {
   }
 };
 
-inline graded_completion grade(const zero_problem& p, std::string_view completion) {
-  const std::string gold[] = {p.answer};
+inline graded_completion grade(const std::string& answer, std::string_view completion) {
+  const std::string gold[] = {answer};
   reward_context ctx;
   ctx.completion = completion;
   ctx.gold_answers = gold;
@@ -94,10 +94,24 @@ inline graded_completion grade(const zero_problem& p, std::string_view completio
   g.thinks = completion_thinks(completion);
   return g;
 }
+inline graded_completion grade(const zero_problem& p, std::string_view completion) { return grade(p.answer, completion); }
 
+// The trainer options both examples use: the byte tokenizer, these reward names, accuracy first.
+inline grpo_trainer_options trainer_options(std::vector<std::string> reward_names) {
+  grpo_trainer_options o;
+  o.reward_names = std::move(reward_names);
+  o.accuracy_component = 0;
+  o.encode = encode;
+  o.decode = decode;
+  return o;
+}
+
+// Held-out evaluation; with greedy_texts, also the greedy completions' texts of the
+// first greedy_texts->size() problems (evaluate_policy grades the greedy
+// completion of each problem before any sampled one).
 inline evaluation_result evaluate(const transformer_parameters<float>& params, const std::vector<zero_problem>& problems,
-                           const std::vector<std::vector<std::int32_t>>& prompts, const grpo_config& c,
-                           index_t samples) {
+                                  const std::vector<std::vector<std::int32_t>>& prompts, const grpo_config& c,
+                                  index_t samples, std::vector<std::string>* greedy_texts = nullptr) {
   evaluation_options o;
   o.max_new_tokens = c.max_completion_length;
   o.samples = samples;
@@ -107,7 +121,13 @@ inline evaluation_result evaluate(const transformer_parameters<float>& params, c
   o.pad_token_id = tokenizer::pad;
   return evaluate_policy<float>(
       params, std::span<const std::vector<std::int32_t>>(prompts),
-      [&](std::size_t i, std::span<const std::int32_t> ids) { return grade(problems[i], decode(ids)); }, o);
+      [&, graded = std::vector<bool>(problems.size(), false)](std::size_t i, std::span<const std::int32_t> ids) mutable {
+        const std::string text = decode(ids);
+        if (greedy_texts && i < greedy_texts->size() && !graded[i]) (*greedy_texts)[i] = text;
+        graded[i] = true;
+        return grade(problems[i], text);
+      },
+      o);
 }
 
 inline std::string percent(double x) {

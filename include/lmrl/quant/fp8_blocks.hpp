@@ -84,46 +84,40 @@ struct fp8_tile {
 };
 static_assert(Quantizer<fp8_tile>);
 
-// Activations [M x K] -> codes [M x K], scales [M x ceil(K / 128)] (a last, shorter tile is scaled on its own).
-inline void quantize_fp8_activations(matrix_view<const float> x, matrix_view<std::uint8_t> codes,
-                                     matrix_view<float> scales) {
-  const char* what = "quantize_fp8_activations";
-  const index_t M = x.shape[0], K = x.shape[1];
-  detail::require_shape(what, "codes", codes.shape[0], codes.shape[1], M, K);
-  detail::require_shape(what, "scales", scales.shape[0], scales.shape[1], M, detail::blocks_of(K));
-  for (index_t i = 0; i < M; ++i)
-    for (index_t b = 0; b < detail::blocks_of(K); ++b) {
-      const index_t end = std::min(K, (b + 1) * fp8_block);
+namespace detail {
+// x [R x K] -> codes [R x K], scales [ceil(R / tile_rows) x ceil(K / 128)]: one scale per tile of
+// tile_rows x 128 values (edge tiles are smaller and scaled on their own).
+inline void quantize_fp8_tiles(const char* what, const char* name, matrix_view<const float> x, index_t tile_rows,
+                               matrix_view<std::uint8_t> codes, matrix_view<float> scales) {
+  const index_t R = x.shape[0], K = x.shape[1], tiles = (R + tile_rows - 1) / tile_rows;
+  require_shape(what, "codes", codes.shape[0], codes.shape[1], R, K);
+  require_shape(what, "scales", scales.shape[0], scales.shape[1], tiles, blocks_of(K));
+  for (index_t br = 0; br < tiles; ++br)
+    for (index_t bk = 0; bk < blocks_of(K); ++bk) {
+      const index_t r_end = std::min(R, (br + 1) * tile_rows), k_end = std::min(K, (bk + 1) * fp8_block);
       float amax = 0;
-      for (index_t k = b * fp8_block; k < end; ++k) {
-        detail::require(std::isfinite(x(i, k)), what, ": x[", i, ", ", k, "] = ", x(i, k), " is not finite");
-        amax = std::max(amax, std::fabs(x(i, k)));
-      }
-      const float s = scales(i, b) = detail::fp8_scale(amax);
-      for (index_t k = b * fp8_block; k < end; ++k) codes(i, k) = detail::fp8_code(x(i, k), s);
+      for (index_t r = br * tile_rows; r < r_end; ++r)
+        for (index_t k = bk * fp8_block; k < k_end; ++k) {
+          require(std::isfinite(x(r, k)), what, ": ", name, "[", r, ", ", k, "] = ", x(r, k), " is not finite");
+          amax = std::max(amax, std::fabs(x(r, k)));
+        }
+      const float s = scales(br, bk) = fp8_scale(amax);
+      for (index_t r = br * tile_rows; r < r_end; ++r)
+        for (index_t k = bk * fp8_block; k < k_end; ++k) codes(r, k) = fp8_code(x(r, k), s);
     }
 }
+}  // namespace detail
 
-// Weights [N x K] -> codes [N x K], scales [ceil(N / 128) x ceil(K / 128)].
+// Activations [M x K] -> codes [M x K], scales [M x ceil(K / 128)]: 1 x 128 tiles.
+inline void quantize_fp8_activations(matrix_view<const float> x, matrix_view<std::uint8_t> codes,
+                                     matrix_view<float> scales) {
+  detail::quantize_fp8_tiles("quantize_fp8_activations", "x", x, 1, codes, scales);
+}
+
+// Weights [N x K] -> codes [N x K], scales [ceil(N / 128) x ceil(K / 128)]: 128 x 128 blocks.
 inline void quantize_fp8_weights(matrix_view<const float> w, matrix_view<std::uint8_t> codes,
                                  matrix_view<float> scales) {
-  const char* what = "quantize_fp8_weights";
-  const index_t N = w.shape[0], K = w.shape[1];
-  detail::require_shape(what, "codes", codes.shape[0], codes.shape[1], N, K);
-  detail::require_shape(what, "scales", scales.shape[0], scales.shape[1], detail::blocks_of(N), detail::blocks_of(K));
-  for (index_t bn = 0; bn < detail::blocks_of(N); ++bn)
-    for (index_t bk = 0; bk < detail::blocks_of(K); ++bk) {
-      const index_t n_end = std::min(N, (bn + 1) * fp8_block), k_end = std::min(K, (bk + 1) * fp8_block);
-      float amax = 0;
-      for (index_t n = bn * fp8_block; n < n_end; ++n)
-        for (index_t k = bk * fp8_block; k < k_end; ++k) {
-          detail::require(std::isfinite(w(n, k)), what, ": w[", n, ", ", k, "] = ", w(n, k), " is not finite");
-          amax = std::max(amax, std::fabs(w(n, k)));
-        }
-      const float s = scales(bn, bk) = detail::fp8_scale(amax);
-      for (index_t n = bn * fp8_block; n < n_end; ++n)
-        for (index_t k = bk * fp8_block; k < k_end; ++k) codes(n, k) = detail::fp8_code(w(n, k), s);
-    }
+  detail::quantize_fp8_tiles("quantize_fp8_weights", "w", w, fp8_block, codes, scales);
 }
 
 // y [M x N] = x W^T from the quantized x (quantize_fp8_activations) and W (quantize_fp8_weights).

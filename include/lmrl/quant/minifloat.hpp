@@ -63,7 +63,10 @@ struct minifloat_format {
     return negative ? -value : value;
   }
 
-  static double max_value() { return decode(max_code); }
+  static double max_value() {
+    static const double value = decode(max_code);  // once: encode() compares against it for every value
+    return value;
+  }
 
   // The code nearest to x (ties to even); past max_value, as `mode` says.
   static std::uint32_t encode(float x, overflow mode = overflow::saturate) {

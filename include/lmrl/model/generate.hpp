@@ -182,14 +182,15 @@ class cached_decoder {
   void sync_weights() {
     weights_ = params_->weights();
     const transformer_weights<const T>& w = weights_;
-    const auto transpose_into = [this](matrix_view<const T> m, T* dst, index_t cols, index_t col0) {
-      if (!rounding_) return cached_decoder::transpose_into(m, dst, cols, col0);
+    // Each matrix goes into the copy transposed, through rounding_ when one is set.
+    const auto place = [this](matrix_view<const T> m, T* dst, index_t cols, index_t col0) {
+      if (!rounding_) return transpose_into(m, dst, cols, col0);
       rounded_.assign(static_cast<std::size_t>(m.shape[0] * m.shape[1]), T(0));
       const matrix_view<T> copy(rounded_.data(), {m.shape[0], m.shape[1]});
       for (index_t o = 0; o < m.shape[0]; ++o)
         for (index_t i = 0; i < m.shape[1]; ++i) copy(o, i) = m(o, i);
       rounding_(copy);
-      cached_decoder::transpose_into(copy, dst, cols, col0);
+      transpose_into(copy, dst, cols, col0);
     };
     const index_t d = config_.hidden_size, qd = config_.num_attention_heads * config_.head_dim();
     const index_t kvd = config_.kv_dim(), ffn = config_.intermediate_size, qkv = qd + 2 * kvd;
@@ -198,9 +199,9 @@ class cached_decoder {
       const auto& src = w.layers[static_cast<std::size_t>(l)];
       auto& dst = layers_[static_cast<std::size_t>(l)];
       dst.qkv.assign(static_cast<std::size_t>(d * qkv), T(0));
-      transpose_into(src.wq, dst.qkv.data(), qkv, 0);
-      transpose_into(src.wk, dst.qkv.data(), qkv, qd);
-      transpose_into(src.wv, dst.qkv.data(), qkv, qd + kvd);
+      place(src.wq, dst.qkv.data(), qkv, 0);
+      place(src.wk, dst.qkv.data(), qkv, qd);
+      place(src.wv, dst.qkv.data(), qkv, qd + kvd);
       dst.qkv_bias.clear();
       if (src.bq.data != nullptr) {
         dst.qkv_bias.resize(static_cast<std::size_t>(qkv));
@@ -209,15 +210,15 @@ class cached_decoder {
         for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + kvd + j)] = src.bv(j);
       }
       dst.o.assign(static_cast<std::size_t>(qd * d), T(0));
-      transpose_into(src.wo, dst.o.data(), d, 0);
+      place(src.wo, dst.o.data(), d, 0);
       dst.gate_up.assign(static_cast<std::size_t>(d * 2 * ffn), T(0));
-      transpose_into(src.w_gate, dst.gate_up.data(), 2 * ffn, 0);
-      transpose_into(src.w_up, dst.gate_up.data(), 2 * ffn, ffn);
+      place(src.w_gate, dst.gate_up.data(), 2 * ffn, 0);
+      place(src.w_up, dst.gate_up.data(), 2 * ffn, ffn);
       dst.down.assign(static_cast<std::size_t>(ffn * d), T(0));
-      transpose_into(src.w_down, dst.down.data(), d, 0);
+      place(src.w_down, dst.down.data(), d, 0);
     }
     lm_head_.assign(static_cast<std::size_t>(d * config_.vocab_size), T(0));
-    transpose_into(w.lm_head, lm_head_.data(), config_.vocab_size, 0);
+    place(w.lm_head, lm_head_.data(), config_.vocab_size, 0);
   }
 
   // Appends `rows` to the cache and returns the logits [n x vocab] of the rows

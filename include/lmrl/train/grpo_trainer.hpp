@@ -633,15 +633,12 @@ class grpo_trainer {
       // tokens (a quantized or otherwise different rollout engine; 0 up to
       // rounding when they are the same model): TRL's sampling/sampling_logp_difference
       // and k1 of KL(rollout || trainer) on the rollout's own tokens.
-      double gap_sum = 0, gap_max = 0;
+      const auto gap = kl_per_token(kl_abs{}, sample_logp, old_logp, mask);  // |log pi_rollout - log pi_trainer|
+      double gap_max = 0;
       for (index_t i = 0; i < B; ++i)
         for (index_t t = 0; t < L; ++t)
-          if (mask(i, t) != T(0)) {
-            const double gap = std::fabs(static_cast<double>(sample_logp(i, t)) - static_cast<double>(old_logp(i, t)));
-            gap_sum += gap;
-            gap_max = std::max(gap_max, gap);
-          }
-      r.set("rollout/logp_gap_mean", gap_sum / static_cast<double>(active_tokens));
+          if (mask(i, t) != T(0)) gap_max = std::max(gap_max, static_cast<double>(gap(i, t)));
+      r.set("rollout/logp_gap_mean", kl_masked_mean(gap, mask));
       r.set("rollout/logp_gap_max", gap_max);
       r.set("rollout/kl_k1", kl_masked_mean(kl_per_token(kl_k1{}, sample_logp, old_logp, mask), mask));
     }

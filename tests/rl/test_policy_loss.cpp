@@ -247,6 +247,57 @@ TEST_CASE("policy_loss: without KL and entropy it is the aggregated objective, m
     for (index_t t = 0; t < T; ++t) CHECK(g2(i, t) == g(i, t));
 }
 
+TEST_CASE("policy_loss: rollout weights scale the objective term only, token by token, with no gradient of their own") {
+  const index_t B = 3, T = 5;
+  batch b(B, T, 11);
+  dense<double, 2> c({B, T});
+  testing::fill_uniform(c.view(), 12, 0, 3);
+  c(1, 2) = 0;  // a token the correction masks: only its KL and entropy terms are left
+  composed_policy_loss<ppo_clip, k3, token_sum> loss;
+  loss.beta = 0.3;
+  loss.entropy_coeff = 0.05;
+  const matrix_view<const double> ref = b.ref.view();
+  auto in = b.inputs(0, B);
+  dense<double, 2> g({B, T}), ge({B, T}), g_c({B, T}), ge_c({B, T});
+  const auto plain = loss(in, ref, {}, g, ge);
+  in.rollout_weights = c.view();
+  const auto corrected = loss(in, ref, {}, g_c, ge_c);
+  // By hand with token_sum (w = 1 on active tokens): L = sum c l_obj + beta kl - coeff H.
+  dense<double, 2> obj({B, T});
+  ppo_clip{}.loss(in, obj.view());
+  dense<double, 2> g_obj({B, T}), ones({B, T});
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < T; ++t) ones(i, t) = b.mask(i, t);
+  ppo_clip{}.backward(in, matrix_view<const double>(ones.view()), g_obj.view());
+  double expected_policy = 0;
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < T; ++t) {
+      if (b.mask(i, t) == 0) continue;
+      expected_policy += c(i, t) * obj(i, t);
+      // d/dlogp: c times the objective's own gradient; the KL gradient unscaled
+      CHECK(g_c(i, t) == doctest::Approx(c(i, t) * g_obj(i, t) + loss.beta * k3{}.gradient(b.logp(i, t), b.ref(i, t))));
+      CHECK(ge_c(i, t) == ge(i, t));  // the entropy term is not weighted
+    }
+  CHECK(corrected.policy_loss == doctest::Approx(expected_policy));
+  CHECK(corrected.kl_loss == doctest::Approx(plain.kl_loss));
+  CHECK(corrected.entropy_loss == doctest::Approx(plain.entropy_loss));
+  CHECK(corrected.loss == doctest::Approx(expected_policy + loss.beta * plain.kl_loss -
+                                          loss.entropy_coeff * plain.entropy_loss));
+  CHECK(g_c(1, 2) == doctest::Approx(loss.beta * k3{}.gradient(b.logp(1, 2), b.ref(1, 2))));
+  // Weights of 1 change nothing, bit for bit.
+  dense<double, 2> unit({B, T}), g1({B, T}), ge1({B, T});
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < T; ++t) unit(i, t) = 1;
+  in.rollout_weights = unit.view();
+  CHECK(loss(in, ref, {}, g1, ge1).loss == plain.loss);
+  for (index_t i = 0; i < B; ++i)
+    for (index_t t = 0; t < T; ++t) CHECK(g1(i, t) == g(i, t));
+  // A wrong shape is an error naming the argument.
+  dense<double, 2> wrong({B, T + 1});
+  in.rollout_weights = wrong.view();
+  CHECK_THROWS_WITH_AS(loss(in, ref, {}, g1, ge1), doctest::Contains("rollout_weights"), lmrl::error);
+}
+
 TEST_CASE("policy_loss: Eigen and xtensor inputs and gradients are bit-identical, in float too") {
   const index_t B = 4, T = 7;
   batch b(B, T, 101);

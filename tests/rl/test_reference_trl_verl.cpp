@@ -26,6 +26,7 @@
 #include "lmrl/rl/kl.hpp"
 #include "lmrl/rl/kl_controller.hpp"
 #include "lmrl/rl/objectives.hpp"
+#include "lmrl/rl/policy_loss.hpp"
 #include "lmrl/rl/rollout_correction.hpp"
 #include "lmrl/rl/value_loss.hpp"
 #include "lmrl/tensor/dense.hpp"
@@ -312,36 +313,22 @@ namespace {
 
 // L = sum w (s l + beta kl) and dL/dlogp, with s an optional per-token factor
 // (rollout importance weights), l the objective's per-token loss, w the
-// aggregation weights: how a trainer assembles TRL's and verl's losses.
+// aggregation weights: the trainer's composed_policy_loss, with s as
+// in.rollout_weights, which is how TRL and verl assemble their losses.
 template <class O>
-std::pair<double, dense<double, 2>> assemble(const O& objective, const policy_inputs<double>& in,
+std::pair<double, dense<double, 2>> assemble(const O& objective, policy_inputs<double> in,
                                              const loss_aggregation& agg, batch_totals totals,
                                              const dense<double, 2>* scale, double beta,
                                              const dense<double, 2>* ref_logp, objective_stats* stats = nullptr) {
   const index_t B = in.logp.shape[0], T = in.logp.shape[1];
-  dense<double, 2> l({B, T}), w({B, T}), g({B, T}), dlogp({B, T});
-  const objective_stats s = objective.loss(in, l.view());
-  if (stats) *stats = s;
-  agg.weights(in.mask, totals, w.view());
-  double loss = 0;
-  for (index_t i = 0; i < B; ++i)
-    for (index_t t = 0; t < T; ++t) {
-      const double si = scale ? (*scale)(i, t) : 1.0;
-      g(i, t) = w(i, t) * si;
-      if (in.mask(i, t) != 0) loss += g(i, t) * l(i, t);
-    }
-  objective.backward(in, cv(g), dlogp.view());
-  if (beta != 0) {
-    const kl_k3 k = kl_k3::trl();
-    for (index_t i = 0; i < B; ++i)
-      for (index_t t = 0; t < T; ++t)
-        if (in.mask(i, t) != 0) {
-          const double lp = in.logp(i, t), rp = (*ref_logp)(i, t);
-          loss += w(i, t) * beta * k.value(lp, rp);
-          dlogp(i, t) += w(i, t) * beta * k.gradient(lp, rp);
-        }
-  }
-  return {loss, std::move(dlogp)};
+  dense<double, 2> dlogp({B, T}), per_token({B, T}), w({B, T});
+  if (scale) in.rollout_weights = cv(*scale);
+  const composed_policy_loss<O, kl_k3, loss_aggregation> loss{objective, kl_k3::trl(), agg, beta};
+  const composed_loss_result r = loss(in, ref_logp ? cv(*ref_logp) : matrix_view<const double>{}, totals,
+                                      dlogp.view(), matrix_view<double>{},
+                                      composed_loss_scratch<double>{per_token.view(), w.view()});
+  if (stats) *stats = r.stats;
+  return {r.loss, std::move(dlogp)};
 }
 
 }  // namespace

@@ -153,6 +153,58 @@ TEST_CASE("grpo_trainer: the rollout's log-prob gap to the trainer is logged whe
   fs::remove_all(dir);
 }
 
+TEST_CASE("grpo_trainer: the rollout correction weights each token's objective by pi_old / pi_rollout") {
+  // The sampler's log-probs are 0.25 above the trainer's on every token: pi_old / pi_rollout = exp(-0.25).
+  struct shifted_generator {
+    rollout_batch<double> operator()(bigram_policy& m, std::span<const std::vector<std::int32_t>> prompts,
+                                     const rollout_request& r) const {
+      rollout_batch<double> out = bigram_generator{}(m, prompts, r);
+      for (auto& row : out.logprobs)
+        for (double& lp : row) lp += 0.25;
+      return out;
+    }
+  };
+  using trainer_t = grpo_trainer<bigram_policy, shifted_generator, decltype(make_rewards()), bigram_prompts>;
+  const std::string dir = fresh_dir("correction");
+  grpo_config c = small_config(dir);
+  c.max_steps = 2;
+  c.num_iterations = 1;
+  c.beta = 0;  // the loss is the objective term alone, so it scales with the weight
+  c.recompute_old_logprobs = true;
+  bigram_policy plain_model, truncated_model, masked_model;
+  trainer_t plain(c, plain_model, shifted_generator{}, make_rewards(), bigram_prompts{}, quiet_options(2));
+  const metrics_record p = plain.step();
+  CHECK_FALSE(p.has("rollout/is_ratio_mean"));
+
+  c.recompute_old_logprobs = false;  // the correction recomputes pi_old by itself
+  c.vllm_importance_sampling_correction = true;
+  c.vllm_importance_sampling_mode = "token_truncate";
+  trainer_t truncated(c, truncated_model, shifted_generator{}, make_rewards(), bigram_prompts{}, quiet_options(2));
+  const metrics_record t = truncated.step();
+  const double w = std::exp(-0.25);
+  CHECK(t.get("rollout/is_ratio_mean") == doctest::Approx(w).epsilon(1e-12));
+  CHECK(t.get("rollout/is_ratio_min") == doctest::Approx(w).epsilon(1e-12));
+  CHECK(t.get("rollout/is_ratio_max") == doctest::Approx(w).epsilon(1e-12));
+  CHECK(t.get("rollout/is_fraction_corrected") == 0.0);
+  CHECK(t.get("loss") == doctest::Approx(w * p.get("loss")).epsilon(1e-9));
+  CHECK(t.get("grad_norm") == doctest::Approx(w * p.get("grad_norm")).epsilon(1e-9));
+
+  c.vllm_importance_sampling_mode = "token_mask";
+  c.vllm_importance_sampling_cap = 0.5;  // exp(-0.25) > 0.5: every token is masked out
+  trainer_t masked(c, masked_model, shifted_generator{}, make_rewards(), bigram_prompts{}, quiet_options(2));
+  const auto before = std::vector<double>(masked_model.parameters().begin(), masked_model.parameters().end());
+  const metrics_record m = masked.step();
+  CHECK(m.get("rollout/is_fraction_corrected") == 1.0);
+  CHECK(m.get("rollout/is_ratio_max") == 0.0);
+  CHECK(m.get("loss") == 0.0);
+  CHECK(m.get("grad_norm") == 0.0);
+  CHECK(std::vector<double>(masked_model.parameters().begin(), masked_model.parameters().end()) == before);
+
+  c.vllm_importance_sampling_mode = "tokens_truncate";
+  CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("vllm_importance_sampling_mode"), lmrl::error);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("grpo_trainer: gradient accumulation equals one big batch") {
   const std::string d1 = fresh_dir("acc1"), d2 = fresh_dir("acc2");
   grpo_config a = small_config(d1), b = small_config(d2);

@@ -62,7 +62,9 @@ struct policy_inputs {
   matrix_view<const T> advantages;  // [B x T]
   matrix_view<const T> mask;        // [B x T]
   matrix_view<const T> entropy{};   // [B x T] token entropy, for entropy terms and masking (optional)
-  matrix_view<const T> rollout_logp{};  // [B x T] log-probs of the rollout engine (optional; rollout correction)
+  // [B x T] rollout-correction weights (rl/rollout_correction.hpp), optional: they multiply the objective's
+  // per-token loss and carry no gradient (TRL importance_sampling_ratio, verl rollout_is_weights).
+  matrix_view<const T> rollout_weights{};
 };
 
 // Statistics over active tokens, as TRL and verl log them.

@@ -2,10 +2,15 @@
 // objective, an optional KL penalty to a reference policy, an optional entropy
 // bonus and a loss aggregation:
 //
-//   l[i, t] = objective[i, t] + beta * kl(logp[i, t], ref_logp[i, t]) - entropy_coeff * H[i, t]
+//   l[i, t] = c[i, t] objective[i, t] + beta * kl(logp[i, t], ref_logp[i, t]) - entropy_coeff * H[i, t]
 //   L       = sum_{i,t} w[i, t] l[i, t]          (w from the aggregation, 0 where masked)
 //
-//   dL/dlogp[i, t] = objective.backward(g = w) + beta * w * dkl/dlogp
+//   dL/dlogp[i, t] = objective.backward(g = w c) + beta * w * dkl/dlogp
+//
+// c is the rollout correction's weight (in.rollout_weights; 1 when empty): it
+// scales the objective term only, with no gradient of its own, as TRL
+// (per_token_loss * importance_sampling_ratio, before the KL is added) and verl
+// (pg_losses * rollout_is_weights) apply it.
 //   dL/dH[i, t]    = -entropy_coeff * w
 //
 // This is verl's ppo_loss (pg_loss + kl_loss_coef * agg_loss(kl) -
@@ -102,6 +107,8 @@ struct composed_policy_loss {
                       " needs grad_entropy to write dL/dentropy into, which is empty");
     }
     if (has_entropy) detail::require_same_shape(f, "mask", mask, "entropy", in.entropy);
+    const bool corrected = in.rollout_weights.data != nullptr;
+    if (corrected) detail::require_same_shape(f, "mask", mask, "rollout_weights", in.rollout_weights);
     if (write_grad_entropy) detail::require_same_shape(f, "mask", mask, "grad_entropy", grad_entropy);
 
     const matrix_view<T> w = scratch.weights;
@@ -110,8 +117,17 @@ struct composed_policy_loss {
 
     composed_loss_result r;
     r.stats = objective.loss(in, scratch.per_token);
+    if (corrected) {  // the objective sees w c; w itself is restored for the KL and entropy terms
+      for (index_t i = 0; i < mask.shape[0]; ++i)
+        for (index_t t = 0; t < mask.shape[1]; ++t) w(i, t) *= in.rollout_weights(i, t);
+    }
     r.policy_loss = aggregate<T>(matrix_view<const T>(scratch.per_token), wc);
     objective.backward(in, wc, grad_logp);
+    if (corrected) {
+      aggregation.weights(mask, totals, w);
+      for (index_t i = 0; i < mask.shape[0]; ++i)
+        for (index_t t = 0; t < mask.shape[1]; ++t) scratch.per_token(i, t) *= in.rollout_weights(i, t);
+    }
 
     // The KL and entropy terms, elementwise: loss, gradient and logs in one sweep.
     const T beta_t = static_cast<T>(beta), coeff_t = static_cast<T>(entropy_coeff);

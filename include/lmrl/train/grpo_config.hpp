@@ -83,6 +83,14 @@ struct grpo_config {
   double ref_model_mixup_alpha = 0.6;            // TRL 0.6
   index_t ref_model_sync_steps = 512;            // TRL 512
   double top_entropy_quantile = 1.0;             // TRL 1.0 (all tokens)
+  // Rollout correction (rl/rollout_correction.hpp) when the sampler is another
+  // engine than the trainer (a quantized copy): the trainer recomputes log pi_old
+  // and weights each token's objective by pi_old / pi_rollout, truncated or masked.
+  // TRL defaults to true but applies it only with vLLM; lmrl's sampler is the
+  // trainer's own model unless told otherwise, so it is off unless asked for.
+  bool vllm_importance_sampling_correction = false;
+  std::string vllm_importance_sampling_mode = "sequence_mask";  // TRL; or token_truncate, token_mask, sequence_truncate
+  double vllm_importance_sampling_cap = 3.0;                    // TRL 3.0: truncate at / mask above C
   double entropy_coef = 0.0;                     // entropy bonus; TRL/verl 0
   std::vector<double> reward_weights;            // TRL None (all 1)
   std::vector<std::string> reward_funcs;         // names of the reward rules (the example resolves them)
@@ -307,6 +315,9 @@ inline const std::vector<detail::config_field>& grpo_config_fields() {
       make_field("ref_model_mixup_alpha", &C::ref_model_mixup_alpha),
       make_field("ref_model_sync_steps", &C::ref_model_sync_steps),
       make_field("top_entropy_quantile", &C::top_entropy_quantile),
+      make_field("vllm_importance_sampling_correction", &C::vllm_importance_sampling_correction),
+      make_field("vllm_importance_sampling_mode", &C::vllm_importance_sampling_mode),
+      make_field("vllm_importance_sampling_cap", &C::vllm_importance_sampling_cap),
       make_field("entropy_coef", &C::entropy_coef),
       make_field("reward_weights", &C::reward_weights),
       make_field("reward_funcs", &C::reward_funcs),
@@ -553,6 +564,9 @@ inline void grpo_config::validate() const {
   if (epsilon_high) require_range("epsilon_high", *epsilon_high, 0, inf, "[0, inf)");
   if (delta) require_range("delta", *delta, 1, inf, "(1, inf) (TRL: > 1 + epsilon)");
   detail::require_one_of("importance_sampling_level", importance_sampling_level, {"token", "sequence"});
+  detail::require_one_of("vllm_importance_sampling_mode", vllm_importance_sampling_mode,
+                         {"token_truncate", "token_mask", "sequence_truncate", "sequence_mask"});
+  require_range("vllm_importance_sampling_cap", vllm_importance_sampling_cap, 1e-12, 1e300, "(0, inf)");
   detail::require_one_of("scale_rewards", scale_rewards, {"group", "batch", "none", "true", "false"});
   detail::require_one_of("loss_type", loss_type,
                          {"grpo", "bnpo", "dr_grpo", "dapo", "luspo", "token-mean", "token-sum", "seq-mean-token-mean",

@@ -10,7 +10,10 @@
 //   4. DAPO dynamic sampling (optional): groups whose rewards are all equal are
 //                    dropped and new prompts drawn, up to max_refill_rounds
 //   5. old log-probs: recomputed by the policy when num_iterations > 1 (or
-//                    recompute_old_logprobs), else the sampler's log-probs
+//                    recompute_old_logprobs), else the sampler's log-probs;
+//                    with vllm_importance_sampling_correction, always, and the
+//                    rollout correction's weights pi_old / pi_rollout (truncated
+//                    or masked) multiply each token's objective in step 9
 //   6. ref log-probs: when beta != 0 or kl_coef != 0, the policy with the
 //                    reference parameters (a frozen copy of the initial ones;
 //                    TRL's sync_ref_model mixes ref = alpha * policy +
@@ -71,6 +74,7 @@
 #include "lmrl/rl/objectives/by_name.hpp"
 #include "lmrl/rl/policy.hpp"
 #include "lmrl/rl/policy_loss.hpp"
+#include "lmrl/rl/rollout_correction.hpp"
 #include "lmrl/rl/value_loss.hpp"
 #include "lmrl/sample/sampler_config.hpp"
 #include "lmrl/tensor/dense.hpp"
@@ -482,11 +486,23 @@ class grpo_trainer {
 
     // ---- 5, 6: old and reference log-probs
     const auto t_train0 = clock::now();
-    const bool recompute_old = config_.num_iterations > 1 || config_.recompute_old_logprobs;
+    const bool correct = config_.vllm_importance_sampling_correction;
+    const bool recompute_old = config_.num_iterations > 1 || config_.recompute_old_logprobs || correct;
     if (recompute_old) {
       forward_only(tokens, attention, old_logp);
     } else {
       old_logp = sample_logp;
+    }
+    // The rollout correction's weights pi_old / pi_rollout, truncated or masked
+    // (TRL's importance_sampling_ratio), over the whole batch: sequence-level
+    // weights need whole sequences.
+    dense<T, 2> correction;
+    rollout_correction_stats correction_stats;
+    if (correct) {
+      correction = dense<T, 2>({B, L});
+      correction_stats = rollout_correction::trl(config_.vllm_importance_sampling_mode,
+                                                 config_.vllm_importance_sampling_cap)
+                             .weights<T>(old_logp.view(), sample_logp.view(), mask.view(), correction.view());
     }
     const bool log_kl_now = options_.log_reference_kl && config_.eval_steps > 0 && step_number % config_.eval_steps == 0;
     if (config_.beta != 0 || config_.kl_coef != 0 || log_kl_now) {
@@ -560,7 +576,8 @@ class grpo_trainer {
         if (train_policy) {
           model_.zero_grad();
           for_micro_batches(m0, mn, [&](index_t u0, index_t un) {
-            micro_step(tokens, attention, mask, old_logp, ref_logp, adv, u0, un, totals, stats, step_number);
+            micro_step(tokens, attention, mask, old_logp, ref_logp, adv, correction, u0, un, totals, stats,
+                       step_number);
           });
         }
         // The critic's backward runs before either optimizer step: a critic on
@@ -641,6 +658,13 @@ class grpo_trainer {
       r.set("rollout/logp_gap_mean", kl_masked_mean(gap, mask));
       r.set("rollout/logp_gap_max", gap_max);
       r.set("rollout/kl_k1", kl_masked_mean(kl_per_token(kl_k1{}, sample_logp, old_logp, mask), mask));
+    }
+    if (correct && correction_stats.active_tokens > 0) {  // TRL sampling/importance_sampling_ratio/*
+      r.set("rollout/is_ratio_mean", correction_stats.weight_mean);
+      r.set("rollout/is_ratio_min", correction_stats.weight_min);
+      r.set("rollout/is_ratio_max", correction_stats.weight_max);
+      r.set("rollout/is_fraction_corrected",
+            correction_stats.fraction_masked + correction_stats.fraction_truncated);  // tokens masked or truncated
     }
     if (critic_ != nullptr) {
       const double updates = static_cast<double>(std::max<index_t>(cstats.optimizer_steps, 1));
@@ -830,9 +854,10 @@ class grpo_trainer {
             matrix_view<const T>(attention.view().rows(u0, un))};
   }
 
+  // `correction` is empty, or the rollout correction's weights of the whole batch.
   void micro_step(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& mask, dense<T, 2>& old_logp,
-                  dense<T, 2>& ref_logp, dense<T, 2>& adv, index_t u0, index_t un, batch_totals totals,
-                  loss_stats& stats, long long step_number) {
+                  dense<T, 2>& ref_logp, dense<T, 2>& adv, dense<T, 2>& correction, index_t u0, index_t un,
+                  batch_totals totals, loss_stats& stats, long long step_number) {
     const index_t L = tokens.shape()[1];
     dense<T, 2> logp({un, L}), entropy({un, L}), grad_logp({un, L}), grad_entropy({un, L}), per_token({un, L}),
         weights({un, L});
@@ -844,6 +869,7 @@ class grpo_trainer {
     in.advantages = matrix_view<const T>(adv.view().rows(u0, un));
     in.mask = matrix_view<const T>(mask.view().rows(u0, un));
     in.entropy = entropy.view();
+    if (correction.size() > 0) in.rollout_weights = matrix_view<const T>(correction.view().rows(u0, un));
     const matrix_view<const T> ref =
         config_.beta != 0 ? matrix_view<const T>(ref_logp.view().rows(u0, un)) : matrix_view<const T>{};
     const composed_loss_result res =

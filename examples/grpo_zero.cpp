@@ -85,6 +85,8 @@ struct zero_settings {
   // "none", q8_0, q4_0, fp8, tq2_0, tq2_0_absmean. Training stays in float32 and
   // recomputes the old log-probs; rollout/logp_gap_* logs the mismatch.
   std::string rollout_quant = "none";
+  // The rollouts' kv cache: "none" (float32), q8_0 or q4_0 blocks per cached row.
+  std::string rollout_kv_quant = "none";
   // PPO's critic: "separate" weights started from the base, or "shared" with the
   // policy (a value head on the policy's own trunk, one joint loss).
   std::string critic_trunk = "separate";
@@ -163,6 +165,11 @@ const std::map<std::string, setting>& settings_table() {
          if (v != "none") weight_rounding_by_name<float>(v);  // throws naming the known formats
          s.rollout_quant = v;
        }},
+      {"rollout_kv_quant",
+       [](S& s, const std::string&, const std::string& v) {
+         kv_format_by_name(v);  // throws naming the known formats
+         s.rollout_kv_quant = v;
+       }},
       {"critic_trunk",
        [](S& s, const std::string& name, const std::string& v) {
          detail::require(v == "separate" || v == "shared", "--", name, " = \"", v,
@@ -214,7 +221,8 @@ int main(int argc, char** argv) try {
                   " values; this example has 3 rewards (accuracy, format, overlong; the third may be left out)");
   detail::require(s.overlong_buffer <= c.max_completion_length, "--overlong_buffer ", s.overlong_buffer,
                   " is longer than max_completion_length = ", c.max_completion_length);
-  if (s.rollout_quant != "none") c.recompute_old_logprobs = true;  // the trainer's log-probs, not the sampler's
+  if (s.rollout_quant != "none" || s.rollout_kv_quant != "none")
+    c.recompute_old_logprobs = true;  // the trainer's log-probs, not the sampler's
   if (!init_seed_given) s.init_seed = c.seed;
   s.model.validate();
   s.pretrain.validate();
@@ -325,6 +333,7 @@ int main(int argc, char** argv) try {
   const auto rollouts = [&] {
     transformer_rollouts<float> r({tokenizer::eos}, tokenizer::pad);
     if (s.rollout_quant != "none") r.set_weight_rounding(weight_rounding_by_name<float>(s.rollout_quant));
+    r.set_kv_format(kv_format_by_name(s.rollout_kv_quant));
     return r;
   };
   bool finished = false;

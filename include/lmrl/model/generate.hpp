@@ -162,9 +162,14 @@ class cached_decoder {
 
   // Empties the cache and sizes it for `sequences` x `max_len` tokens.
   void reset(index_t sequences, index_t max_len) {
-    cache_.allocate(config_, sequences, max_len);
+    cache_.allocate(config_, sequences, max_len, kv_format_);
     pending_.assign(static_cast<std::size_t>(sequences), 0);
   }
+
+  // How the cache stores keys and values from the next reset() on: float, or
+  // quantized to q8_0 / q4_0 blocks per row (model/kv_cache.hpp).
+  void set_kv_format(kv_format format) { kv_format_ = format; }
+  kv_format get_kv_format() const { return kv_format_; }
 
   // A function that rounds a weight matrix in place, given in the parameters'
   // [out x in] layout (so blocks run along the input dimension, as ggml's do).
@@ -285,8 +290,8 @@ class cached_decoder {
       for (index_t r = 0; r < n; ++r) {  // keys (after RoPE) and values into the cache
         const index_t s = rows[static_cast<std::size_t>(r)].sequence, p = position_[static_cast<std::size_t>(r)];
         for (index_t g = 0; g < nkv; ++g) {
-          std::copy_n(&k(r, g * hd), hd, cache_.key_row(l, s, g, p));
-          std::copy_n(&v(r, g * hd), hd, cache_.value_row(l, s, g, p));
+          cache_.store_key(l, s, g, p, &k(r, g * hd));
+          cache_.store_value(l, s, g, p, &v(r, g * hd));
         }
       }
       attend(l, rows, q, att);
@@ -344,18 +349,24 @@ class cached_decoder {
     const index_t hd = config_.head_dim(), nkv = config_.num_key_value_heads, group = config_.heads_per_kv();
     const index_t n_runs = static_cast<index_t>(runs_.size()) - 1;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel
 #endif
-    for (index_t job = 0; job < n_runs * nkv; ++job) {
-      const index_t run = job / nkv, g = job % nkv;
-      const index_t first = runs_[static_cast<std::size_t>(run)], count = runs_[static_cast<std::size_t>(run + 1)] - first;
-      const index_t s = rows[static_cast<std::size_t>(first)].sequence, p0 = position_[static_cast<std::size_t>(first)];
-      const index_t keys = p0 + count;
-      const matrix_view<const T> qg(&q(first, g * group * hd), {count, group * hd}, {q.stride[0], 1});
-      const matrix_view<T> og(&att(first, g * group * hd), {count, group * hd}, {att.stride[0], 1});
-      const matrix_view<const T> K = std::as_const(cache_).keys(layer, s, g).rows(0, keys);
-      const matrix_view<const T> V = std::as_const(cache_).values(layer, s, g).rows(0, keys);
-      ops::attention_forward<T>(qg, K, V, group, p0 + 1, {}, og);
+    {
+      std::vector<T> k_scratch, v_scratch;  // a quantized cache's rows, dequantized (one pair per thread)
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+      for (index_t job = 0; job < n_runs * nkv; ++job) {
+        const index_t run = job / nkv, g = job % nkv;
+        const index_t first = runs_[static_cast<std::size_t>(run)], count = runs_[static_cast<std::size_t>(run + 1)] - first;
+        const index_t s = rows[static_cast<std::size_t>(first)].sequence, p0 = position_[static_cast<std::size_t>(first)];
+        const index_t keys = p0 + count;
+        const matrix_view<const T> qg(&q(first, g * group * hd), {count, group * hd}, {q.stride[0], 1});
+        const matrix_view<T> og(&att(first, g * group * hd), {count, group * hd}, {att.stride[0], 1});
+        const matrix_view<const T> K = cache_.load_keys(layer, s, g, keys, k_scratch);
+        const matrix_view<const T> V = cache_.load_values(layer, s, g, keys, v_scratch);
+        ops::attention_forward<T>(qg, K, V, group, p0 + 1, {}, og);
+      }
     }
   }
 
@@ -364,6 +375,7 @@ class cached_decoder {
   ops::rope_table<T> rope_;
   transformer_weights<const T> weights_;  // views of the parameters (norms, embedding)
   kv_cache<T> cache_;
+  kv_format kv_format_ = kv_format::f32;
   std::vector<layer_copy> layers_;
   std::vector<T> lm_head_;
   weight_rounding rounding_;  // empty: the weights as they are

@@ -141,6 +141,12 @@ class transformer_rollouts {
     if (decoder_) decoder_->set_weight_rounding(rounding_);
   }
 
+  // Generate with a quantized kv cache (model/kv_cache.hpp: q8_0 or q4_0 rows).
+  void set_kv_format(kv_format format) {
+    kv_format_ = format;
+    if (decoder_) decoder_->set_kv_format(format);
+  }
+
   rollout_batch<T> operator()(transformer_policy<T>& policy, std::span<const std::vector<std::int32_t>> prompts,
                               const rollout_request& request) {
     const transformer_parameters<T>& params = policy.model().parameters();
@@ -149,6 +155,7 @@ class transformer_rollouts {
     if (!decoder_ || source_ != &params) {
       decoder_ = std::make_unique<cached_decoder<T>>(params);
       if (rounding_) decoder_->set_weight_rounding(rounding_);
+      decoder_->set_kv_format(kv_format_);
       source_ = &params;
     } else {
       decoder_->sync_weights();
@@ -182,6 +189,7 @@ class transformer_rollouts {
   std::unique_ptr<cached_decoder<T>> decoder_;
   const transformer_parameters<T>* source_ = nullptr;
   typename cached_decoder<T>::weight_rounding rounding_;
+  kv_format kv_format_ = kv_format::f32;
 };
 
 static_assert(TrainablePolicy<transformer_policy<float>>);

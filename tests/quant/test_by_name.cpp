@@ -30,9 +30,10 @@ TEST_CASE("weight_rounding_by_name gives each format's round_through and names t
   for (auto& v : w) v = normal(gen);
   check_name("q8_0", q8_0{}, w);
   check_name("q4_0", q4_0{}, w);
+  check_name("q4_k", q4_k{}, w);
   check_name("fp8", fp8_tile{}, w);
   check_name("tq2_0", tq2_0{}, w);
   check_name("tq2_0_absmean", tq2_0{ternary_rule::absmean}, w);
-  CHECK_THROWS_WITH_AS(weight_rounding_by_name<float>("q3_k"), doctest::Contains("known: q8_0, q4_0, fp8"),
+  CHECK_THROWS_WITH_AS(weight_rounding_by_name<float>("q3_k"), doctest::Contains("known: q8_0, q4_0, q4_k, fp8"),
                        lmrl::error);
 }

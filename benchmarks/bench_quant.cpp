@@ -5,15 +5,25 @@
 //                                 small preset's MLP (W [1376 x 512]) and Qwen2.5-0.5B's down projection
 //                                 (W [896 x 4864]); "float32" is the same loop on the float matrix, "eigen"
 //                                 Eigen's GEMV (what the model runs today). Counter: weight bytes read per second.
+//   BM_int_matvec / BM_int_xwt    the integer products (int_gemm.hpp): activations quantized to Q8_0, integer
+//                                 block dots; y = W x and Y = X W^T for n = 1, 8, 64 rows of X, at the shapes above
+//                                 and Qwen2.5-0.5B's up projection [4864 x 896]. "eigen" is Eigen's float GEMM
+//                                 X W^T (its GEMV for matvec), "dequant" the float path above for X W^T. The label
+//                                 names the path (int_dot.hpp: avx2, avx512_vnni, ...). Counters: weight bytes
+//                                 read per second, and FLOP/s counting 2 rows cols n per product.
+//                                 Threads: OMP_NUM_THREADS (Eigen's GEMM follows it; its GEMV is one thread);
+//                                 these report wall time (UseRealTime), as the threads share the work.
 // Run: build/benchmarks/bench_quant --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "lmrl/quant.hpp"
+#include "lmrl/quant/int_gemm.hpp"
 
 namespace {
 
@@ -27,10 +37,12 @@ std::vector<float> gaussian(std::size_t n, float sd, unsigned seed) {
   return v;
 }
 
-// The weight bytes one product reads, as a rate (printed with SI prefixes: 2.2G/s).
-void report_weight_rate(benchmark::State& state, std::size_t bytes) {
+// The weight bytes one product reads, as a rate (printed with SI prefixes: 2.2G/s), and,
+// when given, its floating-point (or integer multiply-add) operations.
+void report_weight_rate(benchmark::State& state, std::size_t bytes, double flops = 0) {
   state.counters["weight_bytes/s"] =
       benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
+  if (flops > 0) state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 template <class Q>
@@ -106,6 +118,90 @@ void BM_matvec_eigen(benchmark::State& state) {
   report_weight_rate(state, w.size() * 4);
 }
 
+// ---- integer products (int_gemm.hpp)
+
+int_dot_path bench_path(std::int64_t which) {  // 0: avx2 where the CPU has it, 1: the best path
+  const auto paths = supported_int_dot_paths();
+  if (which == 1) return best_int_dot_path();
+  return std::find(paths.begin(), paths.end(), int_dot_path::avx2) != paths.end() ? int_dot_path::avx2
+                                                                                   : int_dot_path::scalar;
+}
+
+template <class W>
+W make_weights(const std::vector<float>& w, index_t rows, index_t cols) {
+  return W(matrix_view<const float>(w.data(), {rows, cols}));
+}
+std::size_t weight_bytes(const quantized_matrix<q8_0>& w) { return w.bytes().size(); }
+std::size_t weight_bytes(const quantized_matrix<q4_0>& w) { return w.bytes().size(); }
+std::size_t weight_bytes(const int8_rows& w) { return w.size_bytes(); }
+
+// args: rows, cols, path (0 avx2, 1 best)
+template <class W>
+void BM_int_matvec(benchmark::State& state) {
+  const auto rows = static_cast<index_t>(state.range(0)), cols = static_cast<index_t>(state.range(1));
+  const int_dot_path path = bench_path(state.range(2));
+  const auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.02f, 2), x = gaussian(static_cast<std::size_t>(cols), 1.0f, 3);
+  const W qw = make_weights<W>(w, rows, cols);
+  std::vector<float> y(static_cast<std::size_t>(rows));
+  for (auto _ : state) {
+    int_matvec(qw, vector_view<const float>(x.data(), {cols}), vector_view<float>(y.data(), {rows}), false, path);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(to_string(path));
+  report_weight_rate(state, weight_bytes(qw), 2.0 * static_cast<double>(rows * cols));
+}
+
+// args: rows, cols, n, path (0 avx2, 1 best)
+template <class W>
+void BM_int_xwt(benchmark::State& state) {
+  const auto rows = static_cast<index_t>(state.range(0)), cols = static_cast<index_t>(state.range(1)),
+             n = static_cast<index_t>(state.range(2));
+  const int_dot_path path = bench_path(state.range(3));
+  const auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.02f, 2),
+             x = gaussian(static_cast<std::size_t>(n * cols), 1.0f, 3);
+  const W qw = make_weights<W>(w, rows, cols);
+  std::vector<float> y(static_cast<std::size_t>(n * rows));
+  q8_0_rows scratch;
+  for (auto _ : state) {
+    int_matmul_transposed(matrix_view<const float>(x.data(), {n, cols}), qw, matrix_view<float>(y.data(), {n, rows}),
+                          scratch, false, path);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(to_string(path));
+  report_weight_rate(state, weight_bytes(qw), 2.0 * static_cast<double>(rows * cols * n));
+}
+
+// args: rows, cols, n
+template <class Q>
+void BM_dequant_xwt(benchmark::State& state) {
+  const auto rows = static_cast<index_t>(state.range(0)), cols = static_cast<index_t>(state.range(1)),
+             n = static_cast<index_t>(state.range(2));
+  const auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.02f, 2),
+             x = gaussian(static_cast<std::size_t>(n * cols), 1.0f, 3);
+  const quantized_matrix<Q> qw(matrix_view<const float>(w.data(), {rows, cols}));
+  std::vector<float> y(static_cast<std::size_t>(n * rows));
+  for (auto _ : state) {
+    matmul_transposed(matrix_view<const float>(x.data(), {n, cols}), qw, matrix_view<float>(y.data(), {n, rows}));
+    benchmark::DoNotOptimize(y.data());
+  }
+  report_weight_rate(state, qw.bytes().size(), 2.0 * static_cast<double>(rows * cols * n));
+}
+
+// args: rows, cols, n: Y = X W^T in float32 with Eigen (W row-major [rows x cols], as nn.Linear stores it)
+void BM_eigen_xwt(benchmark::State& state) {
+  const auto rows = state.range(0), cols = state.range(1), n = state.range(2);
+  const auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.02f, 2),
+             x = gaussian(static_cast<std::size_t>(n * cols), 1.0f, 3);
+  using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Eigen::Map<const row_major> W(w.data(), rows, cols), X(x.data(), n, cols);
+  row_major y(n, rows);
+  for (auto _ : state) {
+    y.noalias() = X * W.transpose();
+    benchmark::DoNotOptimize(y.data());
+  }
+  report_weight_rate(state, w.size() * 4, 2.0 * static_cast<double>(rows * cols * n));
+}
+
 #define LMRL_QUANT_FORMATS(X) X(q8_0) X(q4_0) X(fp8_tile) X(tq2_0) X(tq1_0)
 #define LMRL_CODEC(Q)                                 \
   BENCHMARK_TEMPLATE(BM_quantize, Q)->Name("quantize/" #Q); \
@@ -118,6 +214,29 @@ LMRL_QUANT_FORMATS(LMRL_CODEC)
 LMRL_QUANT_FORMATS(LMRL_MATVEC)
 LMRL_SHAPES(BENCHMARK(BM_matvec_float32)->Name("matvec/float32"));
 LMRL_SHAPES(BENCHMARK(BM_matvec_eigen)->Name("matvec/eigen"));
+
+// [rows x cols] for the integer products: the two above and Qwen2.5-0.5B's up (gate) projection
+#define LMRL_INT_SHAPES(b) b->Args({1376, 512})->Args({896, 4864})->Args({4864, 896})
+#define LMRL_INT_MATVEC(W, name)                                                                           \
+  BENCHMARK_TEMPLATE(BM_int_matvec, W)->Name("int_matvec/" name)->ArgsProduct({{1376}, {512}, {0, 1}})    \
+      ->ArgsProduct({{896}, {4864}, {0, 1}})->ArgsProduct({{4864}, {896}, {0, 1}})->UseRealTime();
+LMRL_INT_MATVEC(quantized_matrix<q8_0>, "q8_0")
+LMRL_INT_MATVEC(quantized_matrix<q4_0>, "q4_0")
+LMRL_INT_MATVEC(int8_rows, "int8_rows")
+LMRL_INT_SHAPES(BENCHMARK(BM_matvec_eigen)->Name("int_matvec/eigen"))->UseRealTime();
+
+#define LMRL_XWT_ARGS(b)                                                                              \
+  b->ArgsProduct({{1376}, {512}, {1, 8, 64}})->ArgsProduct({{896}, {4864}, {1, 8, 64}})               \
+      ->ArgsProduct({{4864}, {896}, {1, 8, 64}})->UseRealTime()
+#define LMRL_INT_XWT(W, name)                                                                                     \
+  BENCHMARK_TEMPLATE(BM_int_xwt, W)->Name("xwt/int/" name)->ArgsProduct({{1376}, {512}, {1, 8, 64}, {0, 1}})      \
+      ->ArgsProduct({{896}, {4864}, {1, 8, 64}, {0, 1}})->ArgsProduct({{4864}, {896}, {1, 8, 64}, {0, 1}})->UseRealTime();
+LMRL_INT_XWT(quantized_matrix<q8_0>, "q8_0")
+LMRL_INT_XWT(quantized_matrix<q4_0>, "q4_0")
+LMRL_INT_XWT(int8_rows, "int8_rows")
+LMRL_XWT_ARGS(BENCHMARK(BM_eigen_xwt)->Name("xwt/eigen"));
+LMRL_XWT_ARGS(BENCHMARK_TEMPLATE(BM_dequant_xwt, q8_0)->Name("xwt/dequant/q8_0"));
+LMRL_XWT_ARGS(BENCHMARK_TEMPLATE(BM_dequant_xwt, q4_0)->Name("xwt/dequant/q4_0"));
 
 }  // namespace
 

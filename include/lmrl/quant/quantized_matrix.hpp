@@ -1,7 +1,10 @@
 // A weight matrix [rows x cols] held in a block format: each row is
-// cols / block_size blocks, rows one after another (ggml's layout of a 2-D
-// tensor). The products dequantize one row at a time into a buffer and never
-// make the float32 matrix:
+// padded_cols() / block_size blocks, rows one after another (ggml's layout of
+// a 2-D tensor). A row whose length is not a whole number of blocks gets a
+// last block padded with zeros, as round_through pads it (ggml refuses such
+// rows); cols() stays the logical number. The products here dequantize one row
+// at a time into a buffer and never make the float32 matrix (int_gemm.hpp has
+// integer products for q8_0 and q4_0):
 //
 //   y = W x        matvec(W, x, y)          (generation: one token per sequence)
 //   Y = X W^T      matmul_transposed(X, W, Y)  (X [n x cols], Y [n x rows]; nn.Linear's layout)
@@ -28,13 +31,11 @@ template <Quantizer Q>
 class quantized_matrix {
  public:
   quantized_matrix() = default;
-  // Quantizes w (any strides); cols must be a multiple of Q::block_size.
+  // Quantizes w (any strides), each row padded with zeros to whole blocks.
   explicit quantized_matrix(matrix_view<const float> w, Q format = {})
       : format_(format), rows_(w.shape[0]), cols_(w.shape[1]) {
-    detail::require(cols_ % static_cast<index_t>(Q::block_size) == 0, "quantized_matrix<", Q::name, ">: ", cols_,
-                    " columns are not a whole number of blocks of ", Q::block_size);
     bytes_.resize(static_cast<std::size_t>(rows_) * row_bytes());
-    std::vector<float> row(static_cast<std::size_t>(cols_));
+    std::vector<float> row(static_cast<std::size_t>(padded_cols()), 0.0f);
     for (index_t r = 0; r < rows_; ++r) {
       for (index_t c = 0; c < cols_; ++c) row[static_cast<std::size_t>(c)] = w(r, c);
       quantize(format_, std::span<const float>(row), row_span(r));
@@ -43,8 +44,13 @@ class quantized_matrix {
 
   index_t rows() const { return rows_; }
   index_t cols() const { return cols_; }
+  // cols() rounded up to whole blocks: the values each row's bytes hold.
+  index_t padded_cols() const {
+    const auto block = static_cast<index_t>(Q::block_size);
+    return (cols_ + block - 1) / block * block;
+  }
   const Q& format() const { return format_; }
-  std::size_t row_bytes() const { return static_cast<std::size_t>(cols_) / Q::block_size * Q::bytes_per_block; }
+  std::size_t row_bytes() const { return static_cast<std::size_t>(padded_cols()) / Q::block_size * Q::bytes_per_block; }
   std::span<const std::uint8_t> bytes() const { return bytes_; }
   std::span<const std::uint8_t> row_bytes_of(index_t r) const {
     return std::span<const std::uint8_t>(bytes_).subspan(static_cast<std::size_t>(r) * row_bytes(), row_bytes());
@@ -54,7 +60,7 @@ class quantized_matrix {
   void dequantize_to(matrix_view<float> out) const {
     detail::require(out.shape[0] == rows_ && out.shape[1] == cols_, "quantized_matrix<", Q::name,
                     ">::dequantize_to: the output is ", out, ", the matrix [", rows_, " x ", cols_, "]");
-    std::vector<float> row(static_cast<std::size_t>(cols_));
+    std::vector<float> row(static_cast<std::size_t>(padded_cols()));
     for (index_t r = 0; r < rows_; ++r) {
       dequantize(format_, row_bytes_of(r), std::span<float>(row));
       for (index_t c = 0; c < cols_; ++c) out(r, c) = row[static_cast<std::size_t>(c)];
@@ -93,7 +99,7 @@ void round_through(const Q& format, matrix_view<T> w) {
 }
 
 // Y [n x rows] = X [n x cols] W^T: each row of W is dequantized once into a
-// buffer of cols floats and dotted with every row of X (dot.hpp).
+// buffer of padded_cols floats and its first cols dotted with every row of X (dot.hpp).
 template <Quantizer Q>
 void matmul_transposed(matrix_view<const float> x, const quantized_matrix<Q>& w, matrix_view<float> y) {
   const index_t n = x.shape[0], cols = w.cols();
@@ -112,7 +118,7 @@ void matmul_transposed(matrix_view<const float> x, const quantized_matrix<Q>& w,
   const auto x_row = [&](index_t i) {
     return contiguous_rows ? x.row_data(i) : x_copy.data() + static_cast<std::size_t>(i * cols);
   };
-  std::vector<float> w_row(static_cast<std::size_t>(cols));
+  std::vector<float> w_row(static_cast<std::size_t>(w.padded_cols()));
   for (index_t r = 0; r < w.rows(); ++r) {
     dequantize(w.format(), w.row_bytes_of(r), std::span<float>(w_row));
     for (index_t i = 0; i < n; ++i) y(i, r) = dot(w_row.data(), x_row(i), static_cast<std::size_t>(cols));

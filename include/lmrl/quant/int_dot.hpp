@@ -1,0 +1,697 @@
+// Integer dot products of quantized weights with Q8_0-quantized activations,
+// the arithmetic under llama.cpp's CPU matmuls: activations are quantized once
+// per row into Q8_0 blocks (32 int8 codes and a half scale d_x), each weight
+// block's codes are multiplied with them in integers, and floats appear only
+// to scale a block's integer sums:
+//
+//   q8_0 . q8_0   sum over blocks of d_w d_x sum_k q_w,k q_x,k            (ggml_vec_dot_q8_0_q8_0)
+//   q4_0 . q8_0   sum over blocks of d_w d_x sum_k (q_w,k - 8) q_x,k      (ggml_vec_dot_q4_0_q8_0)
+//   i8   . q8_0   sum over blocks of     d_x sum_k q_w,k q_x,k            (int8_rows.hpp: times the row's scale)
+//
+// The order of the float operations is fixed, so that every path gives the
+// same bits: within a block, the products of codes 4j..4j+3 are summed
+// exactly in int32 (lane j, j = 0..7; as ggml's AVX2 code groups them); then
+// lane j of every even block accumulates into even_j = fma(d_w d_x, lane_j,
+// even_j), of every odd block into odd_j, block after block (d_w d_x rounded
+// to float first; i8 has d_w = 1); last, a_j = even_j + odd_j and the sum is
+// ((a_0 + a_4) + (a_2 + a_6)) + ((a_1 + a_5) + (a_3 + a_7)). Two sets of
+// lanes let a 512-bit register hold two blocks. dot_scalar below is that
+// definition in plain C++.
+//
+// Paths, chosen at run time (the tests are built without -march=native and
+// check every path this CPU has against the scalar one, bit for bit):
+//   scalar        plain C++, every platform
+//   avx2          vpmaddubsw + vpmaddwd (llama.cpp's sign trick for signed codes), 256-bit
+//   avx_vnni      vpdpbusd, 256-bit, VEX form (AVX-VNNI: Alder Lake and later, also without AVX-512)
+//   avx512_vnni   vpdpbusd, 512-bit: two blocks per register (AVX512-VNNI + BW + VL)
+// best_int_dot_path() is the last of these the CPU has. All x86 paths also
+// need FMA and F16C (every AVX2 CPU has them). xsimd 8.1 has no byte
+// multiply-add, so these are intrinsics in functions compiled for their
+// instruction set (__attribute__((target))), not the whole build.
+//
+// Activation codes must lie in [-127, 127], which quantize_rows_q8_0 and
+// q8_0::quantize_block always give (the AVX2 sign trick negates them); weight
+// codes may use the whole int8 range.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <ostream>
+#include <sstream>
+#include <span>
+#include <vector>
+
+#include "lmrl/error.hpp"
+#include "lmrl/quant/ggml_blocks.hpp"
+#include "lmrl/tensor/view.hpp"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define LMRL_INT_DOT_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#else
+#define LMRL_INT_DOT_X86 0
+#endif
+
+namespace lmrl {
+
+enum class int_dot_path { scalar, avx2, avx512_vnni, avx_vnni };
+
+inline const char* to_string(int_dot_path path) {
+  switch (path) {
+    case int_dot_path::scalar:
+      return "scalar";
+    case int_dot_path::avx2:
+      return "avx2";
+    case int_dot_path::avx512_vnni:
+      return "avx512_vnni";
+    case int_dot_path::avx_vnni:
+      return "avx_vnni";
+  }
+  return "unknown";
+}
+inline std::ostream& operator<<(std::ostream& out, int_dot_path path) { return out << to_string(path); }
+
+namespace detail {
+inline std::vector<int_dot_path> detect_int_dot_paths() {
+  std::vector<int_dot_path> paths{int_dot_path::scalar};
+#if LMRL_INT_DOT_X86
+  __builtin_cpu_init();
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+  // __builtin_cpu_supports also checks that the OS saves the wide registers
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+  if (!avx2) return paths;
+  paths.push_back(int_dot_path::avx2);
+  const bool avx_vnni = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)) != 0;
+  if (avx_vnni) paths.push_back(int_dot_path::avx_vnni);
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512vnni"))
+    paths.push_back(int_dot_path::avx512_vnni);
+#endif
+  return paths;
+}
+}  // namespace detail
+
+// The paths this CPU runs: scalar first, the fastest last.
+inline std::span<const int_dot_path> supported_int_dot_paths() {
+  static const std::vector<int_dot_path> paths = detail::detect_int_dot_paths();
+  return paths;
+}
+inline int_dot_path best_int_dot_path() { return supported_int_dot_paths().back(); }
+
+namespace detail {
+inline void require_int_dot_path(const char* function, int_dot_path path) {
+  for (int_dot_path p : supported_int_dot_paths())
+    if (p == path) return;
+  std::ostringstream have;
+  for (int_dot_path p : supported_int_dot_paths()) have << ' ' << to_string(p);
+  fail(function, ": this CPU has no ", to_string(path), " path (it has:", have.str(), ")");
+}
+}  // namespace detail
+
+// ---------------------------------------------------------------- activations
+
+namespace detail {
+// Two Q8_0 blocks as the SIMD kernels read them: both blocks' codes, each
+// block's scale 8 times (as a float), and minus the sum of each group of 4
+// codes (what the unsigned-code trick subtracts). An odd last block's partner is zeros.
+struct alignas(64) q8_0_pair {
+  std::int8_t codes[64];
+  float scales[16];
+  std::int32_t neg_sums[16];
+};
+static_assert(sizeof(q8_0_pair) == 192);
+}  // namespace detail
+
+// Rows of activations quantized to Q8_0: each row is padded_cols() / 32 blocks
+// of q8_0's 34 bytes, a short last block padded with zeros (as
+// quantized_matrix and int8_rows pad their weights); where the CPU has a SIMD
+// path, also the same blocks laid out for its kernels, in pairs. Made by
+// quantize_rows_q8_0 and reused from call to call: it allocates only when it grows.
+class q8_0_rows {
+ public:
+  index_t rows() const { return rows_; }
+  index_t cols() const { return cols_; }
+  index_t padded_cols() const { return static_cast<index_t>(blocks_per_row() * q8_0::block_size); }
+  std::size_t blocks_per_row() const {
+    return (static_cast<std::size_t>(cols_) + q8_0::block_size - 1) / q8_0::block_size;
+  }
+  std::size_t row_bytes() const { return blocks_per_row() * q8_0::bytes_per_block; }
+  const std::uint8_t* row_data(index_t i) const { return bytes_.data() + static_cast<std::size_t>(i) * row_bytes(); }
+  std::span<const std::uint8_t> row_bytes_of(index_t i) const { return {row_data(i), row_bytes()}; }
+  std::span<const std::uint8_t> bytes() const { return {bytes_.data(), static_cast<std::size_t>(rows_) * row_bytes()}; }
+
+  // The SIMD kernels' layout of row i: blocks_per_row() / 2 pairs, rounded up.
+  std::size_t pairs_per_row() const { return (blocks_per_row() + 1) / 2; }
+  const detail::q8_0_pair* pairs_of(index_t i) const {
+    return pairs_.data() + static_cast<std::size_t>(i) * pairs_per_row();
+  }
+
+  // quantize_rows_q8_0
+  void quantize(matrix_view<const float> x, int_dot_path path);
+
+ private:
+  index_t rows_ = 0, cols_ = 0;
+  std::vector<std::uint8_t> bytes_;
+  std::vector<detail::q8_0_pair> pairs_;
+  std::vector<float> staging_;  // a row with column strides, copied
+};
+
+namespace detail {
+
+// q8_0::quantize_block on a row of `cols` contiguous floats, padded with zeros
+// to whole blocks; the same bytes. One difference, where q8_0's result is
+// undefined: when 1 / d overflows (max|x| < 3.7e-37, the half scale is 0 anyway)
+// the codes are 0.
+inline void quantize_row_q8_0_scalar(const float* x, std::size_t cols, std::uint8_t* out) {
+  const std::size_t blocks = (cols + 31) / 32;
+  for (std::size_t b = 0; b < blocks; ++b, out += q8_0::bytes_per_block) {
+    float v[32] = {};
+    std::copy(x + 32 * b, x + std::min(cols, 32 * b + 32), v);
+    float amax = 0;
+    for (float e : v) amax = std::max(amax, std::fabs(e));
+    const float d = amax / 127.0f;
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    if (!(id <= std::numeric_limits<float>::max())) id = 0;
+    store_half(out, d);
+    for (std::size_t i = 0; i < 32; ++i) {
+      const auto q = static_cast<std::int8_t>(std::round(v[i] * id));
+      std::memcpy(&out[2 + i], &q, 1);
+    }
+  }
+}
+
+#if LMRL_INT_DOT_X86
+#define LMRL_INT_DOT_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define LMRL_INT_DOT_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+#define LMRL_INT_DOT_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#define LMRL_INT_DOT_AVX_VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+// The same bytes as quantize_row_q8_0_scalar, eight floats at a time. Returns
+// false, having written part of the row, when a value is not finite.
+LMRL_INT_DOT_AVX2 inline bool quantize_row_q8_0_avx2(const float* x, std::size_t cols, std::uint8_t* out) {
+  const std::size_t blocks = (cols + 31) / 32;
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  for (std::size_t b = 0; b < blocks; ++b, out += q8_0::bytes_per_block) {
+    float padded[32];
+    const float* p = x + 32 * b;
+    if (32 * b + 32 > cols) {
+      std::fill(std::copy(p, x + cols, padded), padded + 32, 0.0f);
+      p = padded;
+    }
+    __m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(p + 8 * k);
+      const __m256 a = _mm256_andnot_ps(sign_bit, v[k]);
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, infinity, _CMP_NLT_UQ));  // inf or NaN
+      amax = _mm256_max_ps(amax, a);
+    }
+    if (!_mm256_testz_ps(bad, bad)) return false;
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    const float d = _mm_cvtss_f32(m) / 127.0f;
+    float id = d != 0 ? 1.0f / d : 0.0f;
+    if (!(id <= std::numeric_limits<float>::max())) id = 0;
+    store_half(out, d);
+    const __m256 scale = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) {
+      // round half away from zero, as std::round: truncate, then step away when the fraction is >= 1/2
+      const __m256 s = _mm256_mul_ps(v[k], scale);
+      const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 away = _mm256_cmp_ps(_mm256_andnot_ps(sign_bit, _mm256_sub_ps(s, t)), half, _CMP_GE_OQ);
+      const __m256 step = _mm256_and_ps(away, _mm256_or_ps(_mm256_and_ps(s, sign_bit), one));
+      q[k] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+    }
+    // int32 -> int8 (packs work within 128-bit lanes: put the dwords back in order)
+    const __m256i q16 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    const __m256i q8 = _mm256_permutevar8x32_epi32(q16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2), q8);
+  }
+  return true;
+}
+
+// A row of nb q8_0 blocks into the SIMD kernels' pairs.
+LMRL_INT_DOT_AVX2 inline void pair_up_q8_0(const std::uint8_t* row, std::size_t nb, q8_0_pair* pairs) {
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  for (std::size_t b = 0; b < (nb + 1) / 2 * 2; ++b) {
+    q8_0_pair& p = pairs[b / 2];
+    const std::size_t h = b % 2;
+    __m256i codes = _mm256_setzero_si256(), neg_sums = _mm256_setzero_si256();
+    __m256 scale = _mm256_setzero_ps();
+    if (b < nb) {
+      const std::uint8_t* block = row + b * q8_0::bytes_per_block;
+      std::uint16_t d;
+      std::memcpy(&d, block, 2);
+      codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+      scale = _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(d)));
+      neg_sums =
+          _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, codes), ones16));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.codes + 32 * h), codes);
+    _mm256_storeu_ps(p.scales + 8 * h, scale);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.neg_sums + 8 * h), neg_sums);
+  }
+}
+#endif
+
+}  // namespace detail
+
+inline void q8_0_rows::quantize(matrix_view<const float> x, int_dot_path path) {
+  detail::require_int_dot_path("quantize_rows_q8_0", path);
+  rows_ = x.shape[0];
+  cols_ = x.shape[1];
+  const auto cols = static_cast<std::size_t>(cols_);
+  bytes_.resize(static_cast<std::size_t>(rows_) * row_bytes());
+  [[maybe_unused]] const bool simd = supported_int_dot_paths().size() > 1;  // then the kernels read pairs
+  if (simd) pairs_.resize(static_cast<std::size_t>(rows_) * pairs_per_row());
+  for (index_t i = 0; i < rows_; ++i) {
+    const float* row = x.row_data(i);
+    if (x.stride[1] != 1 && cols > 1) {
+      staging_.resize(cols);
+      for (index_t k = 0; k < cols_; ++k) staging_[static_cast<std::size_t>(k)] = x(i, k);
+      row = staging_.data();
+    }
+    std::uint8_t* out = bytes_.data() + static_cast<std::size_t>(i) * row_bytes();
+    bool finite = true;
+#if LMRL_INT_DOT_X86
+    if (path != int_dot_path::scalar)
+      finite = detail::quantize_row_q8_0_avx2(row, cols, out);
+    else
+#endif
+    {
+      for (std::size_t k = 0; k < cols && finite; ++k) finite = std::isfinite(row[k]);
+      if (finite) detail::quantize_row_q8_0_scalar(row, cols, out);
+    }
+    if (!finite)
+      for (index_t k = 0; k < cols_; ++k)
+        detail::require(std::isfinite(row[k]), "quantize_rows_q8_0: x(", i, ", ", k, ") is ", row[k],
+                        "; activations must be finite");
+#if LMRL_INT_DOT_X86
+    if (simd)
+      detail::pair_up_q8_0(out, blocks_per_row(), pairs_.data() + static_cast<std::size_t>(i) * pairs_per_row());
+#endif
+  }
+}
+
+// Quantizes each row of x (any strides) into `out`, q8_0::quantize_block's
+// bytes on every path; a non-finite value is an error naming it.
+inline void quantize_rows_q8_0(matrix_view<const float> x, q8_0_rows& out, int_dot_path path = best_int_dot_path()) {
+  out.quantize(x, path);
+}
+
+// ---------------------------------------------------------------- kernels
+
+namespace detail::int_kernels {
+
+// What a kernel needs from a weight format: its block size in bytes, the
+// block's scale, its codes as signed values (scalar), and as bytes for the
+// SIMD paths: signed int8 codes, or unsigned ones that stand for code - offset.
+struct q8_0_weights {
+  static constexpr std::size_t block_bytes = q8_0::bytes_per_block;
+  static constexpr bool has_scale = true, signed_codes = true;
+  static constexpr int offset = 0;
+  static float scale(const std::uint8_t* block) { return load_half(block); }
+  static void values(const std::uint8_t* block, int* q) {
+    for (int k = 0; k < 32; ++k) q[k] = static_cast<std::int8_t>(block[2 + k]);
+  }
+#if LMRL_INT_DOT_X86
+  static LMRL_INT_DOT_AVX2_INLINE __m256i codes(const std::uint8_t* block) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+  }
+#endif
+};
+
+struct q4_0_weights {
+  static constexpr std::size_t block_bytes = q4_0::bytes_per_block;
+  static constexpr bool has_scale = true, signed_codes = false;
+  static constexpr int offset = 8;
+  static float scale(const std::uint8_t* block) { return load_half(block); }
+  static void values(const std::uint8_t* block, int* q) {
+    for (int j = 0; j < 16; ++j) {
+      q[j] = (block[2 + j] & 0x0f) - 8;
+      q[j + 16] = (block[2 + j] >> 4) - 8;
+    }
+  }
+#if LMRL_INT_DOT_X86
+  static LMRL_INT_DOT_AVX2_INLINE __m256i codes(const std::uint8_t* block) {  // q_0..q_15 low nibbles, q_16..q_31 high
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
+  }
+#endif
+};
+
+struct i8_weights {  // int8_rows: 32 codes per block, no block scale
+  static constexpr std::size_t block_bytes = 32;
+  static constexpr bool has_scale = false, signed_codes = true;
+  static constexpr int offset = 0;
+  static float scale(const std::uint8_t*) { return 1.0f; }
+  static void values(const std::uint8_t* block, int* q) {
+    for (int k = 0; k < 32; ++k) q[k] = static_cast<std::int8_t>(block[k]);
+  }
+#if LMRL_INT_DOT_X86
+  static LMRL_INT_DOT_AVX2_INLINE __m256i codes(const std::uint8_t* block) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block));
+  }
+#endif
+};
+
+// The fixed order every path sums in: even[j] + odd[j], then the 8 lanes as a tree.
+inline float sum_lanes(const float* even, const float* odd) {
+  float a[8];
+  for (int j = 0; j < 8; ++j) a[j] = even[j] + odd[j];
+  const float s0 = a[0] + a[4], s1 = a[1] + a[5], s2 = a[2] + a[6], s3 = a[3] + a[7];
+  return (s0 + s2) + (s1 + s3);
+}
+
+// The reference: one weight row (nb blocks of W) dotted with one activation row (nb q8_0 blocks).
+template <class W>
+float dot_scalar(const std::uint8_t* w, const std::uint8_t* x, std::size_t nb) {
+  float acc[2][8] = {};  // [block parity][lane]
+  int q[32];
+  for (std::size_t b = 0; b < nb; ++b, w += W::block_bytes, x += q8_0::bytes_per_block) {
+    const float dx = load_half(x);
+    const float dd = W::has_scale ? W::scale(w) * dx : dx;
+    W::values(w, q);
+    for (int j = 0; j < 8; ++j) {
+      int lane = 0;
+      for (int k = 4 * j; k < 4 * j + 4; ++k) lane += q[k] * static_cast<std::int8_t>(x[2 + k]);
+      acc[b % 2][j] = std::fma(dd, static_cast<float>(lane), acc[b % 2][j]);
+    }
+  }
+  return sum_lanes(acc[0], acc[1]);
+}
+
+// A tile: NW weight rows times NX activation rows, out[r * NX + i] = dot(w[r], x[i]).
+struct scalar_kernel {
+  static constexpr int max_nx = 1;
+  static constexpr bool reads_pairs = false;  // x[i]: a row of q8_0 blocks
+  template <class W, int NW, int NX>
+  static void tile(const std::uint8_t* const* w, const std::uint8_t* const* x, std::size_t nb, float* out) {
+    for (int r = 0; r < NW; ++r)
+      for (int i = 0; i < NX; ++i) out[r * NX + i] = dot_scalar<W>(w[r], x[i], nb);
+  }
+};
+
+#if LMRL_INT_DOT_X86
+LMRL_INT_DOT_AVX2_INLINE __m256 load_half_broadcast(const std::uint8_t* p) {
+  std::uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(h)));
+}
+
+LMRL_INT_DOT_AVX2_INLINE float sum_lanes(__m256 even, __m256 odd) {  // sum_lanes's order
+  const __m256 a = _mm256_add_ps(even, odd);
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));  // s0 s1 s2 s3
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));                                  // s0+s2 s1+s3
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+// The SIMD tiles share one shape: per block, load NX activation blocks (codes,
+// scales and minus the sums of 4 codes, from q8_0_rows' pairs), then for
+// each of NW weight blocks form the 8 int32 lane sums
+// with every activation block and accumulate them, scaled, into acc[r][i]
+// (even blocks into one set of accumulators, odd ones into another). They
+// differ in the instructions that form the lane sums:
+//
+// AVX2: vpmaddubsw multiplies unsigned by signed bytes and adds pairs into int16
+// (it saturates: the operands are kept small enough never to reach it),
+// vpmaddwd adds pairs of those into int32. Signed codes: |w| times x with w's
+// sign (at most 2 * 128 * 127 per int16). Unsigned q4 codes: q x, then
+// 8 times minus the sums of x's groups of 4.
+template <class W, int NW, int NX>
+LMRL_INT_DOT_AVX2_INLINE void block_avx2(const std::uint8_t* const* w, const std::uint8_t* const* x, std::size_t b,
+                                         __m256 (&acc)[NW][NX]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i xq[NX], bias[NX];
+  __m256 dx[NX];
+  for (int i = 0; i < NX; ++i) {
+    const auto& xp = reinterpret_cast<const q8_0_pair*>(x[i])[b / 2];
+    const std::size_t h = b % 2;
+    xq[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp.codes + 32 * h));
+    dx[i] = _mm256_loadu_ps(xp.scales + 8 * h);
+    if constexpr (!W::signed_codes)  // -8 sum(x): q4's offset is 2^3
+      bias[i] = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp.neg_sums + 8 * h)), 3);
+  }
+  for (int r = 0; r < NW; ++r) {
+    const std::uint8_t* wb = w[r] + b * W::block_bytes;
+    const __m256i c = W::codes(wb);
+    const __m256i u = W::signed_codes ? _mm256_abs_epi8(c) : c;
+    __m256 dw = _mm256_setzero_ps();
+    if constexpr (W::has_scale) dw = load_half_broadcast(wb);
+    for (int i = 0; i < NX; ++i) {
+      __m256i lanes;
+      if constexpr (W::signed_codes)
+        lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(u, _mm256_sign_epi8(xq[i], c)), ones);
+      else
+        lanes = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(u, xq[i]), ones), bias[i]);
+      const __m256 dd = W::has_scale ? _mm256_mul_ps(dw, dx[i]) : dx[i];
+      acc[r][i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lanes), acc[r][i]);
+    }
+  }
+}
+
+// AVX-VNNI: vpdpbusd adds the four unsigned-by-signed byte products of each
+// lane to an int32, exactly. Every format is made unsigned: signed codes + 128
+// (the top bit flipped), q4 codes as they are; each lane's sum starts from
+// -offset times the sum of x's 4 codes (a shift of q8_0_rows' minus-sums).
+template <class W, int NW, int NX>
+__attribute__((target("avx2,fma,f16c,avxvnni"), always_inline)) inline void block_avx_vnni(const std::uint8_t* const* w,
+                                                                                           const std::uint8_t* const* x,
+                                                                                           std::size_t b,
+                                                                                           __m256 (&acc)[NW][NX]) {
+  constexpr int shift = W::signed_codes ? 7 : 3;  // the offset, 128 or 8, as a power of 2
+  __m256i xq[NX], bias[NX];
+  __m256 dx[NX];
+  for (int i = 0; i < NX; ++i) {
+    const auto& xp = reinterpret_cast<const q8_0_pair*>(x[i])[b / 2];
+    const std::size_t h = b % 2;
+    xq[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp.codes + 32 * h));
+    dx[i] = _mm256_loadu_ps(xp.scales + 8 * h);
+    bias[i] = _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp.neg_sums + 8 * h)), shift);
+  }
+  for (int r = 0; r < NW; ++r) {
+    const std::uint8_t* wb = w[r] + b * W::block_bytes;
+    const __m256i c = W::codes(wb);
+    const __m256i u = W::signed_codes ? _mm256_xor_si256(c, _mm256_set1_epi8(-128)) : c;
+    __m256 dw = _mm256_setzero_ps();
+    if constexpr (W::has_scale) dw = load_half_broadcast(wb);
+    for (int i = 0; i < NX; ++i) {
+      const __m256i lanes = _mm256_dpbusd_avx_epi32(bias[i], u, xq[i]);
+      const __m256 dd = W::has_scale ? _mm256_mul_ps(dw, dx[i]) : dx[i];
+      acc[r][i] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lanes), acc[r][i]);
+    }
+  }
+}
+
+template <class W, int NW, int NX>
+LMRL_INT_DOT_AVX2 void tile_avx2(const std::uint8_t* const* w, const std::uint8_t* const* x, std::size_t nb,
+                                 float* out) {
+  __m256 even[NW][NX];  // the even blocks' sums, then the odd ones' (fewer registers than both at once)
+  for (std::size_t parity = 0; parity < 2; ++parity) {
+    __m256 acc[NW][NX];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm256_setzero_ps();
+    for (std::size_t b = parity; b < nb; b += 2) block_avx2<W, NW, NX>(w, x, b, acc);
+    for (int r = 0; r < NW; ++r)
+      for (int i = 0; i < NX; ++i) {
+        if (parity == 0)
+          even[r][i] = acc[r][i];
+        else
+          out[r * NX + i] = sum_lanes(even[r][i], acc[r][i]);
+      }
+  }
+}
+
+template <class W, int NW, int NX>
+LMRL_INT_DOT_AVX_VNNI void tile_avx_vnni(const std::uint8_t* const* w, const std::uint8_t* const* x, std::size_t nb,
+                                         float* out) {
+  __m256 even[NW][NX];  // the even blocks' sums, then the odd ones' (fewer registers than both at once)
+  for (std::size_t parity = 0; parity < 2; ++parity) {
+    __m256 acc[NW][NX];
+    for (auto& row : acc)
+      for (auto& a : row) a = _mm256_setzero_ps();
+    for (std::size_t b = parity; b < nb; b += 2) block_avx_vnni<W, NW, NX>(w, x, b, acc);
+    for (int r = 0; r < NW; ++r)
+      for (int i = 0; i < NX; ++i) {
+        if (parity == 0)
+          even[r][i] = acc[r][i];
+        else
+          out[r * NX + i] = sum_lanes(even[r][i], acc[r][i]);
+      }
+  }
+}
+
+// AVX512-VNNI: as AVX-VNNI, two blocks at a time in 512-bit registers: lanes
+// 0-7 hold an even block, lanes 8-15 the odd one after it, so one register
+// accumulates both of sum_lanes's halves. An odd last block updates lanes 0-7 only.
+// (GCC 12 warns that the unmasked forms of some AVX-512 intrinsics read an
+// undefined value, _mm512_undefined_ps: the zero-masked forms say the same without it.)
+#define LMRL_INT_DOT_AVX512_INLINE \
+  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"), always_inline)) inline
+LMRL_INT_DOT_AVX512_INLINE __m512i join(__m256i low, __m256i high) {
+  return _mm512_maskz_inserti64x4(0xff, _mm512_castsi256_si512(low), high, 1);
+}
+LMRL_INT_DOT_AVX512_INLINE __m512i zero_extend(__m256i low) {
+  return _mm512_maskz_inserti64x4(0xff, _mm512_setzero_si512(), low, 0);
+}
+LMRL_INT_DOT_AVX512_INLINE __m512 half_pair(const std::uint8_t* first, const std::uint8_t* second) {
+  std::uint16_t h0, h1;
+  std::memcpy(&h0, first, 2);
+  std::memcpy(&h1, second, 2);
+  return _mm512_maskz_cvtph_ps(
+      0xffff, _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(h1)), _mm_set1_epi16(static_cast<short>(h0))));
+}
+
+template <class W, int NW, int NX>
+LMRL_INT_DOT_AVX512_VNNI void tile_avx512_vnni(const std::uint8_t* const* w, const std::uint8_t* const* x,
+                                               std::size_t nb, float* out) {
+  constexpr int shift = W::signed_codes ? 7 : 3;  // the offset, 128 or 8, as a power of 2
+  const __m512i flip = _mm512_set1_epi8(-128);
+  __m512 acc[NW][NX];
+  for (auto& row : acc)
+    for (auto& a : row) a = _mm512_setzero_ps();
+  // blocks b and b + 1 (both when `both`, else b alone in lanes 0-7 and zeros above)
+  for (std::size_t b = 0; b < nb; b += 2) {
+    const bool both = b + 1 < nb;
+    const __mmask16 lanes_used = both ? 0xffff : 0x00ff;
+    __m512i xq[NX], bias[NX];
+    __m512 dx[NX];
+    for (int i = 0; i < NX; ++i) {  // (an odd last block's partner is zeros)
+      const auto& xp = reinterpret_cast<const q8_0_pair*>(x[i])[b / 2];
+      xq[i] = _mm512_loadu_si512(xp.codes);
+      dx[i] = _mm512_loadu_ps(xp.scales);
+      bias[i] = _mm512_maskz_slli_epi32(0xffff, _mm512_loadu_si512(xp.neg_sums), shift);
+    }
+    for (int r = 0; r < NW; ++r) {
+      const std::uint8_t* wb = w[r] + b * W::block_bytes;
+      const __m512i c = both ? join(W::codes(wb), W::codes(wb + W::block_bytes)) : zero_extend(W::codes(wb));
+      const __m512i u = W::signed_codes ? _mm512_xor_si512(c, flip) : c;
+      __m512 dw = _mm512_setzero_ps();
+      if constexpr (W::has_scale) dw = both ? half_pair(wb, wb + W::block_bytes) : half_pair(wb, wb);
+      for (int i = 0; i < NX; ++i) {
+        const __m512i lanes = _mm512_dpbusd_epi32(bias[i], u, xq[i]);
+        const __m512 dd = W::has_scale ? _mm512_mul_ps(dw, dx[i]) : dx[i];
+        acc[r][i] = _mm512_mask3_fmadd_ps(dd, _mm512_maskz_cvtepi32_ps(0xffff, lanes), acc[r][i], lanes_used);
+      }
+    }
+  }
+  for (int r = 0; r < NW; ++r)
+    for (int i = 0; i < NX; ++i) {
+      const __m512d both = _mm512_castps_pd(acc[r][i]);
+      const __m256 even = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xff, both, 0));
+      const __m256 odd = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xff, both, 1));
+      out[r * NX + i] = sum_lanes(even, odd);
+    }
+}
+#undef LMRL_INT_DOT_AVX512_INLINE
+
+struct avx2_kernel {
+  static constexpr int max_nx = 2;           // 16 ymm registers: 4 x 2 accumulators and the operands
+  static constexpr bool reads_pairs = true;  // x[i]: a row of q8_0_pairs
+  template <class W, int NW, int NX>
+  static void tile(const std::uint8_t* const* w, const std::uint8_t* const* x, std::size_t nb, float* out) {
+    tile_avx2<W, NW, NX>(w, x, nb, out);
+  }
+};
+struct avx_vnni_kernel {
+  static constexpr int max_nx = 2;
+  static constexpr bool reads_pairs = true;
+  template <class W, int NW, int NX>
+  static void tile(const std::uint8_t* const* w, const std::uint8_t* const* x, std::size_t nb, float* out) {
+    tile_avx_vnni<W, NW, NX>(w, x, nb, out);
+  }
+};
+struct avx512_vnni_kernel {
+  static constexpr int max_nx = 4;  // 32 zmm registers
+  static constexpr bool reads_pairs = true;
+  template <class W, int NW, int NX>
+  static void tile(const std::uint8_t* const* w, const std::uint8_t* const* x, std::size_t nb, float* out) {
+    tile_avx512_vnni<W, NW, NX>(w, x, nb, out);
+  }
+};
+#endif
+
+// Calls f(kernel) with the kernel type of `path` (which the caller has checked).
+template <class F>
+decltype(auto) with_kernel([[maybe_unused]] int_dot_path path, F&& f) {
+#if LMRL_INT_DOT_X86
+  switch (path) {
+    case int_dot_path::avx2:
+      return f(avx2_kernel{});
+    case int_dot_path::avx512_vnni:
+      return f(avx512_vnni_kernel{});
+    case int_dot_path::avx_vnni:
+      return f(avx_vnni_kernel{});
+    case int_dot_path::scalar:
+      break;
+  }
+#endif
+  return f(scalar_kernel{});
+}
+
+template <class W>
+float vec_dot(const char* function, const std::uint8_t* w, std::size_t w_bytes, std::span<const std::uint8_t> x,
+              int_dot_path path) {
+  require_int_dot_path(function, path);
+  require(x.size() % q8_0::bytes_per_block == 0, function, ": x has ", x.size(),
+          " bytes, not a whole number of q8_0 blocks of ", q8_0::bytes_per_block);
+  const std::size_t nb = x.size() / q8_0::bytes_per_block;
+  require(w_bytes == nb * W::block_bytes, function, ": x is ", nb, " blocks, so w needs ", nb * W::block_bytes,
+          " bytes; it has ", w_bytes);
+  float out = 0;
+  with_kernel(path, [&](auto kernel) {
+    using K = decltype(kernel);
+    const std::uint8_t* xp = x.data();
+#if LMRL_INT_DOT_X86
+    if constexpr (K::reads_pairs) {
+      thread_local std::vector<q8_0_pair> pairs;
+      pairs.resize((nb + 1) / 2);
+      pair_up_q8_0(x.data(), nb, pairs.data());
+      xp = reinterpret_cast<const std::uint8_t*>(pairs.data());
+    }
+#endif
+    K::template tile<W, 1, 1>(&w, &xp, nb, &out);
+  });
+  return out;
+}
+
+}  // namespace detail::int_kernels
+
+#if LMRL_INT_DOT_X86
+#undef LMRL_INT_DOT_AVX2
+#undef LMRL_INT_DOT_AVX2_INLINE
+#undef LMRL_INT_DOT_AVX512_VNNI
+#undef LMRL_INT_DOT_AVX_VNNI
+#endif
+
+// ---------------------------------------------------------------- block dots
+
+// w: nb q8_0 blocks; x: nb q8_0 blocks (codes in [-127, 127]).
+inline float vec_dot_q8_0_q8_0(std::span<const std::uint8_t> w, std::span<const std::uint8_t> x,
+                               int_dot_path path = best_int_dot_path()) {
+  return detail::int_kernels::vec_dot<detail::int_kernels::q8_0_weights>("vec_dot_q8_0_q8_0", w.data(), w.size(), x,
+                                                                         path);
+}
+// w: nb q4_0 blocks; x: nb q8_0 blocks.
+inline float vec_dot_q4_0_q8_0(std::span<const std::uint8_t> w, std::span<const std::uint8_t> x,
+                               int_dot_path path = best_int_dot_path()) {
+  return detail::int_kernels::vec_dot<detail::int_kernels::q4_0_weights>("vec_dot_q4_0_q8_0", w.data(), w.size(), x,
+                                                                         path);
+}
+// w: 32 nb int8 codes (a row of int8_rows, padded); x: nb q8_0 blocks. The
+// row's scale is not applied: multiply the result by it.
+inline float vec_dot_i8_q8_0(std::span<const std::int8_t> w, std::span<const std::uint8_t> x,
+                             int_dot_path path = best_int_dot_path()) {
+  return detail::int_kernels::vec_dot<detail::int_kernels::i8_weights>(
+      "vec_dot_i8_q8_0", reinterpret_cast<const std::uint8_t*>(w.data()), w.size(), x, path);
+}
+
+}  // namespace lmrl

@@ -1,0 +1,305 @@
+// Integer block dots and activation quantization (lmrl/quant/int_dot.hpp):
+// every path this CPU has gives the scalar reference's bits, on random blocks
+// with the extreme codes; the reference is ggml's formula; quantize_rows_q8_0
+// gives q8_0::quantize_block's bytes on every path, padding a short last block
+// with zeros; bad input is an error.
+#include "lmrl/quant/int_dot.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "doctest/doctest.h"
+
+using namespace lmrl;
+
+namespace {
+
+std::uint16_t random_half(std::mt19937& gen) {  // a finite half: any exponent, either sign, sometimes 0
+  std::uniform_int_distribution<int> pick(0, 9);
+  if (pick(gen) == 0) return 0;
+  std::uniform_int_distribution<int> bits(0, 0xffff);
+  std::uint16_t h;
+  do h = static_cast<std::uint16_t>(bits(gen));
+  while ((h & 0x7c00) == 0x7c00);  // not inf or NaN
+  return h;
+}
+
+// Activation codes: [-127, 127] (what quantize_rows_q8_0 gives), the ends often.
+std::int8_t activation_code(std::mt19937& gen) {
+  std::uniform_int_distribution<int> pick(0, 7), any(-127, 127);
+  switch (pick(gen)) {
+    case 0:
+      return 127;
+    case 1:
+      return -127;
+    case 2:
+      return 0;
+    default:
+      return static_cast<std::int8_t>(any(gen));
+  }
+}
+// Weight codes: the whole int8 range, the ends often.
+std::int8_t weight_code(std::mt19937& gen) {
+  std::uniform_int_distribution<int> pick(0, 7), any(-128, 127);
+  switch (pick(gen)) {
+    case 0:
+      return 127;
+    case 1:
+      return -128;
+    case 2:
+      return -127;
+    default:
+      return static_cast<std::int8_t>(any(gen));
+  }
+}
+
+void put_half(std::uint8_t* p, std::uint16_t h) {
+  p[0] = static_cast<std::uint8_t>(h & 0xff);
+  p[1] = static_cast<std::uint8_t>(h >> 8);
+}
+
+std::vector<std::uint8_t> random_q8_0(std::size_t blocks, std::mt19937& gen, bool weights) {
+  std::vector<std::uint8_t> out(blocks * 34);
+  for (std::size_t b = 0; b < blocks; ++b) {
+    put_half(&out[34 * b], random_half(gen));
+    for (std::size_t k = 0; k < 32; ++k)
+      out[34 * b + 2 + k] = static_cast<std::uint8_t>(weights ? weight_code(gen) : activation_code(gen));
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> random_q4_0(std::size_t blocks, std::mt19937& gen) {
+  std::vector<std::uint8_t> out(blocks * 18);
+  std::uniform_int_distribution<int> pick(0, 5), nibble(0, 15);
+  const auto code = [&] {
+    const int p = pick(gen);
+    return p == 0 ? 0 : p == 1 ? 15 : nibble(gen);
+  };
+  for (std::size_t b = 0; b < blocks; ++b) {
+    put_half(&out[18 * b], random_half(gen));
+    for (std::size_t j = 0; j < 16; ++j) out[18 * b + 2 + j] = static_cast<std::uint8_t>(code() | (code() << 4));
+  }
+  return out;
+}
+
+// ggml's formula in double: sum over blocks of d_w d_x sum_k w_k x_k (w from `values`).
+template <class Values>
+double ggml_formula(const std::vector<std::uint8_t>& x, std::size_t blocks, Values values) {
+  double s = 0;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const std::uint8_t* xb = &x[34 * b];
+    const double dx = half_to_float(static_cast<std::uint16_t>(xb[0] | (xb[1] << 8)));
+    double dw = 0;
+    int w[32];
+    values(b, dw, w);
+    long long isum = 0;
+    for (int k = 0; k < 32; ++k) isum += static_cast<long long>(w[k]) * static_cast<std::int8_t>(xb[2 + k]);
+    s += dw * dx * static_cast<double>(isum);
+  }
+  return s;
+}
+
+float half_at(const std::uint8_t* p) { return half_to_float(static_cast<std::uint16_t>(p[0] | (p[1] << 8))); }
+
+}  // namespace
+
+TEST_CASE("int_dot paths: scalar first, the best last, and a path the CPU lacks is an error") {
+  const auto paths = supported_int_dot_paths();
+  REQUIRE(!paths.empty());
+  CHECK(paths.front() == int_dot_path::scalar);
+  CHECK(best_int_dot_path() == paths.back());
+  MESSAGE("int_dot paths on this CPU: ", paths.size(), ", best ", std::string(to_string(best_int_dot_path())));
+  std::vector<std::uint8_t> w(34), x(34);
+  for (int_dot_path p : {int_dot_path::scalar, int_dot_path::avx2, int_dot_path::avx512_vnni, int_dot_path::avx_vnni}) {
+    if (std::find(paths.begin(), paths.end(), p) != paths.end())
+      CHECK(vec_dot_q8_0_q8_0(w, x, p) == 0.0f);
+    else
+      CHECK_THROWS_WITH_AS(vec_dot_q8_0_q8_0(w, x, p), doctest::Contains("this CPU has no"), lmrl::error);
+  }
+}
+
+TEST_CASE("int_dot: every path gives the scalar path's bits on random blocks with extreme codes and zero scales") {
+  std::mt19937 gen(17);
+  int compared = 0;
+  for (std::size_t blocks : {1u, 2u, 3u, 7u, 8u, 9u, 16u, 31u, 64u}) {
+    for (int trial = 0; trial < 6; ++trial) {
+      const auto x = random_q8_0(blocks, gen, false);
+      const auto w8 = random_q8_0(blocks, gen, true);
+      const auto w4 = random_q4_0(blocks, gen);
+      std::vector<std::int8_t> wi(32 * blocks);
+      for (auto& c : wi) c = weight_code(gen);
+      const float r8 = vec_dot_q8_0_q8_0(w8, x, int_dot_path::scalar);
+      const float r4 = vec_dot_q4_0_q8_0(w4, x, int_dot_path::scalar);
+      const float ri = vec_dot_i8_q8_0(wi, x, int_dot_path::scalar);
+      for (int_dot_path p : supported_int_dot_paths()) {
+        INFO("path ", to_string(p), ", ", blocks, " blocks, trial ", trial);
+        CHECK(std::bit_cast<std::uint32_t>(vec_dot_q8_0_q8_0(w8, x, p)) == std::bit_cast<std::uint32_t>(r8));
+        CHECK(std::bit_cast<std::uint32_t>(vec_dot_q4_0_q8_0(w4, x, p)) == std::bit_cast<std::uint32_t>(r4));
+        CHECK(std::bit_cast<std::uint32_t>(vec_dot_i8_q8_0(wi, x, p)) == std::bit_cast<std::uint32_t>(ri));
+        compared += 3;
+      }
+    }
+  }
+  MESSAGE(compared, " dots compared with the scalar path");
+}
+
+TEST_CASE("int_dot: the scalar path is ggml's formula, to float rounding") {
+  std::mt19937 gen(23);
+  for (std::size_t blocks : {1u, 5u, 40u}) {
+    // scales of one size, so the sum has no cancellation to speak of
+    auto x = random_q8_0(blocks, gen, false);
+    auto w8 = random_q8_0(blocks, gen, true);
+    auto w4 = random_q4_0(blocks, gen);
+    std::uniform_real_distribution<float> scale(0.01f, 0.02f);
+    for (std::size_t b = 0; b < blocks; ++b) {
+      detail::store_half(&x[34 * b], scale(gen));
+      detail::store_half(&w8[34 * b], scale(gen));
+      detail::store_half(&w4[18 * b], -scale(gen));
+    }
+    std::vector<std::int8_t> wi(32 * blocks);
+    for (auto& c : wi) c = weight_code(gen);
+    const double e8 = ggml_formula(x, blocks, [&](std::size_t b, double& d, int* q) {
+      d = half_at(&w8[34 * b]);
+      for (int k = 0; k < 32; ++k) q[k] = static_cast<std::int8_t>(w8[34 * b + 2 + k]);
+    });
+    const double e4 = ggml_formula(x, blocks, [&](std::size_t b, double& d, int* q) {
+      d = half_at(&w4[18 * b]);
+      for (int j = 0; j < 16; ++j) {
+        q[j] = (w4[18 * b + 2 + j] & 15) - 8;
+        q[j + 16] = (w4[18 * b + 2 + j] >> 4) - 8;
+      }
+    });
+    const double ei = ggml_formula(x, blocks, [&](std::size_t b, double& d, int* q) {
+      d = 1;
+      for (int k = 0; k < 32; ++k) q[k] = wi[32 * b + static_cast<std::size_t>(k)];
+    });
+    // the magnitude of the terms bounds the float error: at most blocks / 2 + 5 roundings of 2^-24 each
+    const double terms = 0.0004 * 32 * 128 * 127 * static_cast<double>(blocks);
+    const double tolerance = (static_cast<double>(blocks) / 2 + 5) * 0x1p-24 * terms;
+    INFO(blocks, " blocks");
+    CHECK(std::fabs(vec_dot_q8_0_q8_0(w8, x, int_dot_path::scalar) - e8) <= tolerance);
+    CHECK(std::fabs(vec_dot_q4_0_q8_0(w4, x, int_dot_path::scalar) - e4) <= tolerance);
+    CHECK(std::fabs(vec_dot_i8_q8_0(wi, x, int_dot_path::scalar) - ei) <= tolerance * 100);  // d_w = 1, not 0.02
+  }
+  // by hand: one block, d_w = 2, d_x = 0.5, codes 1..32 against 1 (q8_0) -> 2 * 0.5 * 528
+  std::vector<std::uint8_t> w(34), x(34);
+  detail::store_half(&w[0], 2.0f);
+  detail::store_half(&x[0], 0.5f);
+  for (int k = 0; k < 32; ++k) {
+    w[2 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(k + 1);
+    x[2 + static_cast<std::size_t>(k)] = 1;
+  }
+  for (int_dot_path p : supported_int_dot_paths()) CHECK(vec_dot_q8_0_q8_0(w, x, p) == 528.0f);
+  // q4_0: every code 0 stands for -8: 32 * -8 * 1 * d_w d_x
+  std::vector<std::uint8_t> w4(18, 0);
+  detail::store_half(&w4[0], 2.0f);
+  for (int_dot_path p : supported_int_dot_paths()) CHECK(vec_dot_q4_0_q8_0(w4, x, p) == -256.0f);
+}
+
+TEST_CASE("int_dot: wrong block counts are errors naming the sizes") {
+  std::vector<std::uint8_t> w(68), x(68), odd(50);
+  CHECK_THROWS_WITH_AS(vec_dot_q8_0_q8_0(w, odd),
+                       doctest::Contains("x has 50 bytes, not a whole number of q8_0 blocks"), lmrl::error);
+  std::vector<std::uint8_t> w4(18);
+  CHECK_THROWS_WITH_AS(vec_dot_q4_0_q8_0(w4, x), doctest::Contains("x is 2 blocks, so w needs 36 bytes; it has 18"),
+                       lmrl::error);
+  std::vector<std::int8_t> wi(32);
+  CHECK_THROWS_WITH_AS(vec_dot_i8_q8_0(wi, x), doctest::Contains("w needs 64 bytes"), lmrl::error);
+}
+
+TEST_CASE("quantize_rows_q8_0 gives q8_0::quantize_block's bytes on every path, a short last block padded with zeros") {
+  std::mt19937 gen(29);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (index_t cols : {1, 5, 31, 32, 33, 40, 96, 344}) {
+    const index_t rows = 3;
+    const index_t stride = cols + 3;  // rows apart in memory
+    std::vector<float> x(static_cast<std::size_t>(rows * stride));
+    for (auto& v : x) v = normal(gen) * 4;
+    // ties after scaling: row 1's largest value is 127, so d = 1 and x / d = x; half away from zero
+    x[static_cast<std::size_t>(stride)] = 127;
+    if (cols > 2) {
+      x[static_cast<std::size_t>(stride + 1)] = 2.5f;
+      x[static_cast<std::size_t>(stride + 2)] = -2.5f;
+    }
+    const matrix_view<const float> view(x.data(), {rows, cols}, {stride, 1});
+    const index_t padded = (cols + 31) / 32 * 32;
+    for (int_dot_path p : supported_int_dot_paths()) {
+      q8_0_rows q;
+      quantize_rows_q8_0(view, q, p);
+      REQUIRE(q.rows() == rows);
+      REQUIRE(q.cols() == cols);
+      CHECK(q.padded_cols() == padded);
+      REQUIRE(q.row_bytes() == static_cast<std::size_t>(padded / 32 * 34));
+      for (index_t i = 0; i < rows; ++i) {
+        std::vector<float> row(static_cast<std::size_t>(padded), 0.0f);
+        for (index_t k = 0; k < cols; ++k) row[static_cast<std::size_t>(k)] = view(i, k);
+        std::vector<std::uint8_t> expected(q.row_bytes());
+        quantize(q8_0{}, std::span<const float>(row), std::span<std::uint8_t>(expected));
+        const auto got = q.row_bytes_of(i);
+        INFO("path ", to_string(p), ", cols ", cols, ", row ", i);
+        CHECK(std::equal(got.begin(), got.end(), expected.begin(), expected.end()));
+        if (i == 1 && cols > 2) {
+          CHECK(static_cast<std::int8_t>(got[3]) == 3);   // 2.5 -> 3
+          CHECK(static_cast<std::int8_t>(got[4]) == -3);  // -2.5 -> -3
+        }
+        for (index_t k = cols; k < padded; ++k) CHECK(got[static_cast<std::size_t>(2 + k / 32 * 34 + k % 32)] == 0);
+        if (supported_int_dot_paths().size() > 1) {  // the SIMD kernels' copy: codes, scales, minus the sums of 4
+          const std::size_t blocks = q.blocks_per_row();
+          REQUIRE(q.pairs_per_row() == (blocks + 1) / 2);
+          const detail::q8_0_pair* pairs = q.pairs_of(i);
+          for (std::size_t b = 0; b < 2 * q.pairs_per_row(); ++b) {
+            const auto& pair = pairs[b / 2];
+            const std::size_t h = b % 2;
+            const float d = b < blocks ? half_at(&got[34 * b]) : 0.0f;
+            for (std::size_t j = 0; j < 8; ++j) {
+              CHECK(pair.scales[8 * h + j] == d);
+              int sum = 0;
+              for (std::size_t k = 4 * j; k < 4 * j + 4; ++k) {
+                const int code = b < blocks ? static_cast<std::int8_t>(got[34 * b + 2 + k]) : 0;
+                CHECK(pair.codes[32 * h + k] == code);
+                sum += code;
+              }
+              CHECK(pair.neg_sums[8 * h + j] == -sum);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("quantize_rows_q8_0: column strides, all-zero rows, reuse, and non-finite values named by row and column") {
+  std::vector<float> x(2 * 40 * 2, 0.0f);
+  for (std::size_t k = 0; k < 40; ++k) x[2 * (40 + k)] = static_cast<float>(k) - 20;  // row 1, every other float
+  const matrix_view<const float> strided(x.data(), {2, 40}, {80, 2});
+  q8_0_rows a, b;
+  quantize_rows_q8_0(strided, a, int_dot_path::scalar);
+  std::vector<float> dense(80);
+  for (index_t i = 0; i < 2; ++i)
+    for (index_t k = 0; k < 40; ++k) dense[static_cast<std::size_t>(i * 40 + k)] = strided(i, k);
+  for (int_dot_path p : supported_int_dot_paths()) {
+    quantize_rows_q8_0(matrix_view<const float>(dense.data(), {2, 40}), b, p);
+    CHECK(std::equal(a.bytes().begin(), a.bytes().end(), b.bytes().begin(), b.bytes().end()));
+    CHECK(std::all_of(b.row_bytes_of(0).begin(), b.row_bytes_of(0).end(), [](std::uint8_t v) { return v == 0; }));
+  }
+  // reused for a smaller matrix: sizes follow
+  quantize_rows_q8_0(matrix_view<const float>(dense.data(), {1, 8}), b);
+  CHECK(b.rows() == 1);
+  CHECK(b.bytes().size() == 34);
+  for (int_dot_path p : supported_int_dot_paths()) {
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                      -std::numeric_limits<float>::infinity()}) {
+      dense[40 + 37] = bad;
+      INFO("path ", to_string(p));
+      CHECK_THROWS_WITH_AS(quantize_rows_q8_0(matrix_view<const float>(dense.data(), {2, 40}), b, p),
+                           doctest::Contains("x(1, 37) is"), lmrl::error);
+    }
+    dense[40 + 37] = 0;
+  }
+}

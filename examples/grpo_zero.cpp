@@ -81,9 +81,11 @@ struct zero_settings {
   // DAPO's soft overlong punishment as a third reward (weight 1): 0 up to
   // max_completion_length - overlong_buffer tokens, then down to -1. 0 = off.
   index_t overlong_buffer = 0;
-  // Rollouts from weights rounded through a quantized format (quant/by_name.hpp):
-  // "none", q8_0, q4_0, fp8, tq2_0, tq2_0_absmean. Training stays in float32 and
-  // recomputes the old log-probs; rollout/logp_gap_* logs the mismatch.
+  // Rollouts from quantized weights: q8_0, q4_0 and int8 run the integer
+  // kernels (quant/integer_linear.hpp, activations in Q8_0); q4_k, fp8, tq2_0 and
+  // tq2_0_absmean round the float weights through the format (quant/by_name.hpp).
+  // Training stays in float32 and recomputes the old log-probs;
+  // rollout/logp_gap_* logs the mismatch.
   std::string rollout_quant = "none";
   // The rollouts' kv cache: "none" (float32), q8_0 or q4_0 blocks per cached row.
   std::string rollout_kv_quant = "none";
@@ -162,7 +164,13 @@ const std::map<std::string, setting>& settings_table() {
       {"overlong_buffer", number(0, 1e9, [](S& s) -> auto& { return s.overlong_buffer; })},
       {"rollout_quant",
        [](S& s, const std::string&, const std::string& v) {
-         if (v != "none") weight_rounding_by_name<float>(v);  // throws naming the known formats
+         bool known = v == "none" || integer_format_by_name(v).has_value();
+         try {
+           known = known || weight_rounding_by_name<float>(v) != nullptr;
+         } catch (const lmrl::error&) {
+         }
+         detail::require(known, "--rollout_quant = \"", v, "\" is not known; known: none, ", integer_format_names,
+                         " (integer kernels), q4_k, fp8, tq2_0, tq2_0_absmean (float weights rounded through them)");
          s.rollout_quant = v;
        }},
       {"rollout_kv_quant",
@@ -332,7 +340,11 @@ int main(int argc, char** argv) try {
   };
   const auto rollouts = [&] {
     transformer_rollouts<float> r({tokenizer::eos}, tokenizer::pad);
-    if (s.rollout_quant != "none") r.set_weight_rounding(weight_rounding_by_name<float>(s.rollout_quant));
+    if (const auto format = integer_format_by_name(s.rollout_quant)) {
+      r.set_weight_format(format);
+    } else if (s.rollout_quant != "none") {
+      r.set_weight_rounding(weight_rounding_by_name<float>(s.rollout_quant));
+    }
     r.set_kv_format(kv_format_by_name(s.rollout_kv_quant));
     return r;
   };

@@ -521,3 +521,88 @@ TEST_CASE("a quantized kv cache changes the logits by a little, 4 bits more than
   CHECK(dec.cache().format() == kv_format::q4_0);
   for (index_t b = 0; b < 6; ++b) CHECK(r.lengths[static_cast<std::size_t>(b)] == 8);
 }
+
+TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0 or int8 weights with quantized activations") {
+  const transformer_config c = testing::transformer_shape(37, 64, 2, 2, 1, 44, 64);  // ffn 44: a padded last block
+  transformer_parameters<float> params(c);
+  params.initialize(3, 0.1);
+  const std::vector<float> before(params.values().begin(), params.values().end());
+  const std::vector<std::int32_t> ids = {3, 14, 15, 9, 2, 6, 5, 35};
+  const auto logits = [&](cached_decoder<float>& dec) {
+    dec.reset(1, 16);
+    std::vector<cached_token> rows;
+    for (auto id : ids) rows.push_back({0, id, true});
+    const auto l = dec.forward(rows);
+    dense<float, 2> out({l.shape[0], l.shape[1]});
+    for (index_t i = 0; i < l.shape[0]; ++i)
+      for (index_t v = 0; v < l.shape[1]; ++v) out(i, v) = l(i, v);
+    return out;
+  };
+  cached_decoder<float> plain(params);
+  const auto exact = logits(plain);
+  const std::size_t float_bytes = plain.weight_bytes();
+  for (const std::string name : {"q8_0", "q4_0", "int8"}) {
+    CAPTURE(name);
+    const integer_format format = *integer_format_by_name(name);
+    // The same weights rounded through the format, multiplied in float: the integer
+    // decoder differs from it only by its activations' Q8_0 rounding.
+    cached_decoder<float> rounded(params);
+    rounded.set_weight_rounding([&](matrix_view<float> w) {
+      const integer_linear q(format, w);
+      q.dequantize_to(w);
+    });
+    cached_decoder<float> dec(params);
+    dec.set_weight_format(format);
+    CHECK(dec.weight_format() == format);
+    const auto got = logits(dec), want = logits(rounded);
+    double from_rounded = 0, from_exact = 0, scale = 0;
+    for (index_t i = 0; i < got.shape()[0]; ++i)
+      for (index_t v = 0; v < got.shape()[1]; ++v) {
+        from_rounded = std::max(from_rounded, static_cast<double>(std::fabs(got(i, v) - want(i, v))));
+        from_exact = std::max(from_exact, static_cast<double>(std::fabs(got(i, v) - exact(i, v))));
+        scale = std::max(scale, static_cast<double>(std::fabs(exact(i, v))));
+      }
+    CAPTURE(from_rounded);
+    CAPTURE(from_exact);
+    CHECK(from_rounded > 0);                  // the activations were quantized
+    CHECK(from_rounded < 0.03 * scale);       // by 8 bits: a small change
+    CHECK(from_exact < (format == integer_format::q4_0 ? 0.3 : 0.05) * scale);
+    // Bytes: 8.5 / 4.5 / ~8 bits per weight instead of 32.
+    const double ratio = static_cast<double>(dec.weight_bytes()) / static_cast<double>(float_bytes);
+    CAPTURE(ratio);
+    CHECK(ratio < (format == integer_format::q4_0 ? 0.2 : 0.33));
+    // A quantized kv cache on top changes the logits again (the two compose).
+    cached_decoder<float> both(params);
+    both.set_weight_format(format);
+    both.set_kv_format(kv_format::q8_0);
+    const auto with_cache = logits(both);
+    double cache_change = 0;
+    for (index_t i = 0; i < got.shape()[0]; ++i)
+      for (index_t v = 0; v < got.shape()[1]; ++v)
+        cache_change = std::max(cache_change, static_cast<double>(std::fabs(with_cache(i, v) - got(i, v))));
+    CHECK(cache_change > 0);
+    CHECK(cache_change < 0.05 * scale);
+    // Generation runs from it; the parameters are untouched.
+    generation_options o;
+    o.max_new_tokens = 6;
+    o.num_generations = 2;
+    const prompt_list prompts = {{1, 2, 3}, {7}};
+    const auto r = generate(dec, std::span<const std::vector<std::int32_t>>(prompts), o, counter_rng(5));
+    CHECK(r.batch() == 4);
+    CHECK(std::equal(before.begin(), before.end(), params.values().begin()));
+  }
+  // Back to float32: the plain decoder's logits, bit for bit.
+  cached_decoder<float> back(params);
+  back.set_weight_format(integer_format::q4_0);
+  back.set_weight_format(std::nullopt);
+  const auto again = logits(back);
+  for (index_t i = 0; i < again.shape()[0]; ++i)
+    for (index_t v = 0; v < again.shape()[1]; ++v) CHECK(again(i, v) == exact(i, v));
+  // Rounding and integer weights do not mix; a double decoder has no integer weights.
+  back.set_weight_format(integer_format::q8_0);
+  CHECK_THROWS_WITH_AS(back.set_weight_rounding([](matrix_view<float>) {}), doctest::Contains("one or the other"), error);
+  const auto dparams = test_parameters<double>();
+  cached_decoder<double> ddec(dparams);
+  CHECK_THROWS_WITH_AS(ddec.set_weight_format(integer_format::q8_0), doctest::Contains("float decoder"), error);
+  CHECK_FALSE(integer_format_by_name("q4_k").has_value());
+}

@@ -36,8 +36,10 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -51,6 +53,7 @@
 #include "lmrl/model/ops/rope.hpp"
 #include "lmrl/model/ops/swiglu.hpp"
 #include "lmrl/model/parameters.hpp"
+#include "lmrl/quant/integer_linear.hpp"
 #include "lmrl/sample/philox.hpp"
 #include "lmrl/sample/sampler_config.hpp"
 #include "lmrl/sample/samplers.hpp"
@@ -179,13 +182,45 @@ class cached_decoder {
   // precision. The embedding table (a lookup) and the norms are left as they are.
   using weight_rounding = std::function<void(matrix_view<T>)>;
   void set_weight_rounding(weight_rounding rounding) {
+    detail::require(!rounding || !format_,
+                    "cached_decoder::set_weight_rounding: integer weights are set (set_weight_format); use one or the other");
     rounding_ = std::move(rounding);
     sync_weights();
   }
 
-  // Re-reads the parameters into the decoder's transposed, fused copy.
+  // Generate from integer-quantized weights (quant/integer_linear.hpp): every
+  // projection and lm_head is held in `format` (q8_0, q4_0 or int8 rows) and
+  // multiplied by int_gemm.hpp's integer kernels, the activations quantized
+  // to Q8_0 before each product, as llama.cpp runs a model on a CPU. The
+  // decoder keeps no float copy of those matrices then; the parameters, and
+  // training, stay in full precision. std::nullopt: float32 again. float only.
+  void set_weight_format(std::optional<integer_format> format) {
+    detail::require(!format || std::is_same_v<T, float>,
+                    "cached_decoder::set_weight_format: integer weights need a float decoder");
+    detail::require(!format || !rounding_,
+                    "cached_decoder::set_weight_format: a weight rounding is set; use one or the other");
+    format_ = format;
+    sync_weights();
+  }
+  std::optional<integer_format> weight_format() const { return format_; }
+
+  // Bytes of the weights the decoder multiplies by (its copy of the projections and lm_head).
+  std::size_t weight_bytes() const {
+    std::size_t n = lm_head_.size() * sizeof(T) + lm_head_q_.bytes();
+    for (const auto& l : layers_)
+      n += (l.qkv.size() + l.o.size() + l.gate_up.size() + l.down.size()) * sizeof(T) + l.qkv_q.bytes() +
+           l.o_q.bytes() + l.gate_up_q.bytes() + l.down_q.bytes();
+    return n;
+  }
+
+  // Re-reads the parameters into the decoder's transposed, fused copy (or its
+  // integer-quantized one).
   void sync_weights() {
     weights_ = params_->weights();
+    if (format_) {
+      if constexpr (std::is_same_v<T, float>) sync_integer_weights();
+      return;
+    }
     const transformer_weights<const T>& w = weights_;
     // Each matrix goes into the copy transposed, through rounding_ when one is set.
     const auto place = [this](matrix_view<const T> m, T* dst, index_t cols, index_t col0) {
@@ -283,7 +318,7 @@ class cached_decoder {
       const auto& w = weights_.layers[static_cast<std::size_t>(l)];
       const auto& c = layers_[static_cast<std::size_t>(l)];
       ops::rms_norm_forward<T>(x, w.input_norm, eps, h, {});
-      ops::matmul_nn<T>(h, matrix_view<const T>(c.qkv.data(), {d, qkv}), qkv_rows);
+      project(h, c.qkv, c.qkv_q, qkv_rows, false);
       if (!c.qkv_bias.empty()) ops::add_bias<T>(qkv_rows, vector_view<const T>(c.qkv_bias.data(), {qkv}));
       ops::rope_forward<T>(rope_, q, positions, nh);
       ops::rope_forward<T>(rope_, k, positions, nkv);
@@ -295,26 +330,77 @@ class cached_decoder {
         }
       }
       attend(l, rows, q, att);
-      ops::matmul_nn<T>(att, matrix_view<const T>(c.o.data(), {qd, d}), x, true);  // residual
+      project(att, c.o, c.o_q, x, true);  // residual
       ops::rms_norm_forward<T>(x, w.post_attention_norm, eps, h, {});
-      ops::matmul_nn<T>(h, matrix_view<const T>(c.gate_up.data(), {d, 2 * ffn}),
-                        matrix_view<T>(gate_up_.data(), {n, 2 * ffn}));
+      project(h, c.gate_up, c.gate_up_q, matrix_view<T>(gate_up_.data(), {n, 2 * ffn}), false);
       ops::swiglu_forward<T>(gate, up, act);
-      ops::matmul_nn<T>(act, matrix_view<const T>(c.down.data(), {ffn, d}), x, true);  // residual
+      project(act, c.down, c.down_q, x, true);  // residual
     }
     // Final norm and lm_head on the rows that want logits only.
     const matrix_view<T> picked(h_.data(), {n_logits, d});
     for (index_t j = 0; j < n_logits; ++j) std::copy_n(x.row_data(logit_rows_[static_cast<std::size_t>(j)]), d, att_.data() + j * d);
     ops::rms_norm_forward<T>(matrix_view<const T>(att_.data(), {n_logits, d}), weights_.final_norm, eps, picked, {});
     const matrix_view<T> logits(logits_.data(), {n_logits, vocab});
-    ops::matmul_nn<T>(picked, matrix_view<const T>(lm_head_.data(), {d, vocab}), logits);
+    project(picked, lm_head_, lm_head_q_, logits, false);
     return logits;
   }
 
  private:
   struct layer_copy {
-    std::vector<T> qkv, qkv_bias, o, gate_up, down;  // [in x out] row-major
+    std::vector<T> qkv, qkv_bias, o, gate_up, down;  // [in x out] row-major (float weights)
+    integer_linear qkv_q, o_q, gate_up_q, down_q;   // [out x in] (integer weights)
   };
+
+  // out (+)= in W: the float copy w_t ([in x out], Eigen's GEMM) or the integer one.
+  void project(matrix_view<const T> in, const std::vector<T>& w_t, const integer_linear& w_q, matrix_view<T> out,
+               bool accumulate) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (format_) return w_q.multiply(in, out, activations_q8_, accumulate);
+    }
+    ops::matmul_nn<T>(in, matrix_view<const T>(w_t.data(), {in.shape[1], out.shape[1]}), out, accumulate);
+  }
+
+  // The integer copy: q, k and v stacked into one [qkv x d] matrix, gate and up
+  // into one [2 ffn x d] (the parameters' [out x in] rows, one product each),
+  // o, down and lm_head as they are. The float copies are freed.
+  void sync_integer_weights() {
+    const transformer_weights<const T>& w = weights_;
+    const index_t qd = config_.num_attention_heads * config_.head_dim(), kvd = config_.kv_dim(), qkv = qd + 2 * kvd;
+    // Rows of the parts, one after another, into rounded_ as one [rows x cols] matrix.
+    const auto stacked = [this](std::initializer_list<matrix_view<const T>> parts) {
+      index_t rows = 0;
+      const index_t cols = parts.begin()->shape[1];
+      for (const auto& m : parts) rows += m.shape[0];
+      rounded_.resize(static_cast<std::size_t>(rows * cols));
+      index_t r0 = 0;
+      for (const auto& m : parts) {
+        for (index_t o = 0; o < m.shape[0]; ++o)
+          for (index_t i = 0; i < cols; ++i) rounded_[static_cast<std::size_t>((r0 + o) * cols + i)] = m(o, i);
+        r0 += m.shape[0];
+      }
+      return matrix_view<const T>(rounded_.data(), {rows, cols});
+    };
+    layers_.resize(static_cast<std::size_t>(config_.num_hidden_layers));
+    for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
+      const auto& src = w.layers[static_cast<std::size_t>(l)];
+      auto& dst = layers_[static_cast<std::size_t>(l)];
+      dst.qkv = {}, dst.o = {}, dst.gate_up = {}, dst.down = {};
+      dst.qkv_q = integer_linear(*format_, stacked({src.wq, src.wk, src.wv}));
+      dst.o_q = integer_linear(*format_, stacked({src.wo}));
+      dst.gate_up_q = integer_linear(*format_, stacked({src.w_gate, src.w_up}));
+      dst.down_q = integer_linear(*format_, stacked({src.w_down}));
+      dst.qkv_bias.clear();
+      if (src.bq.data != nullptr) {
+        dst.qkv_bias.resize(static_cast<std::size_t>(qkv));
+        for (index_t j = 0; j < qd; ++j) dst.qkv_bias[static_cast<std::size_t>(j)] = src.bq(j);
+        for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + j)] = src.bk(j);
+        for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + kvd + j)] = src.bv(j);
+      }
+    }
+    lm_head_ = {};
+    lm_head_q_ = integer_linear(*format_, stacked({w.lm_head}));
+    rounded_ = {};
+  }
 
   // dst[:, col0 + j] = w[j, :]^T: the [out x in] matrix w as columns [col0, col0 + out) of a [in x cols] matrix.
   static void transpose_into(matrix_view<const T> w, T* dst, index_t cols, index_t col0) {
@@ -379,6 +465,9 @@ class cached_decoder {
   std::vector<layer_copy> layers_;
   std::vector<T> lm_head_;
   weight_rounding rounding_;  // empty: the weights as they are
+  std::optional<integer_format> format_;  // set: integer weights (layer_copy's *_q, lm_head_q_)
+  integer_linear lm_head_q_;
+  q8_0_rows activations_q8_;  // the activations of one product, quantized
   std::vector<T> rounded_;    // sync_weights' scratch for one rounded matrix
   index_t capacity_ = 0;
   std::vector<T> x_, h_, qkv_, att_, gate_up_, act_, logits_;

@@ -141,6 +141,14 @@ class transformer_rollouts {
     if (decoder_) decoder_->set_weight_rounding(rounding_);
   }
 
+  // Generate from integer-quantized weights: cached_decoder::set_weight_format
+  // (q8_0, q4_0 or int8 weights, Q8_0 activations, integer kernels), re-quantized
+  // from the parameters after every optimizer step.
+  void set_weight_format(std::optional<integer_format> format) {
+    format_ = format;
+    if (decoder_) decoder_->set_weight_format(format_);
+  }
+
   // Generate with a quantized kv cache (model/kv_cache.hpp: q8_0 or q4_0 rows).
   void set_kv_format(kv_format format) {
     kv_format_ = format;
@@ -156,6 +164,7 @@ class transformer_rollouts {
       decoder_ = std::make_unique<cached_decoder<T>>(params);
       if (rounding_) decoder_->set_weight_rounding(rounding_);
       decoder_->set_kv_format(kv_format_);
+      if (format_) decoder_->set_weight_format(format_);
       source_ = &params;
     } else {
       decoder_->sync_weights();
@@ -190,6 +199,7 @@ class transformer_rollouts {
   const transformer_parameters<T>* source_ = nullptr;
   typename cached_decoder<T>::weight_rounding rounding_;
   kv_format kv_format_ = kv_format::f32;
+  std::optional<integer_format> format_;
 };
 
 static_assert(TrainablePolicy<transformer_policy<float>>);

@@ -21,8 +21,11 @@
 // (random weights) at batch 1 and 8, where the weights (2 GB in float32) no
 // longer fit in any cache and every decoding step streams them from memory.
 //
-//   build/benchmarks/bench_quant_generate [model_dir] [repeats] [--no-qwen]
+// First, the relative error of each weight format on the model's projections.
+//
+//   build/benchmarks/bench_quant_generate [model_dir] [repeats] [--no-qwen] [--errors-only]
 #include <algorithm>
+#include <cmath>
 #include <cctype>
 #include <chrono>
 #include <cstdint>
@@ -36,6 +39,7 @@
 #include "lmrl/model/generate.hpp"
 #include "lmrl/model/hf_checkpoint.hpp"
 #include "lmrl/model/parameters.hpp"
+#include "lmrl/quant/by_name.hpp"
 #include "lmrl/quant/integer_linear.hpp"
 #include "lmrl/sample/philox.hpp"
 
@@ -145,15 +149,57 @@ void run(const transformer_parameters<float>& params, const shape& s, int repeat
   std::fflush(stdout);
 }
 
+// Relative RMS error, sqrt(sum (w - w~)^2 / sum w^2), of every projection and
+// lm_head of a model rounded through each weight format (trained weights are
+// not Gaussian: outlier rows and columns cost the block formats more).
+void weight_errors(const transformer_parameters<float>& params, const std::string& what) {
+  std::printf("\n== relative RMS error of the projections and lm_head, %s\n", what.c_str());
+  const transformer_weights<const float> w = params.weights();
+  std::vector<matrix_view<const float>> matrices{w.lm_head};
+  for (const auto& l : w.layers)
+    for (const auto& m : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) matrices.push_back(m);
+  const auto error_of = [&](const auto& round) {
+    double err = 0, total = 0;
+    std::vector<float> copy;
+    for (const auto& m : matrices) {
+      copy.resize(static_cast<std::size_t>(m.shape[0] * m.shape[1]));
+      const matrix_view<float> c(copy.data(), {m.shape[0], m.shape[1]});
+      for (index_t r = 0; r < m.shape[0]; ++r)
+        for (index_t k = 0; k < m.shape[1]; ++k) c(r, k) = m(r, k);
+      round(c);
+      for (index_t r = 0; r < m.shape[0]; ++r)
+        for (index_t k = 0; k < m.shape[1]; ++k) {
+          const double d = static_cast<double>(c(r, k)) - static_cast<double>(m(r, k));
+          err += d * d;
+          total += static_cast<double>(m(r, k)) * static_cast<double>(m(r, k));
+        }
+    }
+    return std::sqrt(err / total);
+  };
+  std::printf("  %-16s %10s\n", "format", "rel. RMS");
+  for (const char* name : {"q8_0", "int8", "fp8", "q4_k", "q4_0", "tq2_0", "tq2_0_absmean"}) {
+    double e = 0;
+    if (const auto f = integer_format_by_name(name); f && *f == integer_format::int8) {
+      e = error_of([](matrix_view<float> c) { integer_linear(integer_format::int8, c).dequantize_to(c); });
+    } else {
+      e = error_of(weight_rounding_by_name<float>(name));
+    }
+    std::printf("  %-16s %10.4f\n", name, e);
+  }
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string model_dir;
   int repeats = 5;
-  bool qwen = true;
+  bool qwen = true, timing = true;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-qwen") == 0) {
       qwen = false;
+    } else if (std::strcmp(argv[i], "--errors-only") == 0) {
+      timing = qwen = false;
     } else if (model_dir.empty() && !std::isdigit(static_cast<unsigned char>(argv[i][0]))) {
       model_dir = argv[i];
     } else {
@@ -164,14 +210,16 @@ int main(int argc, char** argv) {
     // The grpo_zero model: trained weights if given, else random ones of its shape.
     if (!model_dir.empty()) {
       const transformer_parameters<float> params = load_hf_checkpoint<float>(model_dir);
-      run(params, {model_dir.c_str(), 16, 8, 24, 64}, repeats);
+      weight_errors(params, "trained weights of " + model_dir);
+      if (timing) run(params, {model_dir.c_str(), 16, 8, 24, 64}, repeats);
     } else {
       transformer_config c;
       c.vocab_size = 262, c.hidden_size = 128, c.num_hidden_layers = 4, c.num_attention_heads = 4;
       c.num_key_value_heads = 2, c.intermediate_size = 344, c.max_position_embeddings = 256;
       transformer_parameters<float> params(c);
       params.initialize(1, 0.02);
-      run(params, {"grpo_zero shape (random weights)", 16, 8, 24, 64}, repeats);
+      weight_errors(params, "random N(0, 0.02^2) weights");
+      if (timing) run(params, {"grpo_zero shape (random weights)", 16, 8, 24, 64}, repeats);
     }
     if (qwen) {
       transformer_parameters<float> params(transformer_config::qwen2_5_0_5b());

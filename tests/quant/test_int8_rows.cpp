@@ -2,9 +2,11 @@
 // rounded half to even from w times the float inverse of the scale (torch's
 // quantize_per_channel; hand-computed cases, torch itself is not a test
 // dependency), zero rows, padding, dequantization, codes and scales from
-// elsewhere, and bad input.
+// elsewhere, bad input, and the same bytes (and the error of the lowest row)
+// whatever the number of threads.
 #include "lmrl/quant/int8_rows.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -12,6 +14,10 @@
 #include <vector>
 
 #include "doctest/doctest.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 using namespace lmrl;
 
@@ -117,4 +123,70 @@ TEST_CASE("int8_rows: non-finite weights and a wrong output shape are errors nam
   std::vector<float> out(8);
   CHECK_THROWS_WITH_AS(q.dequantize_to(matrix_view<float>(out.data(), {4, 2})),
                        doctest::Contains("the output is [4 x 2], the matrix [2 x 4]"), lmrl::error);
+}
+
+namespace {
+std::vector<int> thread_counts() {  // 1 and 2 where the build has OpenMP
+#if defined(_OPENMP)
+  return {1, 2};
+#else
+  return {1};
+#endif
+}
+void set_threads([[maybe_unused]] int n) {
+#if defined(_OPENMP)
+  omp_set_num_threads(n);
+#endif
+}
+}  // namespace
+
+TEST_CASE("int8_rows: a large matrix gives the row formula's bytes and the lowest row's error, whatever the threads") {
+  const index_t rows = 300, cols = 250;  // 75000 values: parallel where the build has OpenMP
+  std::mt19937 gen(13);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(static_cast<std::size_t>(rows * cols));
+  for (auto& v : w) v = 0.02f * normal(gen);
+  const auto at = [&](index_t r, index_t c) -> float& { return w[static_cast<std::size_t>(r * cols + c)]; };
+  for (index_t c = 0; c < cols; ++c) {
+    at(1, c) = 0.0f;                                  // scale 0, codes 0
+    at(2, c) = static_cast<float>(c % 255 - 127);     // scale 1: ties at nothing, codes = w
+    at(3, c) = c == 9 ? 127.0f : (c % 2 ? 2.5f : -0.5f);  // exact ties, to even
+    at(4, c) *= 1e-38f;                               // 1 / s overflows: w / s
+  }
+  // the formula, row by row (the header's top comment)
+  std::vector<std::int8_t> codes(static_cast<std::size_t>(rows * 256), 0);
+  std::vector<float> scales(static_cast<std::size_t>(rows));
+  for (index_t r = 0; r < rows; ++r) {
+    float amax = 0;
+    for (index_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(at(r, c)));
+    const float s = amax / 127.0f, inverse = 1.0f / s;
+    scales[static_cast<std::size_t>(r)] = s;
+    if (s == 0) continue;
+    for (index_t c = 0; c < cols; ++c) {
+      const float code = std::nearbyint(std::isinf(inverse) ? at(r, c) / s : at(r, c) * inverse);
+      codes[static_cast<std::size_t>(r * 256 + c)] = static_cast<std::int8_t>(std::clamp(code, -127.0f, 127.0f));
+    }
+  }
+  CHECK(codes[static_cast<std::size_t>(3 * 256)] == 0);  // -0.5 to even
+  CHECK(codes[static_cast<std::size_t>(3 * 256 + 1)] == 2);  // 2.5 to even
+  std::vector<float> t(w.size());  // the transpose's view: column strides
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = at(r, c);
+  const int threads = thread_counts().back();
+  for (const int n : thread_counts()) {
+    set_threads(n);
+    CAPTURE(n);
+    for (const auto& q : {int8_rows(matrix_view<const float>(w.data(), {rows, cols})),
+                          int8_rows(matrix_view<const float>(t.data(), {rows, cols}, {1, rows}))}) {
+      CHECK(std::equal(q.codes().begin(), q.codes().end(), codes.begin(), codes.end()));
+      CHECK(std::equal(q.scales().begin(), q.scales().end(), scales.begin(), scales.end()));
+    }
+    std::vector<float> bad = w;
+    bad[static_cast<std::size_t>(280 * cols + 3)] = std::numeric_limits<float>::quiet_NaN();
+    bad[static_cast<std::size_t>(97 * cols + 200)] = std::numeric_limits<float>::infinity();
+    bad[static_cast<std::size_t>(97 * cols + 201)] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH_AS(int8_rows(matrix_view<const float>(bad.data(), {rows, cols})),
+                         "int8_rows: w(97, 200) is inf; weights must be finite", lmrl::error);
+  }
+  set_threads(threads);
 }

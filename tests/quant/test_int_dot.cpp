@@ -303,3 +303,25 @@ TEST_CASE("quantize_rows_q8_0: column strides, all-zero rows, reuse, and non-fin
     dense[40 + 37] = 0;
   }
 }
+
+TEST_CASE("int dots read blocks at any byte address: a misaligned copy gives the same bits on every path") {
+  std::mt19937 gen(41);
+  const std::size_t nb = 7;
+  const auto w8 = random_q8_0(nb, gen, true), w4 = random_q4_0(nb, gen), x = random_q8_0(nb, gen, false);
+  for (int_dot_path path : supported_int_dot_paths()) {
+    CAPTURE(to_string(path));
+    const float want8 = vec_dot_q8_0_q8_0(w8, x, path), want4 = vec_dot_q4_0_q8_0(w4, x, path);
+    for (std::size_t offset : {1u, 3u, 5u}) {
+      // The same bytes at an odd address (block formats are byte arrays: 34 and 18 bytes a block).
+      std::vector<std::uint8_t> storage(offset + w8.size() + x.size() + w4.size());
+      std::uint8_t* p = storage.data() + offset;
+      std::copy(w8.begin(), w8.end(), p);
+      std::copy(x.begin(), x.end(), p + w8.size());
+      std::copy(w4.begin(), w4.end(), p + w8.size() + x.size());
+      const std::span<const std::uint8_t> mw8(p, w8.size()), mx(p + w8.size(), x.size()),
+          mw4(p + w8.size() + x.size(), w4.size());
+      CHECK(std::bit_cast<std::uint32_t>(vec_dot_q8_0_q8_0(mw8, mx, path)) == std::bit_cast<std::uint32_t>(want8));
+      CHECK(std::bit_cast<std::uint32_t>(vec_dot_q4_0_q8_0(mw4, mx, path)) == std::bit_cast<std::uint32_t>(want4));
+    }
+  }
+}

@@ -1,11 +1,19 @@
 // quantized_matrix (lmrl/quant/quantized_matrix.hpp): products equal those of
 // the dequantized matrix for every format, the error against float32 grows as
-// the bits shrink, and bad shapes are errors.
+// the bits shrink, bad shapes are errors, and quantizing a matrix gives the
+// serial Quantizer path's bytes whatever the row quantizer, strides and number
+// of threads, with the error of the lowest row that has a non-finite value.
 #include "lmrl/quant/quantized_matrix.hpp"
 
 #include <cmath>
+#include <limits>
 #include <random>
+#include <string>
 #include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "doctest/doctest.h"
 #include "lmrl/quant/fp8_blocks.hpp"
@@ -134,4 +142,112 @@ TEST_CASE("round_through rounds each row as quantize-then-dequantize, padding a 
   std::vector<double> again = wd;
   round_through(q4_0{}, matrix_view<double>(again.data(), {rows, cols}));
   CHECK(again == wd);
+}
+
+namespace {
+
+// The thread counts to quantize with: 1 and 2 where the build has OpenMP (the
+// matrices below are large enough to go parallel), else the one thread.
+std::vector<int> thread_counts() {
+#if defined(_OPENMP)
+  return {1, 2};
+#else
+  return {1};
+#endif
+}
+void set_threads([[maybe_unused]] int n) {
+#if defined(_OPENMP)
+  omp_set_num_threads(n);
+#endif
+}
+
+// Gaussian values with the cases a row quantizer could round differently:
+// a zero row, a row of one nonzero value, exact ties of q8_0 (max 127, so d = 1
+// and x = k + 1/2), and large and small magnitudes.
+std::vector<float> awkward_matrix(index_t rows, index_t cols, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(static_cast<std::size_t>(rows * cols));
+  for (auto& v : w) v = 0.02f * normal(gen);
+  const auto at = [&](index_t r, index_t c) -> float& { return w[static_cast<std::size_t>(r * cols + c)]; };
+  for (index_t c = 0; c < cols; ++c) {
+    at(1, c) = 0.0f;
+    at(2, c) = c == 5 ? -3.0f : 0.0f;
+    at(3, c) = c % 32 == 0 ? 127.0f : static_cast<float>(c % 32) - 16.5f;
+    at(4, c) *= 1e30f;
+    at(5, c) *= 1e-30f;
+  }
+  return w;
+}
+
+// The serial Quantizer path: each row copied, padded with zeros, through quantize().
+template <Quantizer Q>
+std::vector<std::uint8_t> serial_bytes(const Q& format, const std::vector<float>& w, index_t rows, index_t cols) {
+  const std::size_t padded = (static_cast<std::size_t>(cols) + Q::block_size - 1) / Q::block_size * Q::block_size;
+  const std::size_t row_bytes = padded / Q::block_size * Q::bytes_per_block;
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(rows) * row_bytes);
+  std::vector<float> row(padded, 0.0f);
+  for (index_t r = 0; r < rows; ++r) {
+    std::copy_n(w.begin() + r * cols, cols, row.begin());
+    quantize(format, std::span<const float>(row), std::span<std::uint8_t>(bytes).subspan(static_cast<std::size_t>(r) * row_bytes, row_bytes));
+  }
+  return bytes;
+}
+
+template <Quantizer Q>
+void check_same_bytes(Q format = {}) {
+  const int threads = thread_counts().back();
+  // 300 x 896 values go parallel; 300 x 200 (a short last block) are fewer than 1 << 16 and do not
+  for (const index_t cols : {index_t{896}, index_t{200}}) {
+    const index_t rows = 300;
+    const auto w = awkward_matrix(rows, cols, 17);
+    const auto expected = serial_bytes(format, w, rows, cols);
+    std::vector<float> t(w.size());  // the transpose's view: column strides
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t c = 0; c < cols; ++c)
+        t[static_cast<std::size_t>(c * rows + r)] = w[static_cast<std::size_t>(r * cols + c)];
+    for (const int n : thread_counts()) {
+      set_threads(n);
+      CAPTURE(n);
+      CAPTURE(cols);
+      const quantized_matrix<Q> q(matrix_view<const float>(w.data(), {rows, cols}), format);
+      CHECK(std::equal(q.bytes().begin(), q.bytes().end(), expected.begin(), expected.end()));
+      const quantized_matrix<Q> qt(matrix_view<const float>(t.data(), {rows, cols}, {1, rows}), format);
+      CHECK(std::equal(qt.bytes().begin(), qt.bytes().end(), expected.begin(), expected.end()));
+    }
+    set_threads(threads);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("quantized_matrix: the serial Quantizer path's bytes, whatever the row quantizer, strides and threads") {
+  check_same_bytes<q8_0>();  // the AVX2 row quantizer where the CPU has it
+  check_same_bytes<q4_0>();
+  check_same_bytes<fp8_tile>();
+  check_same_bytes<tq2_0>(tq2_0{ternary_rule::absmean});
+}
+
+TEST_CASE("quantized_matrix: a non-finite value is an error naming the first of the lowest row, whatever the threads") {
+  const index_t rows = 300, cols = 512;  // 153600 values: parallel where the build has OpenMP
+  auto w = awkward_matrix(rows, cols, 3);
+  const auto at = [&](index_t r, index_t c) -> float& { return w[static_cast<std::size_t>(r * cols + c)]; };
+  at(290, 1) = std::numeric_limits<float>::quiet_NaN();
+  at(171, 400) = std::numeric_limits<float>::infinity();
+  at(171, 7) = std::numeric_limits<float>::quiet_NaN();
+  at(40, 300) = -std::numeric_limits<float>::infinity();
+  const int threads = thread_counts().back();
+  for (const int n : thread_counts()) {
+    set_threads(n);
+    CAPTURE(n);
+    CHECK_THROWS_WITH_AS(quantized_matrix<q8_0>(matrix_view<const float>(w.data(), {rows, cols})),
+                         "quantized_matrix<q8_0>: w(40, 300) is -inf; q8_0 holds finite values only", lmrl::error);
+    CHECK_THROWS_WITH_AS(quantized_matrix<q4_0>(matrix_view<const float>(w.data(), {rows, cols})),
+                         "quantized_matrix<q4_0>: w(40, 300) is -inf; q4_0 holds finite values only", lmrl::error);
+    at(40, 300) = 0.0f;
+    CHECK_THROWS_WITH_AS(quantized_matrix<q8_0>(matrix_view<const float>(w.data(), {rows, cols})),
+                         "quantized_matrix<q8_0>: w(171, 7) is nan; q8_0 holds finite values only", lmrl::error);
+    at(40, 300) = -std::numeric_limits<float>::infinity();
+  }
+  set_threads(threads);
 }

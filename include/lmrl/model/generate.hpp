@@ -368,6 +368,7 @@ class cached_decoder {
     const index_t qd = config_.num_attention_heads * config_.head_dim(), kvd = config_.kv_dim(), qkv = qd + 2 * kvd;
     // Rows of the parts, one after another, into rounded_ as one [rows x cols] matrix.
     const auto stacked = [this](std::initializer_list<matrix_view<const T>> parts) {
+      if (parts.size() == 1) return *parts.begin();  // one matrix: quantized from the parameters in place
       index_t rows = 0;
       const index_t cols = parts.begin()->shape[1];
       for (const auto& m : parts) rows += m.shape[0];

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "lmrl/error.hpp"
+#include "lmrl/quant/parallel_rows.hpp"
 #include "lmrl/tensor/view.hpp"
 
 namespace lmrl {
@@ -90,26 +91,46 @@ class int8_rows {
     codes_.assign(static_cast<std::size_t>(rows * padded_cols()), 0);
   }
 
+  // Rows over OpenMP threads when the matrix is large (parallel_rows.hpp); the
+  // bytes and the error (the lowest row's) do not depend on the number of threads.
   void quantize(matrix_view<const float> w) {
     reshape(w.shape[0], w.shape[1]);
-    for (index_t r = 0; r < rows_; ++r) {
-      float amax = 0;
-      for (index_t c = 0; c < cols_; ++c) {
-        const float v = w(r, c);
-        detail::require(std::isfinite(v), "int8_rows: w(", r, ", ", c, ") is ", v, "; weights must be finite");
-        amax = std::max(amax, std::fabs(v));
+    detail::for_row_ranges(rows_, static_cast<std::size_t>(rows_ * cols_), [&](index_t first, index_t last) {
+      std::vector<float> copy;  // a row with column strides
+      for (index_t r = first; r < last; ++r) {
+        const float* row = w.row_data(r);
+        if (w.stride[1] != 1 && cols_ > 1) {
+          copy.resize(static_cast<std::size_t>(cols_));
+          for (index_t c = 0; c < cols_; ++c) copy[static_cast<std::size_t>(c)] = w(r, c);
+          row = copy.data();
+        }
+        quantize_row(r, row);
       }
-      const float s = amax / 127.0f;
-      scales_[static_cast<std::size_t>(r)] = s;
-      if (s == 0) continue;  // codes stay 0
-      const float inverse = 1.0f / s;
-      const bool overflows = !(inverse <= std::numeric_limits<float>::max());
-      std::int8_t* q = codes_.data() + r * padded_cols();
-      for (index_t c = 0; c < cols_; ++c) {
-        const float v = w(r, c);
-        const float code = std::nearbyint(overflows ? v / s : v * inverse);
-        q[c] = static_cast<std::int8_t>(std::clamp(code, -127.0f, 127.0f));
-      }
+    });
+  }
+
+  // Row r from cols() contiguous floats.
+  void quantize_row(index_t r, const float* w) {
+    const auto cols = static_cast<std::size_t>(cols_);
+    float amax = 0;
+    bool finite = true;
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float a = std::fabs(w[c]);
+      finite &= a <= std::numeric_limits<float>::max();  // false for inf and NaN
+      amax = std::max(amax, a);
+    }
+    if (!finite)
+      for (std::size_t c = 0; c < cols; ++c)
+        detail::require(std::isfinite(w[c]), "int8_rows: w(", r, ", ", c, ") is ", w[c], "; weights must be finite");
+    const float s = amax / 127.0f;
+    scales_[static_cast<std::size_t>(r)] = s;
+    if (s == 0) return;  // codes stay 0
+    const float inverse = 1.0f / s;
+    const bool overflows = !(inverse <= std::numeric_limits<float>::max());
+    std::int8_t* q = codes_.data() + r * padded_cols();
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float code = std::nearbyint(overflows ? w[c] / s : w[c] * inverse);
+      q[c] = static_cast<std::int8_t>(std::clamp(code, -127.0f, 127.0f));
     }
   }
 

@@ -1,8 +1,8 @@
 // Integer dot products of quantized weights with Q8_0-quantized activations,
 // the arithmetic under llama.cpp's CPU matmuls: activations are quantized once
-// per row into Q8_0 blocks (32 int8 codes and a half scale d_x), each weight
-// block's codes are multiplied with them in integers, and floats appear only
-// to scale a block's integer sums:
+// per row into Q8_0 blocks (32 int8 codes and a half scale d_x; q8_0_rows.hpp),
+// each weight block's codes are multiplied with them in integers, and floats
+// appear only to scale a block's integer sums:
 //
 //   q8_0 . q8_0   sum over blocks of d_w d_x sum_k q_w,k q_x,k            (ggml_vec_dot_q8_0_q8_0)
 //   q4_0 . q8_0   sum over blocks of d_w d_x sum_k (q_w,k - 8) q_x,k      (ggml_vec_dot_q4_0_q8_0)
@@ -18,294 +18,28 @@
 // lanes let a 512-bit register hold two blocks. dot_scalar below is that
 // definition in plain C++.
 //
-// Paths, chosen at run time (the tests are built without -march=native and
-// check every path this CPU has against the scalar one, bit for bit):
-//   scalar        plain C++, every platform
-//   avx2          vpmaddubsw + vpmaddwd (llama.cpp's sign trick for signed codes), 256-bit
-//   avx_vnni      vpdpbusd, 256-bit, VEX form (AVX-VNNI: Alder Lake and later, also without AVX-512)
-//   avx512_vnni   vpdpbusd, 512-bit: two blocks per register (AVX512-VNNI + BW + VL)
-// best_int_dot_path() is the last of these the CPU has. All x86 paths also
-// need FMA and F16C (every AVX2 CPU has them). xsimd 8.1 has no byte
-// multiply-add, so these are intrinsics in functions compiled for their
-// instruction set (__attribute__((target))), not the whole build.
+// The paths (scalar, avx2, avx_vnni, avx512_vnni) are chosen at run time:
+// int_dot_paths.hpp says what each one uses and detects them; the tests check
+// every path this CPU has against the scalar one, bit for bit.
 //
 // Activation codes must lie in [-127, 127], which quantize_rows_q8_0 and
 // q8_0::quantize_block always give (the AVX2 sign trick negates them); weight
 // codes may use the whole int8 range.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <limits>
-#include <ostream>
-#include <sstream>
 #include <span>
 #include <vector>
 
 #include "lmrl/error.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
-#include "lmrl/tensor/view.hpp"
-
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define LMRL_INT_DOT_X86 1
-#include <cpuid.h>
-#include <immintrin.h>
-#else
-#define LMRL_INT_DOT_X86 0
-#endif
+#include "lmrl/quant/int_dot_paths.hpp"
+#include "lmrl/quant/q8_0_rows.hpp"
 
 namespace lmrl {
-
-enum class int_dot_path { scalar, avx2, avx512_vnni, avx_vnni };
-
-inline const char* to_string(int_dot_path path) {
-  switch (path) {
-    case int_dot_path::scalar:
-      return "scalar";
-    case int_dot_path::avx2:
-      return "avx2";
-    case int_dot_path::avx512_vnni:
-      return "avx512_vnni";
-    case int_dot_path::avx_vnni:
-      return "avx_vnni";
-  }
-  return "unknown";
-}
-inline std::ostream& operator<<(std::ostream& out, int_dot_path path) { return out << to_string(path); }
-
-namespace detail {
-inline std::vector<int_dot_path> detect_int_dot_paths() {
-  std::vector<int_dot_path> paths{int_dot_path::scalar};
-#if LMRL_INT_DOT_X86
-  __builtin_cpu_init();
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
-  // __builtin_cpu_supports also checks that the OS saves the wide registers
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
-  if (!avx2) return paths;
-  paths.push_back(int_dot_path::avx2);
-  const bool avx_vnni = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)) != 0;
-  if (avx_vnni) paths.push_back(int_dot_path::avx_vnni);
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512vnni"))
-    paths.push_back(int_dot_path::avx512_vnni);
-#endif
-  return paths;
-}
-}  // namespace detail
-
-// The paths this CPU runs: scalar first, the fastest last.
-inline std::span<const int_dot_path> supported_int_dot_paths() {
-  static const std::vector<int_dot_path> paths = detail::detect_int_dot_paths();
-  return paths;
-}
-inline int_dot_path best_int_dot_path() { return supported_int_dot_paths().back(); }
-
-namespace detail {
-inline void require_int_dot_path(const char* function, int_dot_path path) {
-  for (int_dot_path p : supported_int_dot_paths())
-    if (p == path) return;
-  std::ostringstream have;
-  for (int_dot_path p : supported_int_dot_paths()) have << ' ' << to_string(p);
-  fail(function, ": this CPU has no ", to_string(path), " path (it has:", have.str(), ")");
-}
-}  // namespace detail
-
-// ---------------------------------------------------------------- activations
-
-namespace detail {
-// Two Q8_0 blocks as the SIMD kernels read them: both blocks' codes, each
-// block's scale 8 times (as a float), and minus the sum of each group of 4
-// codes (what the unsigned-code trick subtracts). An odd last block's partner is zeros.
-struct alignas(64) q8_0_pair {
-  std::int8_t codes[64];
-  float scales[16];
-  std::int32_t neg_sums[16];
-};
-static_assert(sizeof(q8_0_pair) == 192);
-}  // namespace detail
-
-// Rows of activations quantized to Q8_0: each row is padded_cols() / 32 blocks
-// of q8_0's 34 bytes, a short last block padded with zeros (as
-// quantized_matrix and int8_rows pad their weights); where the CPU has a SIMD
-// path, also the same blocks laid out for its kernels, in pairs. Made by
-// quantize_rows_q8_0 and reused from call to call: it allocates only when it grows.
-class q8_0_rows {
- public:
-  index_t rows() const { return rows_; }
-  index_t cols() const { return cols_; }
-  index_t padded_cols() const { return static_cast<index_t>(blocks_per_row() * q8_0::block_size); }
-  std::size_t blocks_per_row() const {
-    return (static_cast<std::size_t>(cols_) + q8_0::block_size - 1) / q8_0::block_size;
-  }
-  std::size_t row_bytes() const { return blocks_per_row() * q8_0::bytes_per_block; }
-  const std::uint8_t* row_data(index_t i) const { return bytes_.data() + static_cast<std::size_t>(i) * row_bytes(); }
-  std::span<const std::uint8_t> row_bytes_of(index_t i) const { return {row_data(i), row_bytes()}; }
-  std::span<const std::uint8_t> bytes() const { return {bytes_.data(), static_cast<std::size_t>(rows_) * row_bytes()}; }
-
-  // The SIMD kernels' layout of row i: blocks_per_row() / 2 pairs, rounded up.
-  std::size_t pairs_per_row() const { return (blocks_per_row() + 1) / 2; }
-  const detail::q8_0_pair* pairs_of(index_t i) const {
-    return pairs_.data() + static_cast<std::size_t>(i) * pairs_per_row();
-  }
-
-  // quantize_rows_q8_0
-  void quantize(matrix_view<const float> x, int_dot_path path);
-
- private:
-  index_t rows_ = 0, cols_ = 0;
-  std::vector<std::uint8_t> bytes_;
-  std::vector<detail::q8_0_pair> pairs_;
-  std::vector<float> staging_;  // a row with column strides, copied
-};
-
-namespace detail {
-
-// q8_0::quantize_block on a row of `cols` contiguous floats, padded with zeros
-// to whole blocks; the same bytes. One difference, where q8_0's result is
-// undefined: when 1 / d overflows (max|x| < 3.7e-37, the half scale is 0 anyway)
-// the codes are 0.
-inline void quantize_row_q8_0_scalar(const float* x, std::size_t cols, std::uint8_t* out) {
-  const std::size_t blocks = (cols + 31) / 32;
-  for (std::size_t b = 0; b < blocks; ++b, out += q8_0::bytes_per_block) {
-    float v[32] = {};
-    std::copy(x + 32 * b, x + std::min(cols, 32 * b + 32), v);
-    float amax = 0;
-    for (float e : v) amax = std::max(amax, std::fabs(e));
-    const float d = amax / 127.0f;
-    float id = d != 0 ? 1.0f / d : 0.0f;
-    if (!(id <= std::numeric_limits<float>::max())) id = 0;
-    store_half(out, d);
-    for (std::size_t i = 0; i < 32; ++i) {
-      const auto q = static_cast<std::int8_t>(std::round(v[i] * id));
-      std::memcpy(&out[2 + i], &q, 1);
-    }
-  }
-}
-
-#if LMRL_INT_DOT_X86
-#define LMRL_INT_DOT_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define LMRL_INT_DOT_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
-#define LMRL_INT_DOT_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define LMRL_INT_DOT_AVX_VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
-
-// The same bytes as quantize_row_q8_0_scalar, eight floats at a time. Returns
-// false, having written part of the row, when a value is not finite.
-LMRL_INT_DOT_AVX2 inline bool quantize_row_q8_0_avx2(const float* x, std::size_t cols, std::uint8_t* out) {
-  const std::size_t blocks = (cols + 31) / 32;
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
-  for (std::size_t b = 0; b < blocks; ++b, out += q8_0::bytes_per_block) {
-    float padded[32];
-    const float* p = x + 32 * b;
-    if (32 * b + 32 > cols) {
-      std::fill(std::copy(p, x + cols, padded), padded + 32, 0.0f);
-      p = padded;
-    }
-    __m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-    for (int k = 0; k < 4; ++k) {
-      v[k] = _mm256_loadu_ps(p + 8 * k);
-      const __m256 a = _mm256_andnot_ps(sign_bit, v[k]);
-      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, infinity, _CMP_NLT_UQ));  // inf or NaN
-      amax = _mm256_max_ps(amax, a);
-    }
-    if (!_mm256_testz_ps(bad, bad)) return false;
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    const float d = _mm_cvtss_f32(m) / 127.0f;
-    float id = d != 0 ? 1.0f / d : 0.0f;
-    if (!(id <= std::numeric_limits<float>::max())) id = 0;
-    store_half(out, d);
-    const __m256 scale = _mm256_set1_ps(id);
-    __m256i q[4];
-    for (int k = 0; k < 4; ++k) {
-      // round half away from zero, as std::round: truncate, then step away when the fraction is >= 1/2
-      const __m256 s = _mm256_mul_ps(v[k], scale);
-      const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-      const __m256 away = _mm256_cmp_ps(_mm256_andnot_ps(sign_bit, _mm256_sub_ps(s, t)), half, _CMP_GE_OQ);
-      const __m256 step = _mm256_and_ps(away, _mm256_or_ps(_mm256_and_ps(s, sign_bit), one));
-      q[k] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
-    }
-    // int32 -> int8 (packs work within 128-bit lanes: put the dwords back in order)
-    const __m256i q16 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-    const __m256i q8 = _mm256_permutevar8x32_epi32(q16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2), q8);
-  }
-  return true;
-}
-
-// A row of nb q8_0 blocks into the SIMD kernels' pairs.
-LMRL_INT_DOT_AVX2 inline void pair_up_q8_0(const std::uint8_t* row, std::size_t nb, q8_0_pair* pairs) {
-  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-  for (std::size_t b = 0; b < (nb + 1) / 2 * 2; ++b) {
-    q8_0_pair& p = pairs[b / 2];
-    const std::size_t h = b % 2;
-    __m256i codes = _mm256_setzero_si256(), neg_sums = _mm256_setzero_si256();
-    __m256 scale = _mm256_setzero_ps();
-    if (b < nb) {
-      const std::uint8_t* block = row + b * q8_0::bytes_per_block;
-      std::uint16_t d;
-      std::memcpy(&d, block, 2);
-      codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-      scale = _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(d)));
-      neg_sums =
-          _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, codes), ones16));
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.codes + 32 * h), codes);
-    _mm256_storeu_ps(p.scales + 8 * h, scale);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.neg_sums + 8 * h), neg_sums);
-  }
-}
-#endif
-
-}  // namespace detail
-
-inline void q8_0_rows::quantize(matrix_view<const float> x, int_dot_path path) {
-  detail::require_int_dot_path("quantize_rows_q8_0", path);
-  rows_ = x.shape[0];
-  cols_ = x.shape[1];
-  const auto cols = static_cast<std::size_t>(cols_);
-  bytes_.resize(static_cast<std::size_t>(rows_) * row_bytes());
-  [[maybe_unused]] const bool simd = supported_int_dot_paths().size() > 1;  // then the kernels read pairs
-  if (simd) pairs_.resize(static_cast<std::size_t>(rows_) * pairs_per_row());
-  for (index_t i = 0; i < rows_; ++i) {
-    const float* row = x.row_data(i);
-    if (x.stride[1] != 1 && cols > 1) {
-      staging_.resize(cols);
-      for (index_t k = 0; k < cols_; ++k) staging_[static_cast<std::size_t>(k)] = x(i, k);
-      row = staging_.data();
-    }
-    std::uint8_t* out = bytes_.data() + static_cast<std::size_t>(i) * row_bytes();
-    bool finite = true;
-#if LMRL_INT_DOT_X86
-    if (path != int_dot_path::scalar)
-      finite = detail::quantize_row_q8_0_avx2(row, cols, out);
-    else
-#endif
-    {
-      for (std::size_t k = 0; k < cols && finite; ++k) finite = std::isfinite(row[k]);
-      if (finite) detail::quantize_row_q8_0_scalar(row, cols, out);
-    }
-    if (!finite)
-      for (index_t k = 0; k < cols_; ++k)
-        detail::require(std::isfinite(row[k]), "quantize_rows_q8_0: x(", i, ", ", k, ") is ", row[k],
-                        "; activations must be finite");
-#if LMRL_INT_DOT_X86
-    if (simd)
-      detail::pair_up_q8_0(out, blocks_per_row(), pairs_.data() + static_cast<std::size_t>(i) * pairs_per_row());
-#endif
-  }
-}
-
-// Quantizes each row of x (any strides) into `out`, q8_0::quantize_block's
-// bytes on every path; a non-finite value is an error naming it.
-inline void quantize_rows_q8_0(matrix_view<const float> x, q8_0_rows& out, int_dot_path path = best_int_dot_path()) {
-  out.quantize(x, path);
-}
 
 // ---------------------------------------------------------------- kernels
 
@@ -664,13 +398,6 @@ float vec_dot(const char* function, const std::uint8_t* w, std::size_t w_bytes, 
 }
 
 }  // namespace detail::int_kernels
-
-#if LMRL_INT_DOT_X86
-#undef LMRL_INT_DOT_AVX2
-#undef LMRL_INT_DOT_AVX2_INLINE
-#undef LMRL_INT_DOT_AVX512_VNNI
-#undef LMRL_INT_DOT_AVX_VNNI
-#endif
 
 // ---------------------------------------------------------------- block dots
 

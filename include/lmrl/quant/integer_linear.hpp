@@ -22,8 +22,8 @@
 #include "lmrl/error.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
 #include "lmrl/quant/int8_rows.hpp"
-#include "lmrl/quant/int_dot.hpp"
 #include "lmrl/quant/int_gemm.hpp"
+#include "lmrl/quant/q8_0_rows.hpp"
 #include "lmrl/quant/quantized_matrix.hpp"
 #include "lmrl/tensor/view.hpp"
 

@@ -11,9 +11,17 @@
 //
 // Sums run in float (dot.hpp's vectorized order); tests compare them with the
 // product of the dequantized matrix.
+//
+// Quantizing a matrix (what a trainer does to its rollout weights after every
+// optimizer step) runs its rows over OpenMP threads (parallel_rows.hpp), each
+// row through quantize_matrix_row: the Quantizer's blocks one by one, or a
+// format's own faster row quantizer that gives the same bytes (q8_0: the
+// vectorized one of q8_0_rows.hpp). The bytes do not depend on the path or on
+// the number of threads.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -21,25 +29,50 @@
 
 #include "lmrl/error.hpp"
 #include "lmrl/quant/dot.hpp"
+#include "lmrl/quant/ggml_blocks.hpp"
+#include "lmrl/quant/int_dot_paths.hpp"
+#include "lmrl/quant/parallel_rows.hpp"
+#include "lmrl/quant/q8_0_rows.hpp"
 #include "lmrl/quant/quantizer.hpp"
 #include "lmrl/tensor/concepts.hpp"
 #include "lmrl/tensor/view.hpp"
 
 namespace lmrl {
 
+namespace detail {
+// A row of a quantized_matrix, whole blocks of contiguous floats, into its
+// bytes: the Quantizer's blocks one by one. A format with a faster row
+// quantizer overloads this; an overload gives the same bytes, and for a value
+// the format cannot hold the same error.
+template <Quantizer Q>
+void quantize_matrix_row(const Q& format, std::span<const float> row, std::span<std::uint8_t> bytes) {
+  quantize(format, row, bytes);
+}
+// q8_0: the AVX2 row quantizer where the CPU has it (q8_0::quantize_block's
+// bytes); a row with a non-finite value goes the blocks' way, which names it.
+inline void quantize_matrix_row(const q8_0& format, std::span<const float> row, std::span<std::uint8_t> bytes) {
+  const int_dot_path path = best_int_dot_path();
+  if (path != int_dot_path::scalar && bytes.size() == quantized_bytes<q8_0>(row.size()) &&
+      quantize_row_q8_0(row.data(), row.size(), bytes.data(), path))
+    return;
+  quantize(format, row, bytes);
+}
+}  // namespace detail
+
 template <Quantizer Q>
 class quantized_matrix {
  public:
   quantized_matrix() = default;
-  // Quantizes w (any strides), each row padded with zeros to whole blocks.
+  // Quantizes w (any strides), each row padded with zeros to whole blocks. A
+  // value the format cannot hold (NaN, infinity) is an error naming the first
+  // one of the lowest row that has one.
   explicit quantized_matrix(matrix_view<const float> w, Q format = {})
       : format_(format), rows_(w.shape[0]), cols_(w.shape[1]) {
     bytes_.resize(static_cast<std::size_t>(rows_) * row_bytes());
-    std::vector<float> row(static_cast<std::size_t>(padded_cols()), 0.0f);
-    for (index_t r = 0; r < rows_; ++r) {
-      for (index_t c = 0; c < cols_; ++c) row[static_cast<std::size_t>(c)] = w(r, c);
-      quantize(format_, std::span<const float>(row), row_span(r));
-    }
+    detail::for_row_ranges(rows_, static_cast<std::size_t>(rows_ * cols_), [&](index_t first, index_t last) {
+      std::vector<float> copy;  // a row with column strides or a short last block, padded with zeros
+      for (index_t r = first; r < last; ++r) quantize_row(w, r, copy);
+    });
   }
 
   index_t rows() const { return rows_; }
@@ -70,6 +103,26 @@ class quantized_matrix {
  private:
   std::span<std::uint8_t> row_span(index_t r) {
     return std::span<std::uint8_t>(bytes_).subspan(static_cast<std::size_t>(r) * row_bytes(), row_bytes());
+  }
+
+  // Row r of w into its bytes: read in place when its values are contiguous
+  // and whole blocks, else through `copy`.
+  void quantize_row(matrix_view<const float> w, index_t r, std::vector<float>& copy) {
+    const auto cols = static_cast<std::size_t>(cols_), padded = static_cast<std::size_t>(padded_cols());
+    const float* row = w.row_data(r);
+    if ((w.stride[1] != 1 && cols > 1) || cols != padded) {
+      copy.assign(padded, 0.0f);
+      for (index_t c = 0; c < cols_; ++c) copy[static_cast<std::size_t>(c)] = w(r, c);
+      row = copy.data();
+    }
+    try {
+      detail::quantize_matrix_row(format_, std::span<const float>(row, padded), row_span(r));
+    } catch (const error& e) {
+      for (index_t c = 0; c < cols_; ++c)
+        detail::require(std::isfinite(w(r, c)), "quantized_matrix<", Q::name, ">: w(", r, ", ", c, ") is ", w(r, c),
+                        "; ", Q::name, " holds finite values only");
+      detail::fail("quantized_matrix<", Q::name, ">: row ", r, ": ", e.what());
+    }
   }
 
   Q format_{};

@@ -5,7 +5,8 @@
 //                                 small preset's MLP (W [1376 x 512]) and Qwen2.5-0.5B's down projection
 //                                 (W [896 x 4864]); "float32" is the same loop on the float matrix, "eigen"
 //                                 Eigen's GEMV (what the model runs today). Counter: weight bytes read per second.
-//   BM_int_matvec / BM_int_xwt    the integer products (int_gemm.hpp): activations quantized to Q8_0, integer
+//   BM_int_matvec / BM_int_xwt    the integer products (int_gemm.hpp; weights q8_0, q4_0, int8_rows, q4_k,
+//                                 tq2_0): activations quantized to Q8_0, integer
 //                                 block dots; y = W x and Y = X W^T for n = 1, 8, 64 rows of X, at the shapes above
 //                                 and Qwen2.5-0.5B's up projection [4864 x 896]. "eigen" is Eigen's float GEMM
 //                                 X W^T (its GEMV for matvec), "dequant" the float path above for X W^T. The label
@@ -141,8 +142,10 @@ template <class W>
 W make_weights(const std::vector<float>& w, index_t rows, index_t cols) {
   return W(matrix_view<const float>(w.data(), {rows, cols}));
 }
-std::size_t weight_bytes(const quantized_matrix<q8_0>& w) { return w.bytes().size(); }
-std::size_t weight_bytes(const quantized_matrix<q4_0>& w) { return w.bytes().size(); }
+template <class Q>
+std::size_t weight_bytes(const quantized_matrix<Q>& w) {
+  return w.bytes().size();
+}
 std::size_t weight_bytes(const int8_rows& w) { return w.size_bytes(); }
 
 // args: rows, cols, path (0 avx2, 1 best)
@@ -232,6 +235,8 @@ LMRL_SHAPES(BENCHMARK(BM_matvec_eigen)->Name("matvec/eigen"));
       ->ArgsProduct({{896}, {4864}, {0, 1}})->ArgsProduct({{4864}, {896}, {0, 1}})->UseRealTime();
 LMRL_INT_MATVEC(quantized_matrix<q8_0>, "q8_0")
 LMRL_INT_MATVEC(quantized_matrix<q4_0>, "q4_0")
+LMRL_INT_MATVEC(quantized_matrix<q4_k>, "q4_k")
+LMRL_INT_MATVEC(quantized_matrix<tq2_0>, "tq2_0")
 LMRL_INT_MATVEC(int8_rows, "int8_rows")
 LMRL_INT_SHAPES(BENCHMARK(BM_matvec_eigen)->Name("int_matvec/eigen"))->UseRealTime();
 
@@ -243,6 +248,8 @@ LMRL_INT_SHAPES(BENCHMARK(BM_matvec_eigen)->Name("int_matvec/eigen"))->UseRealTi
       ->ArgsProduct({{896}, {4864}, {1, 8, 64}, {0, 1}})->ArgsProduct({{4864}, {896}, {1, 8, 64}, {0, 1}})->UseRealTime();
 LMRL_INT_XWT(quantized_matrix<q8_0>, "q8_0")
 LMRL_INT_XWT(quantized_matrix<q4_0>, "q4_0")
+LMRL_INT_XWT(quantized_matrix<q4_k>, "q4_k")
+LMRL_INT_XWT(quantized_matrix<tq2_0>, "tq2_0")
 LMRL_INT_XWT(int8_rows, "int8_rows")
 LMRL_XWT_ARGS(BENCHMARK(BM_eigen_xwt)->Name("xwt/eigen"));
 LMRL_XWT_ARGS(BENCHMARK_TEMPLATE(BM_dequant_xwt, q8_0)->Name("xwt/dequant/q8_0"));

@@ -81,9 +81,9 @@ struct zero_settings {
   // DAPO's soft overlong punishment as a third reward (weight 1): 0 up to
   // max_completion_length - overlong_buffer tokens, then down to -1. 0 = off.
   index_t overlong_buffer = 0;
-  // Rollouts from quantized weights: q8_0, q4_0 and int8 run the integer
-  // kernels (quant/integer_linear.hpp, activations in Q8_0); q4_k, fp8, tq2_0 and
-  // tq2_0_absmean round the float weights through the format (quant/by_name.hpp).
+  // Rollouts from quantized weights: q8_0, q4_0, int8, q4_k, tq2_0 and
+  // tq2_0_absmean run the integer kernels (quant/integer_linear.hpp, activations
+  // in Q8_0); fp8 rounds the float weights through the format (quant/by_name.hpp).
   // Training stays in float32 and recomputes the old log-probs;
   // rollout/logp_gap_* logs the mismatch.
   std::string rollout_quant = "none";
@@ -170,7 +170,7 @@ const std::map<std::string, setting>& settings_table() {
          } catch (const lmrl::error&) {
          }
          detail::require(known, "--rollout_quant = \"", v, "\" is not known; known: none, ", integer_format_names,
-                         " (integer kernels), q4_k, fp8, tq2_0, tq2_0_absmean (float weights rounded through them)");
+                         " (integer kernels), fp8 (float weights rounded through it)");
          s.rollout_quant = v;
        }},
       {"rollout_kv_quant",

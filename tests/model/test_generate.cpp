@@ -522,7 +522,7 @@ TEST_CASE("a quantized kv cache changes the logits by a little, 4 bits more than
   for (index_t b = 0; b < 6; ++b) CHECK(r.lengths[static_cast<std::size_t>(b)] == 8);
 }
 
-TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0 or int8 weights with quantized activations") {
+TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0, int8 or q4_k weights with quantized activations") {
   const transformer_config c = testing::transformer_shape(37, 64, 2, 2, 1, 44, 64);  // ffn 44: a padded last block
   transformer_parameters<float> params(c);
   params.initialize(3, 0.1);
@@ -541,7 +541,7 @@ TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0 or int8 weights
   cached_decoder<float> plain(params);
   const auto exact = logits(plain);
   const std::size_t float_bytes = plain.weight_bytes();
-  for (const std::string name : {"q8_0", "q4_0", "int8"}) {
+  for (const std::string name : {"q8_0", "q4_0", "int8", "q4_k"}) {
     CAPTURE(name);
     const integer_format format = *integer_format_by_name(name);
     // The same weights rounded through the format, multiplied in float: the integer
@@ -566,11 +566,13 @@ TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0 or int8 weights
     CAPTURE(from_exact);
     CHECK(from_rounded > 0);                  // the activations were quantized
     CHECK(from_rounded < 0.03 * scale);       // by 8 bits: a small change
-    CHECK(from_exact < (format == integer_format::q4_0 ? 0.3 : 0.05) * scale);
+    const bool four_bit = format == integer_format::q4_0 || format == integer_format::q4_k;
+    CHECK(from_exact < (four_bit ? 0.3 : 0.05) * scale);
     // Bytes: 8.5 / 4.5 / ~8 bits per weight instead of 32.
     const double ratio = static_cast<double>(dec.weight_bytes()) / static_cast<double>(float_bytes);
     CAPTURE(ratio);
-    CHECK(ratio < (format == integer_format::q4_0 ? 0.2 : 0.33));
+    // (q4_k pads this model's rows of 64 and 44 values to 256-value super-blocks: 0.6.)
+    CHECK(ratio < (format == integer_format::q4_k ? 0.7 : four_bit ? 0.2 : 0.33));
     // A quantized kv cache on top changes the logits again (the two compose).
     cached_decoder<float> both(params);
     both.set_weight_format(format);
@@ -604,5 +606,5 @@ TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0 or int8 weights
   const auto dparams = test_parameters<double>();
   cached_decoder<double> ddec(dparams);
   CHECK_THROWS_WITH_AS(ddec.set_weight_format(integer_format::q8_0), doctest::Contains("float decoder"), error);
-  CHECK_FALSE(integer_format_by_name("q4_k").has_value());
+  CHECK_FALSE(integer_format_by_name("q5_k").has_value());
 }

@@ -1,6 +1,7 @@
 // Integer block dots and activation quantization (lmrl/quant/int_dot.hpp):
 // every path this CPU has gives the scalar reference's bits, on random blocks
-// with the extreme codes; the reference is ggml's formula; quantize_rows_q8_0
+// with the extreme codes; the reference is ggml's formula (for q4_k and tq2_0:
+// the double dot of the dequantized blocks); quantize_rows_q8_0
 // gives q8_0::quantize_block's bytes on every path, padding a short last block
 // with zeros; bad input is an error.
 #include "lmrl/quant/int_dot.hpp"
@@ -106,6 +107,40 @@ double ggml_formula(const std::vector<std::uint8_t>& x, std::size_t blocks, Valu
 }
 
 float half_at(const std::uint8_t* p) { return half_to_float(static_cast<std::uint16_t>(p[0] | (p[1] << 8))); }
+
+// Q4_K blocks: random halves d and dmin, random scale bytes (every 6-bit sc_j and m_j),
+// codes 0 and 15 often.
+std::vector<std::uint8_t> random_q4_k(std::size_t blocks, std::mt19937& gen) {
+  std::vector<std::uint8_t> out(blocks * q4_k::bytes_per_block);
+  std::uniform_int_distribution<int> byte(0, 255), pick(0, 5), nibble(0, 15);
+  const auto code = [&] {
+    const int p = pick(gen);
+    return p == 0 ? 0 : p == 1 ? 15 : nibble(gen);
+  };
+  for (std::size_t b = 0; b < blocks; ++b) {
+    std::uint8_t* block = &out[q4_k::bytes_per_block * b];
+    put_half(block, random_half(gen));
+    put_half(block + 2, random_half(gen));
+    for (std::size_t k = 4; k < 16; ++k) block[k] = static_cast<std::uint8_t>(byte(gen));
+    for (std::size_t k = 16; k < q4_k::bytes_per_block; ++k) block[k] = static_cast<std::uint8_t>(code() | (code() << 4));
+  }
+  return out;
+}
+
+// TQ2_0 blocks: every 2-bit code, 0, 1, 2 and the unused 3 (ggml reads it as 3 - 1 = 2, as dequantize does).
+std::vector<std::uint8_t> random_tq2_0(std::size_t blocks, std::mt19937& gen) {
+  std::vector<std::uint8_t> out(blocks * tq2_0::bytes_per_block);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (std::size_t b = 0; b < blocks; ++b) {
+    std::uint8_t* block = &out[tq2_0::bytes_per_block * b];
+    for (std::size_t k = 0; k < 64; ++k) block[k] = static_cast<std::uint8_t>(byte(gen));
+    put_half(block + 64, random_half(gen));
+  }
+  return out;
+}
+
+// The weight blocks of a 256-value format that nb activation blocks read: ceil(nb / 8).
+std::size_t blocks_256(std::size_t nb) { return (nb + 7) / 8; }
 
 }  // namespace
 
@@ -324,4 +359,136 @@ TEST_CASE("int dots read blocks at any byte address: a misaligned copy gives the
       CHECK(std::bit_cast<std::uint32_t>(vec_dot_q4_0_q8_0(mw4, mx, path)) == std::bit_cast<std::uint32_t>(want4));
     }
   }
+}
+
+TEST_CASE("int_dot q4_k and tq2_0: every path gives the scalar path's bits, for any number of activation blocks") {
+  std::mt19937 gen(53);
+  int compared = 0;
+  // nb activation blocks against ceil(nb / 8) weight blocks of 256: whole ones, and rows whose last block is read in part
+  for (std::size_t nb : {1u, 2u, 3u, 7u, 8u, 9u, 11u, 16u, 17u, 28u, 64u}) {
+    for (int trial = 0; trial < 6; ++trial) {
+      const auto x = random_q8_0(nb, gen, false);
+      const auto wk = random_q4_k(blocks_256(nb), gen);
+      const auto wt = random_tq2_0(blocks_256(nb), gen);
+      const float rk = vec_dot_q4_k_q8_0(wk, x, int_dot_path::scalar);
+      const float rt = vec_dot_tq2_0_q8_0(wt, x, int_dot_path::scalar);
+      for (int_dot_path p : supported_int_dot_paths()) {
+        INFO("path ", to_string(p), ", ", nb, " blocks, trial ", trial);
+        CHECK(std::bit_cast<std::uint32_t>(vec_dot_q4_k_q8_0(wk, x, p)) == std::bit_cast<std::uint32_t>(rk));
+        CHECK(std::bit_cast<std::uint32_t>(vec_dot_tq2_0_q8_0(wt, x, p)) == std::bit_cast<std::uint32_t>(rt));
+        compared += 2;
+      }
+    }
+  }
+  MESSAGE(compared, " q4_k and tq2_0 dots compared with the scalar path");
+}
+
+TEST_CASE("int_dot q4_k and tq2_0: the scalar path is the double dot of the dequantized blocks, to float rounding") {
+  std::mt19937 gen(59);
+  std::uniform_real_distribution<float> scale(0.01f, 0.02f);
+  std::uniform_int_distribution<int> coin(0, 1);
+  for (std::size_t nb : {1u, 8u, 11u, 40u}) {
+    auto x = random_q8_0(nb, gen, false);
+    auto wk = random_q4_k(blocks_256(nb), gen);
+    auto wt = random_tq2_0(blocks_256(nb), gen);
+    for (std::size_t b = 0; b < nb; ++b) detail::store_half(&x[34 * b], scale(gen));
+    for (std::size_t b = 0; b < blocks_256(nb); ++b) {  // scales of one size, either sign
+      detail::store_half(&wk[q4_k::bytes_per_block * b], coin(gen) ? scale(gen) : -scale(gen));
+      detail::store_half(&wk[q4_k::bytes_per_block * b + 2], coin(gen) ? scale(gen) : -scale(gen));
+      detail::store_half(&wt[tq2_0::bytes_per_block * b + 64], coin(gen) ? scale(gen) : -scale(gen));
+    }
+    const auto padded = static_cast<std::size_t>(256 * blocks_256(nb));
+    std::vector<float> xd(32 * nb), yk(padded), yt(padded);
+    dequantize(q8_0{}, std::span<const std::uint8_t>(x), std::span<float>(xd));
+    dequantize(q4_k{}, std::span<const std::uint8_t>(wk), std::span<float>(yk));
+    dequantize(tq2_0{}, std::span<const std::uint8_t>(wt), std::span<float>(yt));
+    // |the terms| of the kernels' sums: q4_k's d sc_j q x and dmin m_j x apart, before they cancel
+    double ek = 0, et = 0, terms_k = 0, terms_t = 0, dequant_k = 0;
+    for (std::size_t i = 0; i < 32 * nb; ++i) {
+      const std::uint8_t* block = &wk[q4_k::bytes_per_block * (i / 256)];
+      const int j = static_cast<int>(i % 256 / 32);
+      int sc, m;
+      detail::k_quants::scale_min(j, block + 4, sc, m);
+      const int q = (block[16 + 32 * (j / 2) + i % 32] >> (4 * (j % 2))) & 15;
+      const double d_sc = double(half_at(block)) * sc, dmin_m = double(half_at(block + 2)) * m;
+      ek += double(yk[i]) * xd[i];
+      et += double(yt[i]) * xd[i];
+      terms_k += (std::fabs(d_sc * q) + std::fabs(dmin_m)) * std::fabs(double(xd[i]));
+      terms_t += std::fabs(double(yt[i]) * xd[i]);
+      // dequantize_block rounds d sc q - dmin m to float once: the double dot of its floats carries that
+      dequant_k += std::fabs(double(yk[i]) * xd[i]) * 0x1p-24;
+    }
+    // at most nb fused multiply-adds on a lane's chain (q4_k: two a block), even + odd, 3 tree additions,
+    // the rounding of d_w d_x: each a factor (1 + delta), |delta| <= 2^-24
+    const double rounding = (static_cast<double>(nb) + 6) * 0x1p-24;
+    INFO(nb, " activation blocks");
+    CHECK(std::fabs(vec_dot_q4_k_q8_0(wk, x, int_dot_path::scalar) - ek) <= rounding * terms_k + dequant_k);
+    CHECK(std::fabs(vec_dot_tq2_0_q8_0(wt, x, int_dot_path::scalar) - et) <= rounding * terms_t);
+  }
+  // by hand: one q4_k block, d = dmin = 1, every sc_j = m_j = 1, every code 0: each value is 0 - 1;
+  // eight activation blocks of codes 1 and d_x = 0.5: 256 (-1) 0.5
+  std::vector<std::uint8_t> wk(q4_k::bytes_per_block, 0), x(8 * 34, 0);
+  detail::store_half(&wk[0], 1.0f);
+  detail::store_half(&wk[2], 1.0f);
+  for (std::size_t j = 0; j < 4; ++j) wk[4 + j] = wk[8 + j] = 1;  // sc_0..3, m_0..3
+  for (std::size_t j = 4; j < 8; ++j) wk[4 + j + 4] = 0x11;        // sc_4..7 and m_4..7, low nibbles
+  for (std::size_t b = 0; b < 8; ++b) {
+    detail::store_half(&x[34 * b], 0.5f);
+    for (std::size_t k = 0; k < 32; ++k) x[34 * b + 2 + k] = 1;
+  }
+  for (int_dot_path p : supported_int_dot_paths()) CHECK(vec_dot_q4_k_q8_0(wk, x, p) == -128.0f);
+  wk[16 + 5] = 0x0f;  // value 5 of sub-block 0: code 15, 15 - 1 = 14 instead of -1
+  for (int_dot_path p : supported_int_dot_paths()) CHECK(vec_dot_q4_k_q8_0(wk, x, p) == -128.0f + 15 * 0.5f);
+  // tq2_0: every code 2 (+1), d = 2: 256 * 2 * 0.5; every code 3 reads as 2, as ggml's dequantization does
+  std::vector<std::uint8_t> wt(tq2_0::bytes_per_block, 0xaa);
+  detail::store_half(&wt[64], 2.0f);
+  for (int_dot_path p : supported_int_dot_paths()) CHECK(vec_dot_tq2_0_q8_0(wt, x, p) == 256.0f);
+  std::fill(wt.begin(), wt.begin() + 64, std::uint8_t{0xff});
+  std::vector<float> y(256);
+  dequantize(tq2_0{}, std::span<const std::uint8_t>(wt), std::span<float>(y));
+  CHECK(y[0] == 4.0f);
+  for (int_dot_path p : supported_int_dot_paths()) CHECK(vec_dot_tq2_0_q8_0(wt, x, p) == 512.0f);
+  std::fill(wt.begin(), wt.begin() + 64, std::uint8_t{0x55});  // every code 1: 0
+  for (int_dot_path p : supported_int_dot_paths()) CHECK(vec_dot_tq2_0_q8_0(wt, x, p) == 0.0f);
+}
+
+TEST_CASE("int_dot q4_k and tq2_0: a weight row's sub-blocks past the activations' last block are not read") {
+  // 11 activation blocks (344 values padded to 352) against 2 weight blocks (512): the same value
+  // as the activations padded to 16 blocks with zero codes and nonzero scales, on every path
+  std::mt19937 gen(61);
+  const std::size_t nb = 11;
+  const auto x = random_q8_0(nb, gen, false);
+  auto x16 = x;
+  for (std::size_t b = nb; b < 16; ++b) {
+    x16.resize(x16.size() + 34, 0);
+    detail::store_half(&x16[34 * b], 1.0f);
+  }
+  auto wk = random_q4_k(2, gen);
+  auto wt = random_tq2_0(2, gen);
+  for (int_dot_path p : supported_int_dot_paths()) {
+    INFO("path ", to_string(p));
+    const float k = vec_dot_q4_k_q8_0(wk, x, p), t = vec_dot_tq2_0_q8_0(wt, x, p);
+    CHECK(k == vec_dot_q4_k_q8_0(wk, x16, p));
+    CHECK(t == vec_dot_tq2_0_q8_0(wt, x16, p));
+    // weight block 1's sub-blocks 3-7 (activation blocks 11-15) changed, codes and scales: the same bits
+    auto wk2 = wk, wt2 = wt;
+    std::uint8_t* k1 = wk2.data() + q4_k::bytes_per_block;
+    for (std::size_t l = 0; l < 32; ++l) k1[16 + 32 + l] ^= 0xf0;  // sub-block 3: chunk 1's high nibbles
+    for (std::size_t l = 64; l < 128; ++l) k1[16 + l] ^= 0xff;      // sub-blocks 4-7: chunks 2 and 3
+    k1[4 + 3] ^= 0x3f;                                               // sc_3
+    k1[4 + 7] ^= 0x3f;                                               // m_3
+    for (std::size_t i = 0; i < 8; ++i) k1[4 + i] ^= 0xc0;           // the high bits of sc_4..7 and m_4..7
+    for (std::size_t i = 8; i < 12; ++i) k1[4 + i] ^= 0xff;          // their low nibbles
+    std::uint8_t* t1 = wt2.data() + tq2_0::bytes_per_block;
+    for (std::size_t l = 0; l < 32; ++l) t1[l] ^= 0xc0;       // sub-block 3: bits 6-7 of bytes 0-31
+    for (std::size_t l = 32; l < 64; ++l) t1[l] ^= 0xff;      // sub-blocks 4-7: bytes 32-63
+    CHECK(std::bit_cast<std::uint32_t>(vec_dot_q4_k_q8_0(wk2, x, p)) == std::bit_cast<std::uint32_t>(k));
+    CHECK(std::bit_cast<std::uint32_t>(vec_dot_tq2_0_q8_0(wt2, x, p)) == std::bit_cast<std::uint32_t>(t));
+  }
+  // the byte counts: ceil(nb / 8) blocks
+  CHECK_THROWS_WITH_AS(vec_dot_q4_k_q8_0(std::span<const std::uint8_t>(wk).first(144), x),
+                       doctest::Contains("x is 11 blocks, so w needs 288 bytes; it has 144"), lmrl::error);
+  const auto x17 = random_q8_0(17, gen, false);
+  CHECK_THROWS_WITH_AS(vec_dot_tq2_0_q8_0(wt, x17), doctest::Contains("x is 17 blocks, so w needs 198 bytes; it has 132"),
+                       lmrl::error);
 }

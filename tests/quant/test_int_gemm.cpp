@@ -1,10 +1,16 @@
-// Integer products (lmrl/quant/int_gemm.hpp) for q8_0, q4_0 and int8_rows
-// weights: every path gives the same bits; each equals the double-precision
+// Integer products (lmrl/quant/int_gemm.hpp) for q8_0, q4_0, q4_k, tq2_0 and
+// int8_rows weights: every path gives the same bits; each equals the double-precision
 // product of the dequantized weights and the dequantized (Q8_0) activations
 // to float rounding; the error against the float product of the unquantized
 // matrices stays within the bound the block scales give; strides, accumulate,
-// matvec, X quantized once for several weights, threads, and bad shapes.
+// matvec, X quantized once for several weights, threads, and bad shapes;
+// integer_linear by name.
 #include "lmrl/quant/int_gemm.hpp"
+
+#include <string>
+#include <type_traits>
+
+#include "lmrl/quant/integer_linear.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -36,15 +42,17 @@ std::vector<float> gaussian(std::size_t n, float sd, unsigned seed) {
 // The weights the kernels multiply, in double ([rows x cols]; the padding is zero), and how far
 // each is from w: half a step (q8_0, int8_rows) or a whole one (q4_0's missing 16th level), plus
 // the rounding of the half scale (2^-11 of the block's largest code) or of 1 / s.
+// error empty: no bound is checked (q4_k). term: the size of what the kernels multiply x by
+// (q4_k: |d sc_j q| + |dmin m_j|, which may cancel in the value); empty: |value|.
 struct weights_as_double {
-  std::vector<double> value, error;
+  std::vector<double> value, error, term;
 };
 
 weights_as_double dequantized(const quantized_matrix<q8_0>& q, const std::vector<float>& w) {
   const index_t rows = q.rows(), cols = q.cols();
   std::vector<float> f(static_cast<std::size_t>(rows * cols));
   q.dequantize_to(matrix_view<float>(f.data(), {rows, cols}));  // exact: 8-bit code times an 11-bit half
-  weights_as_double out{{f.begin(), f.end()}, std::vector<double>(f.size())};
+  weights_as_double out{{f.begin(), f.end()}, std::vector<double>(f.size()), {}};
   for (index_t r = 0; r < rows; ++r)
     for (index_t b = 0; b * 32 < cols; ++b) {
       double amax = 0;
@@ -59,7 +67,7 @@ weights_as_double dequantized(const quantized_matrix<q4_0>& q, const std::vector
   const index_t rows = q.rows(), cols = q.cols();
   std::vector<float> f(static_cast<std::size_t>(rows * cols));
   q.dequantize_to(matrix_view<float>(f.data(), {rows, cols}));
-  weights_as_double out{{f.begin(), f.end()}, std::vector<double>(f.size())};
+  weights_as_double out{{f.begin(), f.end()}, std::vector<double>(f.size()), {}};
   for (index_t r = 0; r < rows; ++r)
     for (index_t b = 0; b * 32 < cols; ++b) {
       double amax = 0;
@@ -70,10 +78,43 @@ weights_as_double dequantized(const quantized_matrix<q4_0>& q, const std::vector
     }
   return out;
 }
+weights_as_double dequantized(const quantized_matrix<q4_k>& q, const std::vector<float>&) {
+  const index_t rows = q.rows(), cols = q.cols();
+  std::vector<float> f(static_cast<std::size_t>(rows * cols));
+  q.dequantize_to(matrix_view<float>(f.data(), {rows, cols}));  // d sc q - dmin m, rounded to float once
+  weights_as_double out{{f.begin(), f.end()}, {}, std::vector<double>(f.size())};
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = 0; c < cols; ++c) {
+      const std::uint8_t* block = q.row_bytes_of(r).data() + c / 256 * q4_k::bytes_per_block;
+      const int j = static_cast<int>(c % 256 / 32);
+      int sc, m;
+      detail::k_quants::scale_min(j, block + 4, sc, m);
+      const int code = (block[16 + 32 * (j / 2) + c % 32] >> (4 * (j % 2))) & 15;
+      out.term[static_cast<std::size_t>(r * cols + c)] =
+          std::fabs(double(detail::load_half(block)) * sc * code) + std::fabs(double(detail::load_half(block + 2)) * m);
+    }
+  return out;
+}
+weights_as_double dequantized(const quantized_matrix<tq2_0>& q, const std::vector<float>& w) {
+  const index_t rows = q.rows(), cols = q.cols();
+  std::vector<float> f(static_cast<std::size_t>(rows * cols));
+  q.dequantize_to(matrix_view<float>(f.data(), {rows, cols}));  // exact: -1, 0 or 1 times a half
+  weights_as_double out{{f.begin(), f.end()}, std::vector<double>(f.size()), {}};
+  // absmax: d = max|w| of the block of 256 (then a half); each w is within d / 2 of 0 or of +-d
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t b = 0; b * 256 < cols; ++b) {
+      double amax = 0;
+      for (index_t c = b * 256; c < std::min(cols, b * 256 + 256); ++c)
+        amax = std::max(amax, std::fabs(double(w[static_cast<std::size_t>(r * cols + c)])));
+      for (index_t c = b * 256; c < std::min(cols, b * 256 + 256); ++c)
+        out.error[static_cast<std::size_t>(r * cols + c)] = amax * (0.5 + 0x1p-11);
+    }
+  return out;
+}
 weights_as_double dequantized(const int8_rows& q, const std::vector<float>&) {
   const index_t rows = q.rows(), cols = q.cols();
   weights_as_double out{std::vector<double>(static_cast<std::size_t>(rows * cols)),
-                        std::vector<double>(static_cast<std::size_t>(rows * cols))};
+                        std::vector<double>(static_cast<std::size_t>(rows * cols)), {}};
   for (index_t r = 0; r < rows; ++r) {
     const double s = q.scales()[static_cast<std::size_t>(r)];
     for (index_t c = 0; c < cols; ++c) {
@@ -87,6 +128,7 @@ weights_as_double dequantized(const int8_rows& q, const std::vector<float>&) {
 // A product, checked. Y is a column-major view (strides {1, n}), X has rows `x_stride` apart.
 template <class W>
 void check_product(index_t rows, index_t cols, index_t n, unsigned seed) {
+  constexpr bool with_min = std::is_same_v<W, quantized_matrix<q4_k>>;  // two terms a block
   const auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.05f, seed);
   const index_t x_stride = cols + 5;
   const auto x = gaussian(static_cast<std::size_t>(n * x_stride), 1.0f, seed + 1);
@@ -120,13 +162,15 @@ void check_product(index_t rows, index_t cols, index_t n, unsigned seed) {
       std::vector<float> xd(static_cast<std::size_t>(xq.padded_cols()));
       dequantize(q8_0{}, xq.row_bytes_of(i), std::span<float>(xd));  // exact: 8-bit code times an 11-bit half
       for (index_t r = 0; r < rows; ++r) {
-        double ref = 0, magnitude = 0, exact = 0, bound = 0;
+        double ref = 0, magnitude = 0, exact = 0, bound = 0, dequant = 0;
         for (index_t c = 0; c < cols; ++c) {
           const auto k = static_cast<std::size_t>(r * cols + c);
           const double xh = xd[static_cast<std::size_t>(c)], xf = xv(i, c);
           ref += wd.value[k] * xh;
-          magnitude += std::fabs(wd.value[k] * xh);
+          magnitude += (wd.term.empty() ? std::fabs(wd.value[k]) : wd.term[k]) * std::fabs(xh);
+          if (with_min) dequant += std::fabs(wd.value[k] * xh) * u;  // the float that dequantize_to rounded
           exact += double(w[k]) * xf;
+          if (wd.error.empty()) continue;
           // activation error: half a step of its block plus the half scale's rounding (as the weights')
           double xmax = 0;
           for (index_t e = c / 32 * 32; e < std::min(cols, c / 32 * 32 + 32); ++e)
@@ -139,16 +183,19 @@ void check_product(index_t rows, index_t cols, index_t n, unsigned seed) {
         // fused multiply-adds on its parity's chain, even + odd, the 3 additions of the lane tree, and
         // the row scale (int8_rows): each a factor (1 + delta), |delta| <= u, so the sum is off by at
         // most about (ceil(nb / 2) + 6) u times the sum of the terms' magnitudes (<= magnitude).
-        const double tolerance = (static_cast<double>((nb + 1) / 2) + 7) * u * magnitude;
+        // (q4_k: two fused multiply-adds a block, d sc_j d_x lane and dmin m_j d_x times minus x's sums)
+        const double chain = static_cast<double>((nb + 1) / 2) * (with_min ? 2 : 1);
+        const double tolerance = (chain + 7) * u * magnitude + dequant;
         CHECK(std::fabs(got - ref) <= tolerance);
         CHECK(std::fabs(got_acc - (before + ref)) <= tolerance + u * (std::fabs(before) + std::fabs(ref)));
         worst_rounding = std::max(worst_rounding, std::fabs(got - ref) / (magnitude + 1e-300));
         // Quantization: |W^ X^ - W X| <= sum |W^ - W| |X^| + |W| |X^ - X|, each error within its block's bound
+        if (wd.error.empty()) continue;
         CHECK(std::fabs(got - exact) <= bound + tolerance);
         worst_quantization = std::max(worst_quantization, std::fabs(got - exact) / bound);
       }
     }
-    CHECK(worst_quantization < 1.0);
+    if (!wd.error.empty()) CHECK(worst_quantization < 1.0);
   }
 }
 
@@ -166,6 +213,15 @@ TEST_CASE(
     check_product<quantized_matrix<q4_0>>(s.rows, s.cols, s.n, 202);
     check_product<int8_rows>(s.rows, s.cols, s.n, 303);
   }
+}
+
+TEST_CASE("int GEMM with q4_k and tq2_0 weights: rows of 256, 344 and 896 values, padded to whole blocks of 256") {
+  // 344 = 1.34 blocks of 256 (11 activation blocks of 32 against 16 weight sub-blocks), 896 = 3.5 blocks
+  for (const index_t cols : {256, 344, 896})
+    for (const index_t n : {1, 5}) {
+      check_product<quantized_matrix<q4_k>>(7, cols, n, 404);
+      check_product<quantized_matrix<tq2_0>>(6, cols, n, 505);
+    }
 }
 
 TEST_CASE("int_matvec is the one-row product, with strides and accumulate") {
@@ -248,4 +304,60 @@ TEST_CASE("int GEMM: bad shapes are errors naming what was expected") {
                        doctest::Contains("y is [3 x 7], expected [2 x 7]"), lmrl::error);
   CHECK_THROWS_WITH_AS(int_matvec(q, vector_view<const float>(x.data(), {48}), vector_view<float>(y.data(), {6})),
                        doctest::Contains("y is [1 x 6], expected [1 x 7]"), lmrl::error);
+}
+
+TEST_CASE("integer_linear by name: every format, its name back, and the product of the quantized_matrix it holds") {
+  // the first three keep their values (flags and saved settings name them)
+  static_assert(static_cast<int>(integer_format::q8_0) == 0 && static_cast<int>(integer_format::q4_0) == 1 &&
+                static_cast<int>(integer_format::int8) == 2);
+  const index_t rows = 5, cols = 344, n = 3;
+  const auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.05f, 31),
+             x = gaussian(static_cast<std::size_t>(n * cols), 1.0f, 32);
+  const matrix_view<const float> wv(w.data(), {rows, cols}), xv(x.data(), {n, cols});
+  q8_0_rows xq;
+  quantize_rows_q8_0(xv, xq);
+  std::string names;
+  for (const char* name : {"q8_0", "q4_0", "int8", "q4_k", "tq2_0", "tq2_0_absmean"}) {
+    CAPTURE(name);
+    const auto format = integer_format_by_name(name);
+    REQUIRE(format.has_value());
+    CHECK(std::string(integer_format_name(*format)) == name);
+    names += (names.empty() ? "" : ", ") + std::string(name);
+    const integer_linear q(*format, wv);
+    CHECK(q.format() == *format);
+    CHECK(q.rows() == rows);
+    CHECK(q.cols() == cols);
+    std::vector<float> y(static_cast<std::size_t>(n * rows)), want(y.size()), wq(w.size()), wq_want(w.size());
+    q.multiply(xq, matrix_view<float>(y.data(), {n, rows}));
+    q.dequantize_to(matrix_view<float>(wq.data(), {rows, cols}));
+    const auto same_as = [&](const auto& m) {
+      int_matmul_transposed(xq, m, matrix_view<float>(want.data(), {n, rows}));
+      m.dequantize_to(matrix_view<float>(wq_want.data(), {rows, cols}));
+      CHECK(q.bytes() == m.bytes().size());
+    };
+    switch (*format) {
+      case integer_format::q8_0: same_as(quantized_matrix<q8_0>(wv)); break;
+      case integer_format::q4_0: same_as(quantized_matrix<q4_0>(wv)); break;
+      case integer_format::q4_k: same_as(quantized_matrix<q4_k>(wv)); break;
+      case integer_format::tq2_0: same_as(quantized_matrix<tq2_0>(wv, tq2_0{ternary_rule::absmax})); break;
+      case integer_format::tq2_0_absmean: same_as(quantized_matrix<tq2_0>(wv, tq2_0{ternary_rule::absmean})); break;
+      case integer_format::int8: {
+        const int8_rows m(wv);
+        int_matmul_transposed(xq, m, matrix_view<float>(want.data(), {n, rows}));
+        m.dequantize_to(matrix_view<float>(wq_want.data(), {rows, cols}));
+        break;
+      }
+    }
+    CHECK(y == want);
+    CHECK(wq == wq_want);
+  }
+  CHECK(names == integer_format_names);
+  CHECK_FALSE(integer_format_by_name("q5_k").has_value());
+  CHECK_FALSE(integer_format_by_name("TQ2_0").has_value());
+  // the two ternary rules hold different weights: absmean rounds fewer of a Gaussian's values to 0
+  const integer_linear absmax(integer_format::tq2_0, wv), absmean(integer_format::tq2_0_absmean, wv);
+  std::vector<float> a(w.size()), b(w.size());
+  absmax.dequantize_to(matrix_view<float>(a.data(), {rows, cols}));
+  absmean.dequantize_to(matrix_view<float>(b.data(), {rows, cols}));
+  CHECK(std::count(a.begin(), a.end(), 0.0f) > std::count(b.begin(), b.end(), 0.0f));
 }

@@ -189,7 +189,7 @@ class cached_decoder {
   }
 
   // Generate from integer-quantized weights (quant/integer_linear.hpp): every
-  // projection and lm_head is held in `format` (q8_0, q4_0 or int8 rows) and
+  // projection and lm_head is held in `format` (q8_0, q4_0, int8 rows, q4_k, tq2_0) and
   // multiplied by int_gemm.hpp's integer kernels, the activations quantized
   // to Q8_0 before each product, as llama.cpp runs a model on a CPU. The
   // decoder keeps no float copy of those matrices then; the parameters, and

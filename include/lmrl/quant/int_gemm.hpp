@@ -7,11 +7,13 @@
 //   Y [n x rows] (+)= X [n x cols] W^T    int_matmul_transposed(x, w, y, accumulate)
 //   y [rows]     (+)= W x                  int_matvec(w, x, y, accumulate)
 //
-// for W a quantized_matrix<q8_0>, a quantized_matrix<q4_0> or an int8_rows
+// for W a quantized_matrix of q8_0, q4_0, q4_k or tq2_0, or an int8_rows
 // (nn.Linear's layout: W's rows are the outputs). X and Y may have any
 // strides; `accumulate` adds the product to Y (a residual) instead of
-// overwriting it. Columns need not be a multiple of 32: X's last block is
-// padded with zeros as the weights' is.
+// overwriting it. Columns need not be a multiple of the block size: X's last
+// block of 32 is padded with zeros as the weights' is; q4_k's and tq2_0's rows
+// are padded to whole blocks of 256, and their blocks past X's last one are
+// not read (int_dot.hpp).
 //
 // When several weights multiply the same X (q, k and v; gate and up), quantize
 // X once with quantize_rows_q8_0 and pass the q8_0_rows. The overloads that take
@@ -33,14 +35,17 @@
 #include "lmrl/quant/ggml_blocks.hpp"
 #include "lmrl/quant/int8_rows.hpp"
 #include "lmrl/quant/int_dot.hpp"
+#include "lmrl/quant/k_quants.hpp"
 #include "lmrl/quant/quantized_matrix.hpp"
+#include "lmrl/quant/ternary.hpp"
 #include "lmrl/tensor/view.hpp"
 
 namespace lmrl {
 
 template <class W>
-concept integer_weights =
-    std::same_as<W, quantized_matrix<q8_0>> || std::same_as<W, quantized_matrix<q4_0>> || std::same_as<W, int8_rows>;
+concept integer_weights = std::same_as<W, quantized_matrix<q8_0>> || std::same_as<W, quantized_matrix<q4_0>> ||
+                          std::same_as<W, quantized_matrix<q4_k>> || std::same_as<W, quantized_matrix<tq2_0>> ||
+                          std::same_as<W, int8_rows>;
 
 namespace detail::int_kernels {
 
@@ -51,8 +56,10 @@ struct weight_rows {
   const float* row_scales;  // int8_rows' s_r, else null
 };
 
-inline weight_rows rows_of(const quantized_matrix<q8_0>& w) { return {w.bytes().data(), w.row_bytes(), nullptr}; }
-inline weight_rows rows_of(const quantized_matrix<q4_0>& w) { return {w.bytes().data(), w.row_bytes(), nullptr}; }
+template <class Q>
+weight_rows rows_of(const quantized_matrix<Q>& w) {
+  return {w.bytes().data(), w.row_bytes(), nullptr};
+}
 inline weight_rows rows_of(const int8_rows& w) {
   return {reinterpret_cast<const std::uint8_t*>(w.codes().data()), static_cast<std::size_t>(w.padded_cols()),
           w.scales().data()};
@@ -68,6 +75,14 @@ struct format_of<quantized_matrix<q8_0>> {
 template <>
 struct format_of<quantized_matrix<q4_0>> {
   using type = q4_0_weights;
+};
+template <>
+struct format_of<quantized_matrix<q4_k>> {
+  using type = q4_k_weights;
+};
+template <>
+struct format_of<quantized_matrix<tq2_0>> {
+  using type = tq2_0_weights;
 };
 template <>
 struct format_of<int8_rows> {

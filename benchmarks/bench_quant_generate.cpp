@@ -1,7 +1,7 @@
 // Generation (KV-cache decoding, model/generate.hpp) from float32 weights and
-// from integer-quantized ones (cached_decoder::set_weight_format: q8_0, q4_0,
-// int8 rows; activations in Q8_0), with a float or quantized KV cache, side by
-// side in one run:
+// from integer-quantized ones (cached_decoder::set_weight_format: q8_0, int8
+// rows, q4_0, q4_k, tq2_0; activations in Q8_0), with a float or quantized KV
+// cache, side by side in one run:
 //
 //   decode/s     generated tokens / seconds of decoding (no EOS: every
 //                completion is full length): generate()'s time less that of
@@ -59,6 +59,8 @@ const variant variants[] = {
     {"q8_0", integer_format::q8_0, kv_format::f32},
     {"int8 rows", integer_format::int8, kv_format::f32},
     {"q4_0", integer_format::q4_0, kv_format::f32},
+    {"q4_k", integer_format::q4_k, kv_format::f32},
+    {"tq2_0", integer_format::tq2_0, kv_format::f32},
     {"q4_0 + q8_0 cache", integer_format::q4_0, kv_format::q8_0},
     {"float32 + q8_0 cache", std::nullopt, kv_format::q8_0},
     {"float32 + q4_0 cache", std::nullopt, kv_format::q4_0},

@@ -90,6 +90,17 @@ double mean_of(const std::vector<metrics_record>& records, std::size_t first, st
   return mean_of(records, first, last, [&](const metrics_record& r) { return r.get(key); });
 }
 
+// A sampler whose log-probs are 0.25 above the policy's on every token (a quantized engine, say).
+struct shifted_generator {
+  rollout_batch<double> operator()(bigram_policy& m, std::span<const std::vector<std::int32_t>> prompts,
+                                   const rollout_request& r) const {
+    rollout_batch<double> out = bigram_generator{}(m, prompts, r);
+    for (auto& row : out.logprobs)
+      for (double& lp : row) lp += 0.25;
+    return out;
+  }
+};
+
 }  // namespace
 
 TEST_CASE("grpo_trainer: a few steps raise a trivially learnable reward") {
@@ -122,16 +133,6 @@ TEST_CASE("grpo_trainer: a few steps raise a trivially learnable reward") {
 }
 
 TEST_CASE("grpo_trainer: the rollout's log-prob gap to the trainer is logged when old log-probs are recomputed") {
-  // A sampler whose log-probs are off by +0.25 per token (a quantized engine, say) and one that is exact.
-  struct shifted_generator {
-    rollout_batch<double> operator()(bigram_policy& m, std::span<const std::vector<std::int32_t>> prompts,
-                                     const rollout_request& r) const {
-      rollout_batch<double> out = bigram_generator{}(m, prompts, r);
-      for (auto& row : out.logprobs)
-        for (double& lp : row) lp += 0.25;
-      return out;
-    }
-  };
   const std::string dir = fresh_dir("gap");
   bigram_policy model;
   grpo_config c = small_config(dir);
@@ -154,16 +155,7 @@ TEST_CASE("grpo_trainer: the rollout's log-prob gap to the trainer is logged whe
 }
 
 TEST_CASE("grpo_trainer: the rollout correction weights each token's objective by pi_old / pi_rollout") {
-  // The sampler's log-probs are 0.25 above the trainer's on every token: pi_old / pi_rollout = exp(-0.25).
-  struct shifted_generator {
-    rollout_batch<double> operator()(bigram_policy& m, std::span<const std::vector<std::int32_t>> prompts,
-                                     const rollout_request& r) const {
-      rollout_batch<double> out = bigram_generator{}(m, prompts, r);
-      for (auto& row : out.logprobs)
-        for (double& lp : row) lp += 0.25;
-      return out;
-    }
-  };
+  // shifted_generator's log-probs are 0.25 above the trainer's: pi_old / pi_rollout = exp(-0.25).
   using trainer_t = grpo_trainer<bigram_policy, shifted_generator, decltype(make_rewards()), bigram_prompts>;
   const std::string dir = fresh_dir("correction");
   grpo_config c = small_config(dir);

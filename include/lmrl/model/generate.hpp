@@ -242,13 +242,7 @@ class cached_decoder {
       place(src.wq, dst.qkv.data(), qkv, 0);
       place(src.wk, dst.qkv.data(), qkv, qd);
       place(src.wv, dst.qkv.data(), qkv, qd + kvd);
-      dst.qkv_bias.clear();
-      if (src.bq.data != nullptr) {
-        dst.qkv_bias.resize(static_cast<std::size_t>(qkv));
-        for (index_t j = 0; j < qd; ++j) dst.qkv_bias[static_cast<std::size_t>(j)] = src.bq(j);
-        for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + j)] = src.bk(j);
-        for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + kvd + j)] = src.bv(j);
-      }
+      fuse_qkv_bias(src, dst.qkv_bias);
       dst.o.assign(static_cast<std::size_t>(qd * d), T(0));
       place(src.wo, dst.o.data(), d, 0);
       dst.gate_up.assign(static_cast<std::size_t>(d * 2 * ffn), T(0));
@@ -351,6 +345,17 @@ class cached_decoder {
     integer_linear qkv_q, o_q, gate_up_q, down_q;   // [out x in] (integer weights)
   };
 
+  // The q, k and v biases one after another (empty without biases), as the fused qkv product's columns.
+  void fuse_qkv_bias(const layer_weights<const T>& src, std::vector<T>& bias) const {
+    bias.clear();
+    if (src.bq.data == nullptr) return;
+    const index_t qd = config_.num_attention_heads * config_.head_dim(), kvd = config_.kv_dim();
+    bias.resize(static_cast<std::size_t>(qd + 2 * kvd));
+    for (index_t j = 0; j < qd; ++j) bias[static_cast<std::size_t>(j)] = src.bq(j);
+    for (index_t j = 0; j < kvd; ++j) bias[static_cast<std::size_t>(qd + j)] = src.bk(j);
+    for (index_t j = 0; j < kvd; ++j) bias[static_cast<std::size_t>(qd + kvd + j)] = src.bv(j);
+  }
+
   // out (+)= in W: the float copy w_t ([in x out], Eigen's GEMM) or the integer one.
   void project(matrix_view<const T> in, const std::vector<T>& w_t, const integer_linear& w_q, matrix_view<T> out,
                bool accumulate) {
@@ -365,7 +370,6 @@ class cached_decoder {
   // o, down and lm_head as they are. The float copies are freed.
   void sync_integer_weights() {
     const transformer_weights<const T>& w = weights_;
-    const index_t qd = config_.num_attention_heads * config_.head_dim(), kvd = config_.kv_dim(), qkv = qd + 2 * kvd;
     // Rows of the parts, one after another, into rounded_ as one [rows x cols] matrix.
     const auto stacked = [this](std::initializer_list<matrix_view<const T>> parts) {
       if (parts.size() == 1) return *parts.begin();  // one matrix: quantized from the parameters in place
@@ -390,13 +394,7 @@ class cached_decoder {
       dst.o_q = integer_linear(*format_, stacked({src.wo}));
       dst.gate_up_q = integer_linear(*format_, stacked({src.w_gate, src.w_up}));
       dst.down_q = integer_linear(*format_, stacked({src.w_down}));
-      dst.qkv_bias.clear();
-      if (src.bq.data != nullptr) {
-        dst.qkv_bias.resize(static_cast<std::size_t>(qkv));
-        for (index_t j = 0; j < qd; ++j) dst.qkv_bias[static_cast<std::size_t>(j)] = src.bq(j);
-        for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + j)] = src.bk(j);
-        for (index_t j = 0; j < kvd; ++j) dst.qkv_bias[static_cast<std::size_t>(qd + kvd + j)] = src.bv(j);
-      }
+      fuse_qkv_bias(src, dst.qkv_bias);
     }
     lm_head_ = {};
     lm_head_q_ = integer_linear(*format_, stacked({w.lm_head}));

@@ -180,12 +180,10 @@ void weight_errors(const transformer_parameters<float>& params, const std::strin
   };
   std::printf("  %-16s %10s\n", "format", "rel. RMS");
   for (const char* name : {"q8_0", "int8", "fp8", "q4_k", "q4_0", "tq2_0", "tq2_0_absmean"}) {
-    double e = 0;
-    if (const auto f = integer_format_by_name(name); f && *f == integer_format::int8) {
-      e = error_of([](matrix_view<float> c) { integer_linear(integer_format::int8, c).dequantize_to(c); });
-    } else {
-      e = error_of(weight_rounding_by_name<float>(name));
-    }
+    // The formats the decoder multiplies by through integer_linear, the others rounded (by_name.hpp).
+    const auto format = integer_format_by_name(name);
+    const double e = format ? error_of([f = *format](matrix_view<float> c) { integer_linear(f, c).dequantize_to(c); })
+                            : error_of(weight_rounding_by_name<float>(name));
     std::printf("  %-16s %10.4f\n", name, e);
   }
   std::fflush(stdout);

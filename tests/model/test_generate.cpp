@@ -43,10 +43,10 @@ transformer_parameters<T> test_parameters(bool tied = true, bool bias = true, st
   return p;
 }
 
-// Logits of every position of one sequence, the whole sequence in one pass.
+// Logits of every position of one sequence, the whole sequence in one pass
+// through `dec` (its cache emptied first).
 template <class T>
-dense<T, 2> full_logits(const transformer_parameters<T>& params, const std::vector<std::int32_t>& ids) {
-  cached_decoder<T> dec(params);
+dense<T, 2> full_logits(cached_decoder<T>& dec, const std::vector<std::int32_t>& ids) {
   dec.reset(1, static_cast<index_t>(ids.size()));
   std::vector<cached_token> rows;
   for (auto id : ids) rows.push_back({0, id, true});
@@ -55,6 +55,11 @@ dense<T, 2> full_logits(const transformer_parameters<T>& params, const std::vect
   for (index_t i = 0; i < logits.shape[0]; ++i)
     for (index_t v = 0; v < logits.shape[1]; ++v) out(i, v) = logits(i, v);
   return out;
+}
+template <class T>
+dense<T, 2> full_logits(const transformer_parameters<T>& params, const std::vector<std::int32_t>& ids) {
+  cached_decoder<T> dec(params);
+  return full_logits(dec, ids);
 }
 
 std::vector<std::int32_t> completion(const generation_result<float>& r, index_t b) {
@@ -395,10 +400,7 @@ TEST_CASE("weight rounding: the decoder multiplies by the rounded projections an
   const std::vector<std::int32_t> ids = {3, 14, 15, 9, 2, 6};
   cached_decoder<float> dec(params);
   dec.set_weight_rounding(round_eighths);
-  dec.reset(1, 8);
-  std::vector<cached_token> rows;
-  for (auto id : ids) rows.push_back({0, id, true});
-  const auto got = dec.forward(rows);
+  const auto got = full_logits(dec, ids);
   const auto want = full_logits(rounded, ids), plain = full_logits(params, ids);
   double differs_from_plain = 0;
   for (index_t i = 0; i < want.shape()[0]; ++i)
@@ -528,16 +530,7 @@ TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0, int8 or q4_k w
   params.initialize(3, 0.1);
   const std::vector<float> before(params.values().begin(), params.values().end());
   const std::vector<std::int32_t> ids = {3, 14, 15, 9, 2, 6, 5, 35};
-  const auto logits = [&](cached_decoder<float>& dec) {
-    dec.reset(1, 16);
-    std::vector<cached_token> rows;
-    for (auto id : ids) rows.push_back({0, id, true});
-    const auto l = dec.forward(rows);
-    dense<float, 2> out({l.shape[0], l.shape[1]});
-    for (index_t i = 0; i < l.shape[0]; ++i)
-      for (index_t v = 0; v < l.shape[1]; ++v) out(i, v) = l(i, v);
-    return out;
-  };
+  const auto logits = [&](cached_decoder<float>& dec) { return full_logits(dec, ids); };
   cached_decoder<float> plain(params);
   const auto exact = logits(plain);
   const std::size_t float_bytes = plain.weight_bytes();

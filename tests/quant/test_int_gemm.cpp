@@ -48,35 +48,29 @@ struct weights_as_double {
   std::vector<double> value, error, term;
 };
 
-weights_as_double dequantized(const quantized_matrix<q8_0>& q, const std::vector<float>& w) {
-  const index_t rows = q.rows(), cols = q.cols();
+// The dequantized matrix of a block format whose error bound follows from the
+// largest |w| of each block: error = bound(amax of the value's block).
+template <class Q, class Bound>
+weights_as_double with_block_bound(const quantized_matrix<Q>& q, const std::vector<float>& w, Bound bound) {
+  const index_t rows = q.rows(), cols = q.cols(), block = static_cast<index_t>(Q::block_size);
   std::vector<float> f(static_cast<std::size_t>(rows * cols));
-  q.dequantize_to(matrix_view<float>(f.data(), {rows, cols}));  // exact: 8-bit code times an 11-bit half
+  q.dequantize_to(matrix_view<float>(f.data(), {rows, cols}));  // exact: a code times a half
   weights_as_double out{{f.begin(), f.end()}, std::vector<double>(f.size()), {}};
   for (index_t r = 0; r < rows; ++r)
-    for (index_t b = 0; b * 32 < cols; ++b) {
+    for (index_t b = 0; b * block < cols; ++b) {
       double amax = 0;
-      for (index_t c = b * 32; c < std::min(cols, b * 32 + 32); ++c)
+      for (index_t c = b * block; c < std::min(cols, b * block + block); ++c)
         amax = std::max(amax, std::fabs(double(w[static_cast<std::size_t>(r * cols + c)])));
-      for (index_t c = b * 32; c < std::min(cols, b * 32 + 32); ++c)
-        out.error[static_cast<std::size_t>(r * cols + c)] = amax / 127 * (0.5 + 128 * 0x1p-11);
+      for (index_t c = b * block; c < std::min(cols, b * block + block); ++c)
+        out.error[static_cast<std::size_t>(r * cols + c)] = bound(amax);
     }
   return out;
 }
+weights_as_double dequantized(const quantized_matrix<q8_0>& q, const std::vector<float>& w) {
+  return with_block_bound(q, w, [](double amax) { return amax / 127 * (0.5 + 128 * 0x1p-11); });
+}
 weights_as_double dequantized(const quantized_matrix<q4_0>& q, const std::vector<float>& w) {
-  const index_t rows = q.rows(), cols = q.cols();
-  std::vector<float> f(static_cast<std::size_t>(rows * cols));
-  q.dequantize_to(matrix_view<float>(f.data(), {rows, cols}));
-  weights_as_double out{{f.begin(), f.end()}, std::vector<double>(f.size()), {}};
-  for (index_t r = 0; r < rows; ++r)
-    for (index_t b = 0; b * 32 < cols; ++b) {
-      double amax = 0;
-      for (index_t c = b * 32; c < std::min(cols, b * 32 + 32); ++c)
-        amax = std::max(amax, std::fabs(double(w[static_cast<std::size_t>(r * cols + c)])));
-      for (index_t c = b * 32; c < std::min(cols, b * 32 + 32); ++c)
-        out.error[static_cast<std::size_t>(r * cols + c)] = amax / 8 * (1 + 16 * 0x1p-11);
-    }
-  return out;
+  return with_block_bound(q, w, [](double amax) { return amax / 8 * (1 + 16 * 0x1p-11); });
 }
 weights_as_double dequantized(const quantized_matrix<q4_k>& q, const std::vector<float>&) {
   const index_t rows = q.rows(), cols = q.cols();
@@ -96,20 +90,8 @@ weights_as_double dequantized(const quantized_matrix<q4_k>& q, const std::vector
   return out;
 }
 weights_as_double dequantized(const quantized_matrix<tq2_0>& q, const std::vector<float>& w) {
-  const index_t rows = q.rows(), cols = q.cols();
-  std::vector<float> f(static_cast<std::size_t>(rows * cols));
-  q.dequantize_to(matrix_view<float>(f.data(), {rows, cols}));  // exact: -1, 0 or 1 times a half
-  weights_as_double out{{f.begin(), f.end()}, std::vector<double>(f.size()), {}};
   // absmax: d = max|w| of the block of 256 (then a half); each w is within d / 2 of 0 or of +-d
-  for (index_t r = 0; r < rows; ++r)
-    for (index_t b = 0; b * 256 < cols; ++b) {
-      double amax = 0;
-      for (index_t c = b * 256; c < std::min(cols, b * 256 + 256); ++c)
-        amax = std::max(amax, std::fabs(double(w[static_cast<std::size_t>(r * cols + c)])));
-      for (index_t c = b * 256; c < std::min(cols, b * 256 + 256); ++c)
-        out.error[static_cast<std::size_t>(r * cols + c)] = amax * (0.5 + 0x1p-11);
-    }
-  return out;
+  return with_block_bound(q, w, [](double amax) { return amax * (0.5 + 0x1p-11); });
 }
 weights_as_double dequantized(const int8_rows& q, const std::vector<float>&) {
   const index_t rows = q.rows(), cols = q.cols();

@@ -14,10 +14,7 @@
 #include <vector>
 
 #include "doctest/doctest.h"
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
+#include "support/threads.hpp"
 
 using namespace lmrl;
 
@@ -125,20 +122,8 @@ TEST_CASE("int8_rows: non-finite weights and a wrong output shape are errors nam
                        doctest::Contains("the output is [4 x 2], the matrix [2 x 4]"), lmrl::error);
 }
 
-namespace {
-std::vector<int> thread_counts() {  // 1 and 2 where the build has OpenMP
-#if defined(_OPENMP)
-  return {1, 2};
-#else
-  return {1};
-#endif
-}
-void set_threads([[maybe_unused]] int n) {
-#if defined(_OPENMP)
-  omp_set_num_threads(n);
-#endif
-}
-}  // namespace
+using testing::set_threads;
+using testing::thread_counts;
 
 TEST_CASE("int8_rows: a large matrix gives the row formula's bytes and the lowest row's error, whatever the threads") {
   const index_t rows = 300, cols = 250;  // 75000 values: parallel where the build has OpenMP

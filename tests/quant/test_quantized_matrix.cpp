@@ -11,14 +11,11 @@
 #include <string>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 #include "doctest/doctest.h"
 #include "lmrl/quant/fp8_blocks.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
 #include "lmrl/quant/ternary.hpp"
+#include "support/threads.hpp"
 
 using namespace lmrl;
 
@@ -146,20 +143,8 @@ TEST_CASE("round_through rounds each row as quantize-then-dequantize, padding a 
 
 namespace {
 
-// The thread counts to quantize with: 1 and 2 where the build has OpenMP (the
-// matrices below are large enough to go parallel), else the one thread.
-std::vector<int> thread_counts() {
-#if defined(_OPENMP)
-  return {1, 2};
-#else
-  return {1};
-#endif
-}
-void set_threads([[maybe_unused]] int n) {
-#if defined(_OPENMP)
-  omp_set_num_threads(n);
-#endif
-}
+using testing::set_threads;
+using testing::thread_counts;  // the matrices below are large enough to go parallel
 
 // Gaussian values with the cases a row quantizer could round differently:
 // a zero row, a row of one nonzero value, exact ties of q8_0 (max 127, so d = 1

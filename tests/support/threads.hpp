@@ -1,0 +1,28 @@
+// OpenMP thread counts for tests that check a result does not depend on them.
+#pragma once
+
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace lmrl::testing {
+
+// 1 and 2 where the build has OpenMP, else the one thread.
+inline std::vector<int> thread_counts() {
+#if defined(_OPENMP)
+  return {1, 2};
+#else
+  return {1};
+#endif
+}
+
+// The threads of the following parallel regions (nothing without OpenMP).
+inline void set_threads([[maybe_unused]] int n) {
+#if defined(_OPENMP)
+  omp_set_num_threads(n);
+#endif
+}
+
+}  // namespace lmrl::testing

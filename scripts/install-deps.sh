@@ -14,6 +14,9 @@ have_header xtl/xtl_config.hpp || need+=(xtl-dev)
 have_header xsimd/xsimd.hpp || need+=(libxsimd-dev)
 have_header doctest/doctest.h || need+=(doctest-dev)
 have_header benchmark/benchmark.h || need+=(libbenchmark-dev)
+# Data-parallel training over MPI (tests/mpi, mpirun -np N ./grpo_zero): Open MPI.
+command -v mpicxx >/dev/null || need+=(libopenmpi-dev)
+command -v mpiexec >/dev/null || need+=(openmpi-bin)
 # The fuzz targets need clang++ and its libFuzzer/sanitizer runtimes (Debian
 # ships those apart from the compiler, in libclang-rt-dev).
 if ! command -v clang++ >/dev/null || [ ! -e "$(clang++ -print-file-name=libclang_rt.fuzzer-$(uname -m).a)" ]; then

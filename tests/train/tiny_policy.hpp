@@ -109,7 +109,7 @@ struct bigram_generator {
     double p[bigram_policy::V];
     for (std::size_t q = 0; q < prompts.size(); ++q)
       for (index_t g = 0; g < r.num_generations; ++g) {
-        const auto b = static_cast<std::uint64_t>(q) * static_cast<std::uint64_t>(r.num_generations) +
+        const auto b = r.first_sequence + static_cast<std::uint64_t>(q) * static_cast<std::uint64_t>(r.num_generations) +
                        static_cast<std::uint64_t>(g);
         std::vector<std::int32_t> ids;
         std::vector<double> lps;

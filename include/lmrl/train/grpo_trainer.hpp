@@ -36,17 +36,31 @@
 //
 // Every random choice is a function of (seed, step, round, sequence, position),
 // so a run resumed from a checkpoint produces the same records as one that
-// was never interrupted. A step whose rewards are all NaN, or a loss or
+// was never interrupted.
+//
+// Data-parallel (options.communicator with several ranks, dist/): each round's
+// prompts are split by group over the ranks, each rank generates and scores
+// its groups (the RNG keyed by the global sequence number), and the scored
+// rollouts are all-gathered, so every rank holds the whole batch and computes
+// dynamic sampling, the KL penalty and the advantages exactly as one process
+// would. The old/reference log-probs and the critic's values are computed
+// for a slice of the rows on each rank and all-gathered. Each mini-batch's
+// rows are split over the ranks; the loss uses the whole mini-batch's totals,
+// so the summed (all-reduced) gradient is the one-process gradient up to the
+// order of float additions, and every rank takes the same optimizer step.
+// Rank 0 writes the checkpoints, the log and the report. A step whose rewards are all NaN, or a loss or
 // gradient norm that is not finite, throws lmrl::error before the optimizer
 // touches the parameters; the last checkpoint on disk is left as it was.
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -59,6 +73,8 @@
 #include <vector>
 
 #include "lmrl/data/json.hpp"
+#include "lmrl/dist/any_communicator.hpp"
+#include "lmrl/dist/byte_pack.hpp"
 #include "lmrl/error.hpp"
 #include "lmrl/model/safetensors.hpp"
 #include "lmrl/reward/rule.hpp"
@@ -111,6 +127,9 @@ struct rollout_request {
   index_t max_new_tokens = 1;
   sampler_config sampling{};
   std::uint64_t seed = 0;  // a counter-based RNG key: draws depend on (seed, sequence, position) only
+  // The RNG's sequence number of the request's first sequence: a round split
+  // over data-parallel ranks draws the same tokens as one process.
+  std::uint64_t first_sequence = 0;
 };
 
 // G completions per prompt, prompt-major (sequence b comes from prompt b / G).
@@ -250,6 +269,11 @@ struct grpo_trainer_options {
   // "kl_ref/k1") at every eval step even when neither beta nor kl_coef needs
   // the reference: the variant bench compares it across algorithms.
   bool log_reference_kl = false;
+  // The data-parallel group this trainer is one rank of (dist/: mpi_communicator,
+  // or single_process, the default). Every rank runs the same trainer with the
+  // same config; rank 0 alone writes checkpoints, logs and the report, prints,
+  // and calls `evaluate`.
+  any_communicator communicator{};
 };
 
 // ---------------------------------------------------------------- the trainer
@@ -293,6 +317,7 @@ class grpo_trainer {
                     " reward names for ", Rewards::size, " reward components");
     detail::require(options_.accuracy_component < static_cast<int>(Rewards::size), "grpo_trainer: accuracy_component = ",
                     options_.accuracy_component, " but there are ", Rewards::size, " reward components");
+    if (!is_root()) options_.terminal = nullptr;
     objective_ = objective_from_config(config_);
     loss_.objective = objective_;
     loss_.kl = kl_from_config(config_);
@@ -328,7 +353,7 @@ class grpo_trainer {
       }
     }
     log_ = metrics_log((std::filesystem::path(config_.output_dir) / "metrics.jsonl").string(), keep,
-                       options_.terminal);
+                       options_.terminal, /*write_file=*/is_root());
   }
 
  public:
@@ -345,7 +370,8 @@ class grpo_trainer {
   // report. Returns true when it reached max_steps.
   bool train() {
     while (step_ < config_.max_steps) {
-      if (stop_requested()) {
+      // Every rank stops at the same step, even when the signal reached only some.
+      if (all_reduce_value<std::int64_t>(comm(), stop_requested() ? 1 : 0, reduce_op::max) != 0) {
         log_.print("stop requested (signal " + std::to_string(stop_signal_number()) + "): saving step " +
                    std::to_string(step_) + "\n");
         if (step_ > 0) save();
@@ -356,7 +382,7 @@ class grpo_trainer {
     }
     if (config_.save_steps > 0 && step_ % config_.save_steps != 0) save();
     log_.finish();
-    if (options_.write_report)
+    if (options_.write_report && is_root())
       write_training_report(config_.output_dir, log_.records(), options_.reward_names, {},
                             critic_ ? "PPO training report" : "GRPO training report",
                             options_.accuracy_component);
@@ -370,6 +396,7 @@ class grpo_trainer {
     const index_t G = config_.num_generations;
     const index_t P = config_.prompts_per_step();
     const long long step_number = step_ + 1;
+    comm_seconds_ = 0;
 
     // ---- 1-4: prompts, rollouts, rewards, dynamic sampling
     std::vector<sequence> seqs;
@@ -396,11 +423,18 @@ class grpo_trainer {
       req.sampling.top_k = config_.top_k;
       req.sampling.min_p = config_.min_p.value_or(0.0);
       req.seed = mix_seed(config_.seed, static_cast<std::uint64_t>(step_number), static_cast<std::uint64_t>(rounds));
+      // This rank's groups of the round (all of them in one process).
+      const shard mine = shard_of(need, comm().rank(), comm().size());
+      req.first_sequence = static_cast<std::uint64_t>(mine.begin * G);
       const auto t0 = clock::now();
-      rollout_batch<T> out = generator_(model_, std::span<const std::vector<std::int32_t>>(prompt_ids), req);
+      rollout_batch<T> out;
+      if (mine.count() > 0)
+        out = generator_(model_, std::span<const std::vector<std::int32_t>>(prompt_ids).subspan(
+                                     static_cast<std::size_t>(mine.begin), static_cast<std::size_t>(mine.count())),
+                         req);
       const auto t1 = clock::now();
       t_generate += std::chrono::duration<double>(t1 - t0).count();
-      const auto n = static_cast<std::size_t>(need * G);
+      const auto n = static_cast<std::size_t>(mine.count() * G);
       detail::require(out.completions.size() == n && out.logprobs.size() == n && out.truncated.size() == n,
                       "grpo_trainer: the generator returned ", out.completions.size(), " completions, ",
                       out.logprobs.size(), " log-prob rows and ", out.truncated.size(), " truncated flags for ", n,
@@ -408,7 +442,7 @@ class grpo_trainer {
       std::vector<sequence> round;
       for (std::size_t b = 0; b < n; ++b) {
         sequence s;
-        const auto p = b / static_cast<std::size_t>(G);
+        const auto p = static_cast<std::size_t>(mine.begin) + b / static_cast<std::size_t>(G);
         s.prompt = prompt_ids[p];
         s.prompt_text = prompts[p].text;
         s.completion = std::move(out.completions[b]);
@@ -416,7 +450,6 @@ class grpo_trainer {
         s.truncated = out.truncated[b];
         detail::require(s.logprobs.size() == s.completion.size(), "grpo_trainer: completion ", b, " has ",
                         s.completion.size(), " tokens but ", s.logprobs.size(), " log-probs");
-        generated_tokens += static_cast<index_t>(s.completion.size());
         s.text = options_.decode(std::span<const std::int32_t>(s.completion));
         std::vector<std::int64_t> ids(s.completion.begin(), s.completion.end());
         reward_context ctx;
@@ -429,10 +462,12 @@ class grpo_trainer {
         const auto values = rewards_.components(ctx);
         s.components.assign(values.begin(), values.end());
         s.reward = rewards_.total(values);
-        detail::require(!std::isinf(s.reward), "grpo_trainer: step ", step_number, ": completion ", b,
-                        " has an infinite reward");
+        detail::require(!std::isinf(s.reward), "grpo_trainer: step ", step_number, ": completion ",
+                        static_cast<std::size_t>(mine.begin * G) + b, " has an infinite reward");
         round.push_back(std::move(s));
       }
+      if (comm().size() > 1) round = all_gathered(std::move(round), prompts, prompt_ids, need);
+      for (const auto& s : round) generated_tokens += static_cast<index_t>(s.completion.size());
       t_score += std::chrono::duration<double>(clock::now() - t1).count();
       ++rounds;
       for (index_t g = 0; g < need; ++g) {
@@ -573,9 +608,11 @@ class grpo_trainer {
         totals.sequences = mn;
         for (index_t i = m0; i < m0 + mn; ++i)
           for (index_t t = 0; t < L; ++t) totals.active_tokens += mask(i, t) != T(0);
+        // This rank's rows of the mini-batch (all of them in one process).
+        const shard part = shard_of(mn, comm().rank(), comm().size());
         if (train_policy) {
           model_.zero_grad();
-          for_micro_batches(m0, mn, [&](index_t u0, index_t un) {
+          for_micro_batches(m0 + part.begin, part.count(), [&](index_t u0, index_t un) {
             micro_step(tokens, attention, mask, old_logp, ref_logp, adv, correction, u0, un, totals, stats,
                        step_number);
           });
@@ -586,18 +623,30 @@ class grpo_trainer {
         if (critic_ != nullptr) {
           const auto t0 = clock::now();
           critic_->zero_grad();
-          for_micro_batches(m0, mn, [&](index_t u0, index_t un) {
+          for_micro_batches(m0 + part.begin, part.count(), [&](index_t u0, index_t un) {
             critic_micro_step(tokens, attention, mask, old_values, returns, u0, un, totals, cstats, step_number);
           });
           t_critic += std::chrono::duration<double>(clock::now() - t0).count();
         }
-        if (train_policy) optimizer_update(stats, step_number);
+        if (train_policy) {
+          all_reduce_gradients(model_.gradients());
+          optimizer_update(stats, step_number);
+        }
         if (critic_ != nullptr) {
           const auto t0 = clock::now();
+          all_reduce_gradients(critic_->gradients());
           critic_update(cstats, step_number);
           t_critic += std::chrono::duration<double>(clock::now() - t0).count();
         }
       }
+    if (comm().size() > 1) {  // each rank summed its own rows' statistics
+      std::array<double, 10> sums{stats.loss, stats.kl,    stats.entropy, stats.clip_low, stats.clip_high,
+                                  stats.clip, stats.tokens, cstats.loss,  cstats.clip,    cstats.tokens};
+      timed_comm([&] { comm().all_reduce(std::span<double>(sums), reduce_op::sum); });
+      stats.loss = sums[0], stats.kl = sums[1], stats.entropy = sums[2], stats.clip_low = sums[3];
+      stats.clip_high = sums[4], stats.clip = sums[5], stats.tokens = sums[6];
+      cstats.loss = sums[7], cstats.clip = sums[8], cstats.tokens = sums[9];
+    }
     const double t_train = std::chrono::duration<double>(clock::now() - t_train0).count();
     ++step_;
 
@@ -697,7 +746,8 @@ class grpo_trainer {
     r.set("num_tokens", static_cast<double>(active_tokens));
     r.set("dynamic_sampling/dropped_groups", static_cast<double>(dropped));
     r.set("dynamic_sampling/rounds", static_cast<double>(rounds));
-    if (options_.evaluate && config_.eval_steps > 0 && step_ % config_.eval_steps == 0) options_.evaluate(step_, r);
+    if (options_.evaluate && is_root() && config_.eval_steps > 0 && step_ % config_.eval_steps == 0)
+      options_.evaluate(step_, r);
     // Timing and memory last: they are the only values that differ between identical runs.
     const double t_step = std::chrono::duration<double>(clock::now() - t_start).count();
     r.set("time/generate_s", t_generate);
@@ -705,6 +755,7 @@ class grpo_trainer {
     r.set("time/train_s", t_train);
     if (critic_ != nullptr) r.set("time/critic_s", t_critic);  // part of train_s
     r.set("time/step_s", t_step);
+    if (comm().size() > 1) r.set("time/communicate_s", comm_seconds_);  // inside the phases above
     r.set("tokens_per_s/generate", t_generate > 0 ? generated_tokens / t_generate : 0.0);
     r.set("tokens_per_s/train", t_train > 0 ? static_cast<double>(B * L * config_.num_iterations) / t_train : 0.0);
     r.set("memory/peak_mib", peak_memory_mib());
@@ -714,13 +765,22 @@ class grpo_trainer {
     log_.write(r);
     if (config_.logging_steps > 0 && (step_ % config_.logging_steps == 0 || step_ == 1))
       log_.progress(r, static_cast<long long>(config_.max_steps));
-    if (config_.log_completions_steps > 0 && step_ % config_.log_completions_steps == 0)
+    if (is_root() && config_.log_completions_steps > 0 && step_ % config_.log_completions_steps == 0)
       log_completions(seqs);
     return r;
   }
 
   // Writes a checkpoint of the current state (atomically; see checkpoint.hpp).
+  // Every rank calls it: the replicas are checked to agree, rank 0 writes, and
+  // no rank goes on before the checkpoint is committed.
   void save() {
+    require_same_parameters_on_every_rank();
+    if (is_root()) write_checkpoint();
+    comm().barrier();
+  }
+
+ private:
+  void write_checkpoint() {
     checkpoint_writer w(config_.output_dir, step_);
     write_model_and_optimizer<T>(w, model_.parameters(), optimizer_);
     if (!ref_.empty()) w.write_tensors<T>("ref_model.safetensors", {{"parameters", std::span<const T>(ref_)}});
@@ -741,7 +801,6 @@ class grpo_trainer {
     w.commit(options_.keep_checkpoints);
   }
 
- private:
   struct sequence {
     std::vector<std::int32_t> prompt;
     std::string prompt_text;
@@ -763,6 +822,108 @@ class grpo_trainer {
     double loss = 0, clip = 0, tokens = 0, grad_norm = 0;
     index_t optimizer_steps = 0;
   };
+
+  any_communicator& comm() { return options_.communicator; }
+
+  // Runs a collective, adding its wall time (transfer and waiting for the
+  // slowest rank) to this step's time/communicate_s.
+  template <class F>
+  decltype(auto) timed_comm(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    struct add_on_exit {
+      double& total;
+      std::chrono::steady_clock::time_point t0;
+      ~add_on_exit() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+    } guard{comm_seconds_, t0};
+    return f();
+  }
+  bool is_root() const { return options_.communicator.rank() == 0; }
+
+  // Every rank's scored sequences of one round, in rank order (= the order of
+  // one process): the token ids, log-probs, flags, reward components and total
+  // travel; prompts and texts are rebuilt from the round's prompts.
+  std::vector<sequence> all_gathered(std::vector<sequence> mine, const std::vector<grpo_prompt>& prompts,
+                                     const std::vector<std::vector<std::int32_t>>& prompt_ids, index_t need) {
+    const index_t G = config_.num_generations;
+    byte_writer w;
+    w.put<std::uint64_t>(mine.size());
+    for (const auto& s : mine) {
+      w.put_array<std::int32_t>(s.completion);
+      w.put_array<T>(s.logprobs);
+      w.put<std::uint8_t>(s.truncated ? 1 : 0);
+      w.put_array<double>(s.components);
+      w.put<double>(s.reward);
+    }
+    const auto parts = timed_comm([&] { return comm().all_gather(w.bytes()); });
+    std::vector<sequence> all;
+    for (int r = 0; r < comm().size(); ++r) {
+      if (r == comm().rank()) {
+        all.insert(all.end(), std::make_move_iterator(mine.begin()), std::make_move_iterator(mine.end()));
+        continue;
+      }
+      const shard theirs = shard_of(need, r, comm().size());
+      byte_reader in(parts[static_cast<std::size_t>(r)], "grpo_trainer: the rollouts of rank " + std::to_string(r));
+      const auto n = in.get<std::uint64_t>();
+      detail::require(n == static_cast<std::uint64_t>(theirs.count() * G), "grpo_trainer: rank ", r, " sent ", n,
+                      " sequences, expected ", theirs.count() * G, " (do all ranks run the same config?)");
+      for (std::uint64_t k = 0; k < n; ++k) {
+        sequence s;
+        const auto p = static_cast<std::size_t>(theirs.begin) + static_cast<std::size_t>(k / static_cast<std::uint64_t>(G));
+        s.prompt = prompt_ids[p];
+        s.prompt_text = prompts[p].text;
+        s.completion = in.get_array<std::int32_t>();
+        s.logprobs = in.get_array<T>();
+        s.truncated = in.get<std::uint8_t>() != 0;
+        s.components = in.get_array<double>();
+        s.reward = in.get<double>();
+        detail::require(s.components.size() == Rewards::size && s.logprobs.size() == s.completion.size(),
+                        "grpo_trainer: rank ", r, " sent a malformed sequence");
+        s.text = options_.decode(std::span<const std::int32_t>(s.completion));
+        all.push_back(std::move(s));
+      }
+      detail::require(in.done(), "grpo_trainer: rank ", r, " sent trailing bytes");
+    }
+    return all;
+  }
+
+  // Rows [rows.begin, rows.end) of m were computed here, the others by the
+  // ranks that own them (shard_of over m's rows): every rank gets all of them.
+  void all_gather_rows(dense<T, 2>& m) {
+    if (comm().size() == 1) return;
+    const index_t B = m.shape()[0], L = m.shape()[1];
+    const shard mine = shard_of(B, comm().rank(), comm().size());
+    const auto bytes = std::as_bytes(std::span<const T>(m.data() + mine.begin * L, static_cast<std::size_t>(mine.count() * L)));
+    const auto parts = timed_comm([&] { return comm().all_gather(bytes); });
+    for (int r = 0; r < comm().size(); ++r) {
+      const shard theirs = shard_of(B, r, comm().size());
+      const auto& part = parts[static_cast<std::size_t>(r)];
+      detail::require(part.size() == static_cast<std::size_t>(theirs.count() * L) * sizeof(T), "grpo_trainer: rank ",
+                      r, " sent ", part.size(), " bytes of rows, expected ", theirs.count() * L * static_cast<index_t>(sizeof(T)));
+      if (r != comm().rank()) std::memcpy(m.data() + theirs.begin * L, part.data(), part.size());
+    }
+  }
+
+  // Sums a gradient buffer over the ranks (in place; identical on every rank after).
+  void all_reduce_gradients(std::span<T> grads) {
+    if (comm().size() > 1) timed_comm([&] { comm().all_reduce(grads, reduce_op::sum); });
+  }
+
+  // Stops with a clear error when the ranks' parameters differ (a non-deterministic
+  // reduction, a rank started from other weights): compares a hash on every rank.
+  void require_same_parameters_on_every_rank() {
+    if (comm().size() == 1) return;
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a over the parameter bytes
+    using bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    for (const T v : model_.parameters()) {
+      h ^= static_cast<std::uint64_t>(std::bit_cast<bits>(v));
+      h *= 1099511628211ull;
+    }
+    const auto mine = static_cast<std::int64_t>(h >> 1);
+    const auto lo = all_reduce_value<std::int64_t>(comm(), mine, reduce_op::min);
+    const auto hi = all_reduce_value<std::int64_t>(comm(), mine, reduce_op::max);
+    detail::require(lo == hi, "grpo_trainer: step ", step_, ": the ranks' parameters differ (hash ", mine, " on rank ",
+                    comm().rank(), "; min ", lo, ", max ", hi, "): the data-parallel replicas diverged");
+  }
 
   // The reference is needed for the KL in the loss (beta), in the reward
   // (kl_coef), or for the log.
@@ -834,11 +995,14 @@ class grpo_trainer {
     std::swap_ranges(p.begin(), p.end(), ref_.begin());
   }
 
-  // log-probs of every row, in micro-batches, without a backward pass.
+  // log-probs of every row, in micro-batches, without a backward pass (each
+  // rank computes its slice of the rows; all_gather_rows shares them).
   void forward_only(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& out) {
-    for_micro_batches(0, tokens.shape()[0], [&](index_t u0, index_t un) {
+    const shard rows = shard_of(tokens.shape()[0], comm().rank(), comm().size());
+    for_micro_batches(rows.begin, rows.count(), [&](index_t u0, index_t un) {
       model_.log_probs(rows_of(tokens, attention, u0, un), out.view().rows(u0, un), matrix_view<T>{});
     });
+    all_gather_rows(out);
   }
 
   // f(u0, un) for the micro-batches [u0, u0 + un) of rows [first, first + count).
@@ -921,9 +1085,11 @@ class grpo_trainer {
 
   // The critic's values of every row, in micro-batches, without a backward pass.
   void critic_forward_only(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& out) {
-    for_micro_batches(0, tokens.shape()[0], [&](index_t u0, index_t un) {
+    const shard rows = shard_of(tokens.shape()[0], comm().rank(), comm().size());
+    for_micro_batches(rows.begin, rows.count(), [&](index_t u0, index_t un) {
       critic_->values(rows_of(tokens, attention, u0, un), out.view().rows(u0, un));
     });
+    all_gather_rows(out);
   }
 
   void critic_micro_step(dense<std::int32_t, 2>& tokens, dense<T, 2>& attention, dense<T, 2>& mask,
@@ -1017,6 +1183,7 @@ class grpo_trainer {
   std::optional<adamw<T>> critic_optimizer_;
   long long critic_steps_ = 0;
   double critic_last_lr_ = 0;
+  double comm_seconds_ = 0;  // this step's time in collectives
 };
 
 // PPO with a critic is the same trainer: see the constructor taking a critic.

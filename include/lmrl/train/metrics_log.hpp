@@ -150,8 +150,13 @@ class metrics_log {
 
   // Opens `path` for appending. keep_steps_up_to >= 0 first drops the records
   // of later steps (a resumed run rewrites them); -1 starts a new file.
-  metrics_log(std::string path, long long keep_steps_up_to, std::ostream* terminal = &std::cout)
+  // write_file = false neither reads nor writes `path` and keeps this run's
+  // records in memory only: a data-parallel rank other than 0 (rank 0 owns the file).
+  metrics_log(std::string path, long long keep_steps_up_to, std::ostream* terminal = &std::cout,
+              bool write_file = true)
       : path_(std::move(path)), terminal_(terminal) {
+    tty_ = terminal_ == &std::cout && ::isatty(STDOUT_FILENO);
+    if (!write_file) return;
     std::vector<metrics_record> kept;
     if (keep_steps_up_to >= 0)
       for (auto& r : read_metrics_jsonl(path_))
@@ -164,7 +169,6 @@ class metrics_log {
     records_ = std::move(kept);
     file_.open(path_, std::ios::app);
     detail::require(static_cast<bool>(file_), "metrics_log: cannot append to \"", path_, "\"");
-    tty_ = terminal_ == &std::cout && ::isatty(STDOUT_FILENO);
   }
 
   // Appends a record (flushed, so a killed run keeps every finished step).

@@ -171,6 +171,7 @@ class transformer_rollouts {
     }
     generation_options o;
     o.num_generations = request.num_generations;
+    o.first_sequence = request.first_sequence;
     o.max_new_tokens = request.max_new_tokens;
     o.sampling = request.sampling;
     o.eos_token_ids = eos_;

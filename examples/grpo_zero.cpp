@@ -15,6 +15,8 @@
 //   grpo_zero --seed 2 --output_dir runs/s2    any GRPOConfig key (TRL names)
 //   grpo_zero --operands 3 --pretrain_steps 800 --base runs/x/base   task, model and stage flags
 //   grpo_zero --advantage_estimator gae --kl_coef 0.001               PPO: a critic started from the base
+//   mpirun -np 4 grpo_zero --base runs/x/base  data-parallel over MPI (a build that found MPI):
+//                                              the same run as one process, its groups spread over the ranks
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -48,6 +50,13 @@
 #include "lmrl/train/transformer_policy.hpp"
 
 #include "zero_common.hpp"
+
+#ifdef LMRL_WITH_MPI
+#include "lmrl/dist/mpi.hpp"
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 using namespace lmrl;
 using namespace lmrl::zero;
@@ -199,8 +208,13 @@ std::string table_row(const char* label, const evaluation_result& e) {
 
 }  // namespace
 
-int main(int argc, char** argv) try {
+// The whole command on one rank of `comm` (one process: single_process).
+// Rank 0 pretrains the base when there is none, evaluates, prints and writes
+// the report; every rank trains.
+int run_zero(int argc, char** argv, any_communicator comm) try {
   using clock = std::chrono::steady_clock;
+  const bool root = comm.rank() == 0;
+  if (!root) std::freopen("/dev/null", "w", stdout);  // one voice: rank 0's (errors still reach stderr)
   const auto t_start = clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - t_start).count(); };
 
@@ -260,7 +274,9 @@ int main(int argc, char** argv) try {
 
   install_stop_handlers();  // Ctrl-C / SIGTERM: save a checkpoint and exit; the same command resumes
 
-  // ---- 1. the base model: load it, or pretrain it and save it
+  // ---- 1. the base model: load it, or pretrain it and save it (rank 0; the
+  // other ranks wait for it and load what it saved)
+  if (!root) comm.barrier();
   const std::string base_dir = s.base.empty() ? (std::filesystem::path(c.output_dir) / "base").string() : s.base;
   std::optional<transformer<float>> model;
   if (std::filesystem::exists(std::filesystem::path(base_dir) / "config.json")) {
@@ -289,7 +305,7 @@ int main(int argc, char** argv) try {
     if (pretrained.stopped) {
       std::printf("stopped during pretraining (checkpoint in %s); run the same command again to resume\n",
                   pretrain_dir.c_str());
-      return 130;
+      return comm.size() > 1 ? 1 : 130;  // the other ranks are waiting for the base: end the job
     }
     save_hf_checkpoint(model->parameters(), base_dir);
     std::filesystem::remove_all(pretrain_dir);  // the base holds everything now
@@ -297,10 +313,12 @@ int main(int argc, char** argv) try {
                 pretrained.resumed_from > 0 ? ", pretraining resumed from a checkpoint" : "");
   }
 
+  if (root) comm.barrier();
   if (s.pretrain_only) return 0;
 
-  // ---- 2. the base on the held-out set
-  const evaluation_result before = evaluate(model->parameters(), heldout, heldout_prompts, c, s.eval_samples);
+  // ---- 2. the base on the held-out set (rank 0)
+  const evaluation_result before =
+      root ? evaluate(model->parameters(), heldout, heldout_prompts, c, s.eval_samples) : evaluation_result{};
   const bool ppo = any_grpo_advantage::from_config(c).needs_critic();
   const std::string algorithm = ppo ? "PPO" : "GRPO";
   print_evaluation(("before " + algorithm).c_str(), before);
@@ -318,6 +336,7 @@ int main(int argc, char** argv) try {
                        soft_overlong{c.max_completion_length, s.overlong_buffer});
   grpo_trainer_options o = trainer_options({"accuracy", "format", "overlong"});
   o.write_report = false;
+  o.communicator = comm;
   const auto log_heldout = [](const evaluation_result& e, metrics_record& r) {
     r.set(heldout_accuracy_key, e.greedy.accuracy);
     r.set("eval/format", e.greedy.format);
@@ -362,6 +381,7 @@ int main(int argc, char** argv) try {
     finished = run(trainer);
   }
   if (!finished) return 130;
+  if (!root) return 0;
 
   // ---- 4. after
   const evaluation_result after = evaluate(policy.model().parameters(), heldout, heldout_prompts, c, s.eval_samples);
@@ -396,4 +416,35 @@ int main(int argc, char** argv) try {
 } catch (const std::exception& e) {
   std::fprintf(stderr, "grpo_zero: %s\n", e.what());
   return 1;
+}
+
+int main(int argc, char** argv) {
+#ifdef LMRL_WITH_MPI
+  if (mpi_session::launched()) {  // started by mpirun: one rank of a data-parallel run
+    mpi_session mpi(argc, argv);
+    int code = 1;
+    try {
+      mpi_communicator world(mpi);
+#ifdef _OPENMP
+      // The ranks on this machine share its cores, unless OMP_NUM_THREADS says otherwise.
+      if (std::getenv("OMP_NUM_THREADS") == nullptr)
+        omp_set_num_threads(std::max(1, omp_get_num_procs() / world.local_size()));
+#endif
+      if (world.rank() == 0)
+        std::printf("grpo_zero: rank 0 of %d (%d on this machine)\n", world.size(), world.local_size());
+      code = run_zero(argc, argv, any_communicator::borrowing(world));
+      // 130: the trainer stopped on a signal, every rank at the same step after a checkpoint.
+      if (code != 0 && code != 130 && world.size() > 1) {
+        std::fprintf(stderr, "grpo_zero: rank %d stops the job (status %d)\n", world.rank(), code);
+        std::fflush(stderr);
+        mpi.abort(code);  // the other ranks wait in a collective this rank will not join
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "grpo_zero: %s\n", e.what());
+      mpi.abort(1);
+    }
+    return code;
+  }
+#endif
+  return run_zero(argc, argv, single_process{});
 }

@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   try {
     the_mpi = std::make_unique<mpi_communicator>(mpi);
     int devices = 0;
-    detail::cuda_check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
+    LMRL_CUDA_CHECK(cudaGetDeviceCount(&devices));
     detail::require(devices > 0, "lmrl_tests_nccl: no GPU");
     the_nccl = std::make_unique<nccl_communicator>(*the_mpi, the_mpi->rank() % devices);
     doctest::Context context(argc, argv);

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "lmrl/cuda/check.cuh"
 #include "lmrl/dist/communicator.hpp"
 #include "lmrl/error.hpp"
 
@@ -37,9 +38,6 @@ namespace lmrl {
 
 namespace detail {
 
-inline void cuda_check(cudaError_t code, const char* call) {
-  if (code != cudaSuccess) fail("CUDA: ", call, " failed: ", cudaGetErrorName(code), ": ", cudaGetErrorString(code));
-}
 inline void nccl_check(ncclResult_t code, const char* call) {
   if (code != ncclSuccess) fail("NCCL: ", call, " failed with code ", static_cast<int>(code), ": ", ncclGetErrorString(code));
 }
@@ -80,12 +78,12 @@ class nccl_communicator {
   // ncclUniqueId travels through bootstrap.broadcast.
   template <Communicator Bootstrap>
   nccl_communicator(Bootstrap& bootstrap, int device) : rank_(bootstrap.rank()), size_(bootstrap.size()), device_(device) {
-    detail::cuda_check(cudaSetDevice(device_), "cudaSetDevice");
+    LMRL_CUDA_CHECK(cudaSetDevice(device_));
     ncclUniqueId id{};
     if (rank_ == 0) detail::nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
     bootstrap.broadcast(std::as_writable_bytes(std::span<ncclUniqueId>(&id, 1)), 0);
     detail::nccl_check(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
-    detail::cuda_check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    LMRL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
   nccl_communicator(const nccl_communicator&) = delete;
   nccl_communicator& operator=(const nccl_communicator&) = delete;
@@ -126,13 +124,12 @@ class nccl_communicator {
     if (longest == 0) return out;
     // [ my padded slot | everyone's padded slots ] in one device buffer
     std::byte* buffer = staging(longest * (1 + static_cast<std::size_t>(size_)));
-    detail::cuda_check(cudaMemsetAsync(buffer, 0, longest, stream_), "cudaMemsetAsync");
+    LMRL_CUDA_CHECK(cudaMemsetAsync(buffer, 0, longest, stream_));
     if (!mine.empty())
-      detail::cuda_check(cudaMemcpyAsync(buffer, mine.data(), mine.size(), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
+      LMRL_CUDA_CHECK(cudaMemcpyAsync(buffer, mine.data(), mine.size(), cudaMemcpyHostToDevice, stream_));
     detail::nccl_check(ncclAllGather(buffer, buffer + longest, longest, ncclUint8, comm_, stream_), "ncclAllGather");
     std::vector<std::byte> all(longest * static_cast<std::size_t>(size_));
-    detail::cuda_check(cudaMemcpyAsync(all.data(), buffer + longest, all.size(), cudaMemcpyDeviceToHost, stream_),
-                       "cudaMemcpyAsync");
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(all.data(), buffer + longest, all.size(), cudaMemcpyDeviceToHost, stream_));
     synchronize();
     for (std::size_t r = 0; r < out.size(); ++r)
       out[r].assign(all.begin() + static_cast<std::ptrdiff_t>(r * longest),
@@ -147,13 +144,13 @@ class nccl_communicator {
   }
 
  private:
-  void synchronize() { detail::cuda_check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+  void synchronize() { LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
   std::byte* staging(std::size_t bytes) {
     if (bytes > staging_bytes_) {
-      if (staging_) detail::cuda_check(cudaFree(staging_), "cudaFree");
+      if (staging_) LMRL_CUDA_CHECK(cudaFree(staging_));
       staging_ = nullptr;
-      detail::cuda_check(cudaMalloc(reinterpret_cast<void**>(&staging_), bytes), "cudaMalloc (staging buffer)");
+      LMRL_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&staging_), bytes));
       staging_bytes_ = bytes;
     }
     return staging_;
@@ -164,13 +161,13 @@ class nccl_communicator {
   T* on_device(std::span<T> x) {
     if (detail::device_accessible(x.data())) return x.data();
     auto* copy = reinterpret_cast<T*>(staging(x.size_bytes()));
-    detail::cuda_check(cudaMemcpyAsync(copy, x.data(), x.size_bytes(), cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(copy, x.data(), x.size_bytes(), cudaMemcpyHostToDevice, stream_));
     return copy;
   }
   template <class T>
   void back_to_host(std::span<T> x, T* data) {
     if (data != x.data())
-      detail::cuda_check(cudaMemcpyAsync(x.data(), data, x.size_bytes(), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
+      LMRL_CUDA_CHECK(cudaMemcpyAsync(x.data(), data, x.size_bytes(), cudaMemcpyDeviceToHost, stream_));
     synchronize();
   }
 

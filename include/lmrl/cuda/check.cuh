@@ -1,0 +1,28 @@
+// Every CUDA runtime call and kernel launch checked: a failure becomes an
+// lmrl::error naming the call, where it was made and CUDA's error name.
+//
+//   LMRL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+//   kernel<<<grid, block, 0, stream>>>(...);
+//   LMRL_CUDA_CHECK_LAUNCH("rms_norm_forward");
+//
+// Host code only: usable from .cu files and from C++ that includes
+// <cuda_runtime.h> (dist/nccl.hpp).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "lmrl/error.hpp"
+
+namespace lmrl::cuda {
+
+inline void check(cudaError_t code, const char* call, const char* file, int line) {
+  if (code == cudaSuccess) return;
+  lmrl::detail::fail("CUDA: ", call, " failed (", file, ":", line, "): ", cudaGetErrorName(code), ": ",
+                     cudaGetErrorString(code));
+}
+
+}  // namespace lmrl::cuda
+
+#define LMRL_CUDA_CHECK(call) ::lmrl::cuda::check((call), #call, __FILE__, __LINE__)
+#define LMRL_CUDA_CHECK_LAUNCH(kernel_name) \
+  ::lmrl::cuda::check(cudaGetLastError(), "launch of " kernel_name, __FILE__, __LINE__)

@@ -19,8 +19,8 @@
 #include "lmrl/dist/any_communicator.hpp"
 #include "lmrl/reward/weighted_sum.hpp"
 #include "lmrl/train/transformer_policy.hpp"
+#include "mpi/twos_run.hpp"
 #include "mpi/world.hpp"
-#include "support/model_shapes.hpp"
 #include "train/bigram_grpo.hpp"
 
 using namespace lmrl;
@@ -201,32 +201,15 @@ TEST_CASE("data-parallel GRPO: a checkpoint written by one number of ranks resum
 }
 
 namespace {
-struct indexed_prompts {
-  grpo_prompt prompt(std::uint64_t i) const { return {std::string(1, static_cast<char>('a' + i % 5)), {}}; }
-};
-struct twos {  // the share of completion tokens equal to 2
-  double operator()(const reward_context& ctx) const {
-    if (ctx.completion_ids.empty()) return 0.0;
-    double n = 0;
-    for (auto id : ctx.completion_ids) n += id == 2;
-    return n / static_cast<double>(ctx.completion_ids.size());
-  }
-};
-
 struct transformer_run {
   std::vector<float> params;
   std::vector<metrics_record> records;
 };
 
 transformer_run run_transformer(const grpo_config& c, any_communicator comm) {
-  transformer_policy<float> policy(transformer<float>(transformer_shape(12, 32, 2, 4, 2, 48), 4, 0.3));
-  grpo_trainer_options o;
-  o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1), 3}; };
-  o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
-  o.terminal = nullptr;
-  o.write_report = false;
-  o.communicator = std::move(comm);
-  grpo_trainer trainer(c, policy, transformer_rollouts<float>({11}), weighted_sum<twos>(twos{}), indexed_prompts{}, o);
+  transformer_policy<float> policy = twos_policy();
+  grpo_trainer trainer(c, policy, transformer_rollouts<float>({11}), weighted_sum<twos>(twos{}), twos_prompts{},
+                       twos_options(std::move(comm)));
   trainer.train();
   const auto p = policy.parameters();
   return {std::vector<float>(p.begin(), p.end()), trainer.records()};
@@ -234,18 +217,7 @@ transformer_run run_transformer(const grpo_config& c, any_communicator comm) {
 }  // namespace
 
 TEST_CASE("data-parallel GRPO on the transformer (float32): the same tokens and, to rounding, the same parameters") {
-  grpo_config c;
-  c.learning_rate = 1e-2;
-  c.max_steps = 3;
-  c.num_generations = 4;
-  c.per_device_train_batch_size = 4;
-  c.gradient_accumulation_steps = 4;  // mini-batches of 16 sequences
-  c.steps_per_generation = 8;         // 8 prompts x 4 = 32 sequences: two optimizer steps a step
-  c.max_completion_length = 8;
-  c.beta = 0.02;
-  c.save_steps = 0;
-  c.logging_steps = 100;
-  c.seed = 5;
+  grpo_config c = twos_config("", 3);
   c.output_dir = fresh_own_dir("transformer");
   const transformer_run single = run_transformer(c, single_process{});
   c.output_dir = fresh_shared_dir("transformer");

@@ -1,0 +1,145 @@
+// cuda/ops/matmul.cuh against a double-precision product on the host: the three
+// layouts, overwrite and accumulate, row strides wider than the row, float in
+// fp32 and TF32, bf16 inputs; bias add and deterministic column sums.
+// Tolerances (relative to the largest |reference| of the product):
+//   fp32 1e-5 (k <= 300 float additions, cuBLAS may split k), TF32 5e-3 and
+//   bf16 1e-2 (10 and 8 mantissa bits on the inputs; float accumulation).
+#include <cuda_bf16.h>
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/ops/matmul.cuh"
+
+using namespace lmrl;
+using namespace lmrl::cuda;
+
+namespace {
+
+std::vector<float> random_values(std::size_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g) + 0.01f;  // never exactly zero
+  return v;
+}
+
+enum class layout { nt, nn, tn };
+
+// reference c (+)= op(a) . op(b), all row-major with the given row strides
+std::vector<double> reference(layout l, const std::vector<float>& a, index_t lda, const std::vector<float>& b,
+                              index_t ldb, index_t m, index_t n, index_t k, const std::vector<float>& c0, index_t ldc,
+                              bool accumulate) {
+  std::vector<double> c(static_cast<std::size_t>(m * ldc), 0.0);
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      double s = accumulate ? c0[static_cast<std::size_t>(i * ldc + j)] : 0.0;
+      for (index_t p = 0; p < k; ++p) {
+        const double x = l == layout::tn ? a[static_cast<std::size_t>(p * lda + i)] : a[static_cast<std::size_t>(i * lda + p)];
+        const double y = l == layout::nt ? b[static_cast<std::size_t>(j * ldb + p)] : b[static_cast<std::size_t>(p * ldb + j)];
+        s += x * y;
+      }
+      c[static_cast<std::size_t>(i * ldc + j)] = s;
+    }
+  return c;
+}
+
+double max_relative_error(const std::vector<float>& got, const std::vector<double>& want, index_t m, index_t n,
+                          index_t ldc) {
+  double scale = 0, err = 0;
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j) scale = std::max(scale, std::abs(want[static_cast<std::size_t>(i * ldc + j)]));
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      const double g = got[static_cast<std::size_t>(i * ldc + j)];
+      err = std::max(err, std::isfinite(g) ? std::abs(g - want[static_cast<std::size_t>(i * ldc + j)]) : INFINITY);
+    }
+  return err / std::max(scale, 1e-30);
+}
+
+void check_layout(layout l, index_t m, index_t n, index_t k, bool accumulate, gemm_precision precision, double tol) {
+  // operand shapes (rows x cols) and padded row strides
+  const index_t ar = l == layout::tn ? k : m, ac = l == layout::tn ? m : k;
+  const index_t br = l == layout::nt ? n : k, bc = l == layout::nt ? k : n;
+  const index_t lda = ac + 3, ldb = bc + 1, ldc = n + 2;
+  const auto a = random_values(static_cast<std::size_t>(ar * lda), 1), b = random_values(static_cast<std::size_t>(br * ldb), 2);
+  const auto c0 = random_values(static_cast<std::size_t>(m * ldc), 3);
+  auto da = device_array<float>::from_host(a), db = device_array<float>::from_host(b);
+  device_array<float> dc(c0.size());
+  if (accumulate) dc.copy_from_host(c0);
+  else dc.poison();  // every element must be written
+  cublas_handle h;
+  const device_matrix<const float> A(da.data(), ar, ac, lda), B(db.data(), br, bc, ldb);
+  const device_matrix<float> C(dc.data(), m, n, ldc);
+  if (l == layout::nt) matmul_nt<float>(h, A, B, C, accumulate, precision);
+  if (l == layout::nn) matmul_nn<float>(h, A, B, C, accumulate, precision);
+  if (l == layout::tn) matmul_tn<float>(h, A, B, C, accumulate, precision);
+  const auto got = dc.to_host();
+  const auto want = reference(l, a, lda, b, ldb, m, n, k, c0, ldc, accumulate);
+  INFO("layout ", static_cast<int>(l), " m ", m, " n ", n, " k ", k, " accumulate ", accumulate);
+  CHECK(max_relative_error(got, want, m, n, ldc) < tol);
+}
+
+}  // namespace
+
+TEST_CASE("cuda matmul: nt, nn and tn against a double product, overwrite and accumulate, padded strides") {
+  for (layout l : {layout::nt, layout::nn, layout::tn})
+    for (auto [m, n, k] : {std::array<index_t, 3>{1, 1, 1}, {7, 5, 3}, {33, 64, 100}, {130, 17, 300}})
+      for (bool acc : {false, true}) {
+        check_layout(l, m, n, k, acc, gemm_precision::fp32, 1e-5);
+        check_layout(l, m, n, k, acc, gemm_precision::tf32, 5e-3);
+      }
+}
+
+TEST_CASE("cuda matmul: bf16 inputs with float accumulation and output") {
+  const index_t m = 40, n = 24, k = 96;
+  const auto a = random_values(static_cast<std::size_t>(m * k), 4), b = random_values(static_cast<std::size_t>(n * k), 5);
+  std::vector<__nv_bfloat16> a16(a.size()), b16(b.size());
+  std::vector<float> a_rounded(a.size()), b_rounded(b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) a16[i] = __float2bfloat16(a[i]), a_rounded[i] = __bfloat162float(a16[i]);
+  for (std::size_t i = 0; i < b.size(); ++i) b16[i] = __float2bfloat16(b[i]), b_rounded[i] = __bfloat162float(b16[i]);
+  auto da = device_array<__nv_bfloat16>::from_host(a16), db = device_array<__nv_bfloat16>::from_host(b16);
+  device_array<float> dc(static_cast<std::size_t>(m * n));
+  dc.poison();
+  cublas_handle h;
+  matmul_nt<__nv_bfloat16, float>(h, device_matrix<const __nv_bfloat16>(da.data(), m, k),
+                                  device_matrix<const __nv_bfloat16>(db.data(), n, k), device_matrix<float>(dc.data(), m, n));
+  // against the product of the rounded inputs: only the accumulation differs
+  const auto want = reference(layout::nt, a_rounded, k, b_rounded, k, m, n, k, {}, n, false);
+  CHECK(max_relative_error(dc.to_host(), want, m, n, n) < 1e-5);
+  // and against the unrounded inputs: the bf16 rounding of the inputs
+  CHECK(max_relative_error(dc.to_host(), reference(layout::nt, a, k, b, k, m, n, k, {}, n, false), m, n, n) < 1e-2);
+}
+
+TEST_CASE("cuda add_bias and add_column_sums: the Linear layer's bias and its gradient, accumulated") {
+  const index_t m = 37, n = 300, ld = 301;
+  const auto c = random_values(static_cast<std::size_t>(m * ld), 6), bias = random_values(static_cast<std::size_t>(n), 7);
+  const auto grad0 = random_values(static_cast<std::size_t>(n), 8);
+  auto dc = device_array<float>::from_host(c), dbias = device_array<float>::from_host(bias);
+  auto dgrad = device_array<float>::from_host(grad0);
+  add_bias(device_matrix<float>(dc.data(), m, n, ld), dbias.data());
+  const auto after = dc.to_host();
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < ld; ++j) {
+      const auto e = static_cast<std::size_t>(i * ld + j);
+      CHECK(after[e] == (j < n ? c[e] + bias[static_cast<std::size_t>(j)] : c[e]));  // padding untouched
+    }
+  add_column_sums(device_matrix<const float>(dc.data(), m, n, ld), dgrad.data());
+  const auto grad = dgrad.to_host();
+  for (index_t j = 0; j < n; ++j) {
+    double s = grad0[static_cast<std::size_t>(j)];
+    for (index_t i = 0; i < m; ++i) s += after[static_cast<std::size_t>(i * ld + j)];
+    CHECK(grad[static_cast<std::size_t>(j)] == doctest::Approx(s).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("cuda matmul: shapes that do not fit are an lmrl::error before any launch") {
+  cublas_handle h;
+  float* p = nullptr;
+  CHECK_THROWS_WITH_AS(matmul_nt<float>(h, device_matrix<const float>(p, 2, 3), device_matrix<const float>(p, 4, 5),
+                                        device_matrix<float>(nullptr, 2, 4)),
+                       doctest::Contains("does not fit"), error);
+}

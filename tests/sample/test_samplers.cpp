@@ -227,6 +227,38 @@ TEST_CASE("the warpers compose in transformers' order: temperature, top-k, top-p
   CHECK(w[2] == Approx(std::log(3.0 / 7)).epsilon(1e-14));
 }
 
+TEST_CASE("top-k over more than 256 survivors, then top-p and min-p: the kept head stays in rank order") {
+  // top_p_head halves the candidates with nth_element once more than 256 are
+  // left; after top-k the kept head must still be ranked, since min-p trims
+  // it from the end and the draw walks it in rank order. Reference: the
+  // warpers written out on a fully sorted copy, in double.
+  std::vector<double> x(1000);
+  std::uint64_t state = 12345;
+  for (auto& v : x) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    v = 3.0 * (static_cast<double>(state >> 11) / 9007199254740992.0) - 1.5;
+  }
+  std::vector<std::int32_t> order(x.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
+  for (const sampler_config c : {sampler_config{.top_k = 300, .top_p = 0.8}, sampler_config{.top_k = 300, .top_p = 0.99, .min_p = 0.3},
+                                 sampler_config{.temperature = 0.7, .top_k = 600, .top_p = 0.9, .min_p = 0.05}}) {
+    std::vector<double> w(static_cast<std::size_t>(c.top_k));
+    double z = 0;
+    for (index_t j = 0; j < c.top_k; ++j) z += w[static_cast<std::size_t>(j)] = std::exp((x[order[static_cast<std::size_t>(j)]] - x[order[0]]) / c.temperature);
+    index_t kept = 0;  // top-p: keep while the ascending mass through the token exceeds 1 - top_p
+    double ahead = 0;
+    while (kept < c.top_k && (kept == 0 || (z - ahead) / z > 1.0 - c.top_p)) ahead += w[static_cast<std::size_t>(kept++)];
+    while (kept > 1 && w[static_cast<std::size_t>(kept - 1)] < c.min_p) --kept;
+    INFO("top_k ", c.top_k, " top_p ", c.top_p, " min_p ", c.min_p, ": ", kept, " kept");
+    REQUIRE(c.top_k > 256);  // top-p then halves the 300 or 600 survivors (the path under test)
+    const auto got = warped(x, c);
+    for (index_t j = 0; j < static_cast<index_t>(x.size()); ++j)
+      CHECK((got[static_cast<std::size_t>(order[static_cast<std::size_t>(j)])] > -inf) == (j < kept));
+    CHECK(draw(x, c, 0.0).token == order[0]);  // u = 0: the top-ranked token
+  }
+}
+
 TEST_CASE("greedy: argmax, lowest id on ties, log-prob 0 under the point mass") {
   const auto x = four();
   const sampler_config g{.do_sample = false, .temperature = 0.5, .top_k = 1};

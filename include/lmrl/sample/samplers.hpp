@@ -294,6 +294,9 @@ sampling_support find_support(const char* function, vector_view<const T> x, cons
     double z = 0;
     for (index_t j = 0; j < n; ++j) z += weight(first[j]);
     n = top_p_head(first, n, z, config.top_p, weight);
+    // Over 256 candidates top_p_head reorders them (nth_element halving): the
+    // kept head goes back to rank order, which min-p and the draw walk.
+    std::sort(first, first + n, before);
   }
   // Min-p keeps a prefix of the ranking: w falls with the rank, and w = 1 at the top.
   while (n > 1 && weight(first[n - 1]) < support.floor_weight) --n;

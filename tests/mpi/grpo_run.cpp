@@ -1,11 +1,12 @@
 // A small data-parallel GRPO run on the transformer for the kill-and-resume
 // check (kill_and_resume.sh):
 //
-//   mpiexec -n R lmrl_mpi_grpo_run OUTPUT_DIR STEPS [KILL_RANK KILL_STEP]
+//   mpiexec -n R lmrl_mpi_grpo_run OUTPUT_DIR STEPS [KILL_RANK KILL_STEP [throw]]
 //
 // trains STEPS steps (checkpoints every 2, resuming from OUTPUT_DIR's latest),
 // and with KILL_RANK, that rank dies by SIGKILL as step KILL_STEP draws its
-// first prompt, as a crashed machine would. Rank 0 writes OUTPUT_DIR/records.txt:
+// first prompt, as a crashed machine would (with "throw": it throws an
+// lmrl::error instead, and the program ends the job with MPI_Abort). Rank 0 writes OUTPUT_DIR/records.txt:
 // every logged number but the timings, one step a line, to compare runs.
 #include <cstdlib>
 #include <fstream>
@@ -21,15 +22,15 @@ int main(int argc, char** argv) {
   mpi_session mpi(argc, argv);
   try {
     mpi_communicator world(mpi);
-    if (argc != 3 && argc != 5) {
-      std::cerr << "usage: " << argv[0] << " OUTPUT_DIR STEPS [KILL_RANK KILL_STEP]\n";
+    if (argc != 3 && argc != 5 && !(argc == 6 && std::string(argv[5]) == "throw")) {
+      std::cerr << "usage: " << argv[0] << " OUTPUT_DIR STEPS [KILL_RANK KILL_STEP [throw]]\n";
       return 2;
     }
     grpo_config c = testing::twos_config(argv[1], std::stoll(argv[2]));
     c.save_steps = 2;
     c.logging_steps = 1;
-    const testing::twos_prompts prompts{world.rank(), argc == 5 ? std::stoi(argv[3]) : -1,
-                                        argc == 5 ? std::stoll(argv[4]) : -1};
+    const testing::twos_prompts prompts{world.rank(), argc >= 5 ? std::stoi(argv[3]) : -1,
+                                        argc >= 5 ? std::stoll(argv[4]) : -1, argc == 6};
     transformer_policy<float> policy = testing::twos_policy();
     grpo_trainer_options o = testing::twos_options(any_communicator::borrowing(world));
     o.terminal = &std::cout;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A rank killed mid-run stops the whole job with the launcher's error (no
 # hang), the last checkpoint survives, and the restarted job finishes with the
-# same parameters and records, bit for bit, as a job never interrupted.
+# same parameters and records, bit for bit, as a job never interrupted. A rank
+# that throws stops the job too, with its message.
 # Usage: kill_and_resume.sh RUN_PROGRAM WORK_DIR LAUNCHER... (the launcher
 # takes a rank count and the program after it: "mpiexec --oversubscribe -n").
 set -uo pipefail
@@ -23,6 +24,15 @@ grep -Eq "rank 1.*(signal 9|Killed)|signal 9" "$work/killed.log" || fail "the la
 [ -f "$work/resumed/checkpoint-4/model.safetensors" ] || fail "checkpoint-4 is missing after the kill"
 [ ! -e "$work/resumed/checkpoint-6" ] || fail "checkpoint-6 exists although the job died at step 5"
 echo "kill_and_resume: the job stopped with status $code after rank 1 was killed; checkpoint-4 is intact"
+
+# Rank 1 throws as step 5 begins: the program names the error and ends the job.
+timeout 300 "${launch[@]}" 2 "$run" "$work/threw" 6 1 5 throw > "$work/threw.log" 2>&1
+code=$?
+cat "$work/threw.log"
+[ "$code" -ne 124 ] || fail "the job hung after rank 1 threw (killed by timeout)"
+[ "$code" -ne 0 ] || fail "the job whose rank 1 threw exited with status 0"
+grep -q "injected failure on rank 1 at step 5" "$work/threw.log" || fail "the job did not print rank 1's error"
+echo "kill_and_resume: the job stopped with status $code and rank 1's error after it threw"
 
 "${launch[@]}" 2 "$run" "$work/resumed" 6 > "$work/resumed.log" 2>&1 || { cat "$work/resumed.log"; fail "the restarted run failed"; }
 cmp "$work/whole/checkpoint-6/model.safetensors" "$work/resumed/checkpoint-6/model.safetensors" ||

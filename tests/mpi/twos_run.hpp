@@ -15,13 +15,18 @@ namespace lmrl::testing {
 
 inline constexpr int twos_prompts_per_step = 8;
 
-// prompt(i) is one letter; with kill_rank set, that rank dies by SIGKILL as
-// step kill_step draws its first prompt (a crashed machine).
+// prompt(i) is one letter; with kill_rank set, that rank fails as step
+// kill_step draws its first prompt: killed by SIGKILL (a crashed machine), or
+// with throw_error, an lmrl::error (a bug or bad data on one rank).
 struct twos_prompts {
   int rank = 0, kill_rank = -1;
   long long kill_step = -1;
+  bool throw_error = false;
   grpo_prompt prompt(std::uint64_t i) const {
-    if (rank == kill_rank && static_cast<long long>(i) == (kill_step - 1) * twos_prompts_per_step) std::raise(SIGKILL);
+    if (rank == kill_rank && static_cast<long long>(i) == (kill_step - 1) * twos_prompts_per_step) {
+      if (throw_error) detail::fail("twos_prompts: injected failure on rank ", rank, " at step ", kill_step);
+      std::raise(SIGKILL);
+    }
     return {std::string(1, static_cast<char>('a' + i % 5)), {}};
   }
 };

@@ -299,6 +299,20 @@ template <class Id>
                      "first bad one may be bad too)");
 }
 
+// Runs launch(flag) with a device flag for the first bad target row and throws
+// naming it (target_check::wait), or launch(nullptr) without waiting.
+template <class Id, class Launch>
+void launch_checking_targets(target_check check, cudaStream_t stream, const char* f, const Id* targets, index_t vocab,
+                             Launch&& launch) {
+  if (check == target_check::caller_checked) {
+    launch(nullptr);
+    return;
+  }
+  logprob_bad_row_flag flag(stream);
+  launch(flag.arm());
+  if (const index_t bad = flag.first_bad_row(); bad >= 0) logprob_fail_target(f, targets, bad, vocab, stream);
+}
+
 inline float logprob_check_common(const char* f, const float* logits, index_t rows, index_t vocab,
                                   index_t row_stride, const void* targets, double temperature) {
   using lmrl::detail::require;
@@ -343,13 +357,7 @@ void logprob_forward(const float* logits, index_t rows, index_t vocab, index_t r
       LMRL_CUDA_CHECK_LAUNCH("logprob_forward_kernel (without entropy)");
     }
   };
-  if (check == target_check::caller_checked) {
-    launch(nullptr);
-    return;
-  }
-  detail::logprob_bad_row_flag flag(stream);
-  launch(flag.arm());
-  if (const index_t bad = flag.first_bad_row(); bad >= 0) detail::logprob_fail_target(f, targets, bad, vocab, stream);
+  detail::launch_checking_targets(check, stream, f, targets, vocab, launch);
 }
 
 // Backward: grad_logits [rows x vocab] (row r at grad_logits + r *
@@ -387,13 +395,7 @@ void logprob_backward(const float* logits, index_t rows, index_t vocab, index_t 
         grad_row_stride, bad_row);
     LMRL_CUDA_CHECK_LAUNCH("logprob_backward_kernel");
   };
-  if (check == target_check::caller_checked) {
-    launch(nullptr);
-    return;
-  }
-  detail::logprob_bad_row_flag flag(stream);
-  launch(flag.arm());
-  if (const index_t bad = flag.first_bad_row(); bad >= 0) detail::logprob_fail_target(f, targets, bad, vocab, stream);
+  detail::launch_checking_targets(check, stream, f, targets, vocab, launch);
 }
 
 }  // namespace lmrl::cuda

@@ -40,6 +40,7 @@
 #include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/quiet_nan.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
 
@@ -49,14 +50,6 @@ namespace detail {
 
 inline constexpr int embedding_threads = 256;
 
-// A quiet NaN of type T (CUDA's nan functions: no host constexpr needed in device code).
-template <class T>
-__device__ T embedding_nan() {
-  if constexpr (std::is_same_v<T, float>)
-    return nanf("");
-  else
-    return static_cast<T>(nan(""));
-}
 
 template <class T>
 __device__ bool embedding_row_active(const T* row_mask, index_t r) {
@@ -75,7 +68,7 @@ __global__ void embedding_forward_kernel(const T* table, index_t vocab, index_t 
   }
   const index_t id = ids[r];
   if (id < 0 || id >= vocab) {
-    for (index_t j = threadIdx.x; j < d; j += blockDim.x) out_r[j] = embedding_nan<T>();
+    for (index_t j = threadIdx.x; j < d; j += blockDim.x) out_r[j] = quiet_nan<T>();
     return;
   }
   const T* table_row = table + id * d;

@@ -33,6 +33,7 @@
 #include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/quiet_nan.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
 
@@ -42,14 +43,6 @@ namespace detail {
 
 inline constexpr int rope_threads = 256;
 
-// A quiet NaN of type T (CUDA's nan functions: no host constexpr needed in device code).
-template <class T>
-__device__ T rope_nan() {
-  if constexpr (std::is_same_v<T, float>)
-    return nanf("");
-  else
-    return static_cast<T>(nan(""));
-}
 
 template <class T, bool Inverse>
 __global__ void rope_kernel(const T* cos_table, const T* sin_table, index_t half, index_t max_positions, T* x,
@@ -63,7 +56,7 @@ __global__ void rope_kernel(const T* cos_table, const T* sin_table, index_t half
     if (p < 0) continue;  // padded row
     T* v = x + head * 2 * half;
     if (p >= max_positions) {
-      v[i] = v[i + half] = rope_nan<T>();
+      v[i] = v[i + half] = quiet_nan<T>();
       continue;
     }
     const T c = cos_table[p * half + i], s = sin_table[p * half + i];

@@ -1,4 +1,4 @@
-// cuda/logprob.cuh and cuda/adamw.cuh against their CPU twins, rl/logprob.hpp
+// cuda/logprob.cuh and train/adamw.cuh against their CPU twins, rl/logprob.hpp
 // and train/adamw.hpp, on the same fresh random inputs (seeded, never zeros),
 // with every output poisoned (NaN) before the kernel runs, so an element the
 // kernel forgot shows. Padding between rows (and before the first row) holds
@@ -14,11 +14,11 @@
 #include <span>
 #include <vector>
 
-#include "lmrl/cuda/adamw.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/logprob.cuh"
 #include "lmrl/rl/logprob.hpp"
 #include "lmrl/tensor/span.hpp"
+#include "lmrl/train/adamw.cuh"
 #include "lmrl/train/adamw.hpp"
 
 using namespace lmrl;
@@ -336,8 +336,6 @@ void check_adamw(std::size_t n, adamw_config config, const std::vector<param_ran
   std::mt19937_64 rng(seed);
   auto params = random_normal<T>(rng, n, 1.0);
   adamw<T> cpu(static_cast<index_t>(n), config, no_decay);
-  std::vector<cuda::adamw_range> ranges;
-  for (const auto& r : no_decay) ranges.push_back({r.offset, r.size});
 
   auto d_p = cuda::device_array<T>::from_host(params);
   cuda::device_array<T> d_m(n), d_v(n), d_g(n);
@@ -350,10 +348,8 @@ void check_adamw(std::size_t n, adamw_config config, const std::vector<param_ran
     const double lr = config.lr * (1.0 - 0.1 * (s - 1));  // a schedule's lr
     cpu.step(std::span<T>(params), std::span<const T>(grads), lr);
     d_g.copy_from_host(grads);
-    const cuda::adamw_step_config c{.step = s, .lr = lr, .beta1 = config.beta1, .beta2 = config.beta2,
-                                    .eps = config.eps, .weight_decay = config.weight_decay};
-    cuda::adamw_update(d_p.data(), d_g.data(), d_m.data(), d_v.data(), static_cast<index_t>(n), c,
-                       std::span<const cuda::adamw_range>(ranges), nullptr);
+    cuda::adamw_update<T>(d_p.data(), d_g.data(), d_m.data(), d_v.data(), static_cast<index_t>(n), s, lr, config,
+                          no_decay);
     CHECK(count_mismatches(d_p.to_host(), std::span<const T>(params), not_bitwise) == 0);
     CHECK(count_mismatches(d_m.to_host(), cpu.exp_avg(), not_bitwise) == 0);
     CHECK(count_mismatches(d_v.to_host(), cpu.exp_avg_sq(), not_bitwise) == 0);
@@ -386,16 +382,17 @@ TEST_CASE("cuda adamw: several steps with weight decay, no-decay ranges and bias
 
 TEST_CASE("cuda adamw: bad hyper-parameters and ranges are lmrl::errors naming them") {
   cuda::device_array<float> p(10), g(10), m(10), v(10);
-  const std::vector<cuda::adamw_range> outside{{5, 6}};
-  CHECK_THROWS_WITH_AS(cuda::adamw_update(p.data(), g.data(), m.data(), v.data(), 10, {.step = 0}, nullptr),
+  const adamw_config ok;
+  CHECK_THROWS_WITH_AS(cuda::adamw_update<float>(p.data(), g.data(), m.data(), v.data(), 10, 0, 1e-3, ok),
                        doctest::Contains("step = 0"), error);
-  CHECK_THROWS_WITH_AS(
-      cuda::adamw_update(p.data(), g.data(), m.data(), v.data(), 10, {.step = 1, .beta1 = 1.0}, nullptr),
-      doctest::Contains("beta1 = 1"), error);
-  CHECK_THROWS_WITH_AS(cuda::adamw_update(p.data(), g.data(), m.data(), v.data(), 10, {},
-                                          std::span<const cuda::adamw_range>(outside), nullptr),
+  adamw_config bad = ok;
+  bad.beta1 = 1.0;
+  CHECK_THROWS_WITH_AS(cuda::adamw_update<float>(p.data(), g.data(), m.data(), v.data(), 10, 1, 1e-3, bad),
+                       doctest::Contains("beta1 = 1"), error);
+  CHECK_THROWS_WITH_AS(cuda::adamw_update<float>(p.data(), g.data(), m.data(), v.data(), 10, 1, 1e-3, ok,
+                                                 std::vector<param_range>{{5, 6}}),
                        doctest::Contains("no_weight_decay[0] = [5, 11) is outside the parameter buffer of 10"),
                        error);
-  CHECK_THROWS_WITH_AS(cuda::adamw_update(static_cast<float*>(nullptr), g.data(), m.data(), v.data(), 10, {}, nullptr),
+  CHECK_THROWS_WITH_AS(cuda::adamw_update<float>(nullptr, g.data(), m.data(), v.data(), 10, 1, 1e-3, ok),
                        doctest::Contains("params is null"), error);
 }

@@ -151,6 +151,28 @@ struct adamw_coefficients {
   T decay_factor, lerp_weight, lerp_complement, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size;
 };
 
+// The constants of step `step` at rate lr, as torch's kernels get them:
+// the scalars in double (Python), then rounded to the element type.
+template <class T>
+adamw_coefficients<T> adamw_step_coefficients(const adamw_config& c, double lr, std::int64_t step) {
+  const auto s = adamw_step_scalars(c, lr, step);
+  const T lerp_weight = static_cast<T>(1 - c.beta1);
+  return {static_cast<T>(s.decay_factor),
+          lerp_weight,
+          T(1) - lerp_weight,
+          static_cast<T>(c.beta2),
+          static_cast<T>(1 - c.beta2),
+          static_cast<T>(s.bias_correction2_sqrt),
+          static_cast<T>(c.eps),
+          static_cast<T>(-s.step_size)};
+}
+
+// Which of ATen's two lerp formulas exp_avg.lerp_(grad, 1 - beta1) takes.
+template <class T>
+bool adamw_lerp_small(const adamw_coefficients<T>& k) {
+  return std::abs(k.lerp_weight) < T(0.5);
+}
+
 inline constexpr index_t adamw_block_size = 64;
 
 // The update of one block of len <= adamw_block_size elements. Full blocks
@@ -222,19 +244,9 @@ template <Real T>
 void adamw_update(std::span<T> params, std::span<const T> grads, std::span<T> exp_avg, std::span<T> exp_avg_sq,
                   std::int64_t step, double lr, const adamw_config& c,
                   const std::vector<detail::adamw_segment>& segments) {
-  const auto s = detail::adamw_step_scalars(c, lr, step);
-  // As torch's kernels do: Python doubles become element-type scalars.
-  const T lerp_weight = static_cast<T>(1 - c.beta1);
-  const detail::adamw_coefficients<T> k{static_cast<T>(s.decay_factor),
-                                        lerp_weight,
-                                        T(1) - lerp_weight,
-                                        static_cast<T>(c.beta2),
-                                        static_cast<T>(1 - c.beta2),
-                                        static_cast<T>(s.bias_correction2_sqrt),
-                                        static_cast<T>(c.eps),
-                                        static_cast<T>(-s.step_size)};
+  const auto k = detail::adamw_step_coefficients<T>(c, lr, step);
   const bool decay_on = c.weight_decay != 0;  // torch skips the multiply when weight_decay == 0
-  const bool lerp_small = std::abs(lerp_weight) < T(0.5);
+  const bool lerp_small = detail::adamw_lerp_small(k);
   T* const p = params.data();
   const T* const g = grads.data();
   T* const m = exp_avg.data();

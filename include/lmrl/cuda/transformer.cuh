@@ -1,0 +1,626 @@
+// transformer_gpu: the bundled Qwen2-style transformer's log_probs forward and
+// backward pass on the GPU, float32, the twin of lmrl::transformer<float>
+// (model/transformer.hpp: read it for the model, the batch conventions and the
+// output layer). It is assembled from the kernels of cuda/ (cuBLAS products,
+// rms_norm, rope, swiglu, embedding, attention, the fused log-prob) plus a few
+// glue kernels below (positions and output rows from the mask, gathers and
+// scatters of rows).
+//
+//   lmrl::cuda::transformer_gpu gpu(host_parameters, stream);   // ONE device buffer, the host layout
+//   gpu.log_probs(tokens_dev, mask_dev, B, T, logp_dev, entropy_dev_or_null);
+//   gpu.backward(grad_logp_dev_or_null, grad_entropy_dev_or_null);   // ADDS into gpu.gradients()
+//
+// Every pointer is device memory: tokens int32 [B x T], mask float [B x T]
+// (1 = token, 0 = padding, on either side), logp / entropy / grad_logp /
+// grad_entropy float [B x T], all row-major and contiguous.
+//
+//   log_probs  logp[i, t] = log p(tokens[i, t] | tokens[i, <t]) (logits / temperature) where t >= 1 and
+//              tokens t and t-1 are real, 0 elsewhere; entropy likewise (nullptr = not wanted). Every
+//              element of logp (and entropy) is written.
+//   backward   the gradient of L = sum(grad_logp * logp + grad_entropy * entropy) for the last log_probs
+//              call (its batch is kept on the device: the caller may free tokens and mask), ADDED to the
+//              gradient buffer; nullptr = zero. Elements at positions log_probs set to 0 are not read.
+//
+// As on the CPU: positions are cumsum(mask) - 1 (left padding changes nothing),
+// padded positions never read a token id nor reach a loss; the output layer
+// runs over chunks of logit_chunk_rows output rows (logits chunk = h_chunk .
+// lm_head^T, then the fused log-prob) and never holds [B x T x vocab]; the
+// backward pass recomputes each chunk's logits. The gradient buffer has the
+// parameter buffer's layout (model/parameters.hpp); lm_head's gradient is
+// embed's when the embeddings are tied. Activations live in device buffers
+// that grow to the largest batch seen and are reused; a newly allocated buffer
+// is filled with NaN bytes, so a read of something never written shows.
+//
+// Synchronization: log_probs waits for the stream once, after the batch is read
+// (the host needs the number of output rows for the chunk loop, and checks the
+// mask and tokens); the rest of log_probs and all of backward are queued on the
+// stream without waiting. Synchronize the stream before reading logp, entropy
+// or the gradients on the host (download_* do).
+//
+// Numerics: the products are cuBLAS fp32 (CUBLAS_COMPUTE_32F, no TF32), the
+// other kernels those of cuda/ (double sums where the CPU sums in double), so
+// results agree with transformer<float> to float rounding (different orders of
+// summation), not bit for bit. The entropy is always computed in the forward
+// pass (the CPU's skips it when not asked for and recomputes it in backward):
+// same values, one code path.
+//
+// NOT in this first version (each a clear lmrl::error or simply absent):
+//   - packed-sequence masks (mask values 2, 3, ... numbering sequences in one
+//     row): log_probs throws; only 0/1 masks.
+//   - the value head (values / backward_values) and logit_loss_backward: no such
+//     members; a config with value_head is accepted, its score.weight is
+//     uploaded and its gradient left untouched (as the CPU's log_probs backward
+//     leaves it).
+//   - logits() / hidden_states(), KV-cache generation, bf16 / TF32 products.
+//
+// Layering: this header includes model/config.hpp, model/parameters.hpp and
+// model/ops/rope.hpp (the config, the tensor layout and the CPU's rope table,
+// so the GPU rotates by the CPU's numbers). In DESIGN.md cuda/ sits BELOW
+// model/, so these includes point up; they are header-only, depend only on
+// error.hpp and tensor/view.hpp, and pull in no Eigen. See the report of issue
+// 9: the alternatives are naming this file an exception in DESIGN.md or moving
+// it to model/ (model/ may include cuda/).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/logprob.cuh"
+#include "lmrl/cuda/ops/attention.cuh"
+#include "lmrl/cuda/ops/embedding.cuh"
+#include "lmrl/cuda/ops/matmul.cuh"
+#include "lmrl/cuda/ops/rms_norm.cuh"
+#include "lmrl/cuda/ops/rope.cuh"
+#include "lmrl/cuda/ops/swiglu.cuh"
+#include "lmrl/error.hpp"
+#include "lmrl/model/config.hpp"
+#include "lmrl/model/ops/rope.hpp"
+#include "lmrl/model/parameters.hpp"
+#include "lmrl/tensor/view.hpp"
+
+namespace lmrl::cuda {
+
+namespace transformer_detail {
+
+inline constexpr int glue_threads = 256;
+
+// Blocks for a grid-stride loop over `work` items.
+inline unsigned glue_blocks(index_t work) {
+  return static_cast<unsigned>(std::clamp<index_t>((work + glue_threads - 1) / glue_threads, 1, 65535));
+}
+
+// status[0..2]: the first flat index (b*T + t) of a mask value that is neither
+// 0 nor 1, of a real token id outside [0, vocab), of a real token at position
+// >= max_positions (all ~0 = none); status[3]: the number of output rows.
+inline constexpr int status_words = 4;
+inline constexpr unsigned long long no_index = ~0ull;
+
+// One thread per sequence i, its tokens in order: ids (0 where padded), the 0/1
+// row mask, positions (the real tokens before, -1 where padded), and counts[i]
+// = the output rows of sequence i (t >= 1, tokens t and t-1 both real). A bad
+// mask value is treated as padding and a bad id as 0 after flagging them (the
+// host throws before anything reads them).
+template <class T>
+__global__ void prepare_rows_kernel(const std::int32_t* tokens, const T* mask, index_t batch, index_t seq_len,
+                                    index_t vocab, index_t max_positions, std::int32_t* ids, T* row_mask,
+                                    index_t* positions, index_t* counts, unsigned long long* status) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < batch; i += step) {
+    index_t position = 0, count = 0;
+    bool previous_real = false;
+    for (index_t t = 0; t < seq_len; ++t) {
+      const index_t r = i * seq_len + t;
+      const T m = mask[r];
+      if (!(m == T(1))) {
+        if (!(m == T(0))) atomicMin(status + 0, static_cast<unsigned long long>(r));
+        ids[r] = 0;
+        row_mask[r] = T(0);
+        positions[r] = -1;
+        previous_real = false;
+        continue;
+      }
+      std::int32_t id = tokens[r];
+      if (id < 0 || id >= vocab) {
+        atomicMin(status + 1, static_cast<unsigned long long>(r));
+        id = 0;
+      }
+      if (position >= max_positions) atomicMin(status + 2, static_cast<unsigned long long>(r));
+      ids[r] = id;
+      row_mask[r] = T(1);
+      positions[r] = position++;
+      if (previous_real) ++count;  // implies t >= 1
+      previous_real = true;
+    }
+    counts[i] = count;
+  }
+}
+
+// One thread: offsets[i] = counts[0] + ... + counts[i-1], status[3] = the total.
+// Serial over the batch (B is at most 65535, the attention's grid limit).
+template <class T>
+__global__ void scan_counts_kernel(const T* counts, index_t batch, T* offsets, unsigned long long* status) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  T total = 0;
+  for (index_t i = 0; i < batch; ++i) {
+    offsets[i] = total;
+    total += counts[i];
+  }
+  status[3] = static_cast<unsigned long long>(total);
+}
+
+// One thread per sequence: its output rows r = b*T + t (in order) and their target ids,
+// from offsets[i] on. Output rows are numbered in row-major order, as the CPU numbers them.
+template <class T>
+__global__ void collect_rows_kernel(const T* row_mask, const std::int32_t* ids, index_t batch, index_t seq_len,
+                                    const index_t* offsets, index_t* out_rows, std::int32_t* out_targets) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < batch; i += step) {
+    index_t k = offsets[i];
+    for (index_t t = 1; t < seq_len; ++t) {
+      const index_t r = i * seq_len + t;
+      if (row_mask[r] != T(0) && row_mask[r - 1] != T(0)) {
+        out_rows[k] = r;
+        out_targets[k] = ids[r];
+        ++k;
+      }
+    }
+  }
+}
+
+// dst[k, :] = src[rows[k] - 1, :] for k < n (the hidden row that predicts output row k).
+template <class T>
+__global__ void gather_previous_rows_kernel(const T* src, index_t d, const index_t* rows, index_t n, T* dst) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n * d; e += step) {
+    const index_t k = e / d, j = e % d;
+    dst[e] = src[(rows[k] - 1) * d + j];
+  }
+}
+
+// dst[rows[k] - 1, :] = src[k, :] for k < n (distinct rows: no two threads write one element).
+template <class T>
+__global__ void scatter_previous_rows_kernel(const T* src, index_t d, const index_t* rows, index_t n, T* dst) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n * d; e += step) {
+    const index_t k = e / d, j = e % d;
+    dst[(rows[k] - 1) * d + j] = src[e];
+  }
+}
+
+// dst[k] = src[rows[k]] for k < n.
+template <class T>
+__global__ void gather_values_kernel(const T* src, const index_t* rows, index_t n, T* dst) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += step) dst[k] = src[rows[k]];
+}
+
+// dst[rows[k]] = src[k] for k < n.
+template <class T>
+__global__ void scatter_values_kernel(const T* src, const index_t* rows, index_t n, T* dst) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += step) dst[rows[k]] = src[k];
+}
+
+}  // namespace transformer_detail
+
+class transformer_gpu {
+ public:
+  using value_type = float;
+
+  // Logits are divided by it before the log-softmax (TRL's sampling temperature), as on the CPU.
+  double temperature = 1.0;
+  // Output rows per chunk of the output layer; 0 = automatic, the CPU's rule (at most 2^22 logits, 16..256 rows).
+  index_t logit_chunk_rows = 0;
+
+  // Uploads the parameters into one device buffer (the host layout) and zeroes the gradient buffer.
+  // Every call runs on `stream` (nullptr: the legacy default stream).
+  explicit transformer_gpu(const transformer_parameters<float>& host_parameters, cudaStream_t stream = nullptr)
+      : config_(host_parameters.config()), layout_(host_parameters.layout()), stream_(stream) {
+    const char* f = "lmrl::cuda::transformer_gpu";
+    config_.validate();
+    lmrl::detail::require(static_cast<index_t>(host_parameters.values().size()) == layout_.total_size(), f,
+                          ": the parameters hold ", host_parameters.values().size(), " values but the layout needs ",
+                          layout_.total_size());
+    lmrl::detail::require(config_.head_dim() <= 128, f, ": head_dim = ", config_.head_dim(),
+                          " is over 128, the GPU attention's limit");
+    lmrl::detail::require(config_.vocab_size < (index_t{1} << 31) - 1, f, ": vocab_size = ", config_.vocab_size,
+                          " does not fit the int32 token ids");
+    blas_ = std::make_unique<cublas_handle>(stream_);
+    params_ = device_array<float>::from_host(host_parameters.values(), stream_);
+    grad_ = device_array<float>(static_cast<std::size_t>(layout_.total_size()), stream_);
+    grad_.zero();
+    weights_ = transformer_weights<float>(config_, layout_, std::span<float>(params_.data(), params_.size()));
+    grad_weights_ = transformer_weights<float>(config_, layout_, std::span<float>(grad_.data(), grad_.size()));
+    const ops::rope_table<float> table(config_.head_dim(), config_.max_position_embeddings, config_.rope_theta);
+    const auto table_size = static_cast<std::size_t>(config_.head_dim() / 2 * config_.max_position_embeddings);
+    rope_cos_ = device_array<float>::from_host(std::span<const float>(table.cos(0), table_size), stream_);
+    rope_sin_ = device_array<float>::from_host(std::span<const float>(table.sin(0), table_size), stream_);
+    status_ = device_array<unsigned long long>(transformer_detail::status_words, stream_);
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host table dies here
+  }
+
+  transformer_gpu(const transformer_gpu&) = delete;
+  transformer_gpu& operator=(const transformer_gpu&) = delete;
+  transformer_gpu(transformer_gpu&&) noexcept = default;  // device buffers keep their addresses: the views stay valid
+  transformer_gpu& operator=(transformer_gpu&&) noexcept = default;
+
+  const transformer_config& config() const { return config_; }
+  const parameter_layout& layout() const { return layout_; }
+  cudaStream_t stream() const { return stream_; }
+  // Elements of the parameter buffer (= of the gradient buffer).
+  std::size_t size() const { return params_.size(); }
+
+  // The device buffers (layout()): for a device optimizer (cuda/adamw.cuh) or a collective.
+  float* parameters() { return params_.data(); }
+  const float* parameters() const { return params_.data(); }
+  float* gradients() { return grad_.data(); }
+  const float* gradients() const { return grad_.data(); }
+  // Views of each tensor in the device buffers: pointers into device memory, never to be dereferenced on the host.
+  const transformer_weights<float>& device_weights() const { return weights_; }
+  const transformer_weights<float>& device_gradient_weights() const { return grad_weights_; }
+
+  void zero_grad() { grad_.zero(); }
+
+  void upload_parameters(std::span<const float> values) {
+    require_size("lmrl::cuda::transformer_gpu::upload_parameters", values.size());
+    params_.copy_from_host(values);
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  // Host copies, after everything queued on the stream.
+  void download_parameters(std::span<float> out) const { download("download_parameters", params_, out); }
+  void download_gradients(std::span<float> out) const { download("download_gradients", grad_, out); }
+
+  // ------------------------------------------------------------------ forward
+
+  void log_probs(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, float* logp,
+                 float* entropy) {
+    const char* f = "lmrl::cuda::transformer_gpu::log_probs";
+    has_forward_ = false;
+    lmrl::detail::require(batch > 0 && seq_len > 0, f, ": the batch is empty ([", batch, " x ", seq_len, "])");
+    lmrl::detail::require(tokens != nullptr && mask != nullptr && logp != nullptr, f,
+                          ": tokens, mask and logp must be device pointers, not null");
+    lmrl::detail::require(temperature > 0 && std::isfinite(temperature), f, ": temperature = ", temperature,
+                          " must be positive and finite");
+    read_batch(tokens, mask, batch, seq_len, f);
+    forward_hidden();
+
+    const index_t V = config_.vocab_size, d = config_.hidden_size, C = chunk_rows();
+    for (index_t c0 = 0; c0 < R_; c0 += C) {
+      const index_t n = std::min(C, R_ - c0);
+      chunk_logits(c0, n);
+      logprob_forward<std::int32_t>(logits_.data(), n, V, V, out_targets_.data() + c0, temperature,
+                                    out_logp_.data() + c0, out_entropy_.data() + c0, out_lse_.data() + c0, stream_,
+                                    target_check::caller_checked);  // the ids were checked in read_batch
+    }
+    (void)d;
+    const index_t N = B_ * T_;
+    scatter_outputs(out_logp_.data(), logp, N);
+    if (entropy != nullptr) scatter_outputs(out_entropy_.data(), entropy, N);
+    has_forward_ = true;
+  }
+
+  // ----------------------------------------------------------------- backward
+
+  void backward(const float* grad_logp, const float* grad_entropy) {
+    const char* f = "lmrl::cuda::transformer_gpu::backward";
+    lmrl::detail::require(has_forward_, f, ": call log_probs on the batch first");
+    lmrl::detail::require(temperature > 0 && std::isfinite(temperature), f, ": temperature = ", temperature,
+                          " must be positive and finite");
+    namespace td = transformer_detail;
+    if (R_ == 0) return;  // no output row: the loss does not depend on the parameters (adding zeros changes nothing)
+    const index_t N = B_ * T_, V = config_.vocab_size, d = config_.hidden_size, C = chunk_rows();
+    if (grad_logp != nullptr) {
+      td::gather_values_kernel<float>
+          <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(grad_logp, out_rows_.data(), R_, out_gl_.data());
+      LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_values_kernel (grad_logp)");
+    }
+    if (grad_entropy != nullptr) {
+      td::gather_values_kernel<float>
+          <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(grad_entropy, out_rows_.data(), R_, out_ge_.data());
+      LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_values_kernel (grad_entropy)");
+    }
+
+    // Output layer, chunk by chunk: dlogits -> dh (rows t-1) and d lm_head.
+    LMRL_CUDA_CHECK(cudaMemsetAsync(dh_.data(), 0, static_cast<std::size_t>(N * d) * sizeof(float), stream_));
+    for (index_t c0 = 0; c0 < R_; c0 += C) {
+      const index_t n = std::min(C, R_ - c0);
+      chunk_logits(c0, n);
+      logprob_backward<std::int32_t>(logits_.data(), n, V, V, out_targets_.data() + c0, temperature,
+                                     out_lse_.data() + c0, out_entropy_.data() + c0,
+                                     grad_logp != nullptr ? out_gl_.data() + c0 : nullptr,
+                                     grad_entropy != nullptr ? out_ge_.data() + c0 : nullptr, dlogits_.data(), V,
+                                     stream_, target_check::caller_checked);
+      const auto dlogits = cmat(dlogits_.data(), n, V);
+      matmul_nn<float>(*blas_, dlogits, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d));
+      matmul_tn<float>(*blas_, dlogits, cmat(chunk_h_.data(), n, d), gmat(grad_weights_.lm_head), true);
+      // each source row feeds one output row: a plain copy
+      td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
+          chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
+      LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
+    }
+    trunk_backward();
+  }
+
+ private:
+  // ------------------------------------------------------------ the batch
+
+  // Copies ids and the mask into the workspace, checks them, computes positions and the output rows;
+  // waits for the stream once (R_ and the checks).
+  void read_batch(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, const char* f) {
+    namespace td = transformer_detail;
+    lmrl::detail::require(batch <= 65535, f, ": batch = ", batch, " sequences is over 65535 (the attention's grid)");
+    B_ = batch;
+    T_ = seq_len;
+    R_ = 0;
+    const index_t N = B_ * T_;
+    reserve(N);
+    status_.poison();  // every word ~0: no bad index yet
+    td::prepare_rows_kernel<float><<<td::glue_blocks(B_), td::glue_threads, 0, stream_>>>(
+        tokens, mask, B_, T_, config_.vocab_size, config_.max_position_embeddings, ids_.data(), row_mask_.data(),
+        positions_.data(), counts_.data(), status_.data());
+    LMRL_CUDA_CHECK_LAUNCH("transformer_detail::prepare_rows_kernel");
+    td::scan_counts_kernel<index_t><<<1, 1, 0, stream_>>>(counts_.data(), B_, offsets_.data(), status_.data());
+    LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scan_counts_kernel");
+    td::collect_rows_kernel<float><<<td::glue_blocks(B_), td::glue_threads, 0, stream_>>>(
+        row_mask_.data(), ids_.data(), B_, T_, offsets_.data(), out_rows_.data(), out_targets_.data());
+    LMRL_CUDA_CHECK_LAUNCH("transformer_detail::collect_rows_kernel");
+    std::array<unsigned long long, td::status_words> status{};
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(status.data(), status_.data(), sizeof(status), cudaMemcpyDeviceToHost, stream_));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+
+    if (status[0] != td::no_index) {
+      const auto r = static_cast<index_t>(status[0]);
+      const double v = read_back(mask + r);
+      if (v >= 2 && v <= 65536 && v == std::floor(v))
+        lmrl::detail::fail(f, ": attention_mask(", r / T_, ", ", r % T_, ") = ", v,
+                           " numbers a packed sequence; packed-sequence masks are not supported on the GPU yet"
+                           " (only 0/1 masks here; lmrl::transformer<float> takes them)");
+      lmrl::detail::fail(f, ": attention_mask(", r / T_, ", ", r % T_, ") = ", v,
+                         " but a mask holds 0 (padding) or 1 (a token)");
+    }
+    if (status[1] != td::no_index) {
+      const auto r = static_cast<index_t>(status[1]);
+      lmrl::detail::fail(f, ": tokens(", r / T_, ", ", r % T_, ") = ", read_back(tokens + r),
+                         " is out of range for vocab_size = ", config_.vocab_size);
+    }
+    if (status[2] != td::no_index) {
+      const auto r = static_cast<index_t>(status[2]);
+      lmrl::detail::fail(f, ": sequence ", r / T_, " has more real tokens than max_position_embeddings = ",
+                         config_.max_position_embeddings);
+    }
+    R_ = static_cast<index_t>(status[3]);
+  }
+
+  template <class U>
+  U read_back(const U* device_value) const {
+    U v{};
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(&v, device_value, sizeof(U), cudaMemcpyDeviceToHost, stream_));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return v;
+  }
+
+  // out [N] = 0, then out[out_rows[k]] = compact[k].
+  void scatter_outputs(const float* compact, float* out, index_t N) {
+    namespace td = transformer_detail;
+    LMRL_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<std::size_t>(N) * sizeof(float), stream_));
+    if (R_ == 0) return;
+    td::scatter_values_kernel<float>
+        <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(compact, out_rows_.data(), R_, out);
+    LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_values_kernel");
+  }
+
+  index_t chunk_rows() const {
+    if (logit_chunk_rows > 0) return logit_chunk_rows;
+    return std::clamp<index_t>((index_t{1} << 22) / config_.vocab_size, 16, 256);
+  }
+
+  // Gathers the hidden rows (t-1) of output rows [c0, c0 + n) into chunk_h_ and multiplies by lm_head^T into logits_.
+  void chunk_logits(index_t c0, index_t n) {
+    namespace td = transformer_detail;
+    const index_t d = config_.hidden_size, V = config_.vocab_size;
+    td::gather_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
+        hf_.data(), d, out_rows_.data() + c0, n, chunk_h_.data());
+    LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_previous_rows_kernel");
+    matmul_nt<float>(*blas_, cmat(chunk_h_.data(), n, d), weight(weights_.lm_head), mat(logits_.data(), n, V));
+  }
+
+  // ------------------------------------------------------------ the forward pass to the final norm
+  void forward_hidden() {
+    const transformer_config& c = config_;
+    const index_t N = B_ * T_, d = c.hidden_size, H = c.num_attention_heads, G = c.num_key_value_heads,
+                  hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size,
+                  layers = c.num_hidden_layers, P = c.max_position_embeddings;
+    const double eps = c.rms_norm_eps;
+    const blas_ref h = *blas_;
+    embedding_forward(weights_.embed.data, c.vocab_size, d, ids_.data(), row_mask_.data(), N, act(xs_, 0, N, d),
+                      stream_);
+    for (index_t l = 0; l < layers; ++l) {
+      const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
+      float *x = act(xs_, l, N, d), *h1 = act(h1_, l, N, d), *q = act(q_, l, N, qd), *k = act(k_, l, N, kvd),
+            *v = act(v_, l, N, kvd), *o = act(attn_, l, N, qd), *xm = act(xmid_, l, N, d), *h2 = act(h2_, l, N, d),
+            *gate = act(gate_, l, N, ffn), *up = act(up_, l, N, ffn), *a = act(act_, l, N, ffn),
+            *next = act(xs_, l + 1, N, d);
+      rms_norm_forward(cptr(x), lw.input_norm.data, N, d, eps, h1, act(inv1_, l, N, 1), stream_);
+      matmul_nt<float>(h, cmat(h1, N, d), weight(lw.wq), mat(q, N, qd));
+      matmul_nt<float>(h, cmat(h1, N, d), weight(lw.wk), mat(k, N, kvd));
+      matmul_nt<float>(h, cmat(h1, N, d), weight(lw.wv), mat(v, N, kvd));
+      if (c.attention_bias) {
+        add_bias(mat(q, N, qd), cptr(lw.bq.data), stream_);
+        add_bias(mat(k, N, kvd), cptr(lw.bk.data), stream_);
+        add_bias(mat(v, N, kvd), cptr(lw.bv.data), stream_);
+      }
+      rope_forward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, q, positions_.data(), N, H, stream_);
+      rope_forward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, k, positions_.data(), N, G, stream_);
+      causal_attention_forward(q, k, v, row_mask_.data(), o, act(lse_, l, N, H), B_, T_, H, G, hd, stream_);
+      copy(xm, x, N * d);  // x_mid = x + o_proj(o)
+      matmul_nt<float>(h, cmat(o, N, qd), weight(lw.wo), mat(xm, N, d), true);
+      rms_norm_forward(cptr(xm), lw.post_attention_norm.data, N, d, eps, h2, act(inv2_, l, N, 1), stream_);
+      matmul_nt<float>(h, cmat(h2, N, d), weight(lw.w_gate), mat(gate, N, ffn));
+      matmul_nt<float>(h, cmat(h2, N, d), weight(lw.w_up), mat(up, N, ffn));
+      swiglu_forward(cptr(gate), up, N * ffn, a, stream_);
+      copy(next, xm, N * d);  // x_next = x_mid + down(a)
+      matmul_nt<float>(h, cmat(a, N, ffn), weight(lw.w_down), mat(next, N, d), true);
+    }
+    rms_norm_forward(cptr(act(xs_, layers, N, d)), weights_.final_norm.data, N, d, eps, hf_.data(), invf_.data(),
+                     stream_);
+  }
+
+  // ------------------------------------------------------------ the backward pass below the output layer
+  // From d(loss)/d(final-normed hidden states) in dh_ to every trunk gradient (ADDED).
+  void trunk_backward() {
+    const transformer_config& c = config_;
+    const index_t N = B_ * T_, d = c.hidden_size, H = c.num_attention_heads, G = c.num_key_value_heads,
+                  hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size,
+                  layers = c.num_hidden_layers, P = c.max_position_embeddings;
+    const blas_ref h = *blas_;
+    float *dx = dx_.data(), *dh = dh_.data(), *dq = dq_.data(), *dk = dk_.data(), *dv = dv_.data(),
+          *dattn = dattn_.data(), *dgate = dgate_.data(), *dup = dup_.data(), *dact = dact_.data();
+    // Final norm.
+    LMRL_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<std::size_t>(N * d) * sizeof(float), stream_));
+    rms_norm_backward(cptr(act(xs_, layers, N, d)), weights_.final_norm.data, invf_.data(), dh, N, d, dx,
+                      grad_weights_.final_norm.data, stream_);
+
+    for (index_t l = layers; l-- > 0;) {
+      const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
+      const auto& lg = grad_weights_.layers[static_cast<std::size_t>(l)];
+      // MLP: x_out = x_mid + down(silu(gate(h2)) * up(h2))
+      matmul_nn<float>(h, cmat(dx, N, d), weight(lw.w_down), mat(dact, N, ffn));
+      matmul_tn<float>(h, cmat(dx, N, d), cmat(act(act_, l, N, ffn), N, ffn), gmat(lg.w_down), true);
+      swiglu_backward(cptr(act(gate_, l, N, ffn)), act(up_, l, N, ffn), dact, N * ffn, dgate, dup, stream_);
+      matmul_nn<float>(h, cmat(dgate, N, ffn), weight(lw.w_gate), mat(dh, N, d));
+      matmul_nn<float>(h, cmat(dup, N, ffn), weight(lw.w_up), mat(dh, N, d), true);
+      const float* h2 = act(h2_, l, N, d);
+      matmul_tn<float>(h, cmat(dgate, N, ffn), cmat(h2, N, d), gmat(lg.w_gate), true);
+      matmul_tn<float>(h, cmat(dup, N, ffn), cmat(h2, N, d), gmat(lg.w_up), true);
+      rms_norm_backward(cptr(act(xmid_, l, N, d)), lw.post_attention_norm.data, act(inv2_, l, N, 1), dh, N, d, dx,
+                        lg.post_attention_norm.data, stream_);
+      // Attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v))
+      matmul_nn<float>(h, cmat(dx, N, d), weight(lw.wo), mat(dattn, N, qd));
+      matmul_tn<float>(h, cmat(dx, N, d), cmat(act(attn_, l, N, qd), N, qd), gmat(lg.wo), true);
+      causal_attention_backward(act(q_, l, N, qd), act(k_, l, N, kvd), act(v_, l, N, kvd), row_mask_.data(),
+                                act(attn_, l, N, qd), act(lse_, l, N, H), dattn, dq, dk, dv, attn_workspace_.data(),
+                                B_, T_, H, G, hd, stream_);
+      rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dq, positions_.data(), N, H, stream_);
+      rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dk, positions_.data(), N, G, stream_);
+      matmul_nn<float>(h, cmat(dq, N, qd), weight(lw.wq), mat(dh, N, d));
+      matmul_nn<float>(h, cmat(dk, N, kvd), weight(lw.wk), mat(dh, N, d), true);
+      matmul_nn<float>(h, cmat(dv, N, kvd), weight(lw.wv), mat(dh, N, d), true);
+      const float* h1 = act(h1_, l, N, d);
+      matmul_tn<float>(h, cmat(dq, N, qd), cmat(h1, N, d), gmat(lg.wq), true);
+      matmul_tn<float>(h, cmat(dk, N, kvd), cmat(h1, N, d), gmat(lg.wk), true);
+      matmul_tn<float>(h, cmat(dv, N, kvd), cmat(h1, N, d), gmat(lg.wv), true);
+      if (c.attention_bias) {
+        add_column_sums<float>(mat(dq, N, qd), lg.bq.data, stream_);
+        add_column_sums<float>(mat(dk, N, kvd), lg.bk.data, stream_);
+        add_column_sums<float>(mat(dv, N, kvd), lg.bv.data, stream_);
+      }
+      rms_norm_backward(cptr(act(xs_, l, N, d)), lw.input_norm.data, act(inv1_, l, N, 1), dh, N, d, dx,
+                        lg.input_norm.data, stream_);
+    }
+    embedding_backward(cptr(dx), ids_.data(), row_mask_.data(), N, d, grad_weights_.embed.data, c.vocab_size,
+                       embedding_workspace_.data(), embedding_workspace_.size(), stream_);
+  }
+
+  // ------------------------------------------------------------ storage
+
+  // Grows the workspace to hold n = B*T rows (never shrinks: later batches reuse it).
+  void reserve(index_t n) {
+    const transformer_config& c = config_;
+    const index_t L = c.num_hidden_layers, d = c.hidden_size, H = c.num_attention_heads, qd = H * c.head_dim(),
+                  kvd = c.kv_dim(), ffn = c.intermediate_size, V = c.vocab_size, C = chunk_rows();
+    for (auto* a : {&ids_, &out_targets_}) grow(*a, n);
+    for (auto* a : {&positions_, &out_rows_}) grow(*a, n);
+    grow(counts_, B_);
+    grow(offsets_, B_);
+    grow(out_lse_, n);
+    for (auto* a : {&row_mask_, &out_logp_, &out_entropy_, &out_gl_, &out_ge_, &invf_}) grow(*a, n);
+    grow(xs_, (L + 1) * n * d);
+    for (auto* a : {&h1_, &xmid_, &h2_}) grow(*a, L * n * d);
+    for (auto* a : {&q_, &attn_}) grow(*a, L * n * qd);
+    for (auto* a : {&k_, &v_}) grow(*a, L * n * kvd);
+    for (auto* a : {&gate_, &up_, &act_}) grow(*a, L * n * ffn);
+    for (auto* a : {&inv1_, &inv2_}) grow(*a, L * n);
+    grow(lse_, L * n * H);
+    grow(hf_, n * d);
+    for (auto* a : {&dx_, &dh_}) grow(*a, n * d);
+    for (auto* a : {&dq_, &dattn_}) grow(*a, n * qd);
+    for (auto* a : {&dk_, &dv_}) grow(*a, n * kvd);
+    for (auto* a : {&dgate_, &dup_, &dact_}) grow(*a, n * ffn);
+    grow(attn_workspace_, causal_attention_backward_workspace_size(B_, T_, H));
+    for (auto* a : {&logits_, &dlogits_}) grow(*a, C * V);
+    for (auto* a : {&chunk_h_, &chunk_dh_}) grow(*a, C * d);
+    grow(embedding_workspace_, static_cast<index_t>(embedding_backward_workspace_bytes(n, V)));
+  }
+
+  // A new buffer is filled with NaN bytes (-1 for integers): what is read before it is written shows.
+  template <class U>
+  void grow(device_array<U>& a, index_t n) {
+    if (static_cast<index_t>(a.size()) >= n) return;
+    a = device_array<U>();  // free first: the old and the new buffer need not coexist
+    a = device_array<U>(static_cast<std::size_t>(n), stream_);
+    a.poison();
+  }
+
+  void copy(float* dst, const float* src, index_t count) {
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<std::size_t>(count) * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, stream_));
+  }
+
+  void require_size(const char* f, std::size_t n) const {
+    lmrl::detail::require(n == params_.size(), f, ": ", n, " values for a buffer of ", params_.size());
+  }
+  void download(const char* what, const device_array<float>& buffer, std::span<float> out) const {
+    require_size(what, out.size());
+    if (out.empty()) return;
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(out.data(), buffer.data(), out.size_bytes(), cudaMemcpyDeviceToHost, stream_));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // Layer l's [n x width] slice of a per-layer activation buffer (slices packed by the current n, as on the CPU).
+  static float* act(device_array<float>& buffer, index_t l, index_t n, index_t width) {
+    return buffer.data() + l * n * width;
+  }
+  static const float* cptr(const float* p) { return p; }
+  static device_matrix<float> mat(float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
+  static device_matrix<const float> cmat(const float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
+  static device_matrix<const float> weight(const matrix_view<float>& w) { return {w.data, w.shape[0], w.shape[1]}; }
+  static device_matrix<float> gmat(const matrix_view<float>& g) { return {g.data, g.shape[0], g.shape[1]}; }
+  using blas_ref = const cublas_handle&;
+
+  transformer_config config_;
+  parameter_layout layout_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<cublas_handle> blas_;  // behind a pointer: the handle is not movable
+  device_array<float> params_, grad_;
+  transformer_weights<float> weights_, grad_weights_;  // device pointers
+  device_array<float> rope_cos_, rope_sin_;
+  device_array<unsigned long long> status_;
+
+  // the batch of the last log_probs call
+  index_t B_ = 0, T_ = 0, R_ = 0;  // R_: output rows
+  bool has_forward_ = false;
+  device_array<std::int32_t> ids_, out_targets_;
+  device_array<index_t> positions_, counts_, offsets_, out_rows_;
+  device_array<double> out_lse_;
+  device_array<float> row_mask_, out_logp_, out_entropy_, out_gl_, out_ge_;
+
+  // saved activations, per layer [layers x rows x width]
+  device_array<float> xs_, h1_, q_, k_, v_, attn_, xmid_, h2_, gate_, up_, act_, inv1_, inv2_, lse_, invf_, hf_;
+  // backward scratch, one layer's worth
+  device_array<float> dx_, dh_, dq_, dk_, dv_, dattn_, dgate_, dup_, dact_, attn_workspace_;
+  // output-layer chunk
+  device_array<float> logits_, dlogits_, chunk_h_, chunk_dh_;
+  device_array<unsigned char> embedding_workspace_;
+};
+
+}  // namespace lmrl::cuda

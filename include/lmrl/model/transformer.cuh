@@ -20,6 +20,8 @@
 //   backward   the gradient of L = sum(grad_logp * logp + grad_entropy * entropy) for the last log_probs
 //              call (its batch is kept on the device: the caller may free tokens and mask), ADDED to the
 //              gradient buffer; nullptr = zero. Elements at positions log_probs set to 0 are not read.
+//              It uses the temperature and logit_chunk_rows of that log_probs call (the CPU reads the
+//              current temperature; changing it in between is a mistake there).
 //
 // As on the CPU: positions are cumsum(mask) - 1 (left padding changes nothing),
 // padded positions never read a token id nor reach a loss; the output layer
@@ -53,13 +55,13 @@
 //     leaves it).
 //   - logits() / hidden_states(), KV-cache generation, bf16 / TF32 products.
 //
-// Layering: this header includes model/config.hpp, model/parameters.hpp and
-// model/ops/rope.hpp (the config, the tensor layout and the CPU's rope table,
-// so the GPU rotates by the CPU's numbers). In DESIGN.md cuda/ sits BELOW
-// model/, so these includes point up; they are header-only, depend only on
-// error.hpp and tensor/view.hpp, and pull in no Eigen. See the report of issue
-// 9: the alternatives are naming this file an exception in DESIGN.md or moving
-// it to model/ (model/ may include cuda/).
+// It lives in model/ beside the CPU transformer (model/ may use cuda/'s
+// kernels; cuda/ knows nothing of model/), and reads the config, the tensor
+// layout and the CPU's rope table from model/, so the GPU rotates by the
+// CPU's very numbers.
+//
+// Status: compiled (CUDA 13, sm_80 and sm_90, warnings on), NOT yet run on a
+// GPU; tests/cuda/test_transformer.cu compares it with transformer<float>.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -294,15 +296,14 @@ class transformer_gpu {
     read_batch(tokens, mask, batch, seq_len, f);
     forward_hidden();
 
-    const index_t V = config_.vocab_size, d = config_.hidden_size, C = chunk_rows();
+    const index_t V = config_.vocab_size, C = chunk_;
     for (index_t c0 = 0; c0 < R_; c0 += C) {
       const index_t n = std::min(C, R_ - c0);
       chunk_logits(c0, n);
-      logprob_forward<std::int32_t>(logits_.data(), n, V, V, out_targets_.data() + c0, temperature,
+      logprob_forward<std::int32_t>(logits_.data(), n, V, V, out_targets_.data() + c0, temperature_,
                                     out_logp_.data() + c0, out_entropy_.data() + c0, out_lse_.data() + c0, stream_,
                                     target_check::caller_checked);  // the ids were checked in read_batch
     }
-    (void)d;
     const index_t N = B_ * T_;
     scatter_outputs(out_logp_.data(), logp, N);
     if (entropy != nullptr) scatter_outputs(out_entropy_.data(), entropy, N);
@@ -314,11 +315,9 @@ class transformer_gpu {
   void backward(const float* grad_logp, const float* grad_entropy) {
     const char* f = "lmrl::cuda::transformer_gpu::backward";
     lmrl::detail::require(has_forward_, f, ": call log_probs on the batch first");
-    lmrl::detail::require(temperature > 0 && std::isfinite(temperature), f, ": temperature = ", temperature,
-                          " must be positive and finite");
     namespace td = transformer_detail;
     if (R_ == 0) return;  // no output row: the loss does not depend on the parameters (adding zeros changes nothing)
-    const index_t N = B_ * T_, V = config_.vocab_size, d = config_.hidden_size, C = chunk_rows();
+    const index_t N = B_ * T_, V = config_.vocab_size, d = config_.hidden_size, C = chunk_;
     if (grad_logp != nullptr) {
       td::gather_values_kernel<float>
           <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(grad_logp, out_rows_.data(), R_, out_gl_.data());
@@ -335,7 +334,7 @@ class transformer_gpu {
     for (index_t c0 = 0; c0 < R_; c0 += C) {
       const index_t n = std::min(C, R_ - c0);
       chunk_logits(c0, n);
-      logprob_backward<std::int32_t>(logits_.data(), n, V, V, out_targets_.data() + c0, temperature,
+      logprob_backward<std::int32_t>(logits_.data(), n, V, V, out_targets_.data() + c0, temperature_,
                                      out_lse_.data() + c0, out_entropy_.data() + c0,
                                      grad_logp != nullptr ? out_gl_.data() + c0 : nullptr,
                                      grad_entropy != nullptr ? out_ge_.data() + c0 : nullptr, dlogits_.data(), V,
@@ -362,6 +361,8 @@ class transformer_gpu {
     B_ = batch;
     T_ = seq_len;
     R_ = 0;
+    chunk_ = chunk_rows();  // the forward's chunking and temperature serve its backward (the workspace fits them)
+    temperature_ = temperature;
     const index_t N = B_ * T_;
     reserve(N);
     status_.poison();  // every word ~0: no bad index yet
@@ -441,7 +442,7 @@ class transformer_gpu {
                   hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size,
                   layers = c.num_hidden_layers, P = c.max_position_embeddings;
     const double eps = c.rms_norm_eps;
-    const blas_ref h = *blas_;
+    const cublas_handle& h = *blas_;
     embedding_forward(weights_.embed.data, c.vocab_size, d, ids_.data(), row_mask_.data(), N, act(xs_, 0, N, d),
                       stream_);
     for (index_t l = 0; l < layers; ++l) {
@@ -482,7 +483,7 @@ class transformer_gpu {
     const index_t N = B_ * T_, d = c.hidden_size, H = c.num_attention_heads, G = c.num_key_value_heads,
                   hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size,
                   layers = c.num_hidden_layers, P = c.max_position_embeddings;
-    const blas_ref h = *blas_;
+    const cublas_handle& h = *blas_;
     float *dx = dx_.data(), *dh = dh_.data(), *dq = dq_.data(), *dk = dk_.data(), *dv = dv_.data(),
           *dattn = dattn_.data(), *dgate = dgate_.data(), *dup = dup_.data(), *dact = dact_.data();
     // Final norm.
@@ -537,7 +538,7 @@ class transformer_gpu {
   void reserve(index_t n) {
     const transformer_config& c = config_;
     const index_t L = c.num_hidden_layers, d = c.hidden_size, H = c.num_attention_heads, qd = H * c.head_dim(),
-                  kvd = c.kv_dim(), ffn = c.intermediate_size, V = c.vocab_size, C = chunk_rows();
+                  kvd = c.kv_dim(), ffn = c.intermediate_size, V = c.vocab_size, C = chunk_;
     for (auto* a : {&ids_, &out_targets_}) grow(*a, n);
     for (auto* a : {&positions_, &out_rows_}) grow(*a, n);
     grow(counts_, B_);
@@ -595,7 +596,6 @@ class transformer_gpu {
   static device_matrix<const float> cmat(const float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
   static device_matrix<const float> weight(const matrix_view<float>& w) { return {w.data, w.shape[0], w.shape[1]}; }
   static device_matrix<float> gmat(const matrix_view<float>& g) { return {g.data, g.shape[0], g.shape[1]}; }
-  using blas_ref = const cublas_handle&;
 
   transformer_config config_;
   parameter_layout layout_;
@@ -608,6 +608,8 @@ class transformer_gpu {
 
   // the batch of the last log_probs call
   index_t B_ = 0, T_ = 0, R_ = 0;  // R_: output rows
+  index_t chunk_ = 0;               // output rows per chunk
+  double temperature_ = 1.0;
   bool has_forward_ = false;
   device_array<std::int32_t> ids_, out_targets_;
   device_array<index_t> positions_, counts_, offsets_, out_rows_;

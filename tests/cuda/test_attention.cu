@@ -9,6 +9,8 @@
 // masked rows 0, lse 0 for them).
 #include <doctest/doctest.h>
 
+#include "cuda/random_values.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -48,13 +50,8 @@ namespace {
 // and float rounding of dP - delta (~1e-7) is all there is to compare.
 constexpr double tolerance = 1e-5;
 
-// n uniform values in [lo, hi) from a fixed seed (never exactly 0 in practice).
 std::vector<float> random_vector(std::size_t n, std::uint64_t seed, double lo = -1, double hi = 1) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = static_cast<float>(dist(rng));
-  return v;
+  return lmrl::testing::random_values<float>(static_cast<index_t>(n), seed, lo, hi);
 }
 
 struct attention_shape {

@@ -17,6 +17,8 @@
 // Embedding gathers and adds in the CPU's order: it is compared bit for bit.
 #include <doctest/doctest.h>
 
+#include "cuda/random_values.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -47,15 +49,7 @@ constexpr double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
 constexpr index_t row_counts[] = {1, 7, 33, 300};
 constexpr index_t widths[] = {8, 64, 100, 896};
 
-// n values uniform in [lo, hi) from a fixed seed (never exactly zero in practice).
-template <class T>
-std::vector<T> random_values(index_t n, std::uint64_t seed, double lo = -1, double hi = 1) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<T> v(static_cast<std::size_t>(n));
-  for (auto& e : v) e = static_cast<T>(dist(rng));
-  return v;
-}
+using lmrl::testing::random_values;
 
 template <class T>
 device_array<T> upload(const std::vector<T>& values) {

@@ -35,6 +35,8 @@
 // them; tighten the tolerances then.
 #include <doctest/doctest.h>
 
+#include "cuda/random_values.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -104,11 +106,7 @@ transformer_parameters<float> random_parameters(const transformer_config& c, std
 }
 
 std::vector<float> random_vector(std::size_t n, std::uint64_t seed, double lo = -1, double hi = 1) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = static_cast<float>(dist(rng));
-  return v;
+  return lmrl::testing::random_values<float>(static_cast<index_t>(n), seed, lo, hi);
 }
 
 struct padding {

@@ -67,6 +67,21 @@ TEST_CASE("metrics_log: appends flushed lines, resuming drops later steps") {
   REQUIRE(records.size() == 4);
   CHECK(records[2].get("reward") == 1.5);
   CHECK(records[3].get("reward") == 9);
+
+  // Another data-parallel rank's log (write_file = false): neither reads nor
+  // touches rank 0's file, keeps its own records in memory.
+  {
+    metrics_log other(path, 3, nullptr, /*write_file=*/false);
+    CHECK(other.records().empty());
+    metrics_record r;
+    r.set("step", 4);
+    r.set("reward", -1);
+    other.write(r);
+    CHECK(other.records().size() == 1);
+  }
+  const auto untouched = read_metrics_jsonl(path);
+  REQUIRE(untouched.size() == 4);
+  CHECK(untouched[3].get("reward") == 9);
   std::filesystem::remove(path);
 }
 

@@ -399,3 +399,28 @@ TEST_CASE("ppo_trainer: gae without a critic, or a critic without gae, is an err
   CHECK_THROWS_WITH_AS(make_ppo_trainer(c, m, v, make_rewards()), doctest::Contains("cliprange_value"), error);
   fs::remove_all(dir);
 }
+
+TEST_CASE("grpo_trainer: log_completions_steps writes the first completions, decoded, to completions.jsonl") {
+  const std::string dir = fresh_dir("completions");
+  grpo_config c = small_config(dir);
+  c.log_completions_steps = 1;
+  c.num_completions_to_print = 3;
+  bigram_policy model;
+  auto trainer = make_trainer(c, model, make_rewards());
+  trainer.step();
+  trainer.step();
+  std::ifstream in(dir + "/completions.jsonl");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  REQUIRE(lines.size() == 6);  // 3 a step
+  for (const auto& line : lines) {
+    const json::value v = json::parse(line, "completions.jsonl");
+    const json::node n(v, "completions.jsonl");
+    const std::string text = n.at("completion").as_string();
+    CHECK(!text.empty());
+    CHECK(text.find_first_not_of("abcdefg$") == std::string::npos);  // bigram_decode's letters
+    CHECK(n.at("prompt").as_string().size() == 2);
+  }
+  CHECK(lines[3].find("\"step\": 2") != std::string::npos);
+  fs::remove_all(dir);
+}

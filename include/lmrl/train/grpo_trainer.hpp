@@ -450,11 +450,11 @@ class grpo_trainer {
         s.truncated = out.truncated[b];
         detail::require(s.logprobs.size() == s.completion.size(), "grpo_trainer: completion ", b, " has ",
                         s.completion.size(), " tokens but ", s.logprobs.size(), " log-probs");
-        s.text = options_.decode(std::span<const std::int32_t>(s.completion));
+        const std::string text = options_.decode(std::span<const std::int32_t>(s.completion));
         std::vector<std::int64_t> ids(s.completion.begin(), s.completion.end());
         reward_context ctx;
         ctx.prompt = s.prompt_text;
-        ctx.completion = s.text;
+        ctx.completion = text;
         ctx.gold_answers = std::span<const std::string>(prompts[p].answers);
         ctx.completion_tokens = static_cast<std::int64_t>(s.completion.size());
         ctx.truncated = s.truncated;
@@ -807,7 +807,6 @@ class grpo_trainer {
     std::vector<std::int32_t> completion;
     std::vector<T> logprobs;
     bool truncated = false;
-    std::string text;
     std::vector<double> components;
     double reward = 0;
   };
@@ -841,7 +840,7 @@ class grpo_trainer {
 
   // Every rank's scored sequences of one round, in rank order (= the order of
   // one process): the token ids, log-probs, flags, reward components and total
-  // travel; prompts and texts are rebuilt from the round's prompts.
+  // travel; prompts are rebuilt from the round's prompts.
   std::vector<sequence> all_gathered(std::vector<sequence> mine, const std::vector<grpo_prompt>& prompts,
                                      const std::vector<std::vector<std::int32_t>>& prompt_ids, index_t need) {
     const index_t G = config_.num_generations;
@@ -878,7 +877,6 @@ class grpo_trainer {
         s.reward = in.get<double>();
         detail::require(s.components.size() == Rewards::size && s.logprobs.size() == s.completion.size(),
                         "grpo_trainer: rank ", r, " sent a malformed sequence");
-        s.text = options_.decode(std::span<const std::int32_t>(s.completion));
         all.push_back(std::move(s));
       }
       detail::require(in.done(), "grpo_trainer: rank ", r, " sent trailing bytes");
@@ -1153,9 +1151,11 @@ class grpo_trainer {
     for (index_t k = 0; k < std::min<index_t>(config_.num_completions_to_print, static_cast<index_t>(seqs.size()));
          ++k) {
       const auto& s = seqs[static_cast<std::size_t>(k)];
-      out << completion_json(step_, s.prompt_text, s.text, s.reward) << '\n';
+      // Decoded again here, for the few printed: the texts are not kept (nor sent between ranks).
+      const std::string text = options_.decode(std::span<const std::int32_t>(s.completion));
+      out << completion_json(step_, s.prompt_text, text, s.reward) << '\n';
       shown += "--- step " + std::to_string(step_) + ", reward " + json::number_text(s.reward) + "\n" +
-               s.prompt_text + s.text + "\n";
+               s.prompt_text + text + "\n";
     }
     log_.print(shown);
   }

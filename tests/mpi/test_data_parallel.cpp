@@ -237,3 +237,16 @@ TEST_CASE("data-parallel GRPO on the transformer (float32): the same tokens and,
   CHECK(gap < 5e-5);  // measured 6.3e-6 to 7.7e-6 at 2 to 4 ranks (Adam amplifies the rounding of near-zero gradients)
   CHECK(same_on_every_rank<float>(dist.params));
 }
+
+TEST_CASE("data-parallel GRPO: ranks whose parameters differ stop at the next checkpoint with an error naming it") {
+  grpo_config c = small_config("");
+  c.max_steps = 2;
+  c.save_steps = 1;
+  c.output_dir = fresh_shared_dir("diverged");
+  bigram_policy m;
+  if (world().rank() == 1) m.params[3] = 0.5;  // a replica started from other weights
+  auto t = make_trainer(c, m, make_rewards(), nullptr, mpi());
+  // every rank sees the same min and max hash, so every rank throws (no rank is left waiting)
+  CHECK_THROWS_WITH_AS(t.train(), doctest::Contains("the ranks' parameters differ"), error);
+  world().barrier();
+}

@@ -916,9 +916,10 @@ class grpo_trainer {
       h ^= static_cast<std::uint64_t>(std::bit_cast<bits>(v));
       h *= 1099511628211ull;
     }
-    const auto mine = static_cast<std::int64_t>(h >> 1);
-    const auto lo = all_reduce_value<std::int64_t>(comm(), mine, reduce_op::min);
-    const auto hi = all_reduce_value<std::int64_t>(comm(), mine, reduce_op::max);
+    const auto mine = static_cast<std::int64_t>(h >> 1);  // >= 0, so -mine is too
+    std::array<std::int64_t, 2> extremes{mine, -mine};     // one collective: max of h and of -h
+    comm().all_reduce(std::span<std::int64_t>(extremes), reduce_op::max);
+    const std::int64_t hi = extremes[0], lo = -extremes[1];
     detail::require(lo == hi, "grpo_trainer: step ", step_, ": the ranks' parameters differ (hash ", mine, " on rank ",
                     comm().rank(), "; min ", lo, ", max ", hi, "): the data-parallel replicas diverged");
   }

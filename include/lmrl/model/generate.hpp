@@ -49,6 +49,7 @@
 #include "lmrl/model/ops/attention.hpp"
 #include "lmrl/model/ops/embedding.hpp"
 #include "lmrl/model/ops/matmul.hpp"
+#include "lmrl/model/ops/packed_matmul.hpp"
 #include "lmrl/model/ops/rms_norm.hpp"
 #include "lmrl/model/ops/rope.hpp"
 #include "lmrl/model/ops/swiglu.hpp"
@@ -139,12 +140,11 @@ struct cached_token {
 // Runs tokens through the model against a kv_cache, with the transformer's
 // ops (ops/embedding, rms_norm, matmul, rope, attention, swiglu).
 //
-// The decoder keeps its own copy of the weight matrices, transposed to
-// [in x out] and fused ([q|k|v] and [gate|up] side by side): Eigen's GEMM then
-// packs them without a transpose and runs one product where there were three
-// (measured 25-40% faster on the few-row products of decoding). The copy is
-// taken at construction and by sync_weights(), which generate() calls, so a
-// decoder reused across training steps sees the current parameters.
+// The decoder keeps its own copy of the weight matrices, packed for few-row
+// products (ops/packed_matmul.hpp) and fused ([q|k|v] and [gate|up] as one
+// matrix each): one product where there were three, and no packing per call.
+// The copy is taken at construction and by sync_weights(), which generate()
+// calls, so a decoder reused across training steps sees the current parameters.
 //
 // Holds a pointer to the parameters (they must outlive it) and a workspace
 // that grows to the largest pass and is then reused (no allocation per step
@@ -206,14 +206,14 @@ class cached_decoder {
 
   // Bytes of the weights the decoder multiplies by (its copy of the projections and lm_head).
   std::size_t weight_bytes() const {
-    std::size_t n = lm_head_.size() * sizeof(T) + lm_head_q_.bytes();
+    std::size_t n = lm_head_.bytes() + lm_head_q_.bytes();
     for (const auto& l : layers_)
-      n += (l.qkv.size() + l.o.size() + l.gate_up.size() + l.down.size()) * sizeof(T) + l.qkv_q.bytes() +
-           l.o_q.bytes() + l.gate_up_q.bytes() + l.down_q.bytes();
+      n += l.qkv.bytes() + l.o.bytes() + l.gate_up.bytes() + l.down.bytes() + l.qkv_q.bytes() + l.o_q.bytes() +
+           l.gate_up_q.bytes() + l.down_q.bytes();
     return n;
   }
 
-  // Re-reads the parameters into the decoder's transposed, fused copy (or its
+  // Re-reads the parameters into the decoder's packed, fused copy (or its
   // integer-quantized one).
   void sync_weights() {
     weights_ = params_->weights();
@@ -222,37 +222,33 @@ class cached_decoder {
       return;
     }
     const transformer_weights<const T>& w = weights_;
-    // Each matrix goes into the copy transposed, through rounding_ when one is set.
-    const auto place = [this](matrix_view<const T> m, T* dst, index_t cols, index_t col0) {
-      if (!rounding_) return transpose_into(m, dst, cols, col0);
-      rounded_.assign(static_cast<std::size_t>(m.shape[0] * m.shape[1]), T(0));
-      const matrix_view<T> copy(rounded_.data(), {m.shape[0], m.shape[1]});
-      for (index_t o = 0; o < m.shape[0]; ++o)
-        for (index_t i = 0; i < m.shape[1]; ++i) copy(o, i) = m(o, i);
-      rounding_(copy);
-      transpose_into(copy, dst, cols, col0);
+    // The [out x in] matrices `parts`, through rounding_ when one is set, packed one after another along out.
+    const auto pack = [this](ops::packed_matrix<T>& dst, std::initializer_list<matrix_view<const T>> parts) {
+      if (!rounding_) return dst.assign(parts);
+      std::vector<std::vector<T>> copies;
+      std::vector<matrix_view<const T>> rounded;
+      copies.reserve(parts.size());
+      for (const auto& m : parts) {
+        auto& copy = copies.emplace_back(static_cast<std::size_t>(m.shape[0] * m.shape[1]));
+        const matrix_view<T> c(copy.data(), {m.shape[0], m.shape[1]});
+        for (index_t o = 0; o < m.shape[0]; ++o)
+          for (index_t i = 0; i < m.shape[1]; ++i) c(o, i) = m(o, i);
+        rounding_(c);
+        rounded.push_back(c);
+      }
+      dst.assign(std::span<const matrix_view<const T>>(rounded));
     };
-    const index_t d = config_.hidden_size, qd = config_.num_attention_heads * config_.head_dim();
-    const index_t kvd = config_.kv_dim(), ffn = config_.intermediate_size, qkv = qd + 2 * kvd;
     layers_.resize(static_cast<std::size_t>(config_.num_hidden_layers));
     for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
       const auto& src = w.layers[static_cast<std::size_t>(l)];
       auto& dst = layers_[static_cast<std::size_t>(l)];
-      dst.qkv.assign(static_cast<std::size_t>(d * qkv), T(0));
-      place(src.wq, dst.qkv.data(), qkv, 0);
-      place(src.wk, dst.qkv.data(), qkv, qd);
-      place(src.wv, dst.qkv.data(), qkv, qd + kvd);
+      pack(dst.qkv, {src.wq, src.wk, src.wv});
       fuse_qkv_bias(src, dst.qkv_bias);
-      dst.o.assign(static_cast<std::size_t>(qd * d), T(0));
-      place(src.wo, dst.o.data(), d, 0);
-      dst.gate_up.assign(static_cast<std::size_t>(d * 2 * ffn), T(0));
-      place(src.w_gate, dst.gate_up.data(), 2 * ffn, 0);
-      place(src.w_up, dst.gate_up.data(), 2 * ffn, ffn);
-      dst.down.assign(static_cast<std::size_t>(ffn * d), T(0));
-      place(src.w_down, dst.down.data(), d, 0);
+      pack(dst.o, {src.wo});
+      pack(dst.gate_up, {src.w_gate, src.w_up});
+      pack(dst.down, {src.w_down});
     }
-    lm_head_.assign(static_cast<std::size_t>(d * config_.vocab_size), T(0));
-    place(w.lm_head, lm_head_.data(), config_.vocab_size, 0);
+    pack(lm_head_, {w.lm_head});
   }
 
   // Appends `rows` to the cache and returns the logits [n x vocab] of the rows
@@ -341,8 +337,9 @@ class cached_decoder {
 
  private:
   struct layer_copy {
-    std::vector<T> qkv, qkv_bias, o, gate_up, down;  // [in x out] row-major (float weights)
-    integer_linear qkv_q, o_q, gate_up_q, down_q;   // [out x in] (integer weights)
+    ops::packed_matrix<T> qkv, o, gate_up, down;  // float weights
+    std::vector<T> qkv_bias;
+    integer_linear qkv_q, o_q, gate_up_q, down_q;  // [out x in] (integer weights)
   };
 
   // The q, k and v biases one after another (empty without biases), as the fused qkv product's columns.
@@ -356,13 +353,13 @@ class cached_decoder {
     for (index_t j = 0; j < kvd; ++j) bias[static_cast<std::size_t>(qd + kvd + j)] = src.bv(j);
   }
 
-  // out (+)= in W: the float copy w_t ([in x out], Eigen's GEMM) or the integer one.
-  void project(matrix_view<const T> in, const std::vector<T>& w_t, const integer_linear& w_q, matrix_view<T> out,
+  // out (+)= in W^T: the packed float copy or the integer one.
+  void project(matrix_view<const T> in, const ops::packed_matrix<T>& w, const integer_linear& w_q, matrix_view<T> out,
                bool accumulate) {
     if constexpr (std::is_same_v<T, float>) {
       if (format_) return w_q.multiply(in, out, activations_q8_, accumulate);
     }
-    ops::matmul_nn<T>(in, matrix_view<const T>(w_t.data(), {in.shape[1], out.shape[1]}), out, accumulate);
+    ops::matmul_packed<T>(in, w, out, accumulate);
   }
 
   // The integer copy: q, k and v stacked into one [qkv x d] matrix, gate and up
@@ -399,12 +396,6 @@ class cached_decoder {
     lm_head_ = {};
     lm_head_q_ = integer_linear(*format_, stacked({w.lm_head}));
     rounded_ = {};
-  }
-
-  // dst[:, col0 + j] = w[j, :]^T: the [out x in] matrix w as columns [col0, col0 + out) of a [in x cols] matrix.
-  static void transpose_into(matrix_view<const T> w, T* dst, index_t cols, index_t col0) {
-    for (index_t o = 0; o < w.shape[0]; ++o)
-      for (index_t i = 0; i < w.shape[1]; ++i) dst[i * cols + col0 + o] = w(o, i);
   }
 
   void reserve(index_t n) {
@@ -462,12 +453,12 @@ class cached_decoder {
   kv_cache<T> cache_;
   kv_format kv_format_ = kv_format::f32;
   std::vector<layer_copy> layers_;
-  std::vector<T> lm_head_;
+  ops::packed_matrix<T> lm_head_;
   weight_rounding rounding_;  // empty: the weights as they are
   std::optional<integer_format> format_;  // set: integer weights (layer_copy's *_q, lm_head_q_)
   integer_linear lm_head_q_;
   q8_0_rows activations_q8_;  // the activations of one product, quantized
-  std::vector<T> rounded_;    // sync_weights' scratch for one rounded matrix
+  std::vector<T> rounded_;    // sync_integer_weights' scratch for one stacked matrix
   index_t capacity_ = 0;
   std::vector<T> x_, h_, qkv_, att_, gate_up_, act_, logits_;
   std::vector<index_t> position_, logit_rows_, runs_, pending_;

@@ -170,6 +170,131 @@ void attention_head_backward(matrix_view<const T> q, matrix_view<const T> k, mat
   map(grad_k).noalias() += dP.transpose() * map(q);
 }
 
+// The decoding kernels below work in SIMD packets of Eigen's packet math with
+// fixed loop orders: a value's bits never depend on an address or a block size.
+template <class T>
+using packet_of = typename Eigen::internal::packet_traits<T>::type;
+
+// Asks for rows [first, last) of m (n values each) ahead of their use: the
+// cache of one sequence and head is read once per step, from memory.
+template <class T>
+void prefetch_rows(const T* m, index_t stride, index_t first, index_t last, index_t n) {
+  constexpr index_t line = static_cast<index_t>(64 / sizeof(T));
+  for (index_t r = first; r < last; ++r)
+    for (index_t i = 0; i < n; i += line) Eigen::internal::prefetch(m + r * stride + i);
+}
+
+// s[r] = sum_i q[i] k_r[i] for the four rows k_r = k + r * stride, i < n.
+template <class T>
+void dot4(const T* q, const T* k, index_t stride, index_t n, T* s) {
+  using namespace Eigen::internal;
+  using P = packet_of<T>;
+  constexpr index_t S = packet_traits<T>::size;
+  P a0 = pset1<P>(T(0)), a1 = a0, a2 = a0, a3 = a0;
+  index_t i = 0;
+  for (; i + S <= n; i += S) {
+    const P x = ploadu<P>(q + i);
+    a0 = pmadd(x, ploadu<P>(k + i), a0);
+    a1 = pmadd(x, ploadu<P>(k + stride + i), a1);
+    a2 = pmadd(x, ploadu<P>(k + 2 * stride + i), a2);
+    a3 = pmadd(x, ploadu<P>(k + 3 * stride + i), a3);
+  }
+  s[0] = predux(a0), s[1] = predux(a1), s[2] = predux(a2), s[3] = predux(a3);
+  for (; i < n; ++i)
+    for (index_t r = 0; r < 4; ++r) s[r] += q[i] * k[r * stride + i];
+}
+
+template <class T>
+T dot(const T* q, const T* k, index_t n) {
+  using namespace Eigen::internal;
+  using P = packet_of<T>;
+  constexpr index_t S = packet_traits<T>::size;
+  P a = pset1<P>(T(0));
+  index_t i = 0;
+  for (; i + S <= n; i += S) a = pmadd(ploadu<P>(q + i), ploadu<P>(k + i), a);
+  T sum = predux(a);
+  for (; i < n; ++i) sum += q[i] * k[i];
+  return sum;
+}
+
+// out[i] = sum_j w[j] x[j * stride + i] for i < n, j < rows: the output held in
+// registers (four packets, even and odd rows apart: eight independent chains).
+template <class T>
+void weighted_row_sum(const T* w, const T* x, index_t stride, index_t rows, index_t n, T* out) {
+  using namespace Eigen::internal;
+  using P = packet_of<T>;
+  constexpr index_t S = packet_traits<T>::size;
+  index_t i = 0;
+  for (; i + 4 * S <= n; i += 4 * S) {
+    P e[4], o[4];
+    for (index_t u = 0; u < 4; ++u) e[u] = o[u] = pset1<P>(T(0));
+    index_t j = 0;
+    for (; j + 2 <= rows; j += 2) {
+      const P we = pset1<P>(w[j]), wo = pset1<P>(w[j + 1]);
+      const T* xe = x + j * stride + i;
+      for (index_t u = 0; u < 4; ++u) {
+        e[u] = pmadd(we, ploadu<P>(xe + u * S), e[u]);
+        o[u] = pmadd(wo, ploadu<P>(xe + stride + u * S), o[u]);
+      }
+    }
+    if (j < rows) {
+      const P we = pset1<P>(w[j]);
+      for (index_t u = 0; u < 4; ++u) e[u] = pmadd(we, ploadu<P>(x + j * stride + i + u * S), e[u]);
+    }
+    for (index_t u = 0; u < 4; ++u) pstoreu(out + i + u * S, padd(e[u], o[u]));
+  }
+  for (; i + S <= n; i += S) {
+    P e = pset1<P>(T(0));
+    for (index_t j = 0; j < rows; ++j) e = pmadd(pset1<P>(w[j]), ploadu<P>(x + j * stride + i), e);
+    pstoreu(out + i, e);
+  }
+  for (; i < n; ++i) {
+    T sum = 0;
+    for (index_t j = 0; j < rows; ++j) sum += w[j] * x[j * stride + i];
+    out[i] = sum;
+  }
+}
+
+// One query row of the `group` heads sharing a kv head, against keys and
+// values k, v [nk x hd] (row stride k_stride / v_stride), keys j < end that
+// key_mask shows: out_h = softmax(scale q_h k^T) v for each head h. Each block
+// of four key rows is read once for all the heads of the group (decoding
+// reads the cache, not the weights, here). out gets 0 when no key is visible.
+template <class T>
+void attention_query_forward(const T* q, const T* k, index_t k_stride, const T* v, index_t v_stride, index_t end,
+                             index_t hd, index_t group, vector_view<const T> key_mask, T scale, T* out) {
+  const index_t n = std::max<index_t>(end, 1);
+  T* scores = scratch<T>(0, static_cast<std::size_t>(group * n));  // [group x end]
+  index_t j = 0;
+  for (; j + 4 <= end; j += 4) {
+    prefetch_rows(k, k_stride, j + 4 * 4, std::min<index_t>(j + 5 * 4, end), hd);
+    prefetch_rows(v, v_stride, j, j + 4, hd);  // the values are read next
+    for (index_t h = 0; h < group; ++h) dot4(q + h * hd, k + j * k_stride, k_stride, hd, scores + h * n + j);
+  }
+  for (; j < end; ++j)
+    for (index_t h = 0; h < group; ++h) scores[h * n + j] = dot(q + h * hd, k + j * k_stride, hd);
+  for (index_t h = 0; h < group; ++h) {
+    T* p = scores + h * n;
+    T m = -std::numeric_limits<T>::infinity();
+    for (index_t i = 0; i < end; ++i) {
+      p[i] *= scale;
+      if (visible(key_mask, i)) m = std::max(m, p[i]);
+    }
+    if (m == -std::numeric_limits<T>::infinity()) {  // sees no key
+      std::fill_n(out + h * hd, hd, T(0));
+      continue;
+    }
+    double sum = 0;
+    for (index_t i = 0; i < end; ++i) {
+      p[i] = visible(key_mask, i) ? lmrl::detail::exp_nonpositive(p[i] - m) : T(0);
+      sum += p[i];
+    }
+    const T inv = static_cast<T>(1.0 / sum);
+    for (index_t i = 0; i < end; ++i) p[i] *= inv;
+    weighted_row_sum(p, v, v_stride, end, hd, out + h * hd);
+  }
+}
+
 template <class T>
 T default_scale(index_t hd) {
   return static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
@@ -186,7 +311,8 @@ inline void check_heads(const char* f, index_t q_cols, index_t kv_cols, index_t 
 
 }  // namespace detail
 
-// One sequence's block of queries against its keys/values (e.g. a KV cache).
+// One sequence's block of queries against its keys/values (e.g. a KV cache),
+// one query at a time with every key and value row read once per kv head.
 template <class T>
 void attention_forward(matrix_view<const std::type_identity_t<T>> q, matrix_view<const std::type_identity_t<T>> k,
                        matrix_view<const std::type_identity_t<T>> v, index_t heads, index_t causal_offset,
@@ -197,12 +323,21 @@ void attention_forward(matrix_view<const std::type_identity_t<T>> q, matrix_view
   lmrl::detail::require(out.shape == q.shape, f, ": out has shape ", out, " but q has shape ", q);
   lmrl::detail::require(key_mask.size() == 0 || key_mask.shape[0] == k.shape[0], f, ": key_mask has ",
                         key_mask.shape[0], " elements but there are ", k.shape[0], " keys");
-  const index_t hd = q.shape[1] / heads, group = heads / (k.shape[1] / hd), nq = q.shape[0], nk = k.shape[0];
+  lmrl::detail::require(q.shape[1] <= 1 || q.stride[1] == 1, f, ": q must have contiguous rows");
+  lmrl::detail::require((k.shape[1] <= 1 || k.stride[1] == 1) && (v.shape[1] <= 1 || v.stride[1] == 1), f,
+                        ": k and v must have contiguous rows");
+  lmrl::detail::require(out.shape[1] <= 1 || out.stride[1] == 1, f, ": out must have contiguous rows");
+  const index_t hd = q.shape[1] / heads, kv_heads = k.shape[1] / hd, group = heads / kv_heads;
+  const index_t nq = q.shape[0], nk = k.shape[0];
   const T scale = detail::default_scale<T>(hd);
-  for (index_t h = 0; h < heads; ++h)
-    detail::attention_head_forward<T>(detail::head_block(q, 0, nq, h, hd), detail::head_block(k, 0, nk, h / group, hd),
-                                      detail::head_block(v, 0, nk, h / group, hd), causal_offset, {}, key_mask, scale,
-                                      detail::head_block(out, 0, nq, h, hd), {});
+  // Query by query: a query's bits do not depend on the other queries of the block.
+  for (index_t i = 0; i < nq; ++i) {
+    const index_t end = std::min(nk, std::max<index_t>(0, i + causal_offset));
+    for (index_t g = 0; g < kv_heads; ++g)
+      detail::attention_query_forward<T>(q.row_data(i) + g * group * hd, k.data + g * hd, k.stride[0],
+                                         v.data + g * hd, v.stride[0], end, hd, group, key_mask, scale,
+                                         out.row_data(i) + g * group * hd);
+  }
 }
 
 // A padded batch of B sequences of T tokens, rows b*T + t.

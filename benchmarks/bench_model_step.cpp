@@ -17,12 +17,14 @@
 // (q k^T and p v over the keys each query sees: 4 hd (t + 1) flops per query
 // and head forward, twice that backward).
 //
-// A plain program, not a Google Benchmark: each phase is one long measurement
-// (seconds), run after one untimed warm-up that sizes every workspace.
+// A plain program, not a Google Benchmark: each phase is a long measurement
+// (seconds), run after one untimed warm-up that sizes every workspace, then
+// `repeats` times (default 3); the figures are the medians, the GEMM rate's
+// too, so that a noisy neighbour on a shared machine moves both sides alike.
 //
 //   g++ -std=c++20 -O2 -march=native -fopenmp -Iinclude -isystem /usr/include/eigen3
 //       benchmarks/bench_model_step.cpp -o /tmp/bench_model_step
-//   /tmp/bench_model_step [tiny|small]
+//   /tmp/bench_model_step [tiny|small|all] [repeats]
 #include <sys/resource.h>
 
 #include <Eigen/Core>
@@ -30,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -59,8 +62,26 @@ double peak_rss_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t h = v.size() / 2;
+  return v.size() % 2 == 1 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
+// Runs f `repeats` times and returns the median of its wall times.
+template <class F>
+double median_seconds(int repeats, F&& f) {
+  std::vector<double> t;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = clock_type::now();
+    f();
+    t.push_back(seconds_since(t0));
+  }
+  return median(t);
+}
+
 // The rate of the model's own GEMM (model/ops/matmul.hpp: Eigen over
-// row-major maps), n x n times n x n in float, best of 3.
+// row-major maps), n x n times n x n in float, median of 5.
 double gemm_gflops(index_t n) {
   std::vector<float> a(static_cast<std::size_t>(n * n)), b(a.size()), c(a.size());
   const counter_rng rng(7);
@@ -71,15 +92,10 @@ double gemm_gflops(index_t n) {
   const matrix_view<const float> av(a.data(), {n, n}), bv(b.data(), {n, n});
   const matrix_view<float> cv(c.data(), {n, n});
   ops::matmul_nn<float>(av, bv, cv);  // warm-up
-  double best = 1e30;
-  for (int r = 0; r < 3; ++r) {
-    const auto t0 = clock_type::now();
-    ops::matmul_nn<float>(av, bv, cv);
-    best = std::min(best, seconds_since(t0));
-  }
+  const double t = median_seconds(5, [&] { ops::matmul_nn<float>(av, bv, cv); });
   std::printf("  (GEMM check value %.3f)\n", static_cast<double>(c[0]));
   const double nd = static_cast<double>(n);
-  return 2.0 * nd * nd * nd / best * 1e-9;
+  return 2.0 * nd * nd * nd / t * 1e-9;
 }
 
 struct step_shape {
@@ -106,7 +122,7 @@ flop_count forward_flops(const transformer_config& c, index_t B, index_t L) {
   return f;
 }
 
-void run(const step_shape& s, double gemm) {
+void run(const step_shape& s, double gemm, int repeats) {
   const transformer_config& c = s.config;
   const index_t B = s.prompts * s.group, L = s.prompt_len + s.completion_len;
   std::printf("\n== %s: vocab %td, d %td, %td layers, %td heads, %td kv heads, ffn %td; %td prompts x group %td, "
@@ -133,9 +149,9 @@ void run(const step_shape& s, double gemm) {
   o.max_new_tokens = 4;
   generate(decoder, std::span<const std::vector<std::int32_t>>(prompts), o, rng);  // warm-up: sizes the workspace
   o.max_new_tokens = s.completion_len;
-  auto t0 = clock_type::now();
-  const generation_result<float> r = generate(decoder, std::span<const std::vector<std::int32_t>>(prompts), o, rng);
-  const double t_gen = seconds_since(t0);
+  generation_result<float> r;
+  const double t_gen = median_seconds(
+      repeats, [&] { r = generate(decoder, std::span<const std::vector<std::int32_t>>(prompts), o, rng); });
   index_t generated = 0;
   for (auto n : r.lengths) generated += n;
 
@@ -154,10 +170,10 @@ void run(const step_shape& s, double gemm) {
 
   // ---- reference + old policy log-probs: two forward passes
   reference.log_probs(batch, ref_v, {});  // warm-up
-  t0 = clock_type::now();
-  reference.log_probs(batch, ref_v, {});
-  policy.log_probs(batch, logp_v, {});
-  const double t_ref = seconds_since(t0);
+  const double t_ref = median_seconds(repeats, [&] {
+    reference.log_probs(batch, ref_v, {});
+    policy.log_probs(batch, logp_v, {});
+  });
   double max_gap = 0;  // old policy vs the generation's sampling log-probs (same weights, temperature 1)
   for (index_t b = 0; b < B; ++b)
     for (index_t t = 0; t < s.completion_len; ++t)
@@ -181,9 +197,7 @@ void run(const step_shape& s, double gemm) {
     optimizer.step(policy.parameters().values(), std::span<const float>(policy.gradients()));
   };
   train_step();  // warm-up
-  t0 = clock_type::now();
-  train_step();
-  const double t_train = seconds_since(t0);
+  const double t_train = median_seconds(repeats, train_step);
 
   const flop_count fwd = forward_flops(c, B, L);
   const double train_linear = 3 * fwd.linear, train_attention = 3 * fwd.attention;
@@ -215,15 +229,29 @@ int main(int argc, char** argv) {
 #endif
   std::printf("bench_model_step: %d OpenMP thread(s), Eigen %d.%d.%d using %d thread(s)\n", threads,
               EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION, Eigen::nbThreads());
+  const std::string only = argc > 1 && std::string(argv[1]) != "all" ? argv[1] : "";
+  const int repeats = argc > 2 ? std::atoi(argv[2]) : 3;
+  if (repeats < 1) {
+    std::fprintf(stderr, "bench_model_step: repeats = %s must be a count >= 1\n", argv[2]);
+    return 2;
+  }
+  std::printf("medians of %d runs per phase\n", repeats);
   const double gemm = gemm_gflops(2048);
   std::printf("2048^3 float GEMM (model/ops/matmul.hpp, Eigen): %.1f GFLOP/s (issue: ~270)\n", gemm);
   const std::vector<step_shape> shapes = {
       {"tiny", transformer_config::tiny(), 8, 8, 32, 96, 472, 1617},
       {"small", transformer_config::small(), 4, 8, 64, 192, 97, 237},
   };
-  const std::string only = argc > 1 ? argv[1] : "";
+  bool known = only.empty();
   for (const auto& s : shapes)
-    if (only.empty() || only == s.name) run(s, gemm);
+    if (only.empty() || only == s.name) {
+      run(s, gemm, repeats);
+      known = true;
+    }
+  if (!known) {
+    std::fprintf(stderr, "bench_model_step: unknown shape \"%s\" (tiny, small or all)\n", only.c_str());
+    return 2;
+  }
   std::printf("\npeak RSS %.0f MiB\n", peak_rss_mib());
   return 0;
 }

@@ -1,7 +1,7 @@
 // model/ops/packed_matmul.hpp: the packed product against a hand-computed case
 // and against matmul_nt over shapes that hit every kernel path (full and
-// partial row blocks, full and partial panels), its bits independent of the
-// batch, and its errors.
+// partial row blocks, full and partial panels, several chunks of rows), its
+// bits independent of the batch, and its errors.
 #include "lmrl/model/ops/packed_matmul.hpp"
 
 #include <cmath>
@@ -37,7 +37,8 @@ TEST_CASE("matmul_packed on a hand-computed case: two matrices stacked along the
 
 TEST_CASE("matmul_packed equals matmul_nt for every row-block and panel remainder, overwriting and accumulating") {
   const index_t panel = ops::packed_matrix<double>::panel_width, rows = ops::detail::packed_rows;
-  for (const index_t m : {index_t(1), rows - 1, rows, rows + 1, 2 * rows + 5})
+  const index_t chunk = ops::detail::packed_chunk_rows;
+  for (const index_t m : {index_t(1), rows - 1, rows, rows + 1, 2 * rows + 5, 2 * chunk + rows + 3})
     for (const index_t k : {index_t(1), index_t(7), index_t(64)})
       for (const index_t n : {index_t(1), panel - 1, panel, 2 * panel + 3}) {
         CAPTURE(m);
@@ -72,7 +73,7 @@ TEST_CASE("matmul_packed equals matmul_nt for every row-block and panel remainde
 }
 
 TEST_CASE("a row's product has the same bits alone and anywhere in a batch (float)") {
-  const index_t m = 29, k = 100, n = 70;
+  const index_t m = ops::detail::packed_chunk_rows + 29, k = 100, n = 70;  // two chunks of rows
   dense<float, 2> x({m, k}), w({n, k}), batch({m, n});
   fill_uniform(x.view(), 21);
   fill_uniform(w.view(), 22);

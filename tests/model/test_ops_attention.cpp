@@ -172,3 +172,46 @@ TEST_CASE("attention checks its shapes") {
                                                               c.v.view()),
                        doctest::Contains("lse has shape [1 x 1]"), error);
 }
+
+TEST_CASE("attention_forward at a decoder's head size: each query alone gives the block's bits, and the softmax is right") {
+  // float, head_dim 64 (whole SIMD packets), 2 kv heads of 2 query heads, 37 cached keys (blocks of four
+  // and a tail), key 5 masked out; a block of 5 new queries at cache positions 32..36.
+  const index_t heads = 4, kv = 2, hd = 64, nk = 37, nq = 5, p0 = nk - nq;
+  dense<float, 2> q({nq, heads * hd}), k({nk, kv * hd}), v({nk, kv * hd}), mask({1, nk}), block({nq, heads * hd});
+  fill_uniform(q.view(), 61, -1, 1);
+  fill_uniform(k.view(), 62, -1, 1);
+  fill_uniform(v.view(), 63);
+  for (index_t j = 0; j < nk; ++j) mask(0, j) = j == 5 ? 0.0f : 1.0f;
+  ops::attention_forward<float>(q.view(), k.view(), v.view(), heads, p0 + 1, mask.view().row(0), block.view());
+  for (index_t i = 0; i < nq; ++i) {
+    dense<float, 2> alone({1, heads * hd});
+    ops::attention_forward<float>(matrix_view<const float>(&q(i, 0), {1, heads * hd}),
+                                  matrix_view<const float>(k.data(), {p0 + i + 1, kv * hd}),
+                                  matrix_view<const float>(v.data(), {p0 + i + 1, kv * hd}), heads, p0 + i + 1,
+                                  vector_view<const float>(mask.data(), {p0 + i + 1}), alone.view());
+    for (index_t j = 0; j < heads * hd; ++j) CHECK(alone(0, j) == block(i, j));
+  }
+  // The formula in double: out_h = sum_j softmax_j(q_h . k_j / 8) v_j over the keys query i sees.
+  for (index_t i = 0; i < nq; ++i)
+    for (index_t h = 0; h < heads; ++h) {
+      const index_t g = h / (heads / kv), keys = p0 + i + 1;
+      std::vector<double> w(static_cast<std::size_t>(keys), 0.0);
+      double top = -1e300, sum = 0;
+      for (index_t j = 0; j < keys; ++j) {
+        if (mask(0, j) == 0) continue;
+        double s = 0;
+        for (index_t d = 0; d < hd; ++d) s += static_cast<double>(q(i, h * hd + d)) * k(j, g * hd + d);
+        w[static_cast<std::size_t>(j)] = s / 8.0;
+        top = std::max(top, s / 8.0);
+      }
+      for (index_t j = 0; j < keys; ++j) {
+        w[static_cast<std::size_t>(j)] = mask(0, j) == 0 ? 0.0 : std::exp(w[static_cast<std::size_t>(j)] - top);
+        sum += w[static_cast<std::size_t>(j)];
+      }
+      for (index_t d = 0; d < hd; ++d) {
+        double o = 0;
+        for (index_t j = 0; j < keys; ++j) o += w[static_cast<std::size_t>(j)] / sum * v(j, g * hd + d);
+        CHECK(block(i, h * hd + d) == doctest::Approx(o).epsilon(1e-5).scale(1.0));
+      }
+    }
+}

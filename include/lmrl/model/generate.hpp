@@ -26,7 +26,11 @@
 // Every row of a pass runs the same per-row computation as the transformer's
 // full forward (RMSNorm, RoPE with HF's rotate_half at position = number of
 // real tokens before, GQA attention over the cached positions [0, position],
-// SwiGLU), so cached decoding reproduces the full forward's logits.
+// SwiGLU), so cached decoding reproduces the full forward's logits (to
+// rounding: the products sum in another order). Within the decoder every row
+// is computed alone (packed products, attention query by query), so a
+// sequence gets the same bits in any batch, and a prompt prefilled in one
+// pass the same bits as fed token by token.
 #pragma once
 
 #include <algorithm>

@@ -29,7 +29,11 @@
 //                             grad_q, grad_k, grad_v)       gradients overwritten
 // The batch versions run (sequence, head) pairs — (sequence, kv group) in the
 // backward pass — in parallel under OpenMP; each pair's arithmetic is the same
-// whatever the thread count. The per-head products go through Eigen's GEMM.
+// whatever the thread count. Their per-head products go through Eigen's GEMM.
+// attention_forward, the decoding path, goes query by query in SIMD packets
+// (detail::attention_query_forward: each key and value row read once per kv
+// head, the cache prefetched), so a query's bits do not depend on its block;
+// its rows must be contiguous.
 #pragma once
 
 #include <algorithm>

@@ -2,7 +2,7 @@
 // before, in one run (the machines are noisy: read the ratios).
 //
 // Products: every weight product of one decode step of the small preset
-// (8 layers of fused q|k|v, o, gate|up, down, then lm_head: 27.5 M weights,
+// (8 layers of fused q|k|v, o, gate|up, down, then lm_head: 27.4 M weights,
 // 110 MB, so each step reads them from memory as decoding does) for m live
 // sequences, through
 //   eigen   ops::matmul_nn over the [in x out] transposed copy (Eigen packs

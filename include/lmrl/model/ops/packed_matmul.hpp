@@ -134,8 +134,8 @@ void packed_block(const T* x, index_t x_stride, const T* panel, index_t k, T* y,
   for (index_t i = 0; i < MR; ++i) lo[i] = hi[i] = pset1<P>(T(0));
   for (index_t kk = 0; kk < k; ++kk) {
     if (end != nullptr) {
-      const T* next = panel + kk * W + ahead;
-      for (index_t c = 0; c < W; c += line) prefetch(std::min(next + c, end - 1));
+      const std::ptrdiff_t last = end - panel - 1;  // the last element of the packed data, from the panel
+      for (index_t c = 0; c < W; c += line) prefetch(panel + std::min<std::ptrdiff_t>(kk * W + ahead + c, last));
     }
     const P b_lo = ploadu<P>(panel + kk * W), b_hi = ploadu<P>(panel + kk * W + S);
 #pragma GCC unroll 16

@@ -598,3 +598,39 @@ TEST_CASE("logit_loss_backward: rows are the log-prob positions, gradients match
     CHECK(largest > 1e-4);
   }
 }
+
+TEST_CASE("keep_activations = false: the same bits from one layer's activations, and no backward after it") {
+  for (const bool tied : {true, false}) {
+    CAPTURE(tied);
+    transformer_config c = tiny_config(tied, true);
+    c.value_head = true;
+    transformer<float> kept(random_parameters<float>(c, 71));
+    transformer<float> lean(kept);
+    lean.keep_activations = false;
+    const batch_data b = mixed_batch();
+    const auto a = run(kept, b), z = run(lean, b);
+    for (index_t k = 0; k < a.logp.size(); ++k) {
+      CHECK(z.logp.data()[k] == a.logp.data()[k]);
+      CHECK(z.entropy.data()[k] == a.entropy.data()[k]);
+    }
+    const auto m = b.mask_as<float>();
+    const token_batch<float> batch{matrix_view<const std::int32_t>(b.tokens.data(), {b.B, b.L}),
+                                   matrix_view<const float>(m.data(), {b.B, b.L})};
+    dense<float, 2> va({b.B, b.L}), vz({b.B, b.L}), g({b.B, b.L});
+    kept.values(batch, va.view());
+    lean.values(batch, vz.view());
+    for (index_t k = 0; k < va.size(); ++k) CHECK(vz.data()[k] == va.data()[k]);
+    CHECK_THROWS_WITH_AS(lean.backward_values(batch, g.view()), doctest::Contains("kept no activations"), error);
+    run(lean, b);
+    CHECK_THROWS_WITH_AS(lean.backward(batch, g.view(), {}), doctest::Contains("keep_activations is false"), error);
+    // Switched back on, the next forward pass keeps them and backward matches the model that always did.
+    lean.keep_activations = true;
+    run(lean, b);
+    for (index_t k = 0; k < g.size(); ++k) g.data()[k] = m[static_cast<std::size_t>(k)] * 0.01f * static_cast<float>(k % 7);
+    lean.backward(batch, g.view(), {});
+    kept.zero_grad();
+    run(kept, b);
+    kept.backward(batch, g.view(), {});
+    for (std::size_t k = 0; k < kept.gradients().size(); ++k) CHECK(lean.gradients()[k] == kept.gradients()[k]);
+  }
+}

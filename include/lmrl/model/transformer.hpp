@@ -82,6 +82,13 @@ class transformer {
   double temperature = 1.0;
   // Rows of the output layer per chunk; 0 = automatic (at most 2^22 logits, 16..256 rows).
   index_t logit_chunk_rows = 0;
+  // Whether log_probs() and values() keep every layer's activations for a
+  // backward pass. false: only the layer under way is held (1 / layers of the
+  // memory; a model that is only evaluated, such as a separate reference
+  // model: 2 GB less at the small preset's 8,192 tokens), and backward()
+  // refuses. hidden_states() and logits(), which no backward follows, never
+  // keep them. The results are the same bits either way.
+  bool keep_activations = true;
 
   // A fresh model initialized as transformers initializes Qwen2 (see transformer_parameters::initialize).
   transformer(const transformer_config& config, std::uint64_t seed, double initializer_range = 0.02)
@@ -96,6 +103,7 @@ class transformer {
     grad_ = other.grad_;
     temperature = other.temperature;
     logit_chunk_rows = other.logit_chunk_rows;
+    keep_activations = other.keep_activations;
   }
   transformer& operator=(const transformer& other) {
     if (this != &other) *this = transformer(other);
@@ -118,7 +126,7 @@ class transformer {
 
   void log_probs(const token_batch<T>& batch, matrix_view<T> logp, matrix_view<T> entropy) {
     const char* f = "transformer::log_probs";
-    forward_hidden(batch, f);
+    forward_hidden(batch, f, keep_activations);
     lmrl::detail::require(logp.shape == batch.tokens.shape, f, ": logp has shape ", logp, " but tokens has shape ",
                           batch.tokens);
     const bool want_entropy = given(entropy);
@@ -155,7 +163,7 @@ class transformer {
   // Raw logits (no temperature) of every row: out[b*T + t] predicts token t + 1. Padded rows get 0.
   void logits(const token_batch<T>& batch, matrix_view<T> out) {
     const char* f = "transformer::logits";
-    forward_hidden(batch, f);
+    forward_hidden(batch, f, false);
     const index_t N = B_ * L_, V = config().vocab_size;
     lmrl::detail::require(out.shape[0] == N && out.shape[1] == V, f, ": out has shape ", out, " but needs [", N,
                           " x ", V, "] (batch rows x vocab_size)");
@@ -168,7 +176,7 @@ class transformer {
   // The final-normed hidden states [B*T x d] (lm_head's input); padded rows get 0.
   void hidden_states(const token_batch<T>& batch, matrix_view<T> out) {
     const char* f = "transformer::hidden_states";
-    forward_hidden(batch, f);
+    forward_hidden(batch, f, false);
     const index_t N = B_ * L_, d = config().hidden_size;
     lmrl::detail::require(out.shape[0] == N && out.shape[1] == d, f, ": out has shape ", out, " but needs [", N,
                           " x ", d, "]");
@@ -181,7 +189,7 @@ class transformer {
   void values(const token_batch<T>& batch, matrix_view<T> out) {
     const char* f = "transformer::values";
     lmrl::detail::require(config().value_head, f, ": the model has no value head (config.value_head is false)");
-    forward_hidden(batch, f);
+    forward_hidden(batch, f, keep_activations);
     lmrl::detail::require(out.shape == batch.tokens.shape, f, ": out has shape ", out, " but tokens has shape ",
                           batch.tokens);
     collect_output_rows();
@@ -203,6 +211,7 @@ class transformer {
   void backward(const token_batch<T>& batch, matrix_view<const T> grad_logp, matrix_view<const T> grad_entropy) {
     const char* f = "transformer::backward";
     lmrl::detail::require(last_forward_ == forward_kind::log_probs, f, ": call log_probs on the batch first");
+    require_activations(f);
     check_same_batch(batch, f);
     const bool has_gl = given(grad_logp), has_ge = given(grad_entropy);
     lmrl::detail::require(!has_gl || grad_logp.shape == batch.tokens.shape, f, ": grad_logp has shape ", grad_logp,
@@ -248,6 +257,7 @@ class transformer {
   void backward_values(const token_batch<T>& batch, matrix_view<const T> grad_values) {
     const char* f = "transformer::backward_values";
     lmrl::detail::require(last_forward_ == forward_kind::values, f, ": call values on the batch first");
+    require_activations(f);
     check_same_batch(batch, f);
     lmrl::detail::require(grad_values.shape == batch.tokens.shape, f, ": grad_values has shape ", grad_values,
                           " but tokens has shape ", batch.tokens);
@@ -280,7 +290,7 @@ class transformer {
   template <class LossFn>
     requires std::invocable<LossFn&, std::span<const index_t>, matrix_view<const T>, matrix_view<T>>
   double logit_loss_backward(const token_batch<T>& batch, LossFn&& loss_fn) {
-    forward_hidden(batch, "transformer::logit_loss_backward");
+    forward_hidden(batch, "transformer::logit_loss_backward", true);
     collect_output_rows();
     const index_t R = static_cast<index_t>(out_rows_.size());
     std::fill(dh_.begin(), dh_.begin() + B_ * L_ * config().hidden_size, T(0));
@@ -365,24 +375,35 @@ class transformer {
     ops::embedding_backward<T>(dx, ids_, vector_view<const T>(row_mask_.data(), {N}), G.embed);
   }
 
+  void require_activations(const char* f) const {
+    lmrl::detail::require(kept_activations_, f,
+                          ": the forward pass kept no activations (keep_activations is false): nothing to backpropagate");
+  }
+
   // ------------------------------------------------------------ the forward pass to the final norm
-  void forward_hidden(const token_batch<T>& batch, const char* f) {
+  // keep: every layer's activations stay for a backward pass; else each
+  // layer's overwrite the last's (the residual stream alternates two slots).
+  void forward_hidden(const token_batch<T>& batch, const char* f, bool keep) {
     last_forward_ = forward_kind::none;
     read_batch(batch, f);
     const transformer_config& c = config();
     const index_t N = B_ * L_, d = c.hidden_size, qd = c.num_attention_heads * c.head_dim(), kvd = c.kv_dim(),
                   ffn = c.intermediate_size, layers = c.num_hidden_layers;
-    reserve(N);
+    reserve(N, keep ? layers : 1, keep);
+    kept_activations_ = keep;
+    const auto slot = [keep](index_t l) { return keep ? l : index_t{0}; };
+    const auto stream = [keep](index_t l) { return keep ? l : l % 2; };  // the residual stream's slot
     const auto& W = w();
     const vector_view<const T> rows(row_mask_.data(), {N});
     ops::embedding_forward<T>(W.embed, ids_, rows, act(xs_, 0, N, d));
     for (index_t l = 0; l < layers; ++l) {
       const auto& lw = W.layers[static_cast<std::size_t>(l)];
-      const auto x = act(xs_, l, N, d), h1 = act(h1_, l, N, d), q = act(q_, l, N, qd), k = act(k_, l, N, kvd),
-                 v = act(v_, l, N, kvd), o = act(attn_, l, N, qd), xm = act(xmid_, l, N, d), h2 = act(h2_, l, N, d),
-                 gate = act(gate_, l, N, ffn), up = act(up_, l, N, ffn), a = act(act_, l, N, ffn),
-                 next = act(xs_, l + 1, N, d);
-      ops::rms_norm_forward<T>(x, lw.input_norm, c.rms_norm_eps, h1, vec(inv1_, l, N));
+      const index_t s = slot(l);
+      const auto x = act(xs_, stream(l), N, d), h1 = act(h1_, s, N, d), q = act(q_, s, N, qd),
+                 k = act(k_, s, N, kvd), v = act(v_, s, N, kvd), o = act(attn_, s, N, qd), xm = act(xmid_, s, N, d),
+                 h2 = act(h2_, s, N, d), gate = act(gate_, s, N, ffn), up = act(up_, s, N, ffn),
+                 a = act(act_, s, N, ffn), next = act(xs_, stream(l + 1), N, d);
+      ops::rms_norm_forward<T>(x, lw.input_norm, c.rms_norm_eps, h1, vec(inv1_, s, N));
       ops::matmul_nt<T>(h1, lw.wq, q);
       ops::add_bias<T>(q, lw.bq);
       ops::matmul_nt<T>(h1, lw.wk, k);
@@ -391,17 +412,18 @@ class transformer {
       ops::add_bias<T>(v, lw.bv);
       ops::rope_forward<T>(rope_, q, positions_, c.num_attention_heads);
       ops::rope_forward<T>(rope_, k, positions_, c.num_key_value_heads);
-      ops::causal_attention_forward<T>(q, k, v, mask(), c.num_attention_heads, o, lse_view(l));
+      ops::causal_attention_forward<T>(q, k, v, mask(), c.num_attention_heads, o, lse_view(s));
       std::copy(x.data, x.data + N * d, xm.data);  // x_mid = x + o_proj(o)
       ops::matmul_nt<T>(o, lw.wo, xm, true);
-      ops::rms_norm_forward<T>(xm, lw.post_attention_norm, c.rms_norm_eps, h2, vec(inv2_, l, N));
+      ops::rms_norm_forward<T>(xm, lw.post_attention_norm, c.rms_norm_eps, h2, vec(inv2_, s, N));
       ops::matmul_nt<T>(h2, lw.w_gate, gate);
       ops::matmul_nt<T>(h2, lw.w_up, up);
       ops::swiglu_forward<T>(gate, up, a);
       std::copy(xm.data, xm.data + N * d, next.data);  // x_next = x_mid + down(a)
       ops::matmul_nt<T>(a, lw.w_down, next, true);
     }
-    ops::rms_norm_forward<T>(act(xs_, layers, N, d), W.final_norm, c.rms_norm_eps, mat(hf_, N, d), vec(invf_, 0, N));
+    ops::rms_norm_forward<T>(act(xs_, stream(layers), N, d), W.final_norm, c.rms_norm_eps, mat(hf_, N, d),
+                             vec(invf_, 0, N));
   }
 
   // Copies ids and mask (they may be strided), checks them, computes positions.
@@ -509,10 +531,11 @@ class transformer {
     rope_ = ops::rope_table<T>(c.head_dim(), c.max_position_embeddings, c.rope_theta);
   }
 
-  // Grows the workspace to hold n rows (never shrinks: later batches reuse it).
-  void reserve(index_t n) {
+  // Grows the workspace to hold n rows of `L` layers' activations, and the
+  // backward pass's scratch when `backward` (never shrinks: later batches reuse it).
+  void reserve(index_t n, index_t L, bool backward) {
     const transformer_config& c = config();
-    const index_t L = c.num_hidden_layers, d = c.hidden_size, qd = c.num_attention_heads * c.head_dim(),
+    const index_t d = c.hidden_size, qd = c.num_attention_heads * c.head_dim(),
                   kvd = c.kv_dim(), ffn = c.intermediate_size, V = c.vocab_size, C = chunk_rows();
     auto grow = [](std::vector<T>& v, index_t size) {
       if (static_cast<index_t>(v.size()) < size) v.resize(static_cast<std::size_t>(size));
@@ -526,12 +549,15 @@ class transformer {
     for (auto* v : {&inv1_, &inv2_, &lse_}) grow(*v, L * n * (v == &lse_ ? c.num_attention_heads : 1));
     grow(invf_, n);
     grow(hf_, n * d);
+    grow(logits_, C * V);
+    grow(chunk_h_, C * d);
+    if (!backward) return;
     for (auto* v : {&dx_, &dh_}) grow(*v, n * d);
     for (auto* v : {&dq_, &dattn_}) grow(*v, n * qd);
     for (auto* v : {&dk_, &dv_}) grow(*v, n * kvd);
     for (auto* v : {&dgate_, &dup_, &dact_}) grow(*v, n * ffn);
-    for (auto* v : {&logits_, &dlogits_}) grow(*v, C * V);
-    for (auto* v : {&chunk_h_, &chunk_dh_}) grow(*v, C * d);
+    grow(dlogits_, C * V);
+    grow(chunk_dh_, C * d);
     for (auto* v : {&chunk_gl_, &chunk_ge_, &chunk_logp_, &chunk_entropy_}) grow(*v, C);
   }
 
@@ -572,6 +598,7 @@ class transformer {
   std::vector<index_t> positions_;
   std::vector<index_t> seen_;  // read_batch: real tokens seen so far per sequence number
   enum class forward_kind { none, log_probs, values } last_forward_ = forward_kind::none;  // what backward may follow
+  bool kept_activations_ = false;  // the last forward pass kept every layer's activations
   std::vector<index_t> out_rows_;
   std::vector<std::int32_t> out_targets_;
   std::vector<double> out_lse_;

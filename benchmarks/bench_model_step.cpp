@@ -131,6 +131,7 @@ void run(const step_shape& s, double gemm, int repeats) {
               c.num_key_value_heads, c.intermediate_size, s.prompts, s.group, s.prompt_len, s.completion_len);
   transformer<float> policy(c, 1);
   transformer<float> reference(policy.parameters());
+  reference.keep_activations = false;  // never trained: one layer's activations at a time
 
   // Prompts: counter-RNG tokens.
   const counter_rng rng(2024);

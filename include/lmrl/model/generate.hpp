@@ -147,8 +147,10 @@ struct cached_token {
 // The decoder keeps its own copy of the weight matrices, packed for few-row
 // products (ops/packed_matmul.hpp) and fused ([q|k|v] and [gate|up] as one
 // matrix each): one product where there were three, and no packing per call.
-// The copy is taken at construction and by sync_weights(), which generate()
-// calls, so a decoder reused across training steps sees the current parameters.
+// The copy is taken by sync_weights(), which generate() calls (so a decoder
+// reused across training steps sees the current parameters), and by the first
+// pass after construction or a change of weight format or rounding: building
+// a decoder and generating packs (or quantizes) the weights once, not twice.
 //
 // Holds a pointer to the parameters (they must outlive it) and a workspace
 // that grows to the largest pass and is then reused (no allocation per step
@@ -159,9 +161,7 @@ class cached_decoder {
   explicit cached_decoder(const transformer_parameters<T>& parameters)
       : params_(&parameters),
         config_(parameters.config()),
-        rope_(config_.head_dim(), config_.max_position_embeddings, config_.rope_theta) {
-    sync_weights();
-  }
+        rope_(config_.head_dim(), config_.max_position_embeddings, config_.rope_theta) {}
 
   const transformer_config& config() const { return config_; }
   kv_cache<T>& cache() { return cache_; }
@@ -189,7 +189,7 @@ class cached_decoder {
     detail::require(!rounding || !format_,
                     "cached_decoder::set_weight_rounding: integer weights are set (set_weight_format); use one or the other");
     rounding_ = std::move(rounding);
-    sync_weights();
+    stale_ = true;
   }
 
   // Generate from integer-quantized weights (quant/integer_linear.hpp): every
@@ -204,12 +204,13 @@ class cached_decoder {
     detail::require(!format || !rounding_,
                     "cached_decoder::set_weight_format: a weight rounding is set; use one or the other");
     format_ = format;
-    sync_weights();
+    stale_ = true;
   }
   std::optional<integer_format> weight_format() const { return format_; }
 
   // Bytes of the weights the decoder multiplies by (its copy of the projections and lm_head).
-  std::size_t weight_bytes() const {
+  std::size_t weight_bytes() {
+    if (stale_) sync_weights();
     std::size_t n = lm_head_.bytes() + lm_head_q_.bytes();
     for (const auto& l : layers_)
       n += l.qkv.bytes() + l.o.bytes() + l.gate_up.bytes() + l.down.bytes() + l.qkv_q.bytes() + l.o_q.bytes() +
@@ -221,6 +222,7 @@ class cached_decoder {
   // integer-quantized one).
   void sync_weights() {
     weights_ = params_->weights();
+    stale_ = false;
     if (format_) {
       if constexpr (std::is_same_v<T, float>) sync_integer_weights();
       return;
@@ -246,6 +248,7 @@ class cached_decoder {
     for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
       const auto& src = w.layers[static_cast<std::size_t>(l)];
       auto& dst = layers_[static_cast<std::size_t>(l)];
+      dst.qkv_q = {}, dst.o_q = {}, dst.gate_up_q = {}, dst.down_q = {};  // an earlier integer format's copy
       pack(dst.qkv, {src.wq, src.wk, src.wv});
       fuse_qkv_bias(src, dst.qkv_bias);
       pack(dst.o, {src.wo});
@@ -253,6 +256,7 @@ class cached_decoder {
       pack(dst.down, {src.w_down});
     }
     pack(lm_head_, {w.lm_head});
+    lm_head_q_ = {};
   }
 
   // Appends `rows` to the cache and returns the logits [n x vocab] of the rows
@@ -266,6 +270,7 @@ class cached_decoder {
     const index_t nkv = config_.num_key_value_heads, qd = nh * hd, kvd = nkv * hd, ffn = config_.intermediate_size;
     const index_t vocab = config_.vocab_size, qkv = qd + 2 * kvd;
     const double eps = config_.rms_norm_eps;
+    if (stale_) sync_weights();
     reserve(n);
     // Check every row before touching the cache; positions count on from each sequence's length.
     index_t n_logits = 0;
@@ -463,6 +468,7 @@ class cached_decoder {
   integer_linear lm_head_q_;
   q8_0_rows activations_q8_;  // the activations of one product, quantized
   std::vector<T> rounded_;    // sync_integer_weights' scratch for one stacked matrix
+  bool stale_ = true;  // the copy of the weights is missing or from another format: sync before the next pass
   index_t capacity_ = 0;
   std::vector<T> x_, h_, qkv_, att_, gate_up_, act_, logits_;
   std::vector<index_t> position_, logit_rows_, runs_, pending_;

@@ -158,16 +158,14 @@ class transformer_rollouts {
   rollout_batch<T> operator()(transformer_policy<T>& policy, std::span<const std::vector<std::int32_t>> prompts,
                               const rollout_request& request) {
     const transformer_parameters<T>& params = policy.model().parameters();
-    // The decoder keeps a transposed copy of the weights: rebuilt for another
-    // model, re-read after every optimizer step.
+    // The decoder keeps a packed (or quantized) copy of the weights: rebuilt for
+    // another model; generate() re-reads it, so after every optimizer step.
     if (!decoder_ || source_ != &params) {
       decoder_ = std::make_unique<cached_decoder<T>>(params);
       if (rounding_) decoder_->set_weight_rounding(rounding_);
       decoder_->set_kv_format(kv_format_);
       if (format_) decoder_->set_weight_format(format_);
       source_ = &params;
-    } else {
-      decoder_->sync_weights();
     }
     generation_options o;
     o.num_generations = request.num_generations;

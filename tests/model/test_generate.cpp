@@ -588,13 +588,17 @@ TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0, int8 or q4_k w
     CHECK(r.batch() == 4);
     CHECK(std::equal(before.begin(), before.end(), params.values().begin()));
   }
-  // Back to float32: the plain decoder's logits, bit for bit.
+  // Back to float32 after a pass in q4_0: the plain decoder's logits, bit for bit, and its bytes (the
+  // integer copy is dropped).
   cached_decoder<float> back(params);
   back.set_weight_format(integer_format::q4_0);
+  logits(back);
+  CHECK(back.weight_bytes() < float_bytes);
   back.set_weight_format(std::nullopt);
   const auto again = logits(back);
   for (index_t i = 0; i < again.shape()[0]; ++i)
     for (index_t v = 0; v < again.shape()[1]; ++v) CHECK(again(i, v) == exact(i, v));
+  CHECK(back.weight_bytes() == float_bytes);
   // Rounding and integer weights do not mix; a double decoder has no integer weights.
   back.set_weight_format(integer_format::q8_0);
   CHECK_THROWS_WITH_AS(back.set_weight_rounding([](matrix_view<float>) {}), doctest::Contains("one or the other"), error);

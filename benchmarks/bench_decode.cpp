@@ -12,7 +12,7 @@
 //
 // Attention: one decode step's attention of the small preset (32 sequences x
 // 4 kv heads x 2 query heads, head_dim 64, `keys` cached positions each, 8
-// layers: the cache is read from memory), through
+// layers: 134 MB of cache at 256 keys, read from memory), through
 //   per_head  a GEMM per query head (Eigen's gemv for one query; the
 //             decoder's former path: each key row is read once per head)
 //   query     ops::attention_forward (one pass over the keys for the heads
@@ -123,10 +123,15 @@ void BM_decode_products_packed(benchmark::State& state) {
   set_product_counters(state, m);
 }
 
-// One decode step's attention: jobs (layer, sequence, kv head), each one query
-// row of `group` heads against its own [keys x hd] block of K and V.
+// One decode step's attention at the small preset, for bench_model_step's
+// small step (4 prompts x 8 sequences, 64 + 192 positions): jobs (layer,
+// sequence, kv head), each one query row of the kv head's query heads against
+// its own [keys x head_dim] block of K and V.
 struct decode_attention {
-  static constexpr index_t layers = 8, sequences = 32, kv_heads = 4, group = 2, hd = 64, max_len = 256;
+  static constexpr index_t sequences = 4 * 8, max_len = 64 + 192;
+  const transformer_config config = transformer_config::small();
+  const index_t layers = config.num_hidden_layers, kv_heads = config.num_key_value_heads,
+                group = config.heads_per_kv(), hd = config.head_dim();
   index_t keys;
   std::vector<float> k, v, q, out;
 
@@ -150,20 +155,19 @@ struct decode_attention {
     }
   }
   void set_counters(benchmark::State& state) const {
-    const double bytes = 2.0 * layers * sequences * kv_heads * static_cast<double>(keys * hd) * sizeof(float);
+    const double bytes = 2.0 * static_cast<double>(layers * sequences * kv_heads * keys * hd) * sizeof(float);
     state.counters["cache_GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   }
 };
 
 void BM_decode_attention_per_head(benchmark::State& state) {
   decode_attention a(state.range(0));
-  const float scale = ops::detail::default_scale<float>(decode_attention::hd);
+  const float scale = ops::detail::default_scale<float>(a.hd);
   for (auto _ : state) {
     a.each_job([&](auto q, auto k, auto v, auto out) {
-      for (index_t h = 0; h < decode_attention::group; ++h)
-        ops::detail::attention_head_forward<float>(ops::detail::head_block(q, 0, 1, h, decode_attention::hd), k, v,
-                                                   a.keys, {}, {}, scale,
-                                                   ops::detail::head_block(out, 0, 1, h, decode_attention::hd), {});
+      for (index_t h = 0; h < a.group; ++h)
+        ops::detail::attention_head_forward<float>(ops::detail::head_block(q, 0, 1, h, a.hd), k, v, a.keys, {}, {},
+                                                   scale, ops::detail::head_block(out, 0, 1, h, a.hd), {});
     });
     benchmark::DoNotOptimize(a.out.data());
   }
@@ -174,7 +178,7 @@ void BM_decode_attention_query(benchmark::State& state) {
   decode_attention a(state.range(0));
   for (auto _ : state) {
     a.each_job([&](auto q, auto k, auto v, auto out) {
-      ops::attention_forward<float>(q, k, v, decode_attention::group, a.keys, {}, out);
+      ops::attention_forward<float>(q, k, v, a.group, a.keys, {}, out);
     });
     benchmark::DoNotOptimize(a.out.data());
   }

@@ -42,6 +42,7 @@
 #include "lmrl/model/transformer.hpp"
 #include "lmrl/sample/philox.hpp"
 #include "lmrl/train/adamw.hpp"
+#include "support/timing.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -50,34 +51,14 @@
 namespace {
 
 using namespace lmrl;
-using clock_type = std::chrono::steady_clock;
-
-double seconds_since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
+using bench::clock_type;
+using bench::median_seconds;
+using bench::seconds_since;
 
 double peak_rss_mib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t h = v.size() / 2;
-  return v.size() % 2 == 1 ? v[h] : 0.5 * (v[h - 1] + v[h]);
-}
-
-// Runs f `repeats` times and returns the median of its wall times.
-template <class F>
-double median_seconds(int repeats, F&& f) {
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = clock_type::now();
-    f();
-    t.push_back(seconds_since(t0));
-  }
-  return median(t);
 }
 
 // The rate of the model's own GEMM (model/ops/matmul.hpp: Eigen over

@@ -7,7 +7,7 @@
 //                completion is full length): generate()'s time less that of
 //                sync_weights(), which it calls first; medians of the repeats
 //   sync s       sync_weights(): re-reading the parameters into the decoder's
-//                copy (transposed float32, or quantized), what a trainer pays
+//                copy (packed float32, or quantized), what a trainer pays
 //                once per optimizer step
 //   with sync/s  generated tokens / seconds of the whole generate()
 //   weights MiB  the decoder's copy of the projections and lm_head
@@ -42,11 +42,14 @@
 #include "lmrl/quant/by_name.hpp"
 #include "lmrl/quant/integer_linear.hpp"
 #include "lmrl/sample/philox.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
 using namespace lmrl;
-using clock_type = std::chrono::steady_clock;
+using bench::clock_type;
+using bench::median;
+using bench::seconds_since;
 
 struct variant {
   const char* name;
@@ -70,11 +73,6 @@ struct shape {
   const char* name;
   index_t prompts, group, prompt_len, completion_len;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 void run(const transformer_parameters<float>& params, const shape& s, int repeats) {
   const transformer_config& c = params.config();
@@ -115,10 +113,10 @@ void run(const transformer_parameters<float>& params, const shape& s, int repeat
     cached_decoder<float>& decoder = *decoders[v];
     auto t0 = clock_type::now();
     decoder.sync_weights();  // what generate() does first: re-read (re-quantize) the weights
-    sync_seconds[v].push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
+    sync_seconds[v].push_back(seconds_since(t0));
     t0 = clock_type::now();
     const generation_result<float> out = generate(decoder, std::span<const std::vector<std::int32_t>>(prompts), o, rng);
-    gen_seconds[v].push_back(std::chrono::duration<double>(clock_type::now() - t0).count());
+    gen_seconds[v].push_back(seconds_since(t0));
     weight_mib[v] = static_cast<double>(decoder.weight_bytes()) / (1 << 20);
     cache_mib[v] = static_cast<double>(decoder.cache().bytes()) / (1 << 20);
     const std::vector<std::int32_t> tokens(out.completion_ids.data(), out.completion_ids.data() + out.completion_ids.size());

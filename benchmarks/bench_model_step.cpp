@@ -217,23 +217,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_model_step: repeats = %s must be a count >= 1\n", argv[2]);
     return 2;
   }
-  std::printf("medians of %d runs per phase\n", repeats);
-  const double gemm = gemm_gflops(2048);
-  std::printf("2048^3 float GEMM (model/ops/matmul.hpp, Eigen): %.1f GFLOP/s (issue: ~270)\n", gemm);
   const std::vector<step_shape> shapes = {
       {"tiny", transformer_config::tiny(), 8, 8, 32, 96, 472, 1617},
       {"small", transformer_config::small(), 4, 8, 64, 192, 97, 237},
   };
-  bool known = only.empty();
-  for (const auto& s : shapes)
-    if (only.empty() || only == s.name) {
-      run(s, gemm, repeats);
-      known = true;
-    }
-  if (!known) {
+  if (!only.empty() &&
+      std::none_of(shapes.begin(), shapes.end(), [&](const step_shape& s) { return only == s.name; })) {
     std::fprintf(stderr, "bench_model_step: unknown shape \"%s\" (tiny, small or all)\n", only.c_str());
     return 2;
   }
+  std::printf("medians of %d runs per phase\n", repeats);
+  const double gemm = gemm_gflops(2048);
+  std::printf("2048^3 float GEMM (model/ops/matmul.hpp, Eigen): %.1f GFLOP/s (issue: ~270)\n", gemm);
+  for (const auto& s : shapes)
+    if (only.empty() || only == s.name) run(s, gemm, repeats);
   std::printf("\npeak RSS %.0f MiB\n", peak_rss_mib());
   return 0;
 }

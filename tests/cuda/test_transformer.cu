@@ -36,6 +36,7 @@
 #include <doctest/doctest.h>
 
 #include "cuda/random_values.hpp"
+#include "support/model_shapes.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -68,14 +69,7 @@ constexpr std::int32_t pad_token = 12345;  // out of the vocabulary: reading it 
 const float nan_value = std::numeric_limits<float>::quiet_NaN();
 
 transformer_config tiny_config(bool tied) {
-  transformer_config c;
-  c.vocab_size = 40;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.intermediate_size = 48;
-  c.max_position_embeddings = 64;
+  transformer_config c = lmrl::testing::transformer_shape(40, 32, 2, 4, 2, 48, 64);
   c.tie_word_embeddings = tied;
   c.attention_bias = true;
   return c;

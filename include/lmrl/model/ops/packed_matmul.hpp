@@ -7,13 +7,15 @@
 //
 // Why: Eigen's GEMM packs both operands into panels on every call. In decoding
 // the weights are the big operand and the rows few, so the packing is as dear
-// as the multiply (perf on bench_model_step's small generation: 24% of the time
-// in gemm_pack_lhs, 35% in the kernel). Packing the weights once, when they
+// as the multiply (perf record on a scratch program running generate() at
+// bench_model_step's small shape: 24% of the time in gemm_pack_lhs, 35% in the
+// kernel). Packing the weights once, when they
 // change, removes it.
 //
 // Products of many rows (a prefill) go in chunks of rows that stay in cache
 // while the panels pass by. (Training's products, thousands of rows with the
-// weights packed per product, measured 0.94-1.56x Eigen's GEMM; a whole
+// weights packed per product, measured in a trial with scratch programs
+// 0.94-1.56x Eigen's GEMM; a whole
 // training step 5-8% faster at the small preset and 12% slower at the tiny
 // one, so training stays on Eigen.)
 //
@@ -113,8 +115,9 @@ constexpr index_t packed_chunk_rows = 8 * packed_rows;
 
 // How far ahead of the row it multiplies the kernel asks for the weights. In
 // decoding they come from memory, not cache, and the hardware prefetcher alone
-// leaves the kernel waiting: 8 KiB ahead made the products of a small-preset
-// decode step 1.9x faster (11.0 -> 5.9 ms; 2, 4 and 16 KiB were slower).
+// leaves the kernel waiting. A scratch program timing the products of one
+// small-preset decode step at 32 rows (best of 30) with the distance compiled
+// in: none 11.0 ms, 1 KiB 9.1, 4 KiB 7.0, 8 KiB 5.9, 16 KiB 6.4, 32 KiB 6.4.
 constexpr std::size_t prefetch_bytes = 8192;
 
 // y[0..MR) x [0, cols) (+)= x[0..MR) . panel, cols <= panel_width. With `end`

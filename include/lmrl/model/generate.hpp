@@ -482,32 +482,58 @@ inline bool ends_with_tokens(std::span<const std::int32_t> ids, const std::vecto
   return std::equal(tail.begin(), tail.end(), ids.end() - static_cast<std::ptrdiff_t>(tail.size()));
 }
 
-}  // namespace detail
+// What every generate() (this file's, and the GPU's in model/generate.cuh)
+// does before its first pass: the checks, the batch's shape and the prefill
+// of each distinct prompt once, into the slot of its first sequence.
+struct generation_plan {
+  index_t batch = 0;    // B = prompts x num_generations
+  index_t max_len = 0;  // the longest prompt + max_new_tokens: the cache length per sequence
+  std::vector<index_t> source;              // sequence -> the slot its prompt was prefilled into
+  std::vector<cached_token> prefill;        // the distinct prompts' tokens; each one's last token wants logits
+  std::vector<index_t> logits_row_of_slot;  // a prefilled slot -> its row of the prefill's logits, else -1
+};
 
-// Generates completions of `prompts` (each a list of token ids, no padding)
-// with any Sampler. See the top of this file.
-template <Real T, class S>
-  requires Sampler<S, T>
-generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::vector<std::int32_t>> prompts,
-                              const generation_options& options, const counter_rng& rng, const S& sampler) {
-  const char* f = "generate";
-  const transformer_config& c = decoder.config();
+inline generation_plan plan_generation(std::span<const std::vector<std::int32_t>> prompts,
+                                       const generation_options& options, const transformer_config& c,
+                                       const char* f) {
   options.validate(c.vocab_size);
   const index_t n_prompts = static_cast<index_t>(prompts.size());
-  detail::require(n_prompts >= 1, f, ": no prompts");
-  const index_t G = options.num_generations, B = n_prompts * G, max_new = options.max_new_tokens;
+  require(n_prompts >= 1, f, ": no prompts");
+  const index_t G = options.num_generations, max_new = options.max_new_tokens;
   index_t longest = 0;
   for (index_t i = 0; i < n_prompts; ++i) {
     const auto& p = prompts[static_cast<std::size_t>(i)];
-    detail::require(!p.empty(), f, ": prompt ", i, " is empty (a prompt needs at least one token)");
+    require(!p.empty(), f, ": prompt ", i, " is empty (a prompt needs at least one token)");
     longest = std::max<index_t>(longest, static_cast<index_t>(p.size()));
   }
-  detail::require(longest + max_new <= c.max_position_embeddings, f, ": the longest prompt (", longest,
-                  " tokens) + max_new_tokens = ", max_new, " exceeds max_position_embeddings = ",
-                  c.max_position_embeddings);
-  decoder.sync_weights();  // the parameters may have changed since the last call (a training step)
-  decoder.reset(B, longest + max_new);
+  require(longest + max_new <= c.max_position_embeddings, f, ": the longest prompt (", longest,
+          " tokens) + max_new_tokens = ", max_new, " exceeds max_position_embeddings = ", c.max_position_embeddings);
+  generation_plan plan;
+  plan.batch = n_prompts * G;
+  plan.max_len = longest + max_new;
+  plan.source.resize(static_cast<std::size_t>(plan.batch));
+  plan.logits_row_of_slot.assign(static_cast<std::size_t>(plan.batch), -1);
+  std::map<std::vector<std::int32_t>, index_t> first_of;  // prompt -> its first sequence
+  index_t n_prefilled = 0;
+  for (index_t i = 0; i < n_prompts; ++i) {
+    const auto& p = prompts[static_cast<std::size_t>(i)];
+    for (index_t k = 0; k < static_cast<index_t>(p.size()); ++k)
+      require(p[static_cast<std::size_t>(k)] >= 0 && p[static_cast<std::size_t>(k)] < c.vocab_size, f, ": prompt ", i,
+              " has token id ", p[static_cast<std::size_t>(k)], " at position ", k, " outside the vocabulary [0, ",
+              c.vocab_size, ")");
+    auto [it, inserted] = first_of.try_emplace(p, i * G);
+    for (index_t g = 0; g < G; ++g) plan.source[static_cast<std::size_t>(i * G + g)] = it->second;
+    if (!inserted) continue;
+    plan.logits_row_of_slot[static_cast<std::size_t>(i * G)] = n_prefilled++;
+    for (std::size_t k = 0; k < p.size(); ++k) plan.prefill.push_back({i * G, p[k], k + 1 == p.size()});
+  }
+  return plan;
+}
 
+// The result before the first token: pads everywhere, every completion empty.
+template <Real T>
+generation_result<T> empty_generation_result(const generation_plan& plan, const generation_options& options) {
+  const index_t B = plan.batch, max_new = options.max_new_tokens;
   generation_result<T> out;
   out.completion_ids = dense<std::int32_t, 2>({B, max_new});
   out.completion_mask = dense<T, 2>({B, max_new});
@@ -517,33 +543,68 @@ generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::v
   out.truncated.assign(static_cast<std::size_t>(B), 0);
   out.reasons.assign(static_cast<std::size_t>(B), stop_reason::length);
   out.prompt_index.resize(static_cast<std::size_t>(B));
-  for (index_t b = 0; b < B; ++b) out.prompt_index[static_cast<std::size_t>(b)] = b / G;
+  for (index_t b = 0; b < B; ++b) out.prompt_index[static_cast<std::size_t>(b)] = b / options.num_generations;
   std::fill(out.completion_ids.data(), out.completion_ids.data() + out.completion_ids.size(), options.pad_token_id);
+  return out;
+}
 
-  // Prefill each distinct prompt once, into the slot of its first sequence.
-  std::map<std::vector<std::int32_t>, index_t> first_of;  // prompt -> its first sequence
-  std::vector<index_t> source(static_cast<std::size_t>(B));  // sequence -> the slot its prompt was prefilled into
-  std::vector<cached_token> rows;
-  std::vector<index_t> prefilled;  // slots prefilled, in the order of their logits rows
-  for (index_t i = 0; i < n_prompts; ++i) {
-    const auto& p = prompts[static_cast<std::size_t>(i)];
-    for (index_t k = 0; k < static_cast<index_t>(p.size()); ++k)
-      detail::require(p[static_cast<std::size_t>(k)] >= 0 && p[static_cast<std::size_t>(k)] < c.vocab_size, f,
-                      ": prompt ", i, " has token id ", p[static_cast<std::size_t>(k)], " at position ", k,
-                      " outside the vocabulary [0, ", c.vocab_size, ")");
-    auto [it, inserted] = first_of.try_emplace(p, i * G);
-    for (index_t g = 0; g < G; ++g) source[static_cast<std::size_t>(i * G + g)] = it->second;
-    if (!inserted) continue;
-    prefilled.push_back(i * G);
-    for (std::size_t k = 0; k < p.size(); ++k) rows.push_back({i * G, p[k], k + 1 == p.size()});
+// Records s as completion token t of sequence b and checks the stops; true
+// when the sequence goes on to token t + 1.
+template <Real T>
+bool record_token(generation_result<T>& out, const generation_options& options, index_t b, index_t t,
+                  const sampled_token& s) {
+  const auto token = static_cast<std::int32_t>(s.token);
+  out.completion_ids(b, t) = token;
+  out.completion_mask(b, t) = T(1);
+  out.logprobs(b, t) = static_cast<T>(s.tempered_logprob);
+  out.sampling_logprobs(b, t) = static_cast<T>(s.logprob);
+  out.lengths[static_cast<std::size_t>(b)] = t + 1;
+  const std::span<const std::int32_t> ids(&out.completion_ids(b, 0), static_cast<std::size_t>(t + 1));
+  stop_reason& reason = out.reasons[static_cast<std::size_t>(b)];
+  if (std::find(options.eos_token_ids.begin(), options.eos_token_ids.end(), token) != options.eos_token_ids.end()) {
+    reason = stop_reason::eos;
+    return false;
   }
-  const matrix_view<const T> prompt_logits = decoder.forward(rows);
-  std::vector<index_t> logits_row_of_slot(static_cast<std::size_t>(B), -1);
-  for (std::size_t j = 0; j < prefilled.size(); ++j) logits_row_of_slot[static_cast<std::size_t>(prefilled[j])] = static_cast<index_t>(j);
+  for (const auto& seq : options.stop_token_sequences)
+    if (ends_with_tokens(ids, seq)) {
+      reason = stop_reason::stop_sequence;
+      return false;
+    }
+  if (!options.stop_strings.empty()) {
+    const std::string text = options.detokenize(ids);
+    for (const auto& str : options.stop_strings)
+      if (text.find(str) != std::string::npos) {
+        reason = stop_reason::stop_string;
+        return false;
+      }
+  }
+  if (t + 1 == options.max_new_tokens) {
+    out.truncated[static_cast<std::size_t>(b)] = 1;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace detail
+
+// Generates completions of `prompts` (each a list of token ids, no padding)
+// with any Sampler. See the top of this file.
+template <Real T, class S>
+  requires Sampler<S, T>
+generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::vector<std::int32_t>> prompts,
+                              const generation_options& options, const counter_rng& rng, const S& sampler) {
+  const transformer_config& c = decoder.config();
+  const detail::generation_plan plan = detail::plan_generation(prompts, options, c, "generate");
+  const index_t B = plan.batch, max_new = options.max_new_tokens;
+  decoder.sync_weights();  // the parameters may have changed since the last call (a training step)
+  decoder.reset(B, plan.max_len);
+  generation_result<T> out = detail::empty_generation_result<T>(plan, options);
+
+  const matrix_view<const T> prompt_logits = decoder.forward(plan.prefill);
   // Every sequence of a group starts from its prompt's cache and draws its first token from its
   // prompt's logits row.
   for (index_t b = 0; b < B; ++b)
-    if (source[static_cast<std::size_t>(b)] != b) decoder.cache().copy_sequence(source[static_cast<std::size_t>(b)], b);
+    if (plan.source[static_cast<std::size_t>(b)] != b) decoder.cache().copy_sequence(plan.source[static_cast<std::size_t>(b)], b);
 
   // Per-thread sampler scratch (top-k / top-p sort candidates).
   int threads = 1;
@@ -557,6 +618,7 @@ generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::v
   for (index_t b = 0; b < B; ++b) live[static_cast<std::size_t>(b)] = b;
   matrix_view<const T> logits = prompt_logits;
   std::vector<sampled_token> drawn(static_cast<std::size_t>(B));
+  std::vector<cached_token> rows;
   for (index_t t = 0; t < max_new && !live.empty(); ++t) {
     const index_t n_live = static_cast<index_t>(live.size());
     // Sample one token per live sequence (rows in parallel; each draw is addressed by (sequence, t)).
@@ -571,7 +633,7 @@ generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::v
       const index_t b = live[static_cast<std::size_t>(r)];
       const double u = rng.uniform_double(options.first_sequence + static_cast<std::uint64_t>(b), static_cast<std::uint32_t>(t));
       // Step 0 reads the prompt's logits row; later steps read row r of the last pass.
-      const index_t row = t == 0 ? logits_row_of_slot[static_cast<std::size_t>(source[static_cast<std::size_t>(b)])] : r;
+      const index_t row = t == 0 ? plan.logits_row_of_slot[static_cast<std::size_t>(plan.source[static_cast<std::size_t>(b)])] : r;
       drawn[static_cast<std::size_t>(r)] =
           sampler.sample(logits.row(row), u, scratch[static_cast<std::size_t>(tid)].span(), b);
     }
@@ -581,39 +643,9 @@ generation_result<T> generate(cached_decoder<T>& decoder, std::span<const std::v
     still.reserve(live.size());
     for (index_t r = 0; r < n_live; ++r) {
       const index_t b = live[static_cast<std::size_t>(r)];
-      const sampled_token& s = drawn[static_cast<std::size_t>(r)];
-      const auto token = static_cast<std::int32_t>(s.token);
-      out.completion_ids(b, t) = token;
-      out.completion_mask(b, t) = T(1);
-      out.logprobs(b, t) = static_cast<T>(s.tempered_logprob);
-      out.sampling_logprobs(b, t) = static_cast<T>(s.logprob);
-      out.lengths[static_cast<std::size_t>(b)] = t + 1;
-      const std::span<const std::int32_t> ids(&out.completion_ids(b, 0), static_cast<std::size_t>(t + 1));
-      bool stop = false;
-      if (std::find(options.eos_token_ids.begin(), options.eos_token_ids.end(), token) != options.eos_token_ids.end()) {
-        stop = true;
-        out.reasons[static_cast<std::size_t>(b)] = stop_reason::eos;
-      }
-      for (const auto& seq : options.stop_token_sequences)
-        if (!stop && detail::ends_with_tokens(ids, seq)) {
-          stop = true;
-          out.reasons[static_cast<std::size_t>(b)] = stop_reason::stop_sequence;
-        }
-      if (!stop && !options.stop_strings.empty()) {
-        const std::string text = options.detokenize(ids);
-        for (const auto& str : options.stop_strings)
-          if (!stop && text.find(str) != std::string::npos) {
-            stop = true;
-            out.reasons[static_cast<std::size_t>(b)] = stop_reason::stop_string;
-          }
-      }
-      if (stop) continue;
-      if (t + 1 == max_new) {
-        out.truncated[static_cast<std::size_t>(b)] = 1;
-        continue;
-      }
+      if (!detail::record_token(out, options, b, t, drawn[static_cast<std::size_t>(r)])) continue;
       still.push_back(b);
-      rows.push_back({b, token, true});
+      rows.push_back({b, out.completion_ids(b, t), true});
     }
     live.swap(still);
     if (!live.empty()) logits = decoder.forward(rows);

@@ -45,20 +45,6 @@ struct cispo {
                              "[0, inf)");
   }
 
-  template <Real T>
-  objective_stats loss(const policy_inputs<T>& in, matrix_view<T> per_token_loss) const {
-    validate("cispo::loss");
-    detail::check_loss_args("cispo::loss", in, per_token_loss);
-    return detail::elementwise_loss(in, per_token_loss, token_fn());
-  }
-
-  template <Real T>
-  void backward(const policy_inputs<T>& in, matrix_view<const T> g, matrix_view<T> dlogp) const {
-    validate("cispo::backward");
-    detail::check_backward_args("cispo::backward", in, g, dlogp);
-    detail::elementwise_backward(in, g, dlogp, token_fn());
-  }
-
  private:
   auto token_fn() const {
     return [this](index_t, index_t, double logp, double old_logp, double adv) {
@@ -77,6 +63,21 @@ struct cispo {
       k.clipped = w != rho;          // verl pg_clipfrac: the weight was clipped, whatever the sign of A
       return k;
     };
+  }
+ public:
+  // (the private helpers come first: nvcc's front end cannot deduce token_fn's type from a later definition)
+  template <Real T>
+  objective_stats loss(const policy_inputs<T>& in, matrix_view<T> per_token_loss) const {
+    validate("cispo::loss");
+    detail::check_loss_args("cispo::loss", in, per_token_loss);
+    return detail::elementwise_loss(in, per_token_loss, token_fn());
+  }
+
+  template <Real T>
+  void backward(const policy_inputs<T>& in, matrix_view<const T> g, matrix_view<T> dlogp) const {
+    validate("cispo::backward");
+    detail::check_backward_args("cispo::backward", in, g, dlogp);
+    detail::elementwise_backward(in, g, dlogp, token_fn());
   }
 };
 

@@ -52,20 +52,6 @@ struct ppo_clip {
                       " must be a positive finite number (TRL recommends > 1 + epsilon)");
   }
 
-  template <Real T>
-  objective_stats loss(const policy_inputs<T>& in, matrix_view<T> per_token_loss) const {
-    validate("ppo_clip::loss");
-    detail::check_loss_args("ppo_clip::loss", in, per_token_loss);
-    return detail::elementwise_loss(in, per_token_loss, token_fn());
-  }
-
-  template <Real T>
-  void backward(const policy_inputs<T>& in, matrix_view<const T> g, matrix_view<T> dlogp) const {
-    validate("ppo_clip::backward");
-    detail::check_backward_args("ppo_clip::backward", in, g, dlogp);
-    detail::elementwise_backward(in, g, dlogp, token_fn());
-  }
-
  private:
   auto token_fn() const {
     constexpr double off = std::numeric_limits<double>::infinity();
@@ -85,6 +71,21 @@ struct ppo_clip {
       k.dual = s.dual;
       return k;
     };
+  }
+ public:
+  // (the private helpers come first: nvcc's front end cannot deduce token_fn's type from a later definition)
+  template <Real T>
+  objective_stats loss(const policy_inputs<T>& in, matrix_view<T> per_token_loss) const {
+    validate("ppo_clip::loss");
+    detail::check_loss_args("ppo_clip::loss", in, per_token_loss);
+    return detail::elementwise_loss(in, per_token_loss, token_fn());
+  }
+
+  template <Real T>
+  void backward(const policy_inputs<T>& in, matrix_view<const T> g, matrix_view<T> dlogp) const {
+    validate("ppo_clip::backward");
+    detail::check_backward_args("ppo_clip::backward", in, g, dlogp);
+    detail::elementwise_backward(in, g, dlogp, token_fn());
   }
 };
 

@@ -32,20 +32,6 @@ struct sapo {
                     " must be a positive finite temperature");
   }
 
-  template <Real T>
-  objective_stats loss(const policy_inputs<T>& in, matrix_view<T> per_token_loss) const {
-    validate("sapo::loss");
-    detail::check_loss_args("sapo::loss", in, per_token_loss);
-    return detail::elementwise_loss(in, per_token_loss, token_fn());
-  }
-
-  template <Real T>
-  void backward(const policy_inputs<T>& in, matrix_view<const T> g, matrix_view<T> dlogp) const {
-    validate("sapo::backward");
-    detail::check_backward_args("sapo::backward", in, g, dlogp);
-    detail::elementwise_backward(in, g, dlogp, token_fn());
-  }
-
  private:
   static double sigmoid(double x) {
     if (x >= 0) return 1 / (1 + std::exp(-x));
@@ -66,6 +52,21 @@ struct sapo {
       k.ratio = rho;
       return k;
     };
+  }
+ public:
+  // (the private helpers come first: nvcc's front end cannot deduce token_fn's type from a later definition)
+  template <Real T>
+  objective_stats loss(const policy_inputs<T>& in, matrix_view<T> per_token_loss) const {
+    validate("sapo::loss");
+    detail::check_loss_args("sapo::loss", in, per_token_loss);
+    return detail::elementwise_loss(in, per_token_loss, token_fn());
+  }
+
+  template <Real T>
+  void backward(const policy_inputs<T>& in, matrix_view<const T> g, matrix_view<T> dlogp) const {
+    validate("sapo::backward");
+    detail::check_backward_args("sapo::backward", in, g, dlogp);
+    detail::elementwise_backward(in, g, dlogp, token_fn());
   }
 };
 

@@ -25,6 +25,7 @@
 #include "lmrl/rl/policy.hpp"
 #include "lmrl/sample/philox.hpp"
 #include "lmrl/train/grpo_trainer.hpp"
+#include "lmrl/train/rollout_generation.hpp"
 
 namespace lmrl {
 
@@ -167,28 +168,8 @@ class transformer_rollouts {
       if (format_) decoder_->set_weight_format(format_);
       source_ = &params;
     }
-    generation_options o;
-    o.num_generations = request.num_generations;
-    o.first_sequence = request.first_sequence;
-    o.max_new_tokens = request.max_new_tokens;
-    o.sampling = request.sampling;
-    o.eos_token_ids = eos_;
-    o.pad_token_id = pad_;
-    const generation_result<T> r = generate(*decoder_, prompts, o, counter_rng(request.seed));
-    rollout_batch<T> out;
-    const index_t B = r.batch();
-    out.completions.resize(static_cast<std::size_t>(B));
-    out.logprobs.resize(static_cast<std::size_t>(B));
-    out.truncated.resize(static_cast<std::size_t>(B));
-    for (index_t b = 0; b < B; ++b) {
-      const auto k = static_cast<std::size_t>(b);
-      for (index_t t = 0; t < r.lengths[k]; ++t) {
-        out.completions[k].push_back(r.completion_ids(b, t));
-        out.logprobs[k].push_back(r.logprobs(b, t));
-      }
-      out.truncated[k] = r.truncated[k] != 0;
-    }
-    return out;
+    return to_rollout_batch(generate(*decoder_, prompts, rollout_generation_options(request, eos_, pad_),
+                                     counter_rng(request.seed)));
   }
 
  private:

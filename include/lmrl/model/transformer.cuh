@@ -53,7 +53,8 @@
 //     members; a config with value_head is accepted, its score.weight is
 //     uploaded and its gradient left untouched (as the CPU's log_probs backward
 //     leaves it).
-//   - logits() / hidden_states(), KV-cache generation, bf16 / TF32 products.
+//   - logits() / hidden_states(), bf16 / TF32 products. (KV-cache generation on these
+//     weights: model/generate.cuh.)
 //
 // It lives in model/ beside the CPU transformer (model/ may use cuda/'s
 // kernels; cuda/ knows nothing of model/), and reads the config, the tensor
@@ -270,6 +271,11 @@ class transformer_gpu {
   // Views of each tensor in the device buffers: pointers into device memory, never to be dereferenced on the host.
   const transformer_weights<float>& device_weights() const { return weights_; }
   const transformer_weights<float>& device_gradient_weights() const { return grad_weights_; }
+  // The rope tables on the device ([max_position_embeddings x head_dim / 2] each, the CPU's numbers) and the
+  // cuBLAS handle bound to stream(): for the decoder of model/generate.cuh, which runs on the same weights.
+  const float* rope_cos() const { return rope_cos_.data(); }
+  const float* rope_sin() const { return rope_sin_.data(); }
+  const cublas_handle& blas() const { return *blas_; }
 
   void zero_grad() { grad_.zero(); }
 

@@ -1,0 +1,187 @@
+// Attention of new rows against a key/value cache on the GPU: what decoding
+// needs (model/generate.cuh), the twin of the CPU decoder's ops::attention_forward
+// over model/kv_cache.hpp's float blocks.
+//
+// The cache of one layer, keys and values alike: [slots x kv_heads x max_len x head_dim],
+// row-major (one contiguous max_len x head_dim block per slot and kv head, as on the CPU).
+//
+//   kv_cache_store(k, v, ld, n, slots, positions, kv_heads, head_dim, max_len, k_cache, v_cache)
+//       cache[slot_r, g, position_r, :] = row r's head g of k (and of v), for r < n, g < kv_heads
+//   cached_attention_forward(q, n, slots, positions, heads, kv_heads, head_dim, max_len, k_cache, v_cache, out)
+//       out[r, h] = softmax_j(scale q[r, h] . K[j]) V[j] over the keys j in [0, position_r] of slot_r,
+//       kv head g = h / (heads / kv_heads) (repeat_kv), scale = 1/sqrt(head_dim)
+//
+// q and out are [n x heads*head_dim], k and v rows of kv_heads*head_dim at row
+// stride ld; slots and positions device [n] (index_t). The caller stores a
+// pass's keys before it attends (a prompt's rows see each other through the
+// cache) and guarantees slot < slots and position < max_len: the decoder checks
+// them on the host, where it computes them.
+//
+// Kernel: one block per (row, head), 4 warps; warp w scores keys w, w+4, ...
+// (lane l holds dims l, l+32, ... of q and of the running output), a butterfly
+// sum gives every lane the score, an online softmax per warp (running max m,
+// sum s, rescaled output), then the 4 warps' states merge in shared memory.
+// Every order is fixed: same inputs, same bits. Not tuned: each key costs a
+// warp one 5-step shuffle sum, and the heads of a group read their kv head
+// once each (from L2); a split over keys for long caches is not done either.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <limits>
+
+#include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/ops/attention.cuh"
+#include "lmrl/error.hpp"
+#include "lmrl/tensor/view.hpp"
+
+namespace lmrl::cuda {
+
+namespace cached_attention_detail {
+
+inline constexpr int warps = 4;
+inline constexpr int threads = warps * attention_detail::warp_size;
+inline constexpr int store_threads = 256;
+
+template <int D>
+__global__ void __launch_bounds__(threads)
+    forward_kernel(const float* __restrict__ q, const index_t* __restrict__ slots, const index_t* __restrict__ positions,
+                   int H, int G, int hd, index_t max_len, const float* __restrict__ k_cache,
+                   const float* __restrict__ v_cache, float* __restrict__ out, float scale) {
+  constexpr int W = attention_detail::warp_size, per_lane = D / W;
+  __shared__ float m_s[warps], s_s[warps];
+  __shared__ float o_s[warps][D];
+  const int lane = threadIdx.x % W, warp = threadIdx.x / W;
+  const index_t r = blockIdx.x;
+  const int h = blockIdx.y, g = h / (H / G);
+  const index_t keys = positions[r] + 1;
+  const float* qh = q + (r * H + h) * hd;
+  const index_t block = (slots[r] * G + g) * max_len * hd;  // this slot's and kv head's [max_len x hd] block
+  const float* K = k_cache + block;
+  const float* V = v_cache + block;
+
+  float qv[per_lane], o[per_lane];
+  for (int i = 0; i < per_lane; ++i) {
+    const int d = lane + i * W;
+    qv[i] = d < hd ? qh[d] * scale : 0.0f;
+    o[i] = 0.0f;
+  }
+  float m = -std::numeric_limits<float>::infinity(), s = 0.0f;
+  for (index_t j = warp; j < keys; j += warps) {
+    const float* kj = K + j * hd;
+    float dot = 0.0f;
+    for (int i = 0; i < per_lane; ++i) {
+      const int d = lane + i * W;
+      if (d < hd) dot += qv[i] * kj[d];
+    }
+    const float score = attention_detail::warp_sum(dot);
+    const float m_new = fmaxf(m, score);
+    const float rescale = expf(m - m_new), p = expf(score - m_new);  // exp(-inf) = 0 on the first key
+    s = s * rescale + p;
+    const float* vj = V + j * hd;
+    for (int i = 0; i < per_lane; ++i) {
+      const int d = lane + i * W;
+      o[i] = o[i] * rescale + (d < hd ? p * vj[d] : 0.0f);
+    }
+    m = m_new;
+  }
+  if (lane == 0) {
+    m_s[warp] = m;
+    s_s[warp] = s;
+  }
+  for (int i = 0; i < per_lane; ++i) o_s[warp][lane + i * W] = o[i];
+  __syncthreads();
+  // Warp 0 always saw key 0, so the overall max is finite; a warp that saw no key weighs exp(-inf) = 0.
+  float m_all = m_s[0];
+  for (int w = 1; w < warps; ++w) m_all = fmaxf(m_all, m_s[w]);
+  float weight[warps], total = 0.0f;
+  for (int w = 0; w < warps; ++w) {
+    weight[w] = expf(m_s[w] - m_all);
+    total += weight[w] * s_s[w];
+  }
+  float* oh = out + (r * H + h) * hd;
+  for (int d = threadIdx.x; d < hd; d += threads) {
+    float acc = 0.0f;
+    for (int w = 0; w < warps; ++w) acc += weight[w] * o_s[w][d];
+    oh[d] = acc / total;
+  }
+}
+
+__global__ void store_kernel(const float* __restrict__ k, const float* __restrict__ v, index_t ld, index_t n,
+                             const index_t* __restrict__ slots, const index_t* __restrict__ positions, index_t G,
+                             index_t hd, index_t max_len, float* __restrict__ k_cache, float* __restrict__ v_cache) {
+  const index_t width = G * hd, step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n * width; e += step) {
+    const index_t r = e / width, c = e % width, g = c / hd, d = c % hd;
+    const index_t at = ((slots[r] * G + g) * max_len + positions[r]) * hd + d;
+    k_cache[at] = k[r * ld + c];
+    v_cache[at] = v[r * ld + c];
+  }
+}
+
+inline void check_heads(const char* f, index_t n, index_t heads, index_t kv_heads, index_t head_dim, index_t max_len) {
+  lmrl::detail::require(n >= 0 && n <= 0x7fffffff, f, ": n = ", n, " rows must be in [0, 2^31)");
+  lmrl::detail::require(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && heads <= 65535, f, ": heads = ", heads,
+                        " must be a positive multiple of kv_heads = ", kv_heads, ", at most 65535");
+  lmrl::detail::require(head_dim >= 1 && head_dim <= attention_detail::max_head_dim, f, ": head_dim = ", head_dim,
+                        " is outside [1, ", attention_detail::max_head_dim, "]");
+  lmrl::detail::require(max_len >= 1, f, ": max_len = ", max_len, " must be positive");
+}
+
+template <int D>
+void launch(const float* q, index_t n, const index_t* slots, const index_t* positions, index_t heads,
+            index_t kv_heads, index_t head_dim, index_t max_len, const float* k_cache, const float* v_cache,
+            float* out, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(heads));
+  forward_kernel<D><<<grid, threads, 0, stream>>>(q, slots, positions, static_cast<int>(heads),
+                                                  static_cast<int>(kv_heads), static_cast<int>(head_dim), max_len,
+                                                  k_cache, v_cache, out, attention_detail::default_scale(head_dim));
+  LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::cached_attention_detail::forward_kernel");
+}
+
+}  // namespace cached_attention_detail
+
+// Rows' keys and values into the cache (see the top of the file).
+inline void kv_cache_store(const float* k, const float* v, index_t ld, index_t n, const index_t* slots,
+                           const index_t* positions, index_t kv_heads, index_t head_dim, index_t max_len,
+                           float* k_cache, float* v_cache, cudaStream_t stream = nullptr) {
+  namespace cd = cached_attention_detail;
+  const char* f = "lmrl::cuda::kv_cache_store";
+  cd::check_heads(f, n, kv_heads, kv_heads, head_dim, max_len);
+  lmrl::detail::require(ld >= kv_heads * head_dim, f, ": ld = ", ld, " is less than kv_heads * head_dim = ",
+                        kv_heads * head_dim);
+  if (n == 0) return;
+  for (const void* p : {static_cast<const void*>(k), static_cast<const void*>(v), static_cast<const void*>(slots),
+                        static_cast<const void*>(positions), static_cast<const void*>(k_cache),
+                        static_cast<const void*>(v_cache)})
+    lmrl::detail::require(p != nullptr, f, ": k, v, slots, positions, k_cache and v_cache must be device pointers");
+  const index_t work = n * kv_heads * head_dim;
+  const auto blocks = static_cast<unsigned>(std::min<index_t>((work + cd::store_threads - 1) / cd::store_threads, 65535));
+  cd::store_kernel<<<blocks, cd::store_threads, 0, stream>>>(k, v, ld, n, slots, positions, kv_heads, head_dim, max_len,
+                                                             k_cache, v_cache);
+  LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::cached_attention_detail::store_kernel");
+}
+
+// Each row's heads against its slot's cached keys [0, position] (see the top of the file); out overwritten.
+inline void cached_attention_forward(const float* q, index_t n, const index_t* slots, const index_t* positions,
+                                     index_t heads, index_t kv_heads, index_t head_dim, index_t max_len,
+                                     const float* k_cache, const float* v_cache, float* out,
+                                     cudaStream_t stream = nullptr) {
+  namespace cd = cached_attention_detail;
+  const char* f = "lmrl::cuda::cached_attention_forward";
+  cd::check_heads(f, n, heads, kv_heads, head_dim, max_len);
+  if (n == 0) return;
+  for (const void* p : {static_cast<const void*>(q), static_cast<const void*>(slots),
+                        static_cast<const void*>(positions), static_cast<const void*>(k_cache),
+                        static_cast<const void*>(v_cache), static_cast<const void*>(out)})
+    lmrl::detail::require(p != nullptr, f, ": q, slots, positions, k_cache, v_cache and out must be device pointers");
+  if (head_dim <= 32)
+    cd::launch<32>(q, n, slots, positions, heads, kv_heads, head_dim, max_len, k_cache, v_cache, out, stream);
+  else if (head_dim <= 64)
+    cd::launch<64>(q, n, slots, positions, heads, kv_heads, head_dim, max_len, k_cache, v_cache, out, stream);
+  else
+    cd::launch<128>(q, n, slots, positions, heads, kv_heads, head_dim, max_len, k_cache, v_cache, out, stream);
+}
+
+}  // namespace lmrl::cuda

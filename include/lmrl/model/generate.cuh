@@ -1,0 +1,348 @@
+// Batched generation with a KV cache on the GPU: the twin of model/generate.hpp
+// for the weights of a transformer_gpu (model/transformer.cuh), float32.
+//
+//   lmrl::cuda::transformer_gpu model(parameters, stream);
+//   lmrl::cuda::cached_decoder_gpu decoder(model);          // reads model's device weights, never copies them
+//   lmrl::generation_result<float> r = lmrl::cuda::generate(decoder, prompts, options, counter_rng(seed));
+//
+// Same contract as the CPU's generate (read model/generate.hpp): every distinct
+// prompt prefilled once and its cache copied to the other sequences of its
+// group, one decode pass per step over the live sequences, sequence b's draw for
+// completion token t is counter_rng::uniform_double(first_sequence + b, t), the
+// same stops (eos ids, stop token sequences, stop strings through the
+// detokenizer) and the same result: the plan, the empty result and the
+// record-and-stop of each token are the CPU's own functions
+// (model/generation.hpp). Only the passes and the sampling run on the device: the
+// sampler is cuda/sample.cuh, which draws the CPU sampler's token for the same
+// logits and uniform. Each step brings n_live tokens and log-probs to the host
+// (the stop rules need them) and sends the next n_live ids back.
+//
+// Parity with the CPU: the logits agree to float rounding (cuBLAS against the
+// packed CPU products, another attention order), not bit for bit, so a token
+// equals the CPU's unless two candidates' logits lie within that rounding.
+// Compare GPU generation with the CPU by the log-probs of its own tokens under
+// the CPU model (tests/cuda/test_generate.cu does), not token by token.
+//
+// The cache: float keys and values [layers x sequences x kv_heads x max_len x
+// head_dim] each (cuda/ops/cached_attention.cuh's layout), allocated by reset().
+// Not here (the CPU decoder has them): quantized caches, weight rounding and
+// integer weights, packed-sequence prompts.
+//
+// Status: compiled (CUDA 13, sm_80 and sm_90), NOT yet run on a GPU.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/ops/cached_attention.cuh"
+#include "lmrl/cuda/ops/embedding.cuh"
+#include "lmrl/cuda/ops/matmul.cuh"
+#include "lmrl/cuda/ops/rms_norm.cuh"
+#include "lmrl/cuda/ops/rope.cuh"
+#include "lmrl/cuda/ops/swiglu.cuh"
+#include "lmrl/cuda/sample.cuh"
+#include "lmrl/error.hpp"
+#include "lmrl/model/generation.hpp"
+#include "lmrl/sample/philox.hpp"
+#include "lmrl/model/transformer.cuh"
+
+namespace lmrl::cuda {
+
+namespace generate_detail {
+
+inline constexpr int threads = 256;
+
+inline unsigned blocks(index_t work) {
+  return static_cast<unsigned>(std::clamp<index_t>((work + threads - 1) / threads, 1, 65535));
+}
+
+// dst[k, :] = src[rows[k], :] for k < n (rows of width d).
+__global__ void gather_rows_kernel(const float* __restrict__ src, index_t d, const index_t* __restrict__ rows,
+                                   index_t n, float* __restrict__ dst) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n * d; e += step)
+    dst[e] = src[rows[e / d] * d + e % d];
+}
+
+}  // namespace generate_detail
+
+// Runs tokens through a transformer_gpu's weights against a device KV cache.
+// Holds a pointer to the model (it must outlive the decoder); its weights are
+// read where they are, so a decoder sees every update of the model's
+// parameters (an optimizer step, upload_parameters) with no sync step.
+// Work buffers grow to the largest pass and are reused.
+class cached_decoder_gpu {
+ public:
+  explicit cached_decoder_gpu(const transformer_gpu& model)
+      : model_(&model), config_(model.config()), stream_(model.stream()) {}
+
+  const transformer_config& config() const { return config_; }
+  cudaStream_t stream() const { return stream_; }
+  index_t sequences() const { return sequences_; }
+  index_t max_len() const { return max_len_; }
+  index_t length(index_t sequence) const { return lengths_.at(static_cast<std::size_t>(sequence)); }
+  std::size_t cache_bytes() const { return k_cache_.bytes() + v_cache_.bytes(); }
+
+  // Empties the cache and sizes it for `sequences` x `max_len` tokens (reallocated only when it grows).
+  void reset(index_t sequences, index_t max_len) {
+    const char* f = "lmrl::cuda::cached_decoder_gpu::reset";
+    lmrl::detail::require(sequences >= 1 && max_len >= 1, f, ": sequences = ", sequences, " and max_len = ", max_len,
+                          " must be positive");
+    lmrl::detail::require(max_len <= config_.max_position_embeddings, f, ": max_len = ", max_len,
+                          " exceeds max_position_embeddings = ", config_.max_position_embeddings);
+    sequences_ = sequences;
+    max_len_ = max_len;
+    const auto n = static_cast<std::size_t>(config_.num_hidden_layers * sequences * config_.kv_dim() * max_len);
+    if (k_cache_.size() < n) {
+      k_cache_ = {}, v_cache_ = {};  // free first: the old and the new cache need not coexist
+      k_cache_ = device_array<float>(n, stream_);
+      v_cache_ = device_array<float>(n, stream_);
+      k_cache_.poison();  // what is read before it is written shows as NaN
+      v_cache_.poison();
+    }
+    lengths_.assign(static_cast<std::size_t>(sequences), 0);
+  }
+
+  // Sequence `to` continues from `from`'s cache (a group's copies of one prefilled prompt).
+  void copy_sequence(index_t from, index_t to) {
+    const char* f = "lmrl::cuda::cached_decoder_gpu::copy_sequence";
+    lmrl::detail::require(from >= 0 && from < sequences_ && to >= 0 && to < sequences_, f, ": sequences ", from,
+                          " and ", to, " must be in [0, ", sequences_, ")");
+    if (from == to) return;
+    const index_t block = config_.kv_dim() * max_len_;  // one layer's slot: kv_heads blocks of max_len x head_dim
+    for (index_t l = 0; l < config_.num_hidden_layers; ++l)
+      for (device_array<float>* cache : {&k_cache_, &v_cache_}) {
+        float* layer = cache->data() + l * sequences_ * block;
+        LMRL_CUDA_CHECK(cudaMemcpyAsync(layer + to * block, layer + from * block,
+                                        static_cast<std::size_t>(block) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                        stream_));
+      }
+    lengths_[static_cast<std::size_t>(to)] = lengths_[static_cast<std::size_t>(from)];
+  }
+
+  // Appends `rows` to the cache and returns the logits [n x vocab] (device memory, valid until the next
+  // forward or reset) of the rows with want_logits, in row order. Row rules as cached_decoder::forward:
+  // a row's position is its sequence's cache length plus its rank among that sequence's rows in the pass.
+  // Asynchronous on stream(): synchronize before reading the logits on the host.
+  device_matrix<const float> forward(std::span<const cached_token> rows) {
+    const char* f = "lmrl::cuda::cached_decoder_gpu::forward";
+    const transformer_config& c = config_;
+    const index_t n = static_cast<index_t>(rows.size()), d = c.hidden_size, H = c.num_attention_heads,
+                  G = c.num_key_value_heads, hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(),
+                  ffn = c.intermediate_size, V = c.vocab_size, P = c.max_position_embeddings;
+    lmrl::detail::require(sequences_ > 0, f, ": call reset first");
+    lmrl::detail::require(n >= 1, f, ": no rows");
+    // Check every row before touching the cache.
+    ids_.resize(static_cast<std::size_t>(n));
+    slots_.resize(static_cast<std::size_t>(n));
+    positions_.resize(static_cast<std::size_t>(n));
+    logit_rows_.clear();
+    std::vector<index_t> pending(static_cast<std::size_t>(sequences_), 0);
+    for (index_t r = 0; r < n; ++r) {
+      const cached_token& row = rows[static_cast<std::size_t>(r)];
+      if (row.sequence < 0 || row.sequence >= sequences_)
+        lmrl::detail::fail(f, ": row ", r, " names sequence ", row.sequence, " but the cache holds ", sequences_);
+      if (row.token < 0 || row.token >= V)
+        lmrl::detail::fail(f, ": row ", r, " (sequence ", row.sequence, ") has token id ", row.token,
+                           " outside the vocabulary [0, ", V, ")");
+      const auto s = static_cast<std::size_t>(row.sequence);
+      const index_t p = lengths_[s] + pending[s]++;
+      if (p >= max_len_) lmrl::detail::fail(f, ": sequence ", row.sequence, " is full (max_len = ", max_len_, ")");
+      ids_[static_cast<std::size_t>(r)] = row.token;
+      slots_[static_cast<std::size_t>(r)] = row.sequence;
+      positions_[static_cast<std::size_t>(r)] = p;
+      if (row.want_logits) logit_rows_.push_back(r);
+    }
+    for (std::size_t s = 0; s < pending.size(); ++s) lengths_[s] += pending[s];
+    const index_t n_logits = static_cast<index_t>(logit_rows_.size());
+    reserve(n, n_logits);
+    upload(ids_dev_, ids_);
+    upload(slots_dev_, slots_);
+    upload(positions_dev_, positions_);
+    if (n_logits > 0) upload(logit_rows_dev_, logit_rows_);
+
+    const transformer_weights<float>& w = model_->device_weights();
+    const cublas_handle& blas = model_->blas();
+    const double eps = c.rms_norm_eps;
+    float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *att = att_.data(),
+          *gate = gate_.data(), *up = up_.data(), *act = act_.data(), *inv = inv_.data();
+    embedding_forward(static_cast<const float*>(w.embed.data), V, d, ids_dev_.data(), ones_.data(), n, x, stream_);
+    const index_t layer_cache = sequences_ * kvd * max_len_;
+    for (index_t l = 0; l < c.num_hidden_layers; ++l) {
+      const auto& lw = w.layers[static_cast<std::size_t>(l)];
+      rms_norm_forward(static_cast<const float*>(x), lw.input_norm.data, n, d, eps, h, inv, stream_);
+      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.wq), mat(q, n, qd));
+      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.wk), mat(k, n, kvd));
+      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.wv), mat(v, n, kvd));
+      if (c.attention_bias) {
+        add_bias(mat(q, n, qd), static_cast<const float*>(lw.bq.data), stream_);
+        add_bias(mat(k, n, kvd), static_cast<const float*>(lw.bk.data), stream_);
+        add_bias(mat(v, n, kvd), static_cast<const float*>(lw.bv.data), stream_);
+      }
+      rope_forward(model_->rope_cos(), model_->rope_sin(), hd, P, q, positions_dev_.data(), n, H, stream_);
+      rope_forward(model_->rope_cos(), model_->rope_sin(), hd, P, k, positions_dev_.data(), n, G, stream_);
+      float* k_layer = k_cache_.data() + l * layer_cache;
+      float* v_layer = v_cache_.data() + l * layer_cache;
+      kv_cache_store(k, v, kvd, n, slots_dev_.data(), positions_dev_.data(), G, hd, max_len_, k_layer, v_layer,
+                     stream_);
+      cached_attention_forward(q, n, slots_dev_.data(), positions_dev_.data(), H, G, hd, max_len_, k_layer, v_layer,
+                               att, stream_);
+      matmul_nt<float>(blas, cmat(att, n, qd), weight(lw.wo), mat(x, n, d), true);  // residual
+      rms_norm_forward(static_cast<const float*>(x), lw.post_attention_norm.data, n, d, eps, h, inv, stream_);
+      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.w_gate), mat(gate, n, ffn));
+      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.w_up), mat(up, n, ffn));
+      swiglu_forward(static_cast<const float*>(gate), up, n * ffn, act, stream_);
+      matmul_nt<float>(blas, cmat(act, n, ffn), weight(lw.w_down), mat(x, n, d), true);  // residual
+    }
+    if (n_logits == 0) return {logits_.data(), 0, V};
+    // Final norm and lm_head on the rows that want logits only.
+    generate_detail::gather_rows_kernel<<<generate_detail::blocks(n_logits * d), generate_detail::threads, 0,
+                                          stream_>>>(x, d, logit_rows_dev_.data(), n_logits, att);
+    LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel");
+    rms_norm_forward(static_cast<const float*>(att), w.final_norm.data, n_logits, d, eps, h, inv, stream_);
+    matmul_nt<float>(blas, cmat(h, n_logits, d), weight(w.lm_head), mat(logits_.data(), n_logits, V));
+    return {logits_.data(), n_logits, V};
+  }
+
+ private:
+  // Work buffers for passes of n rows, n_logits of them wanting logits (att_ also holds the gathered rows).
+  void reserve(index_t n, index_t n_logits) {
+    const transformer_config& c = config_;
+    const index_t d = c.hidden_size, qd = c.num_attention_heads * c.head_dim(), kvd = c.kv_dim(),
+                  ffn = c.intermediate_size;
+    if (n > capacity_) {
+      capacity_ = n;
+      for (auto* a : {&x_, &h_}) grow(*a, n * d);
+      grow(q_, n * qd);
+      grow(att_, n * std::max(qd, d));
+      for (auto* a : {&k_, &v_}) grow(*a, n * kvd);
+      for (auto* a : {&gate_, &up_, &act_}) grow(*a, n * ffn);
+      grow(inv_, n);
+      grow(ids_dev_, n);
+      for (auto* a : {&slots_dev_, &positions_dev_, &logit_rows_dev_}) grow(*a, n);
+      ones_ = device_array<float>::from_host(std::vector<float>(static_cast<std::size_t>(n), 1.0f), stream_);
+      LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vector of ones dies here
+    }
+    grow(logits_, std::max<index_t>(n_logits, 1) * c.vocab_size);
+  }
+
+  template <class U>
+  void grow(device_array<U>& a, index_t n) {
+    if (static_cast<index_t>(a.size()) >= n) return;
+    a = device_array<U>();
+    a = device_array<U>(static_cast<std::size_t>(n), stream_);
+    a.poison();
+  }
+
+  // The first values.size() elements of dst from the host (dst is large enough: reserve).
+  template <class U>
+  void upload(device_array<U>& dst, const std::vector<U>& values) {
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(dst.data(), values.data(), values.size() * sizeof(U), cudaMemcpyHostToDevice,
+                                    stream_));
+  }
+
+  static device_matrix<float> mat(float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
+  static device_matrix<const float> cmat(const float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
+  static device_matrix<const float> weight(const matrix_view<float>& m) { return {m.data, m.shape[0], m.shape[1]}; }
+
+  const transformer_gpu* model_;
+  transformer_config config_;
+  cudaStream_t stream_;
+  index_t sequences_ = 0, max_len_ = 0, capacity_ = 0;
+  std::vector<index_t> lengths_;  // cached tokens per sequence (host: forward computes positions from it)
+  device_array<float> k_cache_, v_cache_;
+  device_array<float> x_, h_, q_, k_, v_, att_, gate_, up_, act_, inv_, ones_, logits_;
+  device_array<std::int32_t> ids_dev_;
+  device_array<index_t> slots_dev_, positions_dev_, logit_rows_dev_;
+  // host staging of one pass (members: the asynchronous uploads read them after forward returns)
+  std::vector<std::int32_t> ids_;
+  std::vector<index_t> slots_, positions_, logit_rows_;
+};
+
+// Generates completions of `prompts` on the GPU with options.sampling (cuda/sample.cuh); see the top of
+// this file. Synchronizes the decoder's stream once per step.
+inline generation_result<float> generate(cached_decoder_gpu& decoder,
+                                         std::span<const std::vector<std::int32_t>> prompts,
+                                         const generation_options& options, const counter_rng& rng) {
+  const transformer_config& c = decoder.config();
+  const lmrl::detail::generation_plan plan = lmrl::detail::plan_generation(prompts, options, c, "cuda::generate");
+  const index_t B = plan.batch, V = c.vocab_size;
+  const cudaStream_t stream = decoder.stream();
+  decoder.reset(B, plan.max_len);
+  generation_result<float> out = lmrl::detail::empty_generation_result<float>(plan, options);
+
+  const device_matrix<const float> prompt_logits = decoder.forward(plan.prefill);
+  for (index_t b = 0; b < B; ++b)
+    if (plan.source[static_cast<std::size_t>(b)] != b) decoder.copy_sequence(plan.source[static_cast<std::size_t>(b)], b);
+  // Step 0 samples sequence b from its prompt's logits row: those rows gathered into [B x V].
+  device_array<float> first_logits(static_cast<std::size_t>(B * V), stream);
+  {
+    std::vector<index_t> row_of(static_cast<std::size_t>(B));
+    for (index_t b = 0; b < B; ++b)
+      row_of[static_cast<std::size_t>(b)] =
+          plan.logits_row_of_slot[static_cast<std::size_t>(plan.source[static_cast<std::size_t>(b)])];
+    const auto rows = device_array<index_t>::from_host(row_of, stream);
+    generate_detail::gather_rows_kernel<<<generate_detail::blocks(B * V), generate_detail::threads, 0, stream>>>(
+        prompt_logits.data, V, rows.data(), B, first_logits.data());
+    LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel (first tokens)");
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream));  // row_of and rows die here
+  }
+
+  const std::size_t scratch_bytes = sample_scratch_bytes<float>(B, V, options.sampling);
+  device_array<unsigned char> scratch(std::max<std::size_t>(scratch_bytes, 1), stream);
+  device_array<std::int32_t> tokens_dev(static_cast<std::size_t>(B), stream);
+  device_array<float> tempered_dev(static_cast<std::size_t>(B), stream), sampling_dev(static_cast<std::size_t>(B), stream);
+  device_array<std::uint64_t> sequences_dev(static_cast<std::size_t>(B), stream);
+  std::vector<std::int32_t> tokens(static_cast<std::size_t>(B));
+  std::vector<float> tempered(static_cast<std::size_t>(B)), sampling(static_cast<std::size_t>(B));
+  std::vector<std::uint64_t> sequences(static_cast<std::size_t>(B));
+
+  std::vector<index_t> live(static_cast<std::size_t>(B));
+  for (index_t b = 0; b < B; ++b) live[static_cast<std::size_t>(b)] = b;
+  const float* logits = first_logits.data();
+  std::vector<cached_token> rows;
+  for (index_t t = 0; t < options.max_new_tokens && !live.empty(); ++t) {
+    const index_t n_live = static_cast<index_t>(live.size());
+    const auto n = static_cast<std::size_t>(n_live);
+    for (std::size_t r = 0; r < n; ++r) sequences[r] = options.first_sequence + static_cast<std::uint64_t>(live[r]);
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(sequences_dev.data(), sequences.data(), n * sizeof(std::uint64_t),
+                                    cudaMemcpyHostToDevice, stream));
+    sample_draws draws;
+    draws.rng = rng;
+    draws.sequences = sequences_dev.data();
+    draws.position = static_cast<std::uint32_t>(t);
+    sample_tokens<float>(logits, n_live, V, V, options.sampling, draws, tokens_dev.data(), tempered_dev.data(),
+                         sampling_dev.data(), scratch.data(), scratch.size(), stream);
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(tokens.data(), tokens_dev.data(), n * sizeof(std::int32_t),
+                                    cudaMemcpyDeviceToHost, stream));
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(tempered.data(), tempered_dev.data(), n * sizeof(float), cudaMemcpyDeviceToHost,
+                                    stream));
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(sampling.data(), sampling_dev.data(), n * sizeof(float), cudaMemcpyDeviceToHost,
+                                    stream));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream));
+    rows.clear();
+    std::vector<index_t> still;
+    still.reserve(n);
+    for (std::size_t r = 0; r < n; ++r) {
+      const index_t b = live[r];
+      lmrl::detail::require(tokens[r] >= 0, "cuda::generate: sequence ", b, " at completion token ", t,
+                            " has logits the sampler rejects (NaN or +inf, or all -inf)");
+      const sampled_token s{tokens[r], sampling[r], tempered[r]};
+      if (!lmrl::detail::record_token(out, options, b, t, s)) continue;
+      still.push_back(b);
+      rows.push_back({b, tokens[r], true});
+    }
+    live.swap(still);
+    if (!live.empty()) logits = decoder.forward(rows).data;
+  }
+  return out;
+}
+
+}  // namespace lmrl::cuda

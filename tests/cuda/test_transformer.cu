@@ -35,6 +35,7 @@
 // them; tighten the tolerances then.
 #include <doctest/doctest.h>
 
+#include "cuda/random_parameters.hpp"
 #include "cuda/random_values.hpp"
 #include "support/model_shapes.hpp"
 
@@ -59,6 +60,7 @@
 using namespace lmrl;
 using lmrl::cuda::device_array;
 using lmrl::cuda::transformer_gpu;
+using lmrl::testing::random_parameters;
 
 namespace {
 
@@ -73,30 +75,6 @@ transformer_config tiny_config(bool tied) {
   c.tie_word_embeddings = tied;
   c.attention_bias = true;
   return c;
-}
-
-// Weights uniform with standard deviation 1.5 / sqrt(fan_in) (sharp, far from
-// uniform distributions), norms in [0.5, 1.5], biases in [-0.5, 0.5]: no tensor
-// is 0 or 1, so a skipped bias or norm weight shows.
-transformer_parameters<float> random_parameters(const transformer_config& c, std::uint64_t seed) {
-  transformer_parameters<float> p(c);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(-1, 1);
-  auto values = p.values();
-  for (const auto& e : p.layout().entries())
-    for (index_t k = 0; k < e.size; ++k) {
-      const double x = u(rng);
-      double v = 0;
-      switch (e.role) {
-        case parameter_entry::kind::norm: v = 1.0 + 0.5 * x; break;
-        case parameter_entry::kind::bias: v = 0.5 * x; break;
-        case parameter_entry::kind::weight:
-          v = x * 1.5 * std::sqrt(3.0 / static_cast<double>(e.shape.back()));
-          break;
-      }
-      values[static_cast<std::size_t>(e.offset + k)] = static_cast<float>(v);
-    }
-  return p;
 }
 
 std::vector<float> random_vector(std::size_t n, std::uint64_t seed, double lo = -1, double hi = 1) {

@@ -1,0 +1,402 @@
+// GPU generation and the GPU policy against the CPU: cuda/ops/cached_attention.cuh
+// (against the softmax formula in double), model/generate.cuh's decoder (its
+// logits against the CPU cached_decoder's, pass by pass, with a group's cache
+// copied) and lmrl::cuda::generate (its tokens' log-probs under the CPU model; greedy
+// tokens the CPU's argmax), and train/transformer_gpu_policy.cuh (log-probs and
+// gradients against transformer_policy<float>, and two GRPO steps on the same
+// fixed rollouts on both sides). Runs only on a GPU.
+//
+// Tolerances: those of test_transformer.cu and for the same reasons (float32
+// on both sides, other orders of summation): outputs within 1e-4 of the
+// largest |value|, gradients within 5e-4 of what backward added per tensor.
+// The trainer's parameters after its AdamW steps: within 1e-3 of the largest
+// change per tensor plus 4 float ulps of its largest parameter (the rounding of
+// p + update itself). The trainer runs with adam_epsilon = 1 there: with HF's
+// 1e-8, Adam's first step is lr * sign(g), so an element whose gradient is
+// rounding noise moves by 2 lr between two sides (a sign flip); with eps above
+// the gradients the update is about lr * g, as well-conditioned as g. Measured
+// on the CPU with transformer_policy<double> in the GPU's place (a scratch copy
+// of this case): with eps = 1 every tensor within the 4 ulps alone (0 of the
+// 1e-3 used); with eps = 1e-8, 1.2e-3 .. 3.8e-3 of the change beyond them.
+// Greedy tokens: the GPU's token is within 1e-4 (relative) of the CPU's largest
+// logit at every step (it need not be the CPU's argmax when two logits tie
+// within rounding).
+#include <doctest/doctest.h>
+
+#include "cuda/random_parameters.hpp"
+#include "cuda/random_values.hpp"
+#include "support/model_shapes.hpp"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/ops/cached_attention.cuh"
+#include "lmrl/model/generate.cuh"
+#include "lmrl/model/transformer.cuh"
+#include "lmrl/train/transformer_gpu_policy.cuh"
+// Eigen's own headers annotate defaulted members __host__ __device__, which
+// nvcc reports (warning 20012) in every .cu that includes them; the CPU
+// decoder's `#pragma GCC unroll` is GCC's (nvcc: warning 1675).
+#pragma nv_diag_suppress 20012
+#pragma nv_diag_suppress 1675
+#include "lmrl/model/generate.hpp"
+#include "lmrl/model/transformer.hpp"
+#include "lmrl/reward/weighted_sum.hpp"
+#include "lmrl/train/transformer_policy.hpp"
+#pragma nv_diag_default 1675
+#pragma nv_diag_default 20012
+
+using namespace lmrl;
+using lmrl::cuda::device_array;
+using lmrl::testing::random_parameters;
+
+namespace {
+
+transformer_config tiny_config(bool tied) {
+  transformer_config c = lmrl::testing::transformer_shape(40, 32, 2, 4, 2, 48, 64);
+  c.tie_word_embeddings = tied;
+  c.attention_bias = true;
+  return c;
+}
+
+template <class T>
+std::vector<T> download(const T* device, std::size_t n) {
+  std::vector<T> out(n);
+  if (n > 0) LMRL_CUDA_CHECK(cudaMemcpy(out.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return out;
+}
+
+// |got - expected| <= tol * max |expected| elementwise (NaN fails); prints the worst ratio.
+void check_close(std::span<const float> got, std::span<const float> expected, double tol, const char* what) {
+  REQUIRE(got.size() == expected.size());
+  double scale = 0, worst = 0;
+  for (const float e : expected) scale = std::max(scale, std::abs(static_cast<double>(e)));
+  REQUIRE(scale > 0);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double err = std::abs(static_cast<double>(got[i]) - expected[i]);
+    if (!(err <= tol * scale)) ++bad;
+    worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : std::max(worst, err);
+  }
+  MESSAGE(what, ": worst |gpu - cpu| / max |cpu| = ", worst / scale);
+  CHECK_MESSAGE(bad == 0, what, ": ", bad, " of ", got.size(), " off by more than ", tol, " of ", scale);
+}
+
+std::span<const float> values(const dense<float, 2>& m) { return {m.data(), static_cast<std::size_t>(m.size())}; }
+
+}  // namespace
+
+TEST_CASE("cuda kv_cache_store and cached_attention_forward: rows into their slots, attention = the formula in double") {
+  struct shape {
+    index_t heads, kv_heads, head_dim;
+  };
+  for (const shape s : {shape{4, 2, 16}, shape{2, 2, 64}, shape{8, 1, 128}, shape{3, 3, 24}, shape{2, 1, 40}}) {
+    CAPTURE(s.heads);
+    CAPTURE(s.head_dim);
+    const index_t H = s.heads, G = s.kv_heads, hd = s.head_dim, slots = 3, max_len = 37, kvd = G * hd;
+    const index_t cache_size = slots * G * max_len * hd;
+    // The cache: random everywhere, then 5 rows stored over it (row stride 2 kvd: k and v interleaved by rows).
+    auto k_host = lmrl::testing::random_values<float>(cache_size, 11);
+    auto v_host = lmrl::testing::random_values<float>(cache_size, 12);
+    auto k_cache = device_array<float>::from_host(k_host), v_cache = device_array<float>::from_host(v_host);
+    const std::vector<index_t> store_slots{2, 0, 1, 2, 0}, store_positions{0, 36, 5, 6, 7};
+    const index_t ld = 2 * kvd, n_store = 5;
+    const auto kv_rows = lmrl::testing::random_values<float>(n_store * ld, 13);
+    auto kv_dev = device_array<float>::from_host(kv_rows);
+    auto ss = device_array<index_t>::from_host(store_slots), sp = device_array<index_t>::from_host(store_positions);
+    lmrl::cuda::kv_cache_store(kv_dev.data(), kv_dev.data() + kvd, ld, n_store, ss.data(), sp.data(), G, hd, max_len,
+                         k_cache.data(), v_cache.data());
+    for (index_t r = 0; r < n_store; ++r)
+      for (index_t c = 0; c < kvd; ++c) {
+        const index_t g = c / hd, d = c % hd;
+        const auto at = static_cast<std::size_t>(
+            ((store_slots[static_cast<std::size_t>(r)] * G + g) * max_len + store_positions[static_cast<std::size_t>(r)]) * hd + d);
+        k_host[at] = kv_rows[static_cast<std::size_t>(r * ld + c)];
+        v_host[at] = kv_rows[static_cast<std::size_t>(r * ld + kvd + c)];
+      }
+    CHECK(download(k_cache.data(), k_host.size()) == k_host);  // exactly there, nothing else touched
+    CHECK(download(v_cache.data(), v_host.size()) == v_host);
+
+    // Rows attending: first and last positions, several rows of one slot.
+    const std::vector<index_t> slot{0, 1, 2, 0, 2, 1, 0}, position{0, 36, 6, 7, 20, 1, 36};
+    const index_t n = static_cast<index_t>(slot.size()), qd = H * hd;
+    const auto q = lmrl::testing::random_values<float>(n * qd, 14, -2, 2);
+    auto q_dev = device_array<float>::from_host(q);
+    auto slot_dev = device_array<index_t>::from_host(slot), pos_dev = device_array<index_t>::from_host(position);
+    device_array<float> out(static_cast<std::size_t>(n * qd));
+    out.poison();
+    lmrl::cuda::cached_attention_forward(q_dev.data(), n, slot_dev.data(), pos_dev.data(), H, G, hd, max_len,
+                                   k_cache.data(), v_cache.data(), out.data());
+    const auto got = out.to_host();
+    std::vector<float> expected(got.size());
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    for (index_t r = 0; r < n; ++r)
+      for (index_t h = 0; h < H; ++h) {
+        const index_t g = h / (H / G), keys = position[static_cast<std::size_t>(r)] + 1;
+        const index_t block = (slot[static_cast<std::size_t>(r)] * G + g) * max_len * hd;
+        std::vector<double> w(static_cast<std::size_t>(keys));
+        double m = -std::numeric_limits<double>::infinity(), z = 0;
+        for (index_t j = 0; j < keys; ++j) {
+          double dot = 0;
+          for (index_t d = 0; d < hd; ++d)
+            dot += static_cast<double>(q[static_cast<std::size_t>(r * qd + h * hd + d)]) *
+                   k_host[static_cast<std::size_t>(block + j * hd + d)];
+          w[static_cast<std::size_t>(j)] = scale * dot;
+          m = std::max(m, scale * dot);
+        }
+        for (auto& x : w) z += (x = std::exp(x - m));
+        for (index_t d = 0; d < hd; ++d) {
+          double o = 0;
+          for (index_t j = 0; j < keys; ++j) o += w[static_cast<std::size_t>(j)] * v_host[static_cast<std::size_t>(block + j * hd + d)];
+          expected[static_cast<std::size_t>(r * qd + h * hd + d)] = static_cast<float>(o / z);
+        }
+      }
+    check_close(got, expected, 1e-5, "cached_attention_forward");
+  }
+  CHECK_THROWS_WITH_AS(lmrl::cuda::cached_attention_forward(nullptr, 1, nullptr, nullptr, 3, 2, 16, 8, nullptr, nullptr,
+                                                      nullptr),
+                       doctest::Contains("multiple of kv_heads"), error);
+  CHECK_THROWS_WITH_AS(lmrl::cuda::kv_cache_store(nullptr, nullptr, 4, 1, nullptr, nullptr, 1, 8, 8, nullptr, nullptr),
+                       doctest::Contains("ld = 4"), error);
+}
+
+TEST_CASE("cuda cached_decoder_gpu: prompts, a copied group slot and decode steps give the CPU decoder's logits") {
+  for (const bool tied : {false, true}) {
+    CAPTURE(tied);
+    const transformer_config c = tiny_config(tied);
+    const auto params = random_parameters(c, tied ? 21 : 22);
+    cached_decoder<float> cpu(params);
+    lmrl::cuda::transformer_gpu model(params);
+    lmrl::cuda::cached_decoder_gpu gpu(model);
+    CHECK_THROWS_WITH_AS(gpu.forward(std::vector<cached_token>{{0, 1, true}}), doctest::Contains("call reset"), error);
+    cpu.reset(3, 12);
+    gpu.reset(3, 12);
+    const index_t V = c.vocab_size;
+    // Each pass: rows (sequence, token, want_logits); between passes 1 and 2, sequence 0 is copied to 1.
+    const std::vector<std::vector<cached_token>> passes = {
+        {{0, 3, false}, {0, 17, true}, {0, 5, false}, {0, 39, false}, {0, 8, true}, {2, 1, true}, {2, 30, true}},
+        {{0, 4, true}, {1, 9, true}, {2, 0, true}},
+        {{1, 12, true}, {1, 13, false}, {1, 14, true}, {0, 2, true}},
+    };
+    for (std::size_t k = 0; k < passes.size(); ++k) {
+      CAPTURE(k);
+      if (k == 1) {
+        cpu.cache().copy_sequence(0, 1);
+        gpu.copy_sequence(0, 1);
+      }
+      const auto expected = cpu.forward(passes[k]);
+      const auto got = gpu.forward(passes[k]);
+      REQUIRE(got.rows == expected.shape[0]);
+      REQUIRE(got.cols == V);
+      const auto host = download(got.data, static_cast<std::size_t>(got.rows * V));
+      check_close(host, std::span<const float>(expected.data, host.size()), 1e-4, "decoder logits");
+      for (index_t s = 0; s < 3; ++s) CHECK(gpu.length(s) == cpu.cache().length(s));
+    }
+    CHECK_THROWS_WITH_AS(gpu.forward(std::vector<cached_token>{{0, 40, true}}), doctest::Contains("outside the vocabulary"),
+                         error);
+    CHECK_THROWS_WITH_AS(gpu.forward(std::vector<cached_token>{{3, 1, true}}), doctest::Contains("the cache holds 3"),
+                         error);
+    std::vector<cached_token> too_long(12, cached_token{2, 1, false});
+    CHECK_THROWS_WITH_AS(gpu.forward(too_long), doctest::Contains("is full"), error);
+    CHECK(gpu.length(2) == 3);  // a refused pass leaves the cache as it was
+  }
+}
+
+TEST_CASE("cuda generate: the tokens' log-probs are the CPU model's, greedy follows the CPU's argmax, same seed same bits") {
+  const transformer_config c = tiny_config(false);
+  const auto params = random_parameters(c, 31);
+  lmrl::cuda::transformer_gpu model(params);
+  lmrl::cuda::cached_decoder_gpu decoder(model);
+  transformer<float> cpu{transformer_parameters<float>(params)};
+  const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5}, {1, 2, 3}};
+  for (const bool sample : {true, false}) {
+    CAPTURE(sample);
+    generation_options o;
+    o.num_generations = 2;
+    o.max_new_tokens = 6;
+    o.eos_token_ids = {7};
+    o.sampling.do_sample = sample;
+    o.sampling.temperature = 0.8;
+    o.sampling.top_k = 10;
+    o.sampling.top_p = 0.9;
+    o.first_sequence = 5;
+    const auto r = lmrl::cuda::generate(decoder, prompts, o, counter_rng(9));
+    REQUIRE(r.batch() == 6);
+    cpu.temperature = 0.8;  // the tempered log-prob of a greedy token too
+    for (index_t b = 0; b < 6; ++b) {
+      CAPTURE(b);
+      const auto k = static_cast<std::size_t>(b);
+      const index_t len = r.lengths[k];
+      REQUIRE(len >= 1);
+      CHECK(r.prompt_index[k] == b / 2);
+      // The stop bookkeeping: eos ends a completion (kept), else the full length is truncated; pads and mask 0 after.
+      const bool eos = r.completion_ids(b, len - 1) == 7;
+      CHECK((eos ? r.reasons[k] == stop_reason::eos : (len == 6 && r.truncated[k] == 1)));
+      for (index_t t = 0; t < 6; ++t) {
+        CHECK(r.completion_mask(b, t) == (t < len ? 1.0f : 0.0f));
+        if (t >= len) CHECK(r.completion_ids(b, t) == 0);
+      }
+      // The CPU model on prompt + completion: its log-probs of the drawn tokens.
+      std::vector<std::int32_t> seq = prompts[static_cast<std::size_t>(b / 2)];
+      const auto np = static_cast<index_t>(seq.size());
+      for (index_t t = 0; t < len; ++t) seq.push_back(r.completion_ids(b, t));
+      const auto L = static_cast<index_t>(seq.size());
+      dense<float, 2> mask({1, L}), logp({1, L});
+      for (index_t t = 0; t < L; ++t) mask(0, t) = 1;
+      const token_batch<float> batch{matrix_view<const std::int32_t>(seq.data(), {1, L}), mask.view()};
+      cpu.log_probs(batch, logp.view(), matrix_view<float>{});
+      std::vector<float> got, expected;
+      for (index_t t = 0; t < len; ++t) {
+        got.push_back(r.logprobs(b, t));
+        expected.push_back(logp(0, np + t));
+        if (sample) CHECK(r.sampling_logprobs(b, t) >= r.logprobs(b, t) - 1e-5f);  // the warpers only renormalize upward
+        else CHECK(r.sampling_logprobs(b, t) == 0.0f);
+      }
+      check_close(got, expected, 1e-4, "generated tokens' log-probs");
+      if (!sample) {  // greedy: the drawn token's CPU logit is the CPU's largest, to rounding
+        dense<float, 2> logits({L, c.vocab_size});
+        cpu.logits(batch, logits.view());
+        for (index_t t = 0; t < len; ++t) {
+          const index_t row = np + t - 1;  // the logits that chose completion token t
+          float best = -std::numeric_limits<float>::infinity();
+          for (index_t v = 0; v < c.vocab_size; ++v) best = std::max(best, logits(row, v));
+          CHECK(logits(row, r.completion_ids(b, t)) >= best - 1e-4f * std::abs(best));
+        }
+      }
+    }
+    const auto again = lmrl::cuda::generate(decoder, prompts, o, counter_rng(9));
+    CHECK(std::equal(again.completion_ids.data(), again.completion_ids.data() + again.completion_ids.size(),
+                     r.completion_ids.data()));
+    CHECK(std::equal(again.logprobs.data(), again.logprobs.data() + again.logprobs.size(), r.logprobs.data()));
+  }
+  generation_options bad;
+  bad.max_new_tokens = 62;  // + the 3-token prompt > max_position_embeddings = 64
+  CHECK_THROWS_WITH_AS(lmrl::cuda::generate(decoder, prompts, bad, counter_rng(1)),
+                       doctest::Contains("exceeds max_position_embeddings"), error);
+}
+
+namespace {
+
+// Completions that depend only on the prompt, the sequence and the request (both devices get the same).
+struct fixed_rollouts {
+  template <class M>
+  rollout_batch<float> operator()(M&, std::span<const std::vector<std::int32_t>> prompts, const rollout_request& r) {
+    rollout_batch<float> out;
+    for (std::size_t i = 0; i < prompts.size(); ++i)
+      for (index_t g = 0; g < r.num_generations; ++g) {
+        const auto b = static_cast<std::int32_t>(i * static_cast<std::size_t>(r.num_generations)) + static_cast<std::int32_t>(g);
+        const std::int32_t p = prompts[i].front();
+        std::vector<std::int32_t> completion;
+        for (std::int32_t t = 0; t < 2 + (b + p) % 4; ++t) completion.push_back((3 * b + 5 * t + p + static_cast<std::int32_t>(r.seed % 7)) % 5);
+        out.logprobs.emplace_back(completion.size(), -1.5f);
+        out.completions.push_back(std::move(completion));
+        out.truncated.push_back(false);
+      }
+    return out;
+  }
+};
+struct letter_prompts {
+  grpo_prompt prompt(std::uint64_t i) const { return {std::string(1, static_cast<char>('a' + i % 3)), {"x"}}; }
+};
+struct twos {  // the share of completion tokens equal to 2
+  double operator()(const reward_context& ctx) const {
+    double n = 0;
+    for (auto id : ctx.completion_ids) n += id == 2;
+    return ctx.completion_ids.empty() ? 0.0 : n / static_cast<double>(ctx.completion_ids.size());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_policy's, and two GRPO steps match") {
+  const transformer_config c = tiny_config(true);
+  const auto params = random_parameters(c, 41);
+  transformer_policy<float> cpu{transformer<float>{transformer_parameters<float>(params)}};
+  lmrl::cuda::transformer_gpu_policy gpu{transformer_parameters<float>(params)};
+
+  // One padded batch: log-probs, entropies and the gradient of sum(w . logp + u . entropy).
+  const index_t B = 3, T = 6;
+  std::vector<std::int32_t> tokens{1, 5, 9, 2, 0, 0, 0, 0, 3, 3, 8, 1, 4, 7, 6, 5, 2, 39};
+  std::vector<float> mask{1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  const token_batch<float> batch{matrix_view<const std::int32_t>(tokens.data(), {B, T}),
+                                 matrix_view<const float>(mask.data(), {B, T})};
+  dense<float, 2> logp_cpu({B, T}), ent_cpu({B, T}), logp_gpu({B, T}), ent_gpu({B, T});
+  cpu.log_probs(batch, logp_cpu.view(), ent_cpu.view());
+  gpu.log_probs(batch, logp_gpu.view(), ent_gpu.view());
+  check_close(values(logp_gpu), values(logp_cpu), 1e-4, "policy logp");
+  check_close(values(ent_gpu), values(ent_cpu), 1e-4, "policy entropy");
+  const auto w = lmrl::testing::random_values<float>(B * T, 42), u = lmrl::testing::random_values<float>(B * T, 43);
+  cpu.zero_grad();
+  gpu.zero_grad();
+  for (int pass = 0; pass < 2; ++pass) {  // backward adds: twice the gradient
+    cpu.backward(batch, matrix_view<const float>(w.data(), {B, T}), matrix_view<const float>(u.data(), {B, T}));
+    gpu.backward(batch, matrix_view<const float>(w.data(), {B, T}), matrix_view<const float>(u.data(), {B, T}));
+  }
+  check_close(gpu.gradients(), cpu.gradients(), 5e-4, "policy gradients");
+  gpu.zero_grad();
+  CHECK(std::all_of(gpu.gradients().begin(), gpu.gradients().end(), [](float g) { return g == 0.0f; }));
+  CHECK_THROWS_WITH_AS(gpu.backward({matrix_view<const std::int32_t>(tokens.data(), {2, T}),
+                                     matrix_view<const float>(mask.data(), {2, T})},
+                                    matrix_view<const float>(w.data(), {2, T}), {}),
+                       doctest::Contains("the last log_probs call's was 3 x 6"), error);
+
+  // Two GRPO steps (num_iterations 2: the policy's own old log-probs; beta: the reference swapped in and out).
+  const auto run = [](auto& policy, const char* name) {
+    const std::string dir = (std::filesystem::temp_directory_path() / name).string();
+    std::filesystem::remove_all(dir);
+    grpo_config cfg;
+    cfg.output_dir = dir;
+    cfg.learning_rate = 5e-2;
+    cfg.max_steps = 2;
+    cfg.num_generations = 4;
+    cfg.per_device_train_batch_size = 8;
+    cfg.max_completion_length = 6;
+    cfg.num_iterations = 2;
+    cfg.beta = 0.04;
+    cfg.adam_epsilon = 1.0;  // an update about lr * g: see the top of the file
+    cfg.save_steps = 0;
+    cfg.logging_steps = 100;
+    grpo_trainer_options o;
+    o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
+    o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
+    o.terminal = nullptr;
+    o.write_report = false;
+    grpo_trainer trainer(cfg, policy, fixed_rollouts{}, weighted_sum<twos>(twos{}), letter_prompts{}, o);
+    REQUIRE(trainer.train());
+    std::filesystem::remove_all(dir);
+    return trainer.records();
+  };
+  const std::vector<float> start(cpu.parameters().begin(), cpu.parameters().end());
+  std::copy(start.begin(), start.end(), gpu.parameters().begin());
+  const auto rec_cpu = run(cpu, "lmrl_test_gpu_policy_cpu");
+  const auto rec_gpu = run(gpu, "lmrl_test_gpu_policy_gpu");
+  REQUIRE(!rec_cpu.empty());
+  REQUIRE(rec_gpu.size() == rec_cpu.size());
+  for (std::size_t s = 0; s < rec_cpu.size(); ++s)
+    for (const char* key : {"reward", "loss", "grad_norm", "kl", "entropy"}) {
+      CAPTURE(s);
+      CAPTURE(key);
+      CHECK(rec_gpu[s].get(key) == doctest::Approx(rec_cpu[s].get(key)).epsilon(1e-3).scale(1e-6));
+    }
+  // The parameters after the steps: per tensor, within 1e-3 of the largest change plus 4 ulps of the largest value.
+  for (const auto& e : params.layout().entries()) {
+    double scale = 0, worst = 0, largest = 0;
+    for (index_t k = 0; k < e.size; ++k) {
+      const auto i = static_cast<std::size_t>(e.offset + k);
+      scale = std::max(scale, std::abs(static_cast<double>(cpu.parameters()[i]) - start[i]));
+      largest = std::max(largest, std::abs(static_cast<double>(start[i])));
+      worst = std::max(worst, std::abs(static_cast<double>(gpu.parameters()[i]) - cpu.parameters()[i]));
+    }
+    CAPTURE(e.name);
+    CHECK(scale > 0);
+    CHECK(worst <= 1e-3 * scale + 4 * FLT_EPSILON * largest);
+  }
+}

@@ -47,3 +47,7 @@ TEST_CASE("LMRL_CUDA_CHECK: a failing call is an lmrl::error with the call and C
   CHECK_THROWS_WITH_AS(LMRL_CUDA_CHECK(cudaMalloc(&p, std::size_t{1} << 62)),
                        doctest::Contains("cudaMalloc(&p, std::size_t{1} << 62)"), error);
 }
+
+TEST_CASE("require_device: passes where a GPU is (these tests run only there)") {
+  CHECK_NOTHROW(lmrl::cuda::require_device("test"));
+}

@@ -21,6 +21,18 @@ inline void check(cudaError_t code, const char* call, const char* file, int line
                      cudaGetErrorString(code));
 }
 
+// Fails unless a CUDA device can be used: called where `who` is about to need
+// one, so that the error names the missing device instead of the first call
+// that trips over it (cublasCreate reports NOT_INITIALIZED, cudaMalloc no device).
+inline void require_device(const char* who) {
+  int count = 0;
+  const cudaError_t code = cudaGetDeviceCount(&count);
+  if (code != cudaSuccess)
+    lmrl::detail::fail(who, ": no usable CUDA device (cudaGetDeviceCount: ", cudaGetErrorName(code), ": ",
+                       cudaGetErrorString(code), ")");
+  if (count == 0) lmrl::detail::fail(who, ": no CUDA device (cudaGetDeviceCount found none)");
+}
+
 }  // namespace lmrl::cuda
 
 #define LMRL_CUDA_CHECK(call) ::lmrl::cuda::check((call), #call, __FILE__, __LINE__)

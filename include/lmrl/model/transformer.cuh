@@ -230,6 +230,7 @@ class transformer_gpu {
   explicit transformer_gpu(const transformer_parameters<float>& host_parameters, cudaStream_t stream = nullptr)
       : config_(host_parameters.config()), layout_(host_parameters.layout()), stream_(stream) {
     const char* f = "lmrl::cuda::transformer_gpu";
+    require_device(f);
     config_.validate();
     lmrl::detail::require(static_cast<index_t>(host_parameters.values().size()) == layout_.total_size(), f,
                           ": the parameters hold ", host_parameters.values().size(), " values but the layout needs ",

@@ -17,6 +17,8 @@
 //   grpo_zero --advantage_estimator gae --kl_coef 0.001               PPO: a critic started from the base
 //   mpirun -np 4 grpo_zero --base runs/x/base  data-parallel over MPI (a build that found MPI):
 //                                              the same run as one process, its groups spread over the ranks
+//   grpo_zero_cuda --device cuda               stage 3 on the GPU (the build of this file by nvcc,
+//                                              grpo_zero_cuda.cu, made where CMake finds nvcc)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -53,6 +55,9 @@
 
 #ifdef LMRL_WITH_MPI
 #include "lmrl/dist/mpi.hpp"
+#endif
+#ifdef LMRL_GRPO_ZERO_CUDA
+#include "lmrl/train/transformer_gpu_policy.cuh"
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -101,6 +106,9 @@ struct zero_settings {
   // PPO's critic: "separate" weights started from the base, or "shared" with the
   // policy (a value head on the policy's own trunk, one joint loss).
   std::string critic_trunk = "separate";
+  // Where GRPO's passes and rollouts run: "cpu", or "cuda" (grpo_zero_cuda only:
+  // train/transformer_gpu_policy.cuh; pretraining and evaluation stay on the CPU).
+  std::string device = "cpu";
   // evaluation
   index_t heldout = 500;
   index_t eval_samples = 4;  // sampled completions per held-out problem (pass@1 sampled, pass@k)
@@ -193,6 +201,15 @@ const std::map<std::string, setting>& settings_table() {
                          "\" is not allowed; allowed: separate, shared");
          s.critic_trunk = v;
        }},
+      {"device",
+       [](S& s, const std::string& name, const std::string& v) {
+         detail::require(v == "cpu" || v == "cuda", "--", name, " = \"", v, "\" is not allowed; allowed: cpu, cuda");
+#ifndef LMRL_GRPO_ZERO_CUDA
+         detail::require(v == "cpu", "--", name, " cuda: this grpo_zero was compiled without CUDA; run grpo_zero_cuda ",
+                         "(built beside it where CMake finds nvcc)");
+#endif
+         s.device = v;
+       }},
       {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
       {"eval_samples", number(0, 1024, [](S& s) -> auto& { return s.eval_samples; })},
   };
@@ -246,6 +263,16 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   if (s.rollout_quant != "none" || s.rollout_kv_quant != "none")
     c.recompute_old_logprobs = true;  // the trainer's log-probs, not the sampler's
   if (!init_seed_given) s.init_seed = c.seed;
+  if (s.device == "cuda") {
+    detail::require(comm.size() == 1, "--device cuda runs one process (data-parallel GPUs are not wired yet)");
+#ifdef LMRL_GRPO_ZERO_CUDA
+    lmrl::cuda::require_device("--device cuda");  // before pretraining, not after it
+#endif
+    detail::require(!any_grpo_advantage::from_config(c).needs_critic(),
+                    "--device cuda: PPO's critic has no GPU version yet (advantage_estimator ", c.advantage_estimator, ")");
+    detail::require(s.rollout_quant == "none" && s.rollout_kv_quant == "none",
+                    "--device cuda: quantized rollouts have no GPU version yet (rollout_quant, rollout_kv_quant)");
+  }
   s.model.validate();
   s.pretrain.validate();
   require_writable_directory(c.output_dir);  // before any work
@@ -325,13 +352,26 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
 
   // ---- 3. GRPO (or PPO) with rule rewards
   const bool shared_trunk = ppo && s.critic_trunk == "shared";
-  transformer_policy<float> policy(shared_trunk ? transformer<float>(with_value_head(model->parameters()))
-                                                : std::move(*model));
+  std::optional<transformer_policy<float>> cpu_policy;
+#ifdef LMRL_GRPO_ZERO_CUDA
+  std::optional<lmrl::cuda::transformer_gpu_policy> gpu_policy;
+  if (s.device == "cuda") gpu_policy.emplace(std::move(model->parameters()));
+#endif
+  if (s.device == "cpu")
+    cpu_policy.emplace(shared_trunk ? transformer<float>(with_value_head(model->parameters())) : std::move(*model));
+  // The policy's current parameters (on the host, wherever it trains).
+  const auto policy_parameters = [&]() -> const transformer_parameters<float>& {
+#ifdef LMRL_GRPO_ZERO_CUDA
+    if (gpu_policy) return gpu_policy->host_parameters();
+#endif
+    return cpu_policy->model().parameters();
+  };
   // The overlong rule is always there; with no buffer it weighs 0 and changes nothing.
   const auto weight = [&](std::size_t k, double otherwise) {
     return k < c.reward_weights.size() ? c.reward_weights[k] : otherwise;
   };
-  weighted_sum rewards(std::array<double, 3>{weight(0, 1.0), weight(1, 1.0), weight(2, s.overlong_buffer > 0 ? 1.0 : 0.0)},
+  // (the rules named: nvcc's front end deduces no template arguments from this constructor)
+  weighted_sum<accuracy, format_strict, soft_overlong> rewards(std::array<double, 3>{weight(0, 1.0), weight(1, 1.0), weight(2, s.overlong_buffer > 0 ? 1.0 : 0.0)},
                        accuracy{answer_source::answer_tag}, format_strict{true},
                        soft_overlong{c.max_completion_length, s.overlong_buffer});
   grpo_trainer_options o = trainer_options({"accuracy", "format", "overlong"});
@@ -345,7 +385,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   };
   o.evaluate = [&](long long, metrics_record& r) {
     const auto t0 = clock::now();
-    log_heldout(evaluate(policy.model().parameters(), heldout, heldout_prompts, c, 0), r);
+    log_heldout(evaluate(policy_parameters(), heldout, heldout_prompts, c, 0), r);
     r.set("time/eval_s", std::chrono::duration<double>(clock::now() - t0).count());  // inside time/step_s
   };
   o.log_reference_kl = true;  // kl_ref/k1 at eval steps, for comparisons across algorithms
@@ -368,26 +408,32 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     return r;
   };
   bool finished = false;
-  if (shared_trunk) {
-    transformer_shared_critic<float> critic(policy);
-    ppo_trainer trainer(c, policy, critic, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+  if (s.device == "cuda") {
+#ifdef LMRL_GRPO_ZERO_CUDA
+    grpo_trainer trainer(c, *gpu_policy, lmrl::cuda::transformer_gpu_rollouts({tokenizer::eos}, tokenizer::pad),
+                         rewards, zero_prompts{task_options, c.seed}, o);
+    finished = run(trainer);
+#endif
+  } else if (shared_trunk) {
+    transformer_shared_critic<float> critic(*cpu_policy);
+    ppo_trainer trainer(c, *cpu_policy, critic, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
     finished = run(trainer);
   } else if (ppo) {
-    auto critic = transformer_critic<float>::from_policy(policy.model().parameters());
-    ppo_trainer trainer(c, policy, critic, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+    auto critic = transformer_critic<float>::from_policy(cpu_policy->model().parameters());
+    ppo_trainer trainer(c, *cpu_policy, critic, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
     finished = run(trainer);
   } else {
-    grpo_trainer trainer(c, policy, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+    grpo_trainer trainer(c, *cpu_policy, rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
     finished = run(trainer);
   }
   if (!finished) return 130;
   if (!root) return 0;
 
   // ---- 4. after
-  const evaluation_result after = evaluate(policy.model().parameters(), heldout, heldout_prompts, c, s.eval_samples);
+  const evaluation_result after = evaluate(policy_parameters(), heldout, heldout_prompts, c, s.eval_samples);
   print_evaluation(("after " + algorithm).c_str(), after);
   // The final policy as a causal LM (a shared trunk's value head is left out).
-  save_hf_checkpoint(with_value_head(policy.model().parameters(), false),
+  save_hf_checkpoint(with_value_head(policy_parameters(), false),
                      (std::filesystem::path(c.output_dir) / "final").string());
 
   const double seconds = elapsed();

@@ -164,6 +164,7 @@ const std::map<std::string, setting>& settings_table() {
        [](S& s, const std::string&, const std::string& v) {
          s.preset = v;
          s.model = transformer_config::preset(v);  // throws naming the known presets
+         s.model.vocab_size = tokenizer::vocab_size;  // the shape is the preset's, the vocabulary the tokenizer's
        }},
       {"hidden_size", number(1, 8192, [](S& s) -> auto& { return s.model.hidden_size; })},
       {"num_hidden_layers", number(1, 256, [](S& s) -> auto& { return s.model.num_hidden_layers; })},

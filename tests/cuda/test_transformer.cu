@@ -59,6 +59,7 @@
 
 using namespace lmrl;
 using lmrl::cuda::device_array;
+using lmrl::cuda::gemm_precision;
 using lmrl::cuda::transformer_gpu;
 using lmrl::testing::random_parameters;
 
@@ -310,6 +311,68 @@ TEST_CASE("cuda transformer_gpu gives the same bits twice and its buffers round-
   CHECK(down == changed);
   gpu.zero_grad();
   CHECK(all_zero(download_gradients(gpu)));
+}
+
+TEST_CASE("cuda transformer_gpu with tf32 products: near the CPU's float results, not fp32's bits") {
+  // TF32 rounds the products' inputs to 10 mantissa bits (relative 2^-11 ~ 5e-4 each): the outputs move by
+  // about 1e-3 of their scale through two layers, so the tolerances here are 1e-2 (outputs) and 5e-2 (what
+  // backward added); a wiring mistake moves values by O(1e-1 .. 1) of the scale, as in the fp32 test.
+  // The larger of worst and |err|; a NaN error makes it infinite (std::max would drop it).
+  const auto worse = [](double worst, double err) {
+    return std::isnan(err) ? std::numeric_limits<double>::infinity() : std::max(worst, std::abs(err));
+  };
+  const transformer_config config = tiny_config(false);
+  const auto params = random_parameters(config, 31);
+  transformer<float> cpu(params);
+  transformer_gpu gpu(params);
+  cpu.temperature = gpu.temperature = test_temperature;
+  const padded_batch b = test_batches(config.vocab_size)[1];
+  const auto n = b.size();
+  std::vector<float> logp_cpu(n), entropy_cpu(n);
+  cpu.log_probs(b.view(), matrix_view<float>(logp_cpu.data(), {b.B, b.T}),
+                matrix_view<float>(entropy_cpu.data(), {b.B, b.T}));
+  auto tokens_dev = upload(b.tokens);
+  auto mask_dev = upload(b.mask);
+  std::vector<float> logp[2];
+  for (const gemm_precision p : {gemm_precision::fp32, gemm_precision::tf32}) {
+    gpu.precision = p;
+    auto logp_dev = poisoned<float>(n), entropy_dev = poisoned<float>(n);
+    gpu.log_probs(tokens_dev.data(), mask_dev.data(), b.B, b.T, logp_dev.data(), entropy_dev.data());
+    logp[p == gemm_precision::tf32] = logp_dev.to_host();
+    if (p == gemm_precision::fp32) continue;
+    const auto entropy = entropy_dev.to_host();
+    double scale = 0, worst = 0, entropy_scale = 0, entropy_worst = 0;
+    for (std::size_t r = 0; r < n; ++r) {
+      if (!b.predicted(r)) continue;
+      scale = std::max(scale, std::abs(static_cast<double>(logp_cpu[r])));
+      worst = worse(worst, static_cast<double>(logp[1][r]) - logp_cpu[r]);
+      entropy_scale = std::max(entropy_scale, std::abs(static_cast<double>(entropy_cpu[r])));
+      entropy_worst = worse(entropy_worst, static_cast<double>(entropy[r]) - entropy_cpu[r]);
+    }
+    MESSAGE("tf32: worst |gpu - cpu| / max |cpu|: logp ", worst / scale, ", entropy ", entropy_worst / entropy_scale);
+    CHECK(worst <= 1e-2 * scale);
+    CHECK(entropy_worst <= 1e-2 * entropy_scale);
+  }
+  CHECK(std::memcmp(logp[0].data(), logp[1].data(), n * sizeof(float)) != 0);  // the knob reached the products
+  // Backward of the tf32 forward (it keeps the forward's precision even if the member changes in between).
+  gpu.precision = gemm_precision::fp32;
+  std::fill(cpu.gradients().begin(), cpu.gradients().end(), 0.0f);
+  gpu.zero_grad();
+  const auto gl = random_upstream(b, 32), ge = random_upstream(b, 33);
+  auto gl_dev = upload(gl), ge_dev = upload(ge);
+  cpu.backward(b.view(), matrix_view<const float>(gl.data(), {b.B, b.T}), matrix_view<const float>(ge.data(), {b.B, b.T}));
+  gpu.backward(gl_dev.data(), ge_dev.data());
+  const auto got = download_gradients(gpu);
+  for (const auto& e : params.layout().entries()) {
+    double scale = 0, worst = 0;
+    for (index_t k = 0; k < e.size; ++k) {
+      const auto i = static_cast<std::size_t>(e.offset + k);
+      scale = std::max(scale, std::abs(static_cast<double>(cpu.gradients()[i])));
+      worst = worse(worst, static_cast<double>(got[i]) - cpu.gradients()[i]);
+    }
+    CAPTURE(e.name);
+    CHECK(worst <= 5e-2 * scale);
+  }
 }
 
 TEST_CASE("cuda transformer_gpu rejects bad batches and unsupported masks with lmrl error") {

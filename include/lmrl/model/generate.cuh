@@ -17,11 +17,13 @@
 // logits and uniform. Each step brings n_live tokens and log-probs to the host
 // (the stop rules need them) and sends the next n_live ids back.
 //
-// Parity with the CPU: the logits agree to float rounding (cuBLAS against the
-// packed CPU products, another attention order), not bit for bit, so a token
-// equals the CPU's unless two candidates' logits lie within that rounding.
-// Compare GPU generation with the CPU by the log-probs of its own tokens under
-// the CPU model (tests/cuda/test_generate.cu does), not token by token.
+// The products run at the model's precision (transformer_gpu::precision: fp32,
+// or tf32 tensor cores). Parity with the CPU, in fp32: the logits agree to
+// float rounding (cuBLAS against the packed CPU products, another attention
+// order), not bit for bit, so a token equals the CPU's unless two candidates'
+// logits lie within that rounding. Compare GPU generation with the CPU by
+// the log-probs of its own tokens under the CPU model
+// (tests/cuda/test_generate.cu does), not token by token.
 //
 // The cache: float keys and values [layers x sequences x kv_heads x max_len x
 // head_dim] each (cuda/ops/cached_attention.cuh's layout), allocated by reset().
@@ -169,7 +171,6 @@ class cached_decoder_gpu {
     if (n_logits > 0) upload(logit_rows_dev_, logit_rows_);
 
     const transformer_weights<float>& w = model_->device_weights();
-    const cublas_handle& blas = model_->blas();
     const double eps = c.rms_norm_eps;
     float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *att = att_.data(),
           *gate = gate_.data(), *up = up_.data(), *act = act_.data(), *inv = inv_.data();
@@ -178,9 +179,9 @@ class cached_decoder_gpu {
     for (index_t l = 0; l < c.num_hidden_layers; ++l) {
       const auto& lw = w.layers[static_cast<std::size_t>(l)];
       rms_norm_forward(static_cast<const float*>(x), lw.input_norm.data, n, d, eps, h, inv, stream_);
-      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.wq), mat(q, n, qd));
-      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.wk), mat(k, n, kvd));
-      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.wv), mat(v, n, kvd));
+      nt(cmat(h, n, d), weight(lw.wq), mat(q, n, qd));
+      nt(cmat(h, n, d), weight(lw.wk), mat(k, n, kvd));
+      nt(cmat(h, n, d), weight(lw.wv), mat(v, n, kvd));
       if (c.attention_bias) {
         add_bias(mat(q, n, qd), static_cast<const float*>(lw.bq.data), stream_);
         add_bias(mat(k, n, kvd), static_cast<const float*>(lw.bk.data), stream_);
@@ -194,12 +195,12 @@ class cached_decoder_gpu {
                      stream_);
       cached_attention_forward(q, n, slots_dev_.data(), positions_dev_.data(), H, G, hd, max_len_, k_layer, v_layer,
                                att, stream_);
-      matmul_nt<float>(blas, cmat(att, n, qd), weight(lw.wo), mat(x, n, d), true);  // residual
+      nt(cmat(att, n, qd), weight(lw.wo), mat(x, n, d), true);  // residual
       rms_norm_forward(static_cast<const float*>(x), lw.post_attention_norm.data, n, d, eps, h, inv, stream_);
-      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.w_gate), mat(gate, n, ffn));
-      matmul_nt<float>(blas, cmat(h, n, d), weight(lw.w_up), mat(up, n, ffn));
+      nt(cmat(h, n, d), weight(lw.w_gate), mat(gate, n, ffn));
+      nt(cmat(h, n, d), weight(lw.w_up), mat(up, n, ffn));
       swiglu_forward(static_cast<const float*>(gate), up, n * ffn, act, stream_);
-      matmul_nt<float>(blas, cmat(act, n, ffn), weight(lw.w_down), mat(x, n, d), true);  // residual
+      nt(cmat(act, n, ffn), weight(lw.w_down), mat(x, n, d), true);  // residual
     }
     if (n_logits == 0) return {logits_.data(), 0, V};
     // Final norm and lm_head on the rows that want logits only.
@@ -207,7 +208,7 @@ class cached_decoder_gpu {
                                           stream_>>>(x, d, logit_rows_dev_.data(), n_logits, att);
     LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel");
     rms_norm_forward(static_cast<const float*>(att), w.final_norm.data, n_logits, d, eps, h, inv, stream_);
-    matmul_nt<float>(blas, cmat(h, n_logits, d), weight(w.lm_head), mat(logits_.data(), n_logits, V));
+    nt(cmat(h, n_logits, d), weight(w.lm_head), mat(logits_.data(), n_logits, V));
     return {logits_.data(), n_logits, V};
   }
 
@@ -248,6 +249,10 @@ class cached_decoder_gpu {
                                     stream_));
   }
 
+  // c (+)= a . b^T at the model's precision (transformer_gpu::precision).
+  void nt(device_matrix<const float> a, device_matrix<const float> b, device_matrix<float> c, bool acc = false) const {
+    matmul_nt<float>(model_->blas(), a, b, c, acc, model_->precision);
+  }
   static device_matrix<float> mat(float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
   static device_matrix<const float> cmat(const float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
   static device_matrix<const float> weight(const matrix_view<float>& m) { return {m.data, m.shape[0], m.shape[1]}; }

@@ -39,8 +39,9 @@
 // stream without waiting. Synchronize the stream before reading logp, entropy
 // or the gradients on the host (download_* do).
 //
-// Numerics: the products are cuBLAS fp32 (CUBLAS_COMPUTE_32F, no TF32), the
-// other kernels those of cuda/ (double sums where the CPU sums in double), so
+// Numerics: the products are cuBLAS fp32 (CUBLAS_COMPUTE_32F, no TF32, unless
+// `precision` says tf32), the other kernels those of cuda/ (double sums where
+// the CPU sums in double), so
 // results agree with transformer<float> to float rounding (different orders of
 // summation), not bit for bit. The entropy is always computed in the forward
 // pass (the CPU's skips it when not asked for and recomputes it in backward):
@@ -53,7 +54,7 @@
 //     members; a config with value_head is accepted, its score.weight is
 //     uploaded and its gradient left untouched (as the CPU's log_probs backward
 //     leaves it).
-//   - logits() / hidden_states(), bf16 / TF32 products. (KV-cache generation on these
+//   - logits() / hidden_states(), bf16 products. (KV-cache generation on these
 //     weights: model/generate.cuh.)
 //
 // It lives in model/ beside the CPU transformer (model/ may use cuda/'s
@@ -224,6 +225,10 @@ class transformer_gpu {
   double temperature = 1.0;
   // Output rows per chunk of the output layer; 0 = automatic, the CPU's rule (at most 2^22 logits, 16..256 rows).
   index_t logit_chunk_rows = 0;
+  // The matrix products' arithmetic: fp32 (the default: the CPU's results to float rounding) or tf32 (tensor
+  // cores, inputs rounded to 10 mantissa bits, float accumulation: several times faster on Ampere and later,
+  // and results about 1e-3 away from fp32's). The decoder of model/generate.cuh follows it.
+  gemm_precision precision = gemm_precision::fp32;
 
   // Uploads the parameters into one device buffer (the host layout) and zeroes the gradient buffer.
   // Every call runs on `stream` (nullptr: the legacy default stream).
@@ -347,8 +352,8 @@ class transformer_gpu {
                                      grad_entropy != nullptr ? out_ge_.data() + c0 : nullptr, dlogits_.data(), V,
                                      stream_, target_check::caller_checked);
       const auto dlogits = cmat(dlogits_.data(), n, V);
-      matmul_nn<float>(*blas_, dlogits, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d));
-      matmul_tn<float>(*blas_, dlogits, cmat(chunk_h_.data(), n, d), gmat(grad_weights_.lm_head), true);
+      nn(dlogits, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d));
+      tn(dlogits, cmat(chunk_h_.data(), n, d), gmat(grad_weights_.lm_head), true);
       // each source row feeds one output row: a plain copy
       td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
           chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
@@ -370,6 +375,7 @@ class transformer_gpu {
     R_ = 0;
     chunk_ = chunk_rows();  // the forward's chunking and temperature serve its backward (the workspace fits them)
     temperature_ = temperature;
+    precision_ = precision;
     const index_t N = B_ * T_;
     reserve(N);
     status_.poison();  // every word ~0: no bad index yet
@@ -439,7 +445,7 @@ class transformer_gpu {
     td::gather_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
         hf_.data(), d, out_rows_.data() + c0, n, chunk_h_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_previous_rows_kernel");
-    matmul_nt<float>(*blas_, cmat(chunk_h_.data(), n, d), weight(weights_.lm_head), mat(logits_.data(), n, V));
+    nt(cmat(chunk_h_.data(), n, d), weight(weights_.lm_head), mat(logits_.data(), n, V));
   }
 
   // ------------------------------------------------------------ the forward pass to the final norm
@@ -449,7 +455,6 @@ class transformer_gpu {
                   hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size,
                   layers = c.num_hidden_layers, P = c.max_position_embeddings;
     const double eps = c.rms_norm_eps;
-    const cublas_handle& h = *blas_;
     embedding_forward(weights_.embed.data, c.vocab_size, d, ids_.data(), row_mask_.data(), N, act(xs_, 0, N, d),
                       stream_);
     for (index_t l = 0; l < layers; ++l) {
@@ -459,9 +464,9 @@ class transformer_gpu {
             *gate = act(gate_, l, N, ffn), *up = act(up_, l, N, ffn), *a = act(act_, l, N, ffn),
             *next = act(xs_, l + 1, N, d);
       rms_norm_forward(cptr(x), lw.input_norm.data, N, d, eps, h1, act(inv1_, l, N, 1), stream_);
-      matmul_nt<float>(h, cmat(h1, N, d), weight(lw.wq), mat(q, N, qd));
-      matmul_nt<float>(h, cmat(h1, N, d), weight(lw.wk), mat(k, N, kvd));
-      matmul_nt<float>(h, cmat(h1, N, d), weight(lw.wv), mat(v, N, kvd));
+      nt(cmat(h1, N, d), weight(lw.wq), mat(q, N, qd));
+      nt(cmat(h1, N, d), weight(lw.wk), mat(k, N, kvd));
+      nt(cmat(h1, N, d), weight(lw.wv), mat(v, N, kvd));
       if (c.attention_bias) {
         add_bias(mat(q, N, qd), cptr(lw.bq.data), stream_);
         add_bias(mat(k, N, kvd), cptr(lw.bk.data), stream_);
@@ -471,13 +476,13 @@ class transformer_gpu {
       rope_forward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, k, positions_.data(), N, G, stream_);
       causal_attention_forward(q, k, v, row_mask_.data(), o, act(lse_, l, N, H), B_, T_, H, G, hd, stream_);
       copy(xm, x, N * d);  // x_mid = x + o_proj(o)
-      matmul_nt<float>(h, cmat(o, N, qd), weight(lw.wo), mat(xm, N, d), true);
+      nt(cmat(o, N, qd), weight(lw.wo), mat(xm, N, d), true);
       rms_norm_forward(cptr(xm), lw.post_attention_norm.data, N, d, eps, h2, act(inv2_, l, N, 1), stream_);
-      matmul_nt<float>(h, cmat(h2, N, d), weight(lw.w_gate), mat(gate, N, ffn));
-      matmul_nt<float>(h, cmat(h2, N, d), weight(lw.w_up), mat(up, N, ffn));
+      nt(cmat(h2, N, d), weight(lw.w_gate), mat(gate, N, ffn));
+      nt(cmat(h2, N, d), weight(lw.w_up), mat(up, N, ffn));
       swiglu_forward(cptr(gate), up, N * ffn, a, stream_);
       copy(next, xm, N * d);  // x_next = x_mid + down(a)
-      matmul_nt<float>(h, cmat(a, N, ffn), weight(lw.w_down), mat(next, N, d), true);
+      nt(cmat(a, N, ffn), weight(lw.w_down), mat(next, N, d), true);
     }
     rms_norm_forward(cptr(act(xs_, layers, N, d)), weights_.final_norm.data, N, d, eps, hf_.data(), invf_.data(),
                      stream_);
@@ -490,7 +495,6 @@ class transformer_gpu {
     const index_t N = B_ * T_, d = c.hidden_size, H = c.num_attention_heads, G = c.num_key_value_heads,
                   hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size,
                   layers = c.num_hidden_layers, P = c.max_position_embeddings;
-    const cublas_handle& h = *blas_;
     float *dx = dx_.data(), *dh = dh_.data(), *dq = dq_.data(), *dk = dk_.data(), *dv = dv_.data(),
           *dattn = dattn_.data(), *dgate = dgate_.data(), *dup = dup_.data(), *dact = dact_.data();
     // Final norm.
@@ -502,31 +506,31 @@ class transformer_gpu {
       const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
       const auto& lg = grad_weights_.layers[static_cast<std::size_t>(l)];
       // MLP: x_out = x_mid + down(silu(gate(h2)) * up(h2))
-      matmul_nn<float>(h, cmat(dx, N, d), weight(lw.w_down), mat(dact, N, ffn));
-      matmul_tn<float>(h, cmat(dx, N, d), cmat(act(act_, l, N, ffn), N, ffn), gmat(lg.w_down), true);
+      nn(cmat(dx, N, d), weight(lw.w_down), mat(dact, N, ffn));
+      tn(cmat(dx, N, d), cmat(act(act_, l, N, ffn), N, ffn), gmat(lg.w_down), true);
       swiglu_backward(cptr(act(gate_, l, N, ffn)), act(up_, l, N, ffn), dact, N * ffn, dgate, dup, stream_);
-      matmul_nn<float>(h, cmat(dgate, N, ffn), weight(lw.w_gate), mat(dh, N, d));
-      matmul_nn<float>(h, cmat(dup, N, ffn), weight(lw.w_up), mat(dh, N, d), true);
+      nn(cmat(dgate, N, ffn), weight(lw.w_gate), mat(dh, N, d));
+      nn(cmat(dup, N, ffn), weight(lw.w_up), mat(dh, N, d), true);
       const float* h2 = act(h2_, l, N, d);
-      matmul_tn<float>(h, cmat(dgate, N, ffn), cmat(h2, N, d), gmat(lg.w_gate), true);
-      matmul_tn<float>(h, cmat(dup, N, ffn), cmat(h2, N, d), gmat(lg.w_up), true);
+      tn(cmat(dgate, N, ffn), cmat(h2, N, d), gmat(lg.w_gate), true);
+      tn(cmat(dup, N, ffn), cmat(h2, N, d), gmat(lg.w_up), true);
       rms_norm_backward(cptr(act(xmid_, l, N, d)), lw.post_attention_norm.data, act(inv2_, l, N, 1), dh, N, d, dx,
                         lg.post_attention_norm.data, stream_);
       // Attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v))
-      matmul_nn<float>(h, cmat(dx, N, d), weight(lw.wo), mat(dattn, N, qd));
-      matmul_tn<float>(h, cmat(dx, N, d), cmat(act(attn_, l, N, qd), N, qd), gmat(lg.wo), true);
+      nn(cmat(dx, N, d), weight(lw.wo), mat(dattn, N, qd));
+      tn(cmat(dx, N, d), cmat(act(attn_, l, N, qd), N, qd), gmat(lg.wo), true);
       causal_attention_backward(act(q_, l, N, qd), act(k_, l, N, kvd), act(v_, l, N, kvd), row_mask_.data(),
                                 act(attn_, l, N, qd), act(lse_, l, N, H), dattn, dq, dk, dv, attn_workspace_.data(),
                                 B_, T_, H, G, hd, stream_);
       rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dq, positions_.data(), N, H, stream_);
       rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dk, positions_.data(), N, G, stream_);
-      matmul_nn<float>(h, cmat(dq, N, qd), weight(lw.wq), mat(dh, N, d));
-      matmul_nn<float>(h, cmat(dk, N, kvd), weight(lw.wk), mat(dh, N, d), true);
-      matmul_nn<float>(h, cmat(dv, N, kvd), weight(lw.wv), mat(dh, N, d), true);
+      nn(cmat(dq, N, qd), weight(lw.wq), mat(dh, N, d));
+      nn(cmat(dk, N, kvd), weight(lw.wk), mat(dh, N, d), true);
+      nn(cmat(dv, N, kvd), weight(lw.wv), mat(dh, N, d), true);
       const float* h1 = act(h1_, l, N, d);
-      matmul_tn<float>(h, cmat(dq, N, qd), cmat(h1, N, d), gmat(lg.wq), true);
-      matmul_tn<float>(h, cmat(dk, N, kvd), cmat(h1, N, d), gmat(lg.wk), true);
-      matmul_tn<float>(h, cmat(dv, N, kvd), cmat(h1, N, d), gmat(lg.wv), true);
+      tn(cmat(dq, N, qd), cmat(h1, N, d), gmat(lg.wq), true);
+      tn(cmat(dk, N, kvd), cmat(h1, N, d), gmat(lg.wk), true);
+      tn(cmat(dv, N, kvd), cmat(h1, N, d), gmat(lg.wv), true);
       if (c.attention_bias) {
         add_column_sums<float>(mat(dq, N, qd), lg.bq.data, stream_);
         add_column_sums<float>(mat(dk, N, kvd), lg.bk.data, stream_);
@@ -537,6 +541,17 @@ class transformer_gpu {
     }
     embedding_backward(cptr(dx), ids_.data(), row_mask_.data(), N, d, grad_weights_.embed.data, c.vocab_size,
                        embedding_workspace_.data(), embedding_workspace_.size(), stream_);
+  }
+
+  // ------------------------------------------------------------ products at the last forward's precision
+  void nt(device_matrix<const float> a, device_matrix<const float> b, device_matrix<float> c, bool acc = false) const {
+    matmul_nt<float>(*blas_, a, b, c, acc, precision_);
+  }
+  void nn(device_matrix<const float> a, device_matrix<const float> b, device_matrix<float> c, bool acc = false) const {
+    matmul_nn<float>(*blas_, a, b, c, acc, precision_);
+  }
+  void tn(device_matrix<const float> a, device_matrix<const float> b, device_matrix<float> c, bool acc = false) const {
+    matmul_tn<float>(*blas_, a, b, c, acc, precision_);
   }
 
   // ------------------------------------------------------------ storage
@@ -617,6 +632,7 @@ class transformer_gpu {
   index_t B_ = 0, T_ = 0, R_ = 0;  // R_: output rows
   index_t chunk_ = 0;               // output rows per chunk
   double temperature_ = 1.0;
+  gemm_precision precision_ = gemm_precision::fp32;  // the forward's, for its backward too
   bool has_forward_ = false;
   device_array<std::int32_t> ids_, out_targets_;
   device_array<index_t> positions_, counts_, offsets_, out_rows_;

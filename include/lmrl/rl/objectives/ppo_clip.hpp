@@ -72,6 +72,7 @@ struct ppo_clip {
       return k;
     };
   }
+
  public:
   // (the private helpers come first: nvcc's front end cannot deduce token_fn's type from a later definition)
   template <Real T>

@@ -53,6 +53,7 @@ struct sapo {
       return k;
     };
   }
+
  public:
   // (the private helpers come first: nvcc's front end cannot deduce token_fn's type from a later definition)
   template <Real T>

@@ -227,4 +227,20 @@ class transformer_parameters {
   transformer_weights<T> weights_{};
 };
 
+// The same weights with a value head of zeros (head = true) or without one:
+// every tensor the two layouts share is copied.
+template <class T>
+transformer_parameters<T> with_value_head(const transformer_parameters<T>& from, bool head = true) {
+  transformer_config c = from.config();
+  c.value_head = head;
+  transformer_parameters<T> p(c);
+  for (const auto& e : p.layout().entries()) {
+    if (from.layout().find(e.name) == nullptr) continue;  // the new head stays 0
+    const auto& src = from.layout().at(e.name);
+    const auto v = from.values().subspan(static_cast<std::size_t>(src.offset), static_cast<std::size_t>(src.size));
+    std::copy(v.begin(), v.end(), p.tensor(e.name).begin());
+  }
+  return p;
+}
+
 }  // namespace lmrl

@@ -375,6 +375,43 @@ TEST_CASE("cuda transformer_gpu with tf32 products: near the CPU's float results
   }
 }
 
+TEST_CASE("cuda transformer_gpu values and backward_values match transformer float's value head") {
+  transformer_config config = tiny_config(true);
+  config.value_head = true;
+  const auto params = random_parameters(config, 41);
+  transformer<float> cpu(params);
+  transformer_gpu gpu(params);
+  const auto batches = test_batches(config.vocab_size);
+  for (const std::size_t bi : {std::size_t{0}, std::size_t{3}}) {
+    CAPTURE(bi);
+    const padded_batch& b = batches[bi];
+    std::vector<float> values_cpu(b.size());
+    cpu.values(b.view(), matrix_view<float>(values_cpu.data(), {b.B, b.T}));
+    auto tokens_dev = upload(b.tokens);
+    auto mask_dev = upload(b.mask);
+    auto values_dev = poisoned<float>(b.size());
+    gpu.values(tokens_dev.data(), mask_dev.data(), b.B, b.T, values_dev.data());
+    check_outputs(values_dev.to_host(), values_cpu, b, "values");
+    CHECK_THROWS_WITH_AS(gpu.backward(nullptr, nullptr), doctest::Contains("call log_probs on the batch first"), error);
+    const auto g0 = random_vector(gpu.size(), 4000 + bi);
+    std::copy(g0.begin(), g0.end(), cpu.gradients().begin());
+    set_gpu_gradients(gpu, g0);
+    const auto gv = random_upstream(b, 5000 + bi);
+    auto gv_dev = upload(gv);
+    cpu.backward_values(b.view(), matrix_view<const float>(gv.data(), {b.B, b.T}));
+    gpu.backward_values(gv_dev.data());
+    check_gradients(download_gradients(gpu), cpu.gradients(), g0, params.layout(), "value-head gradients");
+  }
+  auto tokens_dev = upload(batches[0].tokens);
+  auto mask_dev = upload(batches[0].mask);
+  auto logp_dev = poisoned<float>(batches[0].size());
+  gpu.log_probs(tokens_dev.data(), mask_dev.data(), batches[0].B, batches[0].T, logp_dev.data(), nullptr);
+  CHECK_THROWS_WITH_AS(gpu.backward_values(logp_dev.data()), doctest::Contains("call values on the batch first"), error);
+  transformer_gpu headless(random_parameters(tiny_config(true), 42));
+  CHECK_THROWS_WITH_AS(headless.values(tokens_dev.data(), mask_dev.data(), batches[0].B, batches[0].T, logp_dev.data()),
+                       doctest::Contains("has no value head"), error);
+}
+
 TEST_CASE("cuda transformer_gpu rejects bad batches and unsupported masks with lmrl error") {
   transformer_config config = tiny_config(true);
   config.max_position_embeddings = 8;

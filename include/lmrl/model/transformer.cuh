@@ -9,6 +9,8 @@
 //   lmrl::cuda::transformer_gpu gpu(host_parameters, stream);   // ONE device buffer, the host layout
 //   gpu.log_probs(tokens_dev, mask_dev, B, T, logp_dev, entropy_dev_or_null);
 //   gpu.backward(grad_logp_dev_or_null, grad_entropy_dev_or_null);   // ADDS into gpu.gradients()
+//   gpu.values(tokens_dev, mask_dev, B, T, values_dev);               // with config.value_head (PPO's critic)
+//   gpu.backward_values(grad_values_dev);                             // ADDS likewise
 //
 // Every pointer is device memory: tokens int32 [B x T], mask float [B x T]
 // (1 = token, 0 = padding, on either side), logp / entropy / grad_logp /
@@ -17,6 +19,9 @@
 //   log_probs  logp[i, t] = log p(tokens[i, t] | tokens[i, <t]) (logits / temperature) where t >= 1 and
 //              tokens t and t-1 are real, 0 elsewhere; entropy likewise (nullptr = not wanted). Every
 //              element of logp (and entropy) is written.
+//   values     values[i, t] = score . h[i, t-1] (the final-normed hidden state), at the positions
+//              log_probs fills, 0 elsewhere: the CPU's transformer::values.
+//   backward_values  the gradient of L = sum(grad_values * values) for the last values call, ADDED.
 //   backward   the gradient of L = sum(grad_logp * logp + grad_entropy * entropy) for the last log_probs
 //              call (its batch is kept on the device: the caller may free tokens and mask), ADDED to the
 //              gradient buffer; nullptr = zero. Elements at positions log_probs set to 0 are not read.
@@ -50,10 +55,7 @@
 // NOT in this first version (each a clear lmrl::error or simply absent):
 //   - packed-sequence masks (mask values 2, 3, ... numbering sequences in one
 //     row): log_probs throws; only 0/1 masks.
-//   - the value head (values / backward_values) and logit_loss_backward: no such
-//     members; a config with value_head is accepted, its score.weight is
-//     uploaded and its gradient left untouched (as the CPU's log_probs backward
-//     leaves it).
+//   - logit_loss_backward (logit distillation): no such member.
 //   - logits() / hidden_states(), bf16 products. (KV-cache generation on these
 //     weights: model/generate.cuh.)
 //
@@ -299,7 +301,7 @@ class transformer_gpu {
   void log_probs(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, float* logp,
                  float* entropy) {
     const char* f = "lmrl::cuda::transformer_gpu::log_probs";
-    has_forward_ = false;
+    last_forward_ = forward_kind::none;
     lmrl::detail::require(batch > 0 && seq_len > 0, f, ": the batch is empty ([", batch, " x ", seq_len, "])");
     lmrl::detail::require(tokens != nullptr && mask != nullptr && logp != nullptr, f,
                           ": tokens, mask and logp must be device pointers, not null");
@@ -319,14 +321,59 @@ class transformer_gpu {
     const index_t N = B_ * T_;
     scatter_outputs(out_logp_.data(), logp, N);
     if (entropy != nullptr) scatter_outputs(out_entropy_.data(), entropy, N);
-    has_forward_ = true;
+    last_forward_ = forward_kind::log_probs;
+  }
+
+  // The critic's values (config.value_head): score . h[row - 1] for each output row, chunk by chunk through
+  // the output layer's buffers (h rows gathered, one [n x d] . [1 x d]^T product).
+  void values(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, float* out) {
+    const char* f = "lmrl::cuda::transformer_gpu::values";
+    last_forward_ = forward_kind::none;
+    lmrl::detail::require(config_.value_head, f, ": the model has no value head (config.value_head is false)");
+    lmrl::detail::require(batch > 0 && seq_len > 0, f, ": the batch is empty ([", batch, " x ", seq_len, "])");
+    lmrl::detail::require(tokens != nullptr && mask != nullptr && out != nullptr, f,
+                          ": tokens, mask and out must be device pointers, not null");
+    read_batch(tokens, mask, batch, seq_len, f);
+    forward_hidden();
+    const index_t d = config_.hidden_size;
+    for (index_t c0 = 0; c0 < R_; c0 += chunk_) {
+      const index_t n = std::min(chunk_, R_ - c0);
+      gather_chunk_hidden(c0, n);
+      nt(cmat(chunk_h_.data(), n, d), weight(weights_.score), mat(out_logp_.data() + c0, n, 1));
+    }
+    scatter_outputs(out_logp_.data(), out, B_ * T_);
+    last_forward_ = forward_kind::values;
+  }
+
+  void backward_values(const float* grad_values) {
+    const char* f = "lmrl::cuda::transformer_gpu::backward_values";
+    lmrl::detail::require(last_forward_ == forward_kind::values, f, ": call values on the batch first");
+    lmrl::detail::require(grad_values != nullptr, f, ": grad_values must be a device pointer, not null");
+    namespace td = transformer_detail;
+    if (R_ == 0) return;
+    const index_t N = B_ * T_, d = config_.hidden_size;
+    td::gather_values_kernel<float>
+        <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(grad_values, out_rows_.data(), R_, out_gl_.data());
+    LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_values_kernel (grad_values)");
+    LMRL_CUDA_CHECK(cudaMemsetAsync(dh_.data(), 0, static_cast<std::size_t>(N * d) * sizeof(float), stream_));
+    for (index_t c0 = 0; c0 < R_; c0 += chunk_) {
+      const index_t n = std::min(chunk_, R_ - c0);
+      gather_chunk_hidden(c0, n);
+      const auto g = cmat(out_gl_.data() + c0, n, 1);
+      nn(g, weight(weights_.score), mat(chunk_dh_.data(), n, d));           // dh = g . score
+      tn(g, cmat(chunk_h_.data(), n, d), gmat(grad_weights_.score), true);  // d score += g^T . h
+      td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
+          chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
+      LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
+    }
+    trunk_backward();
   }
 
   // ----------------------------------------------------------------- backward
 
   void backward(const float* grad_logp, const float* grad_entropy) {
     const char* f = "lmrl::cuda::transformer_gpu::backward";
-    lmrl::detail::require(has_forward_, f, ": call log_probs on the batch first");
+    lmrl::detail::require(last_forward_ == forward_kind::log_probs, f, ": call log_probs on the batch first");
     namespace td = transformer_detail;
     if (R_ == 0) return;  // no output row: the loss does not depend on the parameters (adding zeros changes nothing)
     const index_t N = B_ * T_, V = config_.vocab_size, d = config_.hidden_size, C = chunk_;
@@ -438,14 +485,19 @@ class transformer_gpu {
     return std::clamp<index_t>((index_t{1} << 22) / config_.vocab_size, 16, 256);
   }
 
-  // Gathers the hidden rows (t-1) of output rows [c0, c0 + n) into chunk_h_ and multiplies by lm_head^T into logits_.
-  void chunk_logits(index_t c0, index_t n) {
+  // The final-normed hidden rows (t-1) of output rows [c0, c0 + n) into chunk_h_.
+  void gather_chunk_hidden(index_t c0, index_t n) {
     namespace td = transformer_detail;
-    const index_t d = config_.hidden_size, V = config_.vocab_size;
+    const index_t d = config_.hidden_size;
     td::gather_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
         hf_.data(), d, out_rows_.data() + c0, n, chunk_h_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_previous_rows_kernel");
-    nt(cmat(chunk_h_.data(), n, d), weight(weights_.lm_head), mat(logits_.data(), n, V));
+  }
+
+  // Those rows times lm_head^T into logits_.
+  void chunk_logits(index_t c0, index_t n) {
+    gather_chunk_hidden(c0, n);
+    nt(cmat(chunk_h_.data(), n, config_.hidden_size), weight(weights_.lm_head), mat(logits_.data(), n, config_.vocab_size));
   }
 
   // ------------------------------------------------------------ the forward pass to the final norm
@@ -633,7 +685,8 @@ class transformer_gpu {
   index_t chunk_ = 0;               // output rows per chunk
   double temperature_ = 1.0;
   gemm_precision precision_ = gemm_precision::fp32;  // the forward's, for its backward too
-  bool has_forward_ = false;
+  enum class forward_kind { none, log_probs, values };
+  forward_kind last_forward_ = forward_kind::none;  // what backward / backward_values may follow
   device_array<std::int32_t> ids_, out_targets_;
   device_array<index_t> positions_, counts_, offsets_, out_rows_;
   device_array<double> out_lse_;

@@ -269,8 +269,6 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
 #ifdef LMRL_GRPO_ZERO_CUDA
     lmrl::cuda::require_device("--device cuda");  // before pretraining, not after it
 #endif
-    detail::require(!any_grpo_advantage::from_config(c).needs_critic(),
-                    "--device cuda: PPO's critic has no GPU version yet (advantage_estimator ", c.advantage_estimator, ")");
     detail::require(s.rollout_quant == "none" && s.rollout_kv_quant == "none",
                     "--device cuda: quantized rollouts have no GPU version yet (rollout_quant, rollout_kv_quant)");
   }
@@ -356,7 +354,8 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   std::optional<transformer_policy<float>> cpu_policy;
 #ifdef LMRL_GRPO_ZERO_CUDA
   std::optional<lmrl::cuda::transformer_gpu_policy> gpu_policy;
-  if (s.device == "cuda") gpu_policy.emplace(std::move(model->parameters()));
+  if (s.device == "cuda")
+    gpu_policy.emplace(shared_trunk ? with_value_head(model->parameters()) : std::move(model->parameters()));
 #endif
   if (s.device == "cpu")
     cpu_policy.emplace(shared_trunk ? transformer<float>(with_value_head(model->parameters())) : std::move(*model));
@@ -411,9 +410,20 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   bool finished = false;
   if (s.device == "cuda") {
 #ifdef LMRL_GRPO_ZERO_CUDA
-    grpo_trainer trainer(c, *gpu_policy, lmrl::cuda::transformer_gpu_rollouts({tokenizer::eos}, tokenizer::pad),
-                         rewards, zero_prompts{task_options, c.seed}, o);
-    finished = run(trainer);
+    namespace lc = lmrl::cuda;
+    const auto gpu_rollouts = [] { return lc::transformer_gpu_rollouts({tokenizer::eos}, tokenizer::pad); };
+    if (shared_trunk) {
+      lc::transformer_gpu_shared_critic critic(*gpu_policy);
+      ppo_trainer trainer(c, *gpu_policy, critic, gpu_rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+      finished = run(trainer);
+    } else if (ppo) {
+      auto critic = lc::transformer_gpu_critic::from_policy(gpu_policy->host_parameters());
+      ppo_trainer trainer(c, *gpu_policy, critic, gpu_rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+      finished = run(trainer);
+    } else {
+      grpo_trainer trainer(c, *gpu_policy, gpu_rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
+      finished = run(trainer);
+    }
 #endif
   } else if (shared_trunk) {
     transformer_shared_critic<float> critic(*cpu_policy);

@@ -4,7 +4,8 @@
 // copied) and lmrl::cuda::generate (its tokens' log-probs under the CPU model; greedy
 // tokens the CPU's argmax), and train/transformer_gpu_policy.cuh (log-probs and
 // gradients against transformer_policy<float>, and two GRPO steps on the same
-// fixed rollouts on both sides). Runs only on a GPU.
+// fixed rollouts on both sides), the GPU critics (values and gradients against
+// the CPU critics, two PPO steps). Runs only on a GPU.
 //
 // Tolerances: those of test_transformer.cu and for the same reasons (float32
 // on both sides, other orders of summation): outputs within 1e-4 of the
@@ -399,4 +400,94 @@ TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_
     CHECK(scale > 0);
     CHECK(worst <= 1e-3 * scale + 4 * FLT_EPSILON * largest);
   }
+}
+
+TEST_CASE("cuda transformer_gpu_critic and the shared critic: the CPU critics' values and gradients, and PPO steps match") {
+  const transformer_config c = tiny_config(true);
+  const auto params = random_parameters(c, 51);
+  // A random value head on both sides (from_policy starts it at 0, which would compare zeros).
+  const auto head = lmrl::testing::random_values<float>(c.hidden_size, 52, -0.5, 0.5);
+  const auto set_head = [&](transformer_parameters<float>& p) {
+    auto score = p.tensor("score.weight");
+    std::copy(head.begin(), head.end(), score.begin());
+  };
+  auto cpu_critic = transformer_critic<float>::from_policy(params);
+  auto gpu_critic = lmrl::cuda::transformer_gpu_critic::from_policy(params);
+  set_head(cpu_critic.model().parameters());
+  set_head(gpu_critic.host_parameters());
+  transformer_policy<float> cpu_policy{transformer<float>{with_value_head(params)}};
+  lmrl::cuda::transformer_gpu_policy gpu_policy{with_value_head(params)};
+  set_head(cpu_policy.model().parameters());
+  set_head(gpu_policy.host_parameters());
+  transformer_shared_critic<float> cpu_shared(cpu_policy);
+  lmrl::cuda::transformer_gpu_shared_critic gpu_shared(gpu_policy);
+
+  const index_t B = 2, T = 5;
+  std::vector<std::int32_t> tokens{3, 9, 27, 1, 0, 0, 5, 5, 6, 7};
+  std::vector<float> mask{1, 1, 1, 1, 0, 0, 1, 1, 1, 1};
+  const token_batch<float> batch{matrix_view<const std::int32_t>(tokens.data(), {B, T}),
+                                 matrix_view<const float>(mask.data(), {B, T})};
+  const auto grad = lmrl::testing::random_values<float>(B * T, 53);
+  const auto compare = [&](auto& cpu, auto& gpu, std::span<float> cpu_grads, std::span<float> gpu_grads,
+                           const char* what) {
+    CAPTURE(what);
+    dense<float, 2> v_cpu({B, T}), v_gpu({B, T});
+    cpu.values(batch, v_cpu.view());
+    gpu.values(batch, v_gpu.view());
+    check_close(values(v_gpu), values(v_cpu), 1e-4, "critic values");
+    std::fill(cpu_grads.begin(), cpu_grads.end(), 0.0f);
+    cpu.backward_values(batch, matrix_view<const float>(grad.data(), {B, T}));
+    gpu.backward_values(batch, matrix_view<const float>(grad.data(), {B, T}));
+    check_close(gpu_grads, cpu_grads, 5e-4, "critic gradients");
+  };
+  gpu_critic.zero_grad();
+  compare(cpu_critic, gpu_critic, cpu_critic.gradients(), gpu_critic.gradients(), "separate critic");
+  gpu_policy.zero_grad();
+  compare(cpu_shared, gpu_shared, cpu_policy.gradients(), gpu_policy.gradients(), "shared critic");
+  CHECK_THROWS_WITH_AS(lmrl::cuda::transformer_gpu_critic(transformer_parameters<float>(params)),
+                       doctest::Contains("has no value head"), error);
+
+  // Two PPO steps (GAE, a KL penalty in the rewards) on the same fixed rollouts, separate critics.
+  const auto run = [](auto& policy, auto& critic, const char* name) {
+    const std::string dir = (std::filesystem::temp_directory_path() / name).string();
+    std::filesystem::remove_all(dir);
+    grpo_config cfg;
+    cfg.output_dir = dir;
+    cfg.learning_rate = 5e-2;
+    cfg.adam_epsilon = 1.0;  // an update about lr * g: see the top of the file
+    cfg.max_steps = 2;
+    cfg.num_generations = 4;
+    cfg.per_device_train_batch_size = 8;
+    cfg.max_completion_length = 6;
+    cfg.advantage_estimator = "gae";
+    cfg.kl_coef = 0.01;
+    cfg.recompute_old_logprobs = true;  // the policy's own old log-probs (fixed_rollouts' are made up)
+    cfg.save_steps = 0;
+    cfg.logging_steps = 100;
+    grpo_trainer_options o;
+    o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
+    o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
+    o.terminal = nullptr;
+    o.write_report = false;
+    ppo_trainer trainer(cfg, policy, critic, fixed_rollouts{}, weighted_sum<twos>(twos{}), letter_prompts{}, o);
+    REQUIRE(trainer.train());
+    std::filesystem::remove_all(dir);
+    return trainer.records();
+  };
+  transformer_policy<float> cpu_ppo{transformer<float>{transformer_parameters<float>(params)}};
+  lmrl::cuda::transformer_gpu_policy gpu_ppo{transformer_parameters<float>(params)};
+  auto cpu_ppo_critic = transformer_critic<float>::from_policy(params);
+  auto gpu_ppo_critic = lmrl::cuda::transformer_gpu_critic::from_policy(params);
+  const auto rec_cpu = run(cpu_ppo, cpu_ppo_critic, "lmrl_test_gpu_ppo_cpu");
+  const auto rec_gpu = run(gpu_ppo, gpu_ppo_critic, "lmrl_test_gpu_ppo_gpu");
+  REQUIRE(!rec_cpu.empty());
+  REQUIRE(rec_gpu.size() == rec_cpu.size());
+  for (std::size_t s = 0; s < rec_cpu.size(); ++s)
+    for (const char* key : {"reward", "loss", "grad_norm", "critic/value_loss", "critic/values_mean", "kl_penalty/kl"}) {
+      CAPTURE(s);
+      CAPTURE(key);
+      CHECK(rec_gpu[s].get(key) == doctest::Approx(rec_cpu[s].get(key)).epsilon(1e-3).scale(1e-6));
+    }
+  check_close(gpu_ppo_critic.parameters(), cpu_ppo_critic.parameters(), 1e-5, "critic parameters after PPO");
+  check_close(gpu_ppo.parameters(), cpu_ppo.parameters(), 1e-5, "policy parameters after PPO");
 }

@@ -1,12 +1,14 @@
-// The GPU transformer as the trainer's policy and rollout generator: the twins
-// of transformer_policy and transformer_rollouts (train/transformer_policy.hpp)
-// for lmrl::cuda::transformer_gpu, so grpo_trainer (and the trainers built on
-// the same concepts) run their forward and backward passes and their
-// generation on the GPU without a change.
+// The GPU transformer as the trainer's policy, critic and rollout generator:
+// the twins of transformer_policy, transformer_critic, transformer_shared_critic
+// and transformer_rollouts (train/transformer_policy.hpp) for
+// lmrl::cuda::transformer_gpu, so grpo_trainer and ppo_trainer run their
+// forward and backward passes and their generation on the GPU unchanged.
 //
 //   lmrl::cuda::transformer_gpu_policy policy(std::move(host_parameters));
 //   lmrl::cuda::transformer_gpu_rollouts rollouts({eos}, pad);
 //   lmrl::grpo_trainer trainer(config, policy, rollouts, rewards, prompts, options);
+//   auto critic = lmrl::cuda::transformer_gpu_critic::from_policy(policy.host_parameters());   // PPO
+//   lmrl::ppo_trainer ppo(config, policy, critic, rollouts, rewards, prompts, options);
 //
 // The trainer's contract is host memory: TrainablePolicy's parameters() and
 // gradients() are spans the trainer clips, steps with AdamW and swaps with the
@@ -19,6 +21,7 @@
 //   backward     uploads dL/dlogp (and dL/dentropy), runs transformer_gpu::backward
 //                (which ADDS into the device gradient) and downloads the whole
 //                device gradient into gradients(): both hold the sum since zero_grad;
+//   values, backward_values (the critics) likewise;
 //   rollouts     upload the parameters, then generate on the GPU (model/generate.cuh).
 // Cost: one parameter upload per log_probs call and per rollout round, one
 // gradient download per backward: 4 bytes per parameter each (110 MB at the
@@ -55,40 +58,38 @@
 
 namespace lmrl::cuda {
 
-class transformer_gpu_policy {
- public:
-  using value_type = float;
+namespace gpu_policy_detail {
 
-  explicit transformer_gpu_policy(transformer_parameters<float> parameters, cudaStream_t stream = nullptr)
+// A transformer_gpu whose master parameters, and a copy of whose gradient,
+// live on the host, with the staging that moves a token_batch and per-position
+// [B x T] matrices between the two: what the policy and the critics share.
+class mirrored_model {
+ public:
+  mirrored_model(transformer_parameters<float> parameters, cudaStream_t stream)
       : host_(std::move(parameters)),
         gpu_(std::make_unique<transformer_gpu>(host_, stream)),
         grad_(host_.values().size(), 0.0f) {}
 
-  // The master parameters on the host (the trainer's optimizer steps them) and the model on the device.
-  transformer_parameters<float>& host_parameters() { return host_; }
-  const transformer_parameters<float>& host_parameters() const { return host_; }
+  transformer_parameters<float>& host() { return host_; }
+  const transformer_parameters<float>& host() const { return host_; }
   transformer_gpu& gpu() { return *gpu_; }
-
-  std::span<float> parameters() { return host_.values(); }
   std::span<float> gradients() { return grad_; }
+
   void zero_grad() {
     gpu_->zero_grad();
     std::fill(grad_.begin(), grad_.end(), 0.0f);
   }
-
-  // The host parameters onto the device (log_probs and the rollouts call it; a caller that changed the
-  // parameters and reads the device model directly calls it too).
   void upload_parameters() { gpu_->upload_parameters(host_.values()); }
+  // The device gradient (the sum since zero_grad) into gradients().
+  void download_gradients() { gpu_->download_gradients(grad_); }
 
-  void log_probs(const token_batch<float>& batch, matrix_view<float> logp, matrix_view<float> entropy) {
-    const char* f = "lmrl::cuda::transformer_gpu_policy::log_probs";
+  // The parameters, then the batch's ids and mask: tokens() and mask() on the device; B() x T() remembered
+  // for the backward that follows.
+  void upload_batch(const token_batch<float>& batch, const char* f) {
     const index_t B = batch.tokens.shape[0], T = batch.tokens.shape[1];
     lmrl::detail::require(batch.attention_mask.shape[0] == B && batch.attention_mask.shape[1] == T, f,
                           ": attention_mask is ", batch.attention_mask.shape[0], " x ", batch.attention_mask.shape[1],
                           " but tokens are ", B, " x ", T);
-    require_shape(f, "logp", logp.shape, B, T);
-    const bool want_entropy = entropy.data != nullptr;
-    if (want_entropy) require_shape(f, "entropy", entropy.shape, B, T);
     upload_parameters();
     const auto n = static_cast<std::size_t>(B * T);
     std::vector<std::int32_t> tokens(n);
@@ -98,75 +99,197 @@ class transformer_gpu_policy {
         tokens[static_cast<std::size_t>(i * T + t)] = batch.tokens(i, t);
         mask[static_cast<std::size_t>(i * T + t)] = batch.attention_mask(i, t);
       }
-    grow(tokens_, n);
-    grow(mask_, n);
-    grow(logp_, n);
-    grow(entropy_, n);
     copy_in(tokens_, tokens);
     copy_in(mask_, mask);
-    gpu_->log_probs(tokens_.data(), mask_.data(), B, T, logp_.data(), want_entropy ? entropy_.data() : nullptr);
-    copy_out(logp_, n, logp);
-    if (want_entropy) copy_out(entropy_, n, entropy);
     B_ = B;
     T_ = T;
   }
+  const std::int32_t* tokens() const { return tokens_.data(); }
+  const float* mask() const { return mask_.data(); }
+  index_t B() const { return B_; }
+  index_t T() const { return T_; }
 
-  void backward(const token_batch<float>& batch, matrix_view<const float> grad_logp,
-                matrix_view<const float> grad_entropy) {
-    const char* f = "lmrl::cuda::transformer_gpu_policy::backward";
+  // The backward's batch must be the forward's.
+  void require_same_batch(const token_batch<float>& batch, const char* f) const {
     lmrl::detail::require(batch.tokens.shape[0] == B_ && batch.tokens.shape[1] == T_, f, ": the batch is ",
-                          batch.tokens.shape[0], " x ", batch.tokens.shape[1], " but the last log_probs call's was ",
+                          batch.tokens.shape[0], " x ", batch.tokens.shape[1], " but the last forward call's was ",
                           B_, " x ", T_);
-    const bool with_logp = grad_logp.data != nullptr, with_entropy = grad_entropy.data != nullptr;
-    if (with_logp) require_shape(f, "grad_logp", grad_logp.shape, B_, T_);
-    if (with_entropy) require_shape(f, "grad_entropy", grad_entropy.shape, B_, T_);
-    const auto n = static_cast<std::size_t>(B_ * T_);
-    grow(grad_logp_, n);
-    grow(grad_entropy_, n);
-    if (with_logp) copy_in(grad_logp_, contiguous(grad_logp));
-    if (with_entropy) copy_in(grad_entropy_, contiguous(grad_entropy));
-    gpu_->backward(with_logp ? grad_logp_.data() : nullptr, with_entropy ? grad_entropy_.data() : nullptr);
-    gpu_->download_gradients(grad_);
+  }
+  void require_shape(const char* f, const char* name, const std::array<index_t, 2>& shape) const {
+    lmrl::detail::require(shape[0] == B_ && shape[1] == T_, f, ": ", name, " is ", shape[0], " x ", shape[1],
+                          " but the batch is ", B_, " x ", T_);
+  }
+
+  // A device [B x T] buffer (`slot` of a few, grown to fit), written by a pass and read back by download.
+  float* device_matrix_buffer(int slot) {
+    auto& a = buffers_[static_cast<std::size_t>(slot)];
+    grow(a, static_cast<std::size_t>(B_ * T_));
+    return a.data();
+  }
+  // m [B x T] (any strides) into buffer `slot`, contiguous.
+  const float* upload_matrix(int slot, matrix_view<const float> m) {
+    std::vector<float> v(static_cast<std::size_t>(m.shape[0] * m.shape[1]));
+    for (index_t i = 0; i < m.shape[0]; ++i)
+      for (index_t t = 0; t < m.shape[1]; ++t) v[static_cast<std::size_t>(i * m.shape[1] + t)] = m(i, t);
+    copy_in(buffers_[static_cast<std::size_t>(slot)], v);
+    return buffers_[static_cast<std::size_t>(slot)].data();
+  }
+  // Buffer `slot` into out [B x T] (any strides), after the stream's work.
+  void download_matrix(int slot, matrix_view<float> out) {
+    staging_.resize(static_cast<std::size_t>(B_ * T_));
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(staging_.data(), buffers_[static_cast<std::size_t>(slot)].data(),
+                                    staging_.size() * sizeof(float), cudaMemcpyDeviceToHost, gpu_->stream()));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));
+    for (index_t i = 0; i < out.shape[0]; ++i)
+      for (index_t t = 0; t < out.shape[1]; ++t) out(i, t) = staging_[static_cast<std::size_t>(i * out.shape[1] + t)];
   }
 
  private:
-  static void require_shape(const char* f, const char* name, const std::array<index_t, 2>& shape, index_t B,
-                            index_t T) {
-    lmrl::detail::require(shape[0] == B && shape[1] == T, f, ": ", name, " is ", shape[0], " x ", shape[1],
-                          " but the batch is ", B, " x ", T);
-  }
-  static std::vector<float> contiguous(matrix_view<const float> m) {
-    std::vector<float> out(static_cast<std::size_t>(m.shape[0] * m.shape[1]));
-    for (index_t i = 0; i < m.shape[0]; ++i)
-      for (index_t t = 0; t < m.shape[1]; ++t) out[static_cast<std::size_t>(i * m.shape[1] + t)] = m(i, t);
-    return out;
-  }
   template <class U>
   void grow(device_array<U>& a, std::size_t n) {
     if (a.size() < n) a = device_array<U>(n, gpu_->stream());
   }
   template <class U>
   void copy_in(device_array<U>& dst, const std::vector<U>& values) {
+    grow(dst, values.size());
     LMRL_CUDA_CHECK(cudaMemcpyAsync(dst.data(), values.data(), values.size() * sizeof(U), cudaMemcpyHostToDevice,
                                     gpu_->stream()));
-    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));  // values may die when the caller returns
-  }
-  void copy_out(const device_array<float>& src, std::size_t n, matrix_view<float> out) {
-    staging_.resize(n);
-    LMRL_CUDA_CHECK(cudaMemcpyAsync(staging_.data(), src.data(), n * sizeof(float), cudaMemcpyDeviceToHost,
-                                    gpu_->stream()));
-    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));
-    for (index_t i = 0; i < out.shape[0]; ++i)
-      for (index_t t = 0; t < out.shape[1]; ++t) out(i, t) = staging_[static_cast<std::size_t>(i * out.shape[1] + t)];
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));  // values die when the caller returns
   }
 
   transformer_parameters<float> host_;
-  std::unique_ptr<transformer_gpu> gpu_;  // behind a pointer: a decoder holds its address, which a move of the policy keeps
+  std::unique_ptr<transformer_gpu> gpu_;  // behind a pointer: a decoder holds its address, which a move keeps
   std::vector<float> grad_;
-  index_t B_ = 0, T_ = 0;  // the last log_probs batch
+  index_t B_ = 0, T_ = 0;
   device_array<std::int32_t> tokens_;
-  device_array<float> mask_, logp_, entropy_, grad_logp_, grad_entropy_;
+  device_array<float> mask_;
+  std::array<device_array<float>, 2> buffers_;
   std::vector<float> staging_;
+};
+
+}  // namespace gpu_policy_detail
+
+class transformer_gpu_policy {
+ public:
+  using value_type = float;
+
+  explicit transformer_gpu_policy(transformer_parameters<float> parameters, cudaStream_t stream = nullptr)
+      : m_(std::move(parameters), stream) {}
+
+  // The master parameters on the host (the trainer's optimizer steps them) and the model on the device.
+  transformer_parameters<float>& host_parameters() { return m_.host(); }
+  const transformer_parameters<float>& host_parameters() const { return m_.host(); }
+  transformer_gpu& gpu() { return m_.gpu(); }
+
+  std::span<float> parameters() { return m_.host().values(); }
+  std::span<float> gradients() { return m_.gradients(); }
+  void zero_grad() { m_.zero_grad(); }
+
+  // The host parameters onto the device (log_probs and the rollouts call it; a caller that changed the
+  // parameters and reads the device model directly calls it too).
+  void upload_parameters() { m_.upload_parameters(); }
+
+  void log_probs(const token_batch<float>& batch, matrix_view<float> logp, matrix_view<float> entropy) {
+    const char* f = "lmrl::cuda::transformer_gpu_policy::log_probs";
+    m_.upload_batch(batch, f);
+    m_.require_shape(f, "logp", logp.shape);
+    const bool want_entropy = entropy.data != nullptr;
+    if (want_entropy) m_.require_shape(f, "entropy", entropy.shape);
+    float* logp_dev = m_.device_matrix_buffer(0);
+    float* entropy_dev = want_entropy ? m_.device_matrix_buffer(1) : nullptr;
+    m_.gpu().log_probs(m_.tokens(), m_.mask(), m_.B(), m_.T(), logp_dev, entropy_dev);
+    m_.download_matrix(0, logp);
+    if (want_entropy) m_.download_matrix(1, entropy);
+  }
+
+  void backward(const token_batch<float>& batch, matrix_view<const float> grad_logp,
+                matrix_view<const float> grad_entropy) {
+    const char* f = "lmrl::cuda::transformer_gpu_policy::backward";
+    m_.require_same_batch(batch, f);
+    const bool with_logp = grad_logp.data != nullptr, with_entropy = grad_entropy.data != nullptr;
+    if (with_logp) m_.require_shape(f, "grad_logp", grad_logp.shape);
+    if (with_entropy) m_.require_shape(f, "grad_entropy", grad_entropy.shape);
+    const float* gl = with_logp ? m_.upload_matrix(0, grad_logp) : nullptr;
+    const float* ge = with_entropy ? m_.upload_matrix(1, grad_entropy) : nullptr;
+    m_.gpu().backward(gl, ge);
+    m_.download_gradients();
+  }
+
+  // PPO's shared trunk (transformer_gpu_shared_critic): values and their backward on this model.
+  void values(const token_batch<float>& batch, matrix_view<float> out) {
+    const char* f = "lmrl::cuda::transformer_gpu_policy::values";
+    m_.upload_batch(batch, f);
+    m_.require_shape(f, "out", out.shape);
+    m_.gpu().values(m_.tokens(), m_.mask(), m_.B(), m_.T(), m_.device_matrix_buffer(0));
+    m_.download_matrix(0, out);
+  }
+  void backward_values(const token_batch<float>& batch, matrix_view<const float> grad) {
+    const char* f = "lmrl::cuda::transformer_gpu_policy::backward_values";
+    m_.require_same_batch(batch, f);
+    m_.require_shape(f, "grad_values", grad.shape);
+    m_.gpu().backward_values(m_.upload_matrix(0, grad));
+    m_.download_gradients();
+  }
+
+ private:
+  gpu_policy_detail::mirrored_model m_;
+};
+
+// PPO's critic with weights of its own on the GPU (the twin of transformer_critic): a transformer_gpu
+// with a value head, host master parameters, the same moves as the policy's.
+class transformer_gpu_critic {
+ public:
+  using value_type = float;
+
+  explicit transformer_gpu_critic(transformer_parameters<float> parameters, cudaStream_t stream = nullptr)
+      : policy_(require_head(std::move(parameters)), stream) {}
+
+  // The policy's weights with a value head of zeros (V = 0 until the first update), as on the CPU.
+  static transformer_gpu_critic from_policy(const transformer_parameters<float>& policy,
+                                            cudaStream_t stream = nullptr) {
+    return transformer_gpu_critic(with_value_head(policy), stream);
+  }
+
+  transformer_parameters<float>& host_parameters() { return policy_.host_parameters(); }
+  std::span<float> parameters() { return policy_.parameters(); }
+  std::span<float> gradients() { return policy_.gradients(); }
+  void zero_grad() { policy_.zero_grad(); }
+  void values(const token_batch<float>& batch, matrix_view<float> out) { policy_.values(batch, out); }
+  void backward_values(const token_batch<float>& batch, matrix_view<const float> grad) {
+    policy_.backward_values(batch, grad);
+  }
+
+ private:
+  static transformer_parameters<float> require_head(transformer_parameters<float> p) {
+    lmrl::detail::require(p.config().value_head, "lmrl::cuda::transformer_gpu_critic: the model has no value head ",
+                          "(transformer_config::value_head is false)");
+    return p;
+  }
+  transformer_gpu_policy policy_;  // the same moves; only values / backward_values are used
+};
+
+// PPO's critic on the GPU policy's own trunk (the twin of transformer_shared_critic): no weights of its
+// own; the value loss's gradient lands in the policy's gradient buffer.
+class transformer_gpu_shared_critic {
+ public:
+  using value_type = float;
+
+  explicit transformer_gpu_shared_critic(transformer_gpu_policy& policy) : policy_(&policy) {
+    lmrl::detail::require(policy.host_parameters().config().value_head,
+                          "lmrl::cuda::transformer_gpu_shared_critic: the policy has no value head ",
+                          "(build it from with_value_head(parameters))");
+  }
+
+  std::span<float> parameters() { return {}; }
+  std::span<float> gradients() { return {}; }
+  void zero_grad() {}  // the policy's gradients are the trainer's to clear
+  void values(const token_batch<float>& batch, matrix_view<float> out) { policy_->values(batch, out); }
+  void backward_values(const token_batch<float>& batch, matrix_view<const float> grad) {
+    policy_->backward_values(batch, grad);
+  }
+
+ private:
+  transformer_gpu_policy* policy_;
 };
 
 // RolloutGenerator: G completions per prompt on the GPU from the policy's current parameters, stopping on
@@ -196,5 +319,7 @@ class transformer_gpu_rollouts {
 
 static_assert(TrainablePolicy<transformer_gpu_policy>);
 static_assert(RolloutGenerator<transformer_gpu_rollouts, transformer_gpu_policy>);
+static_assert(ValueModel<transformer_gpu_critic>);
+static_assert(ValueModel<transformer_gpu_shared_critic>);
 
 }  // namespace lmrl::cuda

@@ -315,6 +315,52 @@ struct twos {  // the share of completion tokens equal to 2
   }
 };
 
+// Two steps of 2 prompts x 4 fixed rollouts in a fresh directory (removed again by the caller's run).
+grpo_config two_step_config(const char* name) {
+  grpo_config cfg;
+  cfg.output_dir = (std::filesystem::temp_directory_path() / name).string();
+  std::filesystem::remove_all(cfg.output_dir);
+  cfg.learning_rate = 5e-2;
+  cfg.adam_epsilon = 1.0;  // an update about lr * g: see the top of the file
+  cfg.max_steps = 2;
+  cfg.num_generations = 4;
+  cfg.per_device_train_batch_size = 8;
+  cfg.max_completion_length = 6;
+  cfg.save_steps = 0;
+  cfg.logging_steps = 100;
+  return cfg;
+}
+
+grpo_trainer_options letter_options() {
+  grpo_trainer_options o;
+  o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
+  o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
+  o.terminal = nullptr;
+  o.write_report = false;
+  return o;
+}
+
+// trainer.train() on the fixed rollouts, its records; the output directory removed.
+template <class Trainer>
+std::vector<metrics_record> train_and_clean(Trainer& trainer, const grpo_config& cfg) {
+  REQUIRE(trainer.train());
+  std::filesystem::remove_all(cfg.output_dir);
+  return trainer.records();
+}
+
+// The GPU run's records equal the CPU run's at every step, to 1e-3 relative.
+void check_records(const std::vector<metrics_record>& gpu, const std::vector<metrics_record>& cpu,
+                   std::initializer_list<const char*> keys) {
+  REQUIRE(!cpu.empty());
+  REQUIRE(gpu.size() == cpu.size());
+  for (std::size_t s = 0; s < cpu.size(); ++s)
+    for (const char* key : keys) {
+      CAPTURE(s);
+      CAPTURE(key);
+      CHECK(gpu[s].get(key) == doctest::Approx(cpu[s].get(key)).epsilon(1e-3).scale(1e-6));
+    }
+}
+
 }  // namespace
 
 TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_policy's, and two GRPO steps match") {
@@ -351,42 +397,17 @@ TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_
 
   // Two GRPO steps (num_iterations 2: the policy's own old log-probs; beta: the reference swapped in and out).
   const auto run = [](auto& policy, const char* name) {
-    const std::string dir = (std::filesystem::temp_directory_path() / name).string();
-    std::filesystem::remove_all(dir);
-    grpo_config cfg;
-    cfg.output_dir = dir;
-    cfg.learning_rate = 5e-2;
-    cfg.max_steps = 2;
-    cfg.num_generations = 4;
-    cfg.per_device_train_batch_size = 8;
-    cfg.max_completion_length = 6;
+    grpo_config cfg = two_step_config(name);
     cfg.num_iterations = 2;
     cfg.beta = 0.04;
-    cfg.adam_epsilon = 1.0;  // an update about lr * g: see the top of the file
-    cfg.save_steps = 0;
-    cfg.logging_steps = 100;
-    grpo_trainer_options o;
-    o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
-    o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
-    o.terminal = nullptr;
-    o.write_report = false;
-    grpo_trainer trainer(cfg, policy, fixed_rollouts{}, weighted_sum<twos>(twos{}), letter_prompts{}, o);
-    REQUIRE(trainer.train());
-    std::filesystem::remove_all(dir);
-    return trainer.records();
+    grpo_trainer trainer(cfg, policy, fixed_rollouts{}, weighted_sum<twos>(twos{}), letter_prompts{}, letter_options());
+    return train_and_clean(trainer, cfg);
   };
   const std::vector<float> start(cpu.parameters().begin(), cpu.parameters().end());
   std::copy(start.begin(), start.end(), gpu.parameters().begin());
   const auto rec_cpu = run(cpu, "lmrl_test_gpu_policy_cpu");
   const auto rec_gpu = run(gpu, "lmrl_test_gpu_policy_gpu");
-  REQUIRE(!rec_cpu.empty());
-  REQUIRE(rec_gpu.size() == rec_cpu.size());
-  for (std::size_t s = 0; s < rec_cpu.size(); ++s)
-    for (const char* key : {"reward", "loss", "grad_norm", "kl", "entropy"}) {
-      CAPTURE(s);
-      CAPTURE(key);
-      CHECK(rec_gpu[s].get(key) == doctest::Approx(rec_cpu[s].get(key)).epsilon(1e-3).scale(1e-6));
-    }
+  check_records(rec_gpu, rec_cpu, {"reward", "loss", "grad_norm", "kl", "entropy"});
   // The parameters after the steps: per tensor, within 1e-3 of the largest change plus 4 ulps of the largest value.
   for (const auto& e : params.layout().entries()) {
     double scale = 0, worst = 0, largest = 0;
@@ -449,30 +470,13 @@ TEST_CASE("cuda transformer_gpu_critic and the shared critic: the CPU critics' v
 
   // Two PPO steps (GAE, a KL penalty in the rewards) on the same fixed rollouts, separate critics.
   const auto run = [](auto& policy, auto& critic, const char* name) {
-    const std::string dir = (std::filesystem::temp_directory_path() / name).string();
-    std::filesystem::remove_all(dir);
-    grpo_config cfg;
-    cfg.output_dir = dir;
-    cfg.learning_rate = 5e-2;
-    cfg.adam_epsilon = 1.0;  // an update about lr * g: see the top of the file
-    cfg.max_steps = 2;
-    cfg.num_generations = 4;
-    cfg.per_device_train_batch_size = 8;
-    cfg.max_completion_length = 6;
+    grpo_config cfg = two_step_config(name);
     cfg.advantage_estimator = "gae";
     cfg.kl_coef = 0.01;
     cfg.recompute_old_logprobs = true;  // the policy's own old log-probs (fixed_rollouts' are made up)
-    cfg.save_steps = 0;
-    cfg.logging_steps = 100;
-    grpo_trainer_options o;
-    o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
-    o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
-    o.terminal = nullptr;
-    o.write_report = false;
-    ppo_trainer trainer(cfg, policy, critic, fixed_rollouts{}, weighted_sum<twos>(twos{}), letter_prompts{}, o);
-    REQUIRE(trainer.train());
-    std::filesystem::remove_all(dir);
-    return trainer.records();
+    ppo_trainer trainer(cfg, policy, critic, fixed_rollouts{}, weighted_sum<twos>(twos{}), letter_prompts{},
+                        letter_options());
+    return train_and_clean(trainer, cfg);
   };
   transformer_policy<float> cpu_ppo{transformer<float>{transformer_parameters<float>(params)}};
   lmrl::cuda::transformer_gpu_policy gpu_ppo{transformer_parameters<float>(params)};
@@ -480,14 +484,7 @@ TEST_CASE("cuda transformer_gpu_critic and the shared critic: the CPU critics' v
   auto gpu_ppo_critic = lmrl::cuda::transformer_gpu_critic::from_policy(params);
   const auto rec_cpu = run(cpu_ppo, cpu_ppo_critic, "lmrl_test_gpu_ppo_cpu");
   const auto rec_gpu = run(gpu_ppo, gpu_ppo_critic, "lmrl_test_gpu_ppo_gpu");
-  REQUIRE(!rec_cpu.empty());
-  REQUIRE(rec_gpu.size() == rec_cpu.size());
-  for (std::size_t s = 0; s < rec_cpu.size(); ++s)
-    for (const char* key : {"reward", "loss", "grad_norm", "critic/value_loss", "critic/values_mean", "kl_penalty/kl"}) {
-      CAPTURE(s);
-      CAPTURE(key);
-      CHECK(rec_gpu[s].get(key) == doctest::Approx(rec_cpu[s].get(key)).epsilon(1e-3).scale(1e-6));
-    }
+  check_records(rec_gpu, rec_cpu, {"reward", "loss", "grad_norm", "critic/value_loss", "critic/values_mean", "kl_penalty/kl"});
   check_close(gpu_ppo_critic.parameters(), cpu_ppo_critic.parameters(), 1e-5, "critic parameters after PPO");
   check_close(gpu_ppo.parameters(), cpu_ppo.parameters(), 1e-5, "policy parameters after PPO");
 }

@@ -106,8 +106,8 @@ struct zero_settings {
   // PPO's critic: "separate" weights started from the base, or "shared" with the
   // policy (a value head on the policy's own trunk, one joint loss).
   std::string critic_trunk = "separate";
-  // Where GRPO's passes and rollouts run: "cpu", or "cuda" (grpo_zero_cuda only:
-  // train/transformer_gpu_policy.cuh; pretraining and evaluation stay on the CPU).
+  // Where stage 3's passes and rollouts run (GRPO or PPO): "cpu", or "cuda" (grpo_zero_cuda
+  // only: train/transformer_gpu_policy.cuh; pretraining and evaluation stay on the CPU).
   std::string device = "cpu";
   // evaluation
   index_t heldout = 500;
@@ -371,9 +371,9 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     return k < c.reward_weights.size() ? c.reward_weights[k] : otherwise;
   };
   // (the rules named: nvcc's front end deduces no template arguments from this constructor)
-  weighted_sum<accuracy, format_strict, soft_overlong> rewards(std::array<double, 3>{weight(0, 1.0), weight(1, 1.0), weight(2, s.overlong_buffer > 0 ? 1.0 : 0.0)},
-                       accuracy{answer_source::answer_tag}, format_strict{true},
-                       soft_overlong{c.max_completion_length, s.overlong_buffer});
+  weighted_sum<accuracy, format_strict, soft_overlong> rewards(
+      std::array<double, 3>{weight(0, 1.0), weight(1, 1.0), weight(2, s.overlong_buffer > 0 ? 1.0 : 0.0)},
+      accuracy{answer_source::answer_tag}, format_strict{true}, soft_overlong{c.max_completion_length, s.overlong_buffer});
   grpo_trainer_options o = trainer_options({"accuracy", "format", "overlong"});
   o.write_report = false;
   o.communicator = comm;

@@ -25,8 +25,8 @@
 //   rollouts     upload the parameters, then generate on the GPU (model/generate.cuh).
 // Cost: one parameter upload per log_probs call and per rollout round, one
 // gradient download per backward: 4 bytes per parameter each (110 MB at the
-// small preset, 2 GB at the Qwen2.5-0.5B shapes: tens of milliseconds over
-// PCIe). A device-resident optimizer (train/adamw.cuh) with device clipping
+// small preset, 2 GB at the Qwen2.5-0.5B shapes: roughly 0.1 to 0.2 s each way
+// over PCIe from pageable memory, an estimate, not measured). A device-resident optimizer (train/adamw.cuh) with device clipping
 // removes them; the trainer then needs a device parameter buffer in its
 // concept, which it does not have yet.
 //

@@ -27,6 +27,7 @@
 #include "cuda/random_parameters.hpp"
 #include "cuda/random_values.hpp"
 #include "support/model_shapes.hpp"
+#include "support/twos_task.hpp"
 
 #include <algorithm>
 #include <cfloat>
@@ -304,16 +305,9 @@ struct fixed_rollouts {
     return out;
   }
 };
-struct letter_prompts {
-  grpo_prompt prompt(std::uint64_t i) const { return {std::string(1, static_cast<char>('a' + i % 3)), {"x"}}; }
-};
-struct twos {  // the share of completion tokens equal to 2
-  double operator()(const reward_context& ctx) const {
-    double n = 0;
-    for (auto id : ctx.completion_ids) n += id == 2;
-    return ctx.completion_ids.empty() ? 0.0 : n / static_cast<double>(ctx.completion_ids.size());
-  }
-};
+using lmrl::testing::letter_options;
+using lmrl::testing::letter_prompts;
+using lmrl::testing::twos;
 
 // Two steps of 2 prompts x 4 fixed rollouts in a fresh directory (removed again by the caller's run).
 grpo_config two_step_config(const char* name) {
@@ -329,15 +323,6 @@ grpo_config two_step_config(const char* name) {
   cfg.save_steps = 0;
   cfg.logging_steps = 100;
   return cfg;
-}
-
-grpo_trainer_options letter_options() {
-  grpo_trainer_options o;
-  o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
-  o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
-  o.terminal = nullptr;
-  o.write_report = false;
-  return o;
 }
 
 // trainer.train() on the fixed rollouts, its records; the output directory removed.

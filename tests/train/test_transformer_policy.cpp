@@ -9,6 +9,7 @@
 #include "lmrl/reward/weighted_sum.hpp"
 #include "support/model_shapes.hpp"
 #include "support/testing.hpp"
+#include "support/twos_task.hpp"
 
 using namespace lmrl;
 
@@ -81,18 +82,8 @@ TEST_CASE("the decoder follows the policy's updates: new weights, new tokens") {
 }
 
 namespace {
-struct indexed_prompts {
-  grpo_prompt prompt(std::uint64_t i) const { return {std::string(1, static_cast<char>('a' + i % 3)), {"x"}}; }
-};
-// Reward: the share of completion tokens equal to 2.
-struct twos {
-  double operator()(const reward_context& ctx) const {
-    if (ctx.completion_ids.empty()) return 0.0;
-    double n = 0;
-    for (auto id : ctx.completion_ids) n += id == 2;
-    return n / static_cast<double>(ctx.completion_ids.size());
-  }
-};
+using testing::letter_prompts;
+using testing::twos;
 
 // The "twos" run of the tests below: 12 steps of 4 prompts x 8, 6 tokens each.
 grpo_config twos_config(const std::string& dir) {
@@ -109,15 +100,6 @@ grpo_config twos_config(const std::string& dir) {
   return c;
 }
 
-grpo_trainer_options twos_options() {
-  grpo_trainer_options o;
-  o.encode = [](std::string_view s) { return std::vector<std::int32_t>{static_cast<std::int32_t>(s[0] - 'a' + 1)}; };
-  o.decode = [](std::span<const std::int32_t> ids) { return std::string(ids.size(), 'x'); };
-  o.terminal = nullptr;
-  o.write_report = false;
-  return o;
-}
-
 std::string temp_dir(const char* name) { return (std::filesystem::temp_directory_path() / name).string(); }
 }  // namespace
 
@@ -125,8 +107,8 @@ TEST_CASE("grpo_trainer on the transformer: rewarded tokens become more likely")
   const std::string dir = temp_dir("lmrl_test_transformer_policy");
   transformer_policy<float> policy(transformer<float>(small_config(), 4, 0.1));
   grpo_config c = twos_config(dir);
-  const grpo_trainer_options o = twos_options();
-  grpo_trainer trainer(c, policy, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), indexed_prompts{}, o);
+  const grpo_trainer_options o = testing::letter_options();
+  grpo_trainer trainer(c, policy, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), letter_prompts{}, o);
   REQUIRE(trainer.train());
   const auto& rec = trainer.records();
   REQUIRE(rec.size() == 12);
@@ -162,8 +144,8 @@ TEST_CASE("ppo_trainer on the transformer: a transformer critic and GAE make rew
   grpo_config c = twos_config(dir);
   c.advantage_estimator = "gae";
   c.kl_coef = 0.01;
-  const grpo_trainer_options o = twos_options();
-  ppo_trainer trainer(c, policy, critic, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), indexed_prompts{},
+  const grpo_trainer_options o = testing::letter_options();
+  ppo_trainer trainer(c, policy, critic, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), letter_prompts{},
                       o);
   REQUIRE(trainer.train());
   const auto& rec = trainer.records();
@@ -195,8 +177,8 @@ TEST_CASE("ppo_trainer with the critic on the policy's trunk: one joint loss, th
   c.save_steps = 6;  // a checkpoint of a critic without weights of its own
   c.advantage_estimator = "gae";
   c.vf_coef = 0.5;
-  const grpo_trainer_options o = twos_options();
-  ppo_trainer trainer(c, policy, critic, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), indexed_prompts{},
+  const grpo_trainer_options o = testing::letter_options();
+  ppo_trainer trainer(c, policy, critic, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}), letter_prompts{},
                       o);
   REQUIRE(trainer.train());
   const auto& rec = trainer.records();
@@ -208,7 +190,7 @@ TEST_CASE("ppo_trainer with the critic on the policy's trunk: one joint loss, th
   c.critic_warmup = 2;
   c.output_dir = dir + "_warmup";
   CHECK_THROWS_WITH_AS(ppo_trainer(c, policy, critic, transformer_rollouts<float>({}), weighted_sum<twos>(twos{}),
-                                   indexed_prompts{}, o),
+                                   letter_prompts{}, o),
                        doctest::Contains("needs a critic with weights of its own"), error);
   std::filesystem::remove_all(dir);
   std::filesystem::remove_all(dir + "_warmup");

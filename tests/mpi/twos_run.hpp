@@ -10,6 +10,7 @@
 #include "lmrl/reward/weighted_sum.hpp"
 #include "lmrl/train/transformer_policy.hpp"
 #include "support/model_shapes.hpp"
+#include "support/twos_task.hpp"  // the twos reward
 
 namespace lmrl::testing {
 
@@ -28,15 +29,6 @@ struct twos_prompts {
       std::raise(SIGKILL);
     }
     return {std::string(1, static_cast<char>('a' + i % 5)), {}};
-  }
-};
-
-struct twos {  // the share of completion tokens equal to 2
-  double operator()(const reward_context& ctx) const {
-    if (ctx.completion_ids.empty()) return 0.0;
-    double n = 0;
-    for (auto id : ctx.completion_ids) n += id == 2;
-    return n / static_cast<double>(ctx.completion_ids.size());
   }
 };
 

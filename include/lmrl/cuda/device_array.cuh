@@ -6,6 +6,7 @@
 //   device_array<float> y(n, stream);  y.poison();            // NaN everywhere: unwritten elements show
 //   launch(x.data(), y.data(), ...);
 //   std::vector<float> out = y.to_host();                       // waits for the stream
+//   grow(workspace, n, stream);                                 // at least n elements (reallocated, poisoned)
 #pragma once
 
 #include <cuda_runtime.h>
@@ -82,5 +83,19 @@ class device_array {
   std::size_t size_ = 0;
   cudaStream_t stream_ = nullptr;
 };
+
+// Makes `a` hold at least n elements: a workspace that grows to the largest
+// request and is reused. The old buffer is freed before the new one is
+// allocated (they need not coexist; cudaFree waits for the device, so work
+// queued on the old buffer finishes first) and its contents are NOT kept. A new
+// buffer is poisoned (NaN bytes, -1 for integers) so that a read of an element
+// never written shows, unless `poison_new` is false.
+template <class T>
+void grow(device_array<T>& a, std::size_t n, cudaStream_t stream, bool poison_new = true) {
+  if (a.size() >= n) return;
+  a = device_array<T>();
+  a = device_array<T>(n, stream);
+  if (poison_new) a.poison();
+}
 
 }  // namespace lmrl::cuda

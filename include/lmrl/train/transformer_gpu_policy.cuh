@@ -147,7 +147,7 @@ class mirrored_model {
  private:
   template <class U>
   void grow(device_array<U>& a, std::size_t n) {
-    if (a.size() < n) a = device_array<U>(n, gpu_->stream());
+    cuda::grow(a, n, gpu_->stream(), false);  // every use writes before it reads
   }
   template <class U>
   void copy_in(device_array<U>& dst, const std::vector<U>& values) {

@@ -1,17 +1,26 @@
 // cuda/ops/matmul.cuh against a double-precision product on the host: the three
 // layouts, overwrite and accumulate, row strides wider than the row, float in
-// fp32 and TF32, bf16 inputs; bias add and deterministic column sums.
+// fp32 and TF32, bf16 inputs; bias add and deterministic column sums. And
+// cuda/ops/linear_products.cuh: round_to_bf16 bit for bit against the host's
+// rounding, its bf16 products against the double product of the host-rounded
+// operands (1e-5: only the float accumulation differs), fp32 / tf32 passed
+// through to matmul unchanged, and its refusals.
 // Tolerances (relative to the largest |reference| of the product):
 //   fp32 1e-5 (k <= 300 float additions, cuBLAS may split k), TF32 5e-3 and
 //   bf16 1e-2 (10 and 8 mantissa bits on the inputs; float accumulation).
 #include <cuda_bf16.h>
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <iterator>
 #include <random>
 #include <vector>
 
 #include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/ops/linear_products.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 
 using namespace lmrl;
@@ -142,4 +151,153 @@ TEST_CASE("cuda matmul: shapes that do not fit are an lmrl::error before any lau
   CHECK_THROWS_WITH_AS(matmul_nt<float>(h, device_matrix<const float>(p, 2, 3), device_matrix<const float>(p, 4, 5),
                                         device_matrix<float>(nullptr, 2, 4)),
                        doctest::Contains("does not fit"), error);
+}
+
+namespace {
+
+// x rounded to bf16 and back, on the host (cuda_bf16.h's host path: round to nearest even).
+std::vector<float> bf16_rounded(const std::vector<float>& x) {
+  std::vector<float> r(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) r[i] = __bfloat162float(__float2bfloat16_rn(x[i]));
+  return r;
+}
+
+std::uint16_t bits(__nv_bfloat16 v) {
+  std::uint16_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("cuda round_to_bf16: the host's round to nearest even, bit for bit, rows of a strided matrix") {
+  const index_t rows = 13, cols = 37, ld = 41;
+  auto src = random_values(static_cast<std::size_t>(rows * ld), 20);
+  // ties and edges: exactly halfway between two bf16 values (even and odd below), tiny, huge, negative zero, inf
+  const float halfway_even = std::bit_cast<float>(0x3F808000u), halfway_odd = std::bit_cast<float>(0x3F818000u);
+  const float specials[] = {halfway_even, halfway_odd, -halfway_odd, 1e-40f, 3.0e38f, -0.0f, INFINITY, -1.0f};
+  for (std::size_t i = 0; i < std::size(specials); ++i) src[i * 3] = specials[i];
+  const auto dsrc = device_array<float>::from_host(src);
+  device_array<__nv_bfloat16> dst(static_cast<std::size_t>(rows * cols + 5));
+  dst.poison();
+  round_to_bf16(device_matrix<const float>(dsrc.data(), rows, cols, ld), dst.data());
+  const auto got = dst.to_host();
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j) {
+      const float x = src[static_cast<std::size_t>(i * ld + j)];
+      CAPTURE(x);
+      CHECK(bits(got[static_cast<std::size_t>(i * cols + j)]) == bits(__float2bfloat16_rn(x)));
+    }
+  for (std::size_t e = static_cast<std::size_t>(rows * cols); e < got.size(); ++e) CHECK(bits(got[e]) == 0xFFFF);
+  CHECK(bits(__float2bfloat16_rn(halfway_even)) == 0x3F80);  // the tie goes to the even neighbour
+  CHECK(bits(__float2bfloat16_rn(halfway_odd)) == 0x3F82);
+}
+
+TEST_CASE("cuda linear_products at bf16: the products of the rounded operands, float accumulation") {
+  // A parameter buffer with one weight w [n x k] at an offset; activations with row strides wider than rows.
+  const index_t m = 29, n = 24, k = 40, offset = 7, ldx = k + 3, ldy = n + 2;
+  const std::size_t params_size = static_cast<std::size_t>(offset + n * k + 11);
+  auto params = random_values(params_size, 21);
+  auto dparams = device_array<float>::from_host(params);
+  const std::vector<float> w(params.begin() + offset, params.begin() + offset + n * k);
+  const auto x = random_values(static_cast<std::size_t>(m * ldx), 22);
+  const auto dy = random_values(static_cast<std::size_t>(m * ldy), 23);
+  const auto y0 = random_values(static_cast<std::size_t>(m * ldy), 24);
+  auto dx_dev = device_array<float>::from_host(x), dy_dev = device_array<float>::from_host(dy);
+  cublas_handle h;
+  linear_products products(h, nullptr);
+  products.begin(gemm_precision::bf16, dparams.data(), params_size);
+  CHECK(products.precision() == gemm_precision::bf16);
+  const device_matrix<const float> weight(dparams.data() + offset, n, k);
+  const auto xr = bf16_rounded(x), dyr = bf16_rounded(dy), wr = bf16_rounded(w);
+
+  SUBCASE("nt, overwrite and accumulate: y (+)= x . w^T") {
+    for (const bool accumulate : {false, true}) {
+      CAPTURE(accumulate);
+      auto y = device_array<float>::from_host(y0);
+      products.nt(device_matrix<const float>(dx_dev.data(), m, k, ldx), weight,
+                  device_matrix<float>(y.data(), m, n, ldy), accumulate);
+      const auto got = y.to_host();
+      CHECK(max_relative_error(got, reference(layout::nt, xr, ldx, wr, k, m, n, k, y0, ldy, accumulate), m, n, ldy) <
+            1e-5);
+      // and about 1e-2 from the unrounded product: the rounding happened
+      const double unrounded =
+          max_relative_error(got, reference(layout::nt, x, ldx, w, k, m, n, k, y0, ldy, accumulate), m, n, ldy);
+      CHECK(unrounded > 1e-5);
+      CHECK(unrounded < 1e-2);
+      for (index_t i = 0; i < m; ++i)  // the stride's padding untouched
+        for (index_t j = n; j < ldy; ++j) CHECK(got[static_cast<std::size_t>(i * ldy + j)] == y0[static_cast<std::size_t>(i * ldy + j)]);
+    }
+  }
+  SUBCASE("nn: dx = dy . w") {
+    device_array<float> out(static_cast<std::size_t>(m * k));
+    out.poison();
+    products.nn(device_matrix<const float>(dy_dev.data(), m, n, ldy), weight, device_matrix<float>(out.data(), m, k));
+    CHECK(max_relative_error(out.to_host(), reference(layout::nn, dyr, ldy, wr, k, m, k, n, {}, k, false), m, k, k) <
+          1e-5);
+  }
+  SUBCASE("tn, accumulating into a float gradient: dw += dy^T . x") {
+    const auto g0 = random_values(static_cast<std::size_t>(n * k), 25);
+    auto g = device_array<float>::from_host(g0);
+    products.tn(device_matrix<const float>(dy_dev.data(), m, n, ldy), device_matrix<const float>(dx_dev.data(), m, k, ldx),
+                device_matrix<float>(g.data(), n, k), true);
+    CHECK(max_relative_error(g.to_host(), reference(layout::tn, dyr, ldy, xr, ldx, n, k, m, g0, k, true), n, k, k) <
+          1e-5);
+  }
+  SUBCASE("begin again after the parameters change: the new weights") {
+    for (auto& v : params) v = -2.0f * v + 0.5f;
+    dparams.copy_from_host(params);
+    products.begin(gemm_precision::bf16, dparams.data(), params_size);
+    const std::vector<float> w2(params.begin() + offset, params.begin() + offset + n * k);
+    device_array<float> out(static_cast<std::size_t>(m * n));
+    out.poison();
+    products.nt(device_matrix<const float>(dx_dev.data(), m, k, ldx), weight, device_matrix<float>(out.data(), m, n));
+    CHECK(max_relative_error(out.to_host(), reference(layout::nt, xr, ldx, bf16_rounded(w2), k, m, n, k, {}, n, false),
+                             m, n, n) < 1e-5);
+  }
+  SUBCASE("a weight outside the parameter buffer is refused") {
+    const auto outside = device_array<float>::from_host(w);
+    device_array<float> out(static_cast<std::size_t>(m * n));
+    CHECK_THROWS_WITH_AS(products.nt(device_matrix<const float>(dx_dev.data(), m, k, ldx),
+                                     device_matrix<const float>(outside.data(), n, k),
+                                     device_matrix<float>(out.data(), m, n)),
+                         doctest::Contains("must lie inside the parameter buffer"), error);
+    // one element past the end
+    CHECK_THROWS_WITH_AS(products.nn(device_matrix<const float>(dy_dev.data(), m, n, ldy),
+                                     device_matrix<const float>(dparams.data() + params_size - n * k + 1, n, k),
+                                     device_matrix<float>(out.data(), m, k)),
+                         doctest::Contains("must lie inside the parameter buffer"), error);
+  }
+}
+
+TEST_CASE("cuda linear_products at fp32 and tf32: matmul's own results, bit for bit") {
+  const index_t m = 17, n = 12, k = 33;
+  const auto params = random_values(static_cast<std::size_t>(n * k), 26), x = random_values(static_cast<std::size_t>(m * k), 27);
+  const auto dparams = device_array<float>::from_host(params), dx = device_array<float>::from_host(x);
+  cublas_handle h;
+  linear_products products(h, nullptr);
+  for (const gemm_precision p : {gemm_precision::fp32, gemm_precision::tf32}) {
+    CAPTURE(to_string(p));
+    products.begin(p, dparams.data(), params.size());
+    CHECK(products.workspace_bytes() == 0);  // nothing rounded, nothing held
+    device_array<float> a(static_cast<std::size_t>(m * n)), b(static_cast<std::size_t>(m * n));
+    a.poison(), b.poison();
+    products.nt(device_matrix<const float>(dx.data(), m, k), device_matrix<const float>(dparams.data(), n, k),
+                device_matrix<float>(a.data(), m, n));
+    matmul_nt<float>(h, device_matrix<const float>(dx.data(), m, k), device_matrix<const float>(dparams.data(), n, k),
+                     device_matrix<float>(b.data(), m, n), false, p);
+    CHECK(a.to_host() == b.to_host());
+  }
+}
+
+TEST_CASE("cuda matmul and linear_products refusals: float inputs at bf16, no handle") {
+  cublas_handle h;
+  device_array<float> a(6), b(6), c(4);
+  CHECK_THROWS_WITH_AS(matmul_nt<float>(h, device_matrix<const float>(a.data(), 2, 3),
+                                        device_matrix<const float>(b.data(), 2, 3), device_matrix<float>(c.data(), 2, 2),
+                                        false, gemm_precision::bf16),
+                       doctest::Contains("round them to __nv_bfloat16 first"), error);
+  linear_products unbound;
+  CHECK_THROWS_WITH_AS(unbound.begin(gemm_precision::fp32, a.data(), a.size()), doctest::Contains("no cuBLAS handle"),
+                       error);
 }

@@ -12,7 +12,8 @@
 // c^T = b . a^T: gemm(op_b = T, op_a = N, n, m, k, b, a, c), and likewise for
 // the others. Inputs are float or __nv_bfloat16, the output float or
 // __nv_bfloat16, accumulation always float (CUBLAS_COMPUTE_32F); with float
-// inputs `precision` may allow TF32 tensor cores (about 10 mantissa bits).
+// inputs `precision` may allow TF32 tensor cores (about 10 mantissa bits); bf16
+// products of float data round it first (cuda/ops/linear_products.cuh).
 // add_column_sums sums each column in row order in double, so it is
 // deterministic and matches the CPU op to float rounding.
 #pragma once
@@ -53,7 +54,20 @@ class cublas_handle {
   cublasHandle_t handle_ = nullptr;
 };
 
-enum class gemm_precision { fp32, tf32 };  // for float inputs; bf16 inputs always use bf16 tensor cores
+// The arithmetic of a product of float inputs: fp32 (CUBLAS_COMPUTE_32F), tf32 tensor cores (inputs rounded
+// to 10 mantissa bits inside cuBLAS), or bf16 tensor cores, which needs the inputs rounded to __nv_bfloat16
+// beforehand (cuda/ops/linear_products.cuh does; matmul_* with float inputs refuses bf16). bf16 inputs
+// always use the bf16 tensor cores.
+enum class gemm_precision { fp32, tf32, bf16 };
+
+inline const char* to_string(gemm_precision p) {
+  switch (p) {
+    case gemm_precision::fp32: return "fp32";
+    case gemm_precision::tf32: return "tf32";
+    case gemm_precision::bf16: return "bf16";
+  }
+  return "?";
+}
 
 // A row-major matrix on the device: rows x cols, row stride ld (>= cols).
 template <class T>
@@ -90,10 +104,14 @@ void gemm(const cublas_handle& h, cublasOperation_t op_first, cublasOperation_t 
           index_t k, const device_matrix<A>& first, const device_matrix<B>& second, const device_matrix<C>& c,
           bool accumulate, gemm_precision precision, const char* f) {
   static_assert(std::is_same_v<std::remove_const_t<A>, std::remove_const_t<B>>, "matmul: both inputs of one type");
+  constexpr bool float_inputs = std::is_same_v<std::remove_const_t<A>, float>;
+  lmrl::detail::require(!float_inputs || precision != gemm_precision::bf16, f,
+                        ": float inputs at bf16 precision: round them to __nv_bfloat16 first"
+                        " (cuda::linear_products does)");
   if (m == 0 || n == 0) return;
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const cublasComputeType_t compute =
-      std::is_same_v<std::remove_const_t<A>, float> && precision == gemm_precision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+      float_inputs && precision == gemm_precision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                                                           : CUBLAS_COMPUTE_32F;
   cublas_check(cublasGemmEx(h.get(), op_first, op_second, static_cast<int>(m), static_cast<int>(n),
                             static_cast<int>(k), &alpha, first.data, cuda_type<A>(), static_cast<int>(first.ld),

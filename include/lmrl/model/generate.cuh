@@ -18,7 +18,7 @@
 // (the stop rules need them) and sends the next n_live ids back.
 //
 // The products run at the model's precision (transformer_gpu::precision: fp32,
-// or tf32 tensor cores). Parity with the CPU, in fp32: the logits agree to
+// tf32 or bf16 tensor cores), taken at reset(). Parity with the CPU, in fp32: the logits agree to
 // float rounding (cuBLAS against the packed CPU products, another attention
 // order), not bit for bit, so a token equals the CPU's unless two candidates'
 // logits lie within that rounding. Compare GPU generation with the CPU by
@@ -45,6 +45,7 @@
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/ops/cached_attention.cuh"
 #include "lmrl/cuda/ops/embedding.cuh"
+#include "lmrl/cuda/ops/linear_products.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 #include "lmrl/cuda/ops/rms_norm.cuh"
 #include "lmrl/cuda/ops/rope.cuh"
@@ -78,12 +79,15 @@ __global__ void gather_rows_kernel(const float* __restrict__ src, index_t d, con
 // Runs tokens through a transformer_gpu's weights against a device KV cache.
 // Holds a pointer to the model (it must outlive the decoder); its weights are
 // read where they are, so a decoder sees every update of the model's
-// parameters (an optimizer step, upload_parameters) with no sync step.
+// parameters (an optimizer step, upload_parameters) with no sync step. The
+// products' precision is the model's at reset(), kept until the next reset;
+// with bf16, reset() also rounds the weights into the decoder's own bf16 copy
+// (2 bytes a parameter), so there an update shows from the next reset().
 // Work buffers grow to the largest pass and are reused.
 class cached_decoder_gpu {
  public:
   explicit cached_decoder_gpu(const transformer_gpu& model)
-      : model_(&model), config_(model.config()), stream_(model.stream()) {}
+      : model_(&model), config_(model.config()), stream_(model.stream()), linear_(model.blas(), model.stream()) {}
 
   const transformer_config& config() const { return config_; }
   cudaStream_t stream() const { return stream_; }
@@ -102,14 +106,9 @@ class cached_decoder_gpu {
     sequences_ = sequences;
     max_len_ = max_len;
     const auto n = static_cast<std::size_t>(config_.num_hidden_layers * sequences * config_.kv_dim() * max_len);
-    if (k_cache_.size() < n) {
-      k_cache_ = {}, v_cache_ = {};  // free first: the old and the new cache need not coexist
-      k_cache_ = device_array<float>(n, stream_);
-      v_cache_ = device_array<float>(n, stream_);
-      k_cache_.poison();  // what is read before it is written shows as NaN
-      v_cache_.poison();
-    }
+    for (auto* cache : {&k_cache_, &v_cache_}) cuda::grow(*cache, n, stream_);  // poisoned: unwritten reads show
     lengths_.assign(static_cast<std::size_t>(sequences), 0);
+    linear_.begin(model_->precision, model_->parameters(), model_->size());
   }
 
   // Sequence `to` continues from `from`'s cache (a group's copies of one prefilled prompt).
@@ -236,10 +235,7 @@ class cached_decoder_gpu {
 
   template <class U>
   void grow(device_array<U>& a, index_t n) {
-    if (static_cast<index_t>(a.size()) >= n) return;
-    a = device_array<U>();
-    a = device_array<U>(static_cast<std::size_t>(n), stream_);
-    a.poison();
+    cuda::grow(a, static_cast<std::size_t>(n), stream_);
   }
 
   // The first values.size() elements of dst from the host (dst is large enough: reserve).
@@ -249,9 +245,9 @@ class cached_decoder_gpu {
                                     stream_));
   }
 
-  // c (+)= a . b^T at the model's precision (transformer_gpu::precision).
-  void nt(device_matrix<const float> a, device_matrix<const float> b, device_matrix<float> c, bool acc = false) const {
-    matmul_nt<float>(model_->blas(), a, b, c, acc, model_->precision);
+  // y (+)= x . w^T at the precision taken at reset().
+  void nt(device_matrix<const float> x, device_matrix<const float> w, device_matrix<float> y, bool acc = false) {
+    linear_.nt(x, w, y, acc);
   }
   static device_matrix<float> mat(float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
   static device_matrix<const float> cmat(const float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
@@ -260,6 +256,7 @@ class cached_decoder_gpu {
   const transformer_gpu* model_;
   transformer_config config_;
   cudaStream_t stream_;
+  linear_products linear_;
   index_t sequences_ = 0, max_len_ = 0, capacity_ = 0;
   std::vector<index_t> lengths_;  // cached tokens per sequence (host: forward computes positions from it)
   device_array<float> k_cache_, v_cache_;

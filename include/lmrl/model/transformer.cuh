@@ -45,7 +45,7 @@
 // or the gradients on the host (download_* do).
 //
 // Numerics: the products are cuBLAS fp32 (CUBLAS_COMPUTE_32F, no TF32, unless
-// `precision` says tf32), the other kernels those of cuda/ (double sums where
+// `precision` says tf32 or bf16), the other kernels those of cuda/ (double sums where
 // the CPU sums in double), so
 // results agree with transformer<float> to float rounding (different orders of
 // summation), not bit for bit. The entropy is always computed in the forward
@@ -56,7 +56,8 @@
 //   - packed-sequence masks (mask values 2, 3, ... numbering sequences in one
 //     row): log_probs throws; only 0/1 masks.
 //   - logit_loss_backward (logit distillation): no such member.
-//   - logits() / hidden_states(), bf16 products. (KV-cache generation on these
+//   - logits() / hidden_states(); bf16 activations between kernels (bf16
+//     rounds only the products' inputs). (KV-cache generation on these
 //     weights: model/generate.cuh.)
 //
 // It lives in model/ beside the CPU transformer (model/ may use cuda/'s
@@ -84,6 +85,7 @@
 #include "lmrl/cuda/logprob.cuh"
 #include "lmrl/cuda/ops/attention.cuh"
 #include "lmrl/cuda/ops/embedding.cuh"
+#include "lmrl/cuda/ops/linear_products.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 #include "lmrl/cuda/ops/rms_norm.cuh"
 #include "lmrl/cuda/ops/rope.cuh"
@@ -227,9 +229,15 @@ class transformer_gpu {
   double temperature = 1.0;
   // Output rows per chunk of the output layer; 0 = automatic, the CPU's rule (at most 2^22 logits, 16..256 rows).
   index_t logit_chunk_rows = 0;
-  // The matrix products' arithmetic: fp32 (the default: the CPU's results to float rounding) or tf32 (tensor
-  // cores, inputs rounded to 10 mantissa bits, float accumulation: several times faster on Ampere and later,
-  // and results about 1e-3 away from fp32's). The decoder of model/generate.cuh follows it.
+  // The matrix products' arithmetic (cuda/ops/linear_products.cuh), float accumulation in every case:
+  //   fp32  the default: the CPU's results to float rounding;
+  //   tf32  tensor cores, inputs rounded to 10 mantissa bits inside cuBLAS: several times faster on Ampere
+  //         and later, results about 1e-3 of their scale away from fp32's;
+  //   bf16  bf16 tensor cores (twice tf32's rate), weights and activations rounded to 8 mantissa bits
+  //         before each product (the parameters once per forward, into a bf16 copy: 2 more bytes a
+  //         parameter), results about 1e-2 of their scale away. The master parameters, the gradients and
+  //         every other kernel stay float.
+  // A forward's backward uses that forward's precision. The decoder of model/generate.cuh follows it.
   gemm_precision precision = gemm_precision::fp32;
 
   // Uploads the parameters into one device buffer (the host layout) and zeroes the gradient buffer.
@@ -247,6 +255,7 @@ class transformer_gpu {
     lmrl::detail::require(config_.vocab_size < (index_t{1} << 31) - 1, f, ": vocab_size = ", config_.vocab_size,
                           " does not fit the int32 token ids");
     blas_ = std::make_unique<cublas_handle>(stream_);
+    linear_ = linear_products(*blas_, stream_);
     params_ = device_array<float>::from_host(host_parameters.values(), stream_);
     grad_ = device_array<float>(static_cast<std::size_t>(layout_.total_size()), stream_);
     grad_.zero();
@@ -422,7 +431,7 @@ class transformer_gpu {
     R_ = 0;
     chunk_ = chunk_rows();  // the forward's chunking and temperature serve its backward (the workspace fits them)
     temperature_ = temperature;
-    precision_ = precision;
+    linear_.begin(precision, params_.data(), params_.size());  // bf16: the parameters rounded once per forward
     const index_t N = B_ * T_;
     reserve(N);
     status_.poison();  // every word ~0: no bad index yet
@@ -596,14 +605,15 @@ class transformer_gpu {
   }
 
   // ------------------------------------------------------------ products at the last forward's precision
-  void nt(device_matrix<const float> a, device_matrix<const float> b, device_matrix<float> c, bool acc = false) const {
-    matmul_nt<float>(*blas_, a, b, c, acc, precision_);
+  // (w a weight of the parameter buffer; tn's operands are activations)
+  void nt(device_matrix<const float> x, device_matrix<const float> w, device_matrix<float> y, bool acc = false) {
+    linear_.nt(x, w, y, acc);
   }
-  void nn(device_matrix<const float> a, device_matrix<const float> b, device_matrix<float> c, bool acc = false) const {
-    matmul_nn<float>(*blas_, a, b, c, acc, precision_);
+  void nn(device_matrix<const float> dy, device_matrix<const float> w, device_matrix<float> dx, bool acc = false) {
+    linear_.nn(dy, w, dx, acc);
   }
-  void tn(device_matrix<const float> a, device_matrix<const float> b, device_matrix<float> c, bool acc = false) const {
-    matmul_tn<float>(*blas_, a, b, c, acc, precision_);
+  void tn(device_matrix<const float> dy, device_matrix<const float> x, device_matrix<float> dw, bool acc = false) {
+    linear_.tn(dy, x, dw, acc);
   }
 
   // ------------------------------------------------------------ storage
@@ -637,13 +647,10 @@ class transformer_gpu {
     grow(embedding_workspace_, static_cast<index_t>(embedding_backward_workspace_bytes(n, V)));
   }
 
-  // A new buffer is filled with NaN bytes (-1 for integers): what is read before it is written shows.
+  // cuda::grow: a new buffer is filled with NaN bytes (-1 for integers): what is read before it is written shows.
   template <class U>
   void grow(device_array<U>& a, index_t n) {
-    if (static_cast<index_t>(a.size()) >= n) return;
-    a = device_array<U>();  // free first: the old and the new buffer need not coexist
-    a = device_array<U>(static_cast<std::size_t>(n), stream_);
-    a.poison();
+    cuda::grow(a, static_cast<std::size_t>(n), stream_);
   }
 
   void copy(float* dst, const float* src, index_t count) {
@@ -684,7 +691,7 @@ class transformer_gpu {
   index_t B_ = 0, T_ = 0, R_ = 0;  // R_: output rows
   index_t chunk_ = 0;               // output rows per chunk
   double temperature_ = 1.0;
-  gemm_precision precision_ = gemm_precision::fp32;  // the forward's, for its backward too
+  linear_products linear_;  // the products at the forward's precision, for its backward too
   enum class forward_kind { none, log_probs, values };
   forward_kind last_forward_ = forward_kind::none;  // what backward / backward_values may follow
   device_array<std::int32_t> ids_, out_targets_;

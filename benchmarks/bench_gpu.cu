@@ -5,14 +5,15 @@
 //   1. the card: cuBLAS 4096^3 GEMM rates (fp32, tf32, bf16 in / float out) and
 //      the device-to-device copy rate (1 GiB), the bounds the rest is read against;
 //   2. training (transformer_gpu log_probs + backward of one batch), per preset and
-//      product precision: tokens/s and model FLOP utilization, MFU = model FLOPs/s
+//      product precision (fp32, tf32, bf16): tokens/s and model FLOP utilization, MFU = model FLOPs/s
 //      over the bf16 GEMM rate measured in 1 (model FLOPs per token: 6 x the
 //      parameters in products, lm_head included, + 6 x layers x T x heads x head_dim
 //      for causal attention's two products, forward and backward);
 //   3. generation (lmrl::cuda::generate, greedy, no stop, prompt of 32 tokens, 128 new
-//      tokens) at batch 1 and 64: tokens/s, and at batch 1 the time per token over
-//      the memory bound (every weight matrix read once per token at the rate of
-//      the copy in 1, reads and writes counted);
+//      tokens) with fp32 and bf16 products at batch 1 and 64: tokens/s, and at batch 1
+//      the time per token over the memory bound (every weight matrix read once per
+//      token, 4 or 2 bytes a weight, at the rate of the copy in 1, reads and writes
+//      counted);
 //   4. the fused log-prob (cuda/logprob.cuh: one pass over each row, nothing of
 //      [rows x vocab] written) against the two-pass way (log_softmax written out
 //      [rows x vocab], then the targets gathered and the entropy summed from it)
@@ -155,7 +156,7 @@ void bench_training(const std::string& name, const transformer_config& c, const 
   const double per_token = 6 * product_parameters(c) + 6.0 * static_cast<double>(c.num_hidden_layers) *
                                                            static_cast<double>(T) *
                                                            static_cast<double>(c.num_attention_heads * c.head_dim());
-  for (const auto p : {gemm_precision::fp32, gemm_precision::tf32}) {
+  for (const auto p : {gemm_precision::fp32, gemm_precision::tf32, gemm_precision::bf16}) {
     gpu.precision = p;
     const double s = median_seconds([&] {
       gpu.log_probs(tokens_dev.data(), mask_dev.data(), B, T, logp.data(), nullptr);
@@ -164,10 +165,11 @@ void bench_training(const std::string& name, const transformer_config& c, const 
     const double tok_s = static_cast<double>(B * T) / s;
     std::printf("[%s] training %td x %td, %s products: %.0f tokens/s (%.1f ms per step), %.2f model TFLOP/s, "
                 "MFU %.1f%% of the bf16 GEMM rate (%.1f%% of the %s GEMM rate)\n",
-                name.c_str(), B, T, p == gemm_precision::fp32 ? "fp32" : "tf32", tok_s, s * 1e3,
-                per_token * tok_s * 1e-12, 100 * per_token * tok_s / card.bf16,
-                100 * per_token * tok_s / (p == gemm_precision::fp32 ? card.fp32 : card.tf32),
-                p == gemm_precision::fp32 ? "fp32" : "tf32");
+                name.c_str(), B, T, lmrl::cuda::to_string(p), tok_s, s * 1e3, per_token * tok_s * 1e-12,
+                100 * per_token * tok_s / card.bf16,
+                100 * per_token * tok_s /
+                    (p == gemm_precision::fp32 ? card.fp32 : p == gemm_precision::tf32 ? card.tf32 : card.bf16),
+                lmrl::cuda::to_string(p));
     std::fflush(stdout);
   }
 }
@@ -177,28 +179,33 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
   lmrl::cuda::transformer_gpu gpu(params);
   lmrl::cuda::cached_decoder_gpu decoder(gpu);
   const index_t prompt_len = 32, new_tokens = 128;
-  const double weight_bytes = 4 * product_parameters(c);  // float32 weights
-  for (const index_t batch : {index_t{1}, index_t{64}}) {
-    std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
-    std::mt19937_64 rng(7);
-    for (auto& p : prompts)
-      for (index_t t = 0; t < prompt_len; ++t) p.push_back(static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(c.vocab_size)));
-    generation_options o;
-    o.max_new_tokens = new_tokens;
-    o.sampling.do_sample = false;
-    const double s = median_seconds([&] { (void)lmrl::cuda::generate(decoder, prompts, o, counter_rng(1)); });
-    const double tok_s = static_cast<double>(batch * new_tokens) / s;
-    std::printf("[%s] generation batch %td (prompt %td, %td new tokens, greedy): %.0f tokens/s, %.3f ms per step",
-                name.c_str(), batch, prompt_len, new_tokens, tok_s, s / static_cast<double>(new_tokens) * 1e3);
-    if (batch == 1) {
-      // One read of every weight matrix per token at the copy's rate (its reads and writes share the memory's
-      // bandwidth, so the copy's bytes moved per second are the rate a pure read can reach).
-      const double bound = weight_bytes / card.copy;
-      std::printf("; memory bound %.3f ms per token (%.0f MB of weights at %.0f GB/s): %.2fx the bound",
-                  bound * 1e3, weight_bytes * 1e-6, card.copy * 1e-9, s / static_cast<double>(new_tokens) / bound);
+  for (const auto p : {gemm_precision::fp32, gemm_precision::bf16}) {
+    for (const index_t batch : {index_t{1}, index_t{64}}) {
+      gpu.precision = p;
+      const double weight_bytes = (p == gemm_precision::bf16 ? 2 : 4) * product_parameters(c);  // the weights read
+      std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
+      std::mt19937_64 rng(7);
+      for (auto& prompt : prompts)
+        for (index_t t = 0; t < prompt_len; ++t)
+          prompt.push_back(static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(c.vocab_size)));
+      generation_options o;
+      o.max_new_tokens = new_tokens;
+      o.sampling.do_sample = false;
+      const double s = median_seconds([&] { (void)lmrl::cuda::generate(decoder, prompts, o, counter_rng(1)); });
+      const double tok_s = static_cast<double>(batch * new_tokens) / s;
+      std::printf("[%s] generation %s batch %td (prompt %td, %td new tokens, greedy): %.0f tokens/s, %.3f ms per step",
+                  name.c_str(), lmrl::cuda::to_string(p), batch, prompt_len, new_tokens, tok_s,
+                  s / static_cast<double>(new_tokens) * 1e3);
+      if (batch == 1) {
+        // One read of every weight matrix per token at the copy's rate (its reads and writes share the memory's
+        // bandwidth, so the copy's bytes moved per second are the rate a pure read can reach).
+        const double bound = weight_bytes / card.copy;
+        std::printf("; memory bound %.3f ms per token (%.0f MB of weights at %.0f GB/s): %.2fx the bound",
+                    bound * 1e3, weight_bytes * 1e-6, card.copy * 1e-9, s / static_cast<double>(new_tokens) / bound);
+      }
+      std::printf("\n");
+      std::fflush(stdout);
     }
-    std::printf("\n");
-    std::fflush(stdout);
   }
 }
 

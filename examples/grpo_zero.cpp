@@ -19,6 +19,7 @@
 //                                              the same run as one process, its groups spread over the ranks
 //   grpo_zero_cuda --device cuda               stage 3 on the GPU (the build of this file by nvcc,
 //                                              grpo_zero_cuda.cu, made where CMake finds nvcc)
+//   grpo_zero_cuda --device cuda --gpu_precision bf16   its products on the bf16 tensor cores
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -109,6 +110,9 @@ struct zero_settings {
   // Where stage 3's passes and rollouts run (GRPO or PPO): "cpu", or "cuda" (grpo_zero_cuda
   // only: train/transformer_gpu_policy.cuh; pretraining and evaluation stay on the CPU).
   std::string device = "cpu";
+  // With --device cuda, the arithmetic of the model's matrix products (transformer_gpu::precision): fp32, tf32
+  // or bf16 tensor cores; float master weights, gradients and optimizer either way.
+  std::string gpu_precision = "fp32";
   // evaluation
   index_t heldout = 500;
   index_t eval_samples = 4;  // sampled completions per held-out problem (pass@1 sampled, pass@k)
@@ -211,6 +215,12 @@ const std::map<std::string, setting>& settings_table() {
 #endif
          s.device = v;
        }},
+      {"gpu_precision",
+       [](S& s, const std::string& name, const std::string& v) {
+         detail::require(v == "fp32" || v == "tf32" || v == "bf16", "--", name, " = \"", v,
+                         "\" is not allowed; allowed: fp32, tf32, bf16");
+         s.gpu_precision = v;
+       }},
       {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
       {"eval_samples", number(0, 1024, [](S& s) -> auto& { return s.eval_samples; })},
   };
@@ -272,6 +282,8 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     detail::require(s.rollout_quant == "none" && s.rollout_kv_quant == "none",
                     "--device cuda: quantized rollouts have no GPU version yet (rollout_quant, rollout_kv_quant)");
   }
+  detail::require(s.device == "cuda" || s.gpu_precision == "fp32", "--gpu_precision ", s.gpu_precision,
+                  " applies to --device cuda only (the CPU model computes in float32)");
   s.model.validate();
   s.pretrain.validate();
   require_writable_directory(c.output_dir);  // before any work
@@ -354,8 +366,13 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   std::optional<transformer_policy<float>> cpu_policy;
 #ifdef LMRL_GRPO_ZERO_CUDA
   std::optional<lmrl::cuda::transformer_gpu_policy> gpu_policy;
-  if (s.device == "cuda")
+  const auto gpu_precision = s.gpu_precision == "bf16"   ? lmrl::cuda::gemm_precision::bf16
+                            : s.gpu_precision == "tf32" ? lmrl::cuda::gemm_precision::tf32
+                                                        : lmrl::cuda::gemm_precision::fp32;
+  if (s.device == "cuda") {
     gpu_policy.emplace(shared_trunk ? with_value_head(model->parameters()) : std::move(model->parameters()));
+    gpu_policy->gpu().precision = gpu_precision;
+  }
 #endif
   if (s.device == "cpu")
     cpu_policy.emplace(shared_trunk ? transformer<float>(with_value_head(model->parameters())) : std::move(*model));
@@ -418,6 +435,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
       finished = run(trainer);
     } else if (ppo) {
       auto critic = lc::transformer_gpu_critic::from_policy(gpu_policy->host_parameters());
+      critic.gpu().precision = gpu_precision;
       ppo_trainer trainer(c, *gpu_policy, critic, gpu_rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
       finished = run(trainer);
     } else {

@@ -251,6 +251,8 @@ class transformer_gpu_critic {
   }
 
   transformer_parameters<float>& host_parameters() { return policy_.host_parameters(); }
+  // The device model (its precision, its buffers).
+  transformer_gpu& gpu() { return policy_.gpu(); }
   std::span<float> parameters() { return policy_.parameters(); }
   std::span<float> gradients() { return policy_.gradients(); }
   void zero_grad() { policy_.zero_grad(); }

@@ -10,7 +10,8 @@
 //      parameters in products, lm_head included, + 6 x layers x T x heads x head_dim
 //      for causal attention's two products, forward and backward);
 //   3. generation (lmrl::cuda::generate, greedy, no stop, prompt of 32 tokens, 128 new
-//      tokens) with fp32 and bf16 products at batch 1 and 64: tokens/s, and at batch 1
+//      tokens) with fp32 and bf16 products, without and with CUDA graphs for the decode
+//      steps, at batch 1 and 64: tokens/s, and at batch 1
 //      the time per token over the memory bound (every weight matrix read once per
 //      token, 4 or 2 bytes a weight, at the rate of the copy in 1, reads and writes
 //      counted);
@@ -177,12 +178,17 @@ void bench_training(const std::string& name, const transformer_config& c, const 
 void bench_generation(const std::string& name, const transformer_config& c, const card_rates& card) {
   const auto params = random_model(c);
   lmrl::cuda::transformer_gpu gpu(params);
-  lmrl::cuda::cached_decoder_gpu decoder(gpu);
+  lmrl::cuda::cached_decoder_gpu plain(gpu), graphed(gpu, lmrl::cuda::decoder_gpu_options{true});
   const index_t prompt_len = 32, new_tokens = 128;
-  for (const auto p : {gemm_precision::fp32, gemm_precision::bf16}) {
+  struct variant {
+    gemm_precision precision;
+    bool graphs;
+  };
+  for (const variant v : {variant{gemm_precision::fp32, false}, variant{gemm_precision::fp32, true},
+                          variant{gemm_precision::bf16, false}, variant{gemm_precision::bf16, true}})
     for (const index_t batch : {index_t{1}, index_t{64}}) {
-      gpu.precision = p;
-      const double weight_bytes = (p == gemm_precision::bf16 ? 2 : 4) * product_parameters(c);  // the weights read
+      gpu.precision = v.precision;
+      lmrl::cuda::cached_decoder_gpu& decoder = v.graphs ? graphed : plain;
       std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
       std::mt19937_64 rng(7);
       for (auto& prompt : prompts)
@@ -193,12 +199,15 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
       o.sampling.do_sample = false;
       const double s = median_seconds([&] { (void)lmrl::cuda::generate(decoder, prompts, o, counter_rng(1)); });
       const double tok_s = static_cast<double>(batch * new_tokens) / s;
-      std::printf("[%s] generation %s batch %td (prompt %td, %td new tokens, greedy): %.0f tokens/s, %.3f ms per step",
-                  name.c_str(), lmrl::cuda::to_string(p), batch, prompt_len, new_tokens, tok_s,
-                  s / static_cast<double>(new_tokens) * 1e3);
+      std::printf("[%s] generation %s%s batch %td (prompt %td, %td new tokens, greedy): %.0f tokens/s, %.3f ms per "
+                  "step",
+                  name.c_str(), lmrl::cuda::to_string(v.precision), v.graphs ? " graphs" : "", batch, prompt_len,
+                  new_tokens, tok_s, s / static_cast<double>(new_tokens) * 1e3);
       if (batch == 1) {
-        // One read of every weight matrix per token at the copy's rate (its reads and writes share the memory's
-        // bandwidth, so the copy's bytes moved per second are the rate a pure read can reach).
+        // One read of every weight matrix per token (4 or 2 bytes a weight) at the copy's rate (its reads and
+        // writes share the memory's bandwidth, so the copy's bytes moved per second are the rate a pure read
+        // can reach).
+        const double weight_bytes = (v.precision == gemm_precision::bf16 ? 2 : 4) * product_parameters(c);
         const double bound = weight_bytes / card.copy;
         std::printf("; memory bound %.3f ms per token (%.0f MB of weights at %.0f GB/s): %.2fx the bound",
                     bound * 1e3, weight_bytes * 1e-6, card.copy * 1e-9, s / static_cast<double>(new_tokens) / bound);
@@ -206,7 +215,6 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
       std::printf("\n");
       std::fflush(stdout);
     }
-  }
 }
 
 // The two-pass way: log_softmax written out, then gathered and summed.

@@ -33,6 +33,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <span>
@@ -277,6 +278,54 @@ TEST_CASE("cuda generate: the tokens' log-probs are the CPU model's, greedy foll
   bad.max_new_tokens = 62;  // + the 3-token prompt > max_position_embeddings = 64
   CHECK_THROWS_WITH_AS(lmrl::cuda::generate(decoder, prompts, bad, counter_rng(1)),
                        doctest::Contains("exceeds max_position_embeddings"), error);
+}
+
+TEST_CASE("cuda cached_decoder_gpu with CUDA graphs: the same bits as without, graphs captured and replayed") {
+  const transformer_config c = tiny_config(false);
+  const auto params = random_parameters(c, 23);
+  lmrl::cuda::transformer_gpu model(params);
+  lmrl::cuda::cached_decoder_gpu plain(model);
+  lmrl::cuda::cached_decoder_gpu graphed(model, lmrl::cuda::decoder_gpu_options{true});
+  CHECK(graphed.stream() != model.stream());  // its own stream: the legacy one cannot be captured
+  const index_t V = c.vocab_size;
+  for (const auto precision : {lmrl::cuda::gemm_precision::fp32, lmrl::cuda::gemm_precision::bf16}) {
+    CAPTURE(lmrl::cuda::to_string(precision));
+    model.precision = precision;
+    for (const index_t max_len : {index_t{16}, index_t{24}}) {  // the second reset grows the cache: graphs forgotten
+      CAPTURE(max_len);
+      plain.reset(2, max_len);
+      graphed.reset(2, max_len);
+      CHECK(graphed.graphs() == 0);
+      // A prompt pass, then decode steps of two rows (the same shape 5 times: run, captured, replayed x3),
+      // then one row with and one without logits, then two rows again.
+      std::vector<std::vector<cached_token>> passes = {{{0, 3, false}, {0, 4, true}, {1, 9, true}}};
+      for (std::int32_t step = 0; step < 5; ++step) passes.push_back({{0, 5 + step, true}, {1, 20 + step, true}});
+      passes.push_back({{0, 1, true}, {1, 2, false}});
+      passes.push_back({{0, 6, true}, {1, 7, true}});
+      for (std::size_t k = 0; k < passes.size(); ++k) {
+        CAPTURE(k);
+        const auto a = plain.forward(passes[k]), b = graphed.forward(passes[k]);
+        REQUIRE(a.rows == b.rows);
+        LMRL_CUDA_CHECK(cudaStreamSynchronize(graphed.stream()));
+        const auto x = download(a.data, static_cast<std::size_t>(a.rows * V));
+        const auto y = download(b.data, static_cast<std::size_t>(b.rows * V));
+        CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+      }
+      CHECK(graphed.graphs() == 1);  // the two-row decode shape, captured at its second pass
+    }
+  }
+  // Whole generations: the same tokens and log-probs.
+  model.precision = lmrl::cuda::gemm_precision::fp32;
+  const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5}};
+  generation_options o;
+  o.num_generations = 3;
+  o.max_new_tokens = 8;
+  o.eos_token_ids = {7};
+  const auto a = lmrl::cuda::generate(plain, prompts, o, counter_rng(4));
+  const auto b = lmrl::cuda::generate(graphed, prompts, o, counter_rng(4));
+  CHECK(std::equal(a.completion_ids.data(), a.completion_ids.data() + a.completion_ids.size(), b.completion_ids.data()));
+  CHECK(std::equal(a.logprobs.data(), a.logprobs.data() + a.logprobs.size(), b.logprobs.data()));
+  CHECK(a.lengths == b.lengths);
 }
 
 TEST_CASE("cuda generate at bf16: its tokens' log-probs are the GPU model's at bf16 and near the CPU's") {

@@ -38,11 +38,16 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "lmrl/cuda/check.cuh"
 #include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/graph.cuh"
 #include "lmrl/cuda/ops/cached_attention.cuh"
 #include "lmrl/cuda/ops/embedding.cuh"
 #include "lmrl/cuda/ops/linear_products.cuh"
@@ -76,6 +81,15 @@ __global__ void gather_rows_kernel(const float* __restrict__ src, index_t d, con
 
 }  // namespace generate_detail
 
+// How a cached_decoder_gpu runs its passes.
+struct decoder_gpu_options {
+  // Replay each pass shape (rows, rows wanting logits) as a CUDA graph (cuda/graph.cuh) from its second
+  // occurrence in a generation on: one launch per decode step instead of about 15 kernels per layer. The
+  // decoder then runs on a stream and a cuBLAS handle of its own (a capture cannot use the legacy default
+  // stream), after the model's stream at each reset(). Same kernels, same arguments: the same bits as without.
+  bool cuda_graphs = false;
+};
+
 // Runs tokens through a transformer_gpu's weights against a device KV cache.
 // Holds a pointer to the model (it must outlive the decoder); its weights are
 // read where they are, so a decoder sees every update of the model's
@@ -86,8 +100,19 @@ __global__ void gather_rows_kernel(const float* __restrict__ src, index_t d, con
 // Work buffers grow to the largest pass and are reused.
 class cached_decoder_gpu {
  public:
-  explicit cached_decoder_gpu(const transformer_gpu& model)
-      : model_(&model), config_(model.config()), stream_(model.stream()), linear_(model.blas(), model.stream()) {}
+  explicit cached_decoder_gpu(const transformer_gpu& model, decoder_gpu_options options = {})
+      : model_(&model), config_(model.config()), options_(options) {
+    if (options_.cuda_graphs) {
+      own_stream_ = std::make_unique<owned_stream>();
+      own_blas_ = std::make_unique<cublas_handle>(own_stream_->get());
+      // cuBLAS's workspace given, not allocated by cuBLAS in a capture (32 MiB: NVIDIA's advice for Hopper).
+      blas_workspace_ = device_array<unsigned char>(std::size_t{32} << 20);
+      cublas_check(cublasSetWorkspace(own_blas_->get(), blas_workspace_.data(), blas_workspace_.size()),
+                   "cublasSetWorkspace");
+    }
+    stream_ = options_.cuda_graphs ? own_stream_->get() : model.stream();
+    linear_ = linear_products(options_.cuda_graphs ? *own_blas_ : model.blas(), stream_);
+  }
 
   const transformer_config& config() const { return config_; }
   cudaStream_t stream() const { return stream_; }
@@ -95,6 +120,8 @@ class cached_decoder_gpu {
   index_t max_len() const { return max_len_; }
   index_t length(index_t sequence) const { return lengths_.at(static_cast<std::size_t>(sequence)); }
   std::size_t cache_bytes() const { return k_cache_.bytes() + v_cache_.bytes(); }
+  // Graphs captured since the last reset() (decoder_gpu_options::cuda_graphs).
+  std::size_t graphs() const { return graphs_.size(); }
 
   // Empties the cache and sizes it for `sequences` x `max_len` tokens (reallocated only when it grows).
   void reset(index_t sequences, index_t max_len) {
@@ -108,6 +135,8 @@ class cached_decoder_gpu {
     const auto n = static_cast<std::size_t>(config_.num_hidden_layers * sequences * config_.kv_dim() * max_len);
     for (auto* cache : {&k_cache_, &v_cache_}) cuda::grow(*cache, n, stream_);  // poisoned: unwritten reads show
     lengths_.assign(static_cast<std::size_t>(sequences), 0);
+    forget_graphs();  // they name the old cache's shape
+    if (options_.cuda_graphs) LMRL_CUDA_CHECK(cudaStreamSynchronize(model_->stream()));  // its updates land first
     linear_.begin(model_->precision, model_->parameters(), model_->size());
   }
 
@@ -135,9 +164,7 @@ class cached_decoder_gpu {
   device_matrix<const float> forward(std::span<const cached_token> rows) {
     const char* f = "lmrl::cuda::cached_decoder_gpu::forward";
     const transformer_config& c = config_;
-    const index_t n = static_cast<index_t>(rows.size()), d = c.hidden_size, H = c.num_attention_heads,
-                  G = c.num_key_value_heads, hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(),
-                  ffn = c.intermediate_size, V = c.vocab_size, P = c.max_position_embeddings;
+    const index_t n = static_cast<index_t>(rows.size()), V = c.vocab_size;
     lmrl::detail::require(sequences_ > 0, f, ": call reset first");
     lmrl::detail::require(n >= 1, f, ": no rows");
     // Check every row before touching the cache.
@@ -163,12 +190,43 @@ class cached_decoder_gpu {
     }
     for (std::size_t s = 0; s < pending.size(); ++s) lengths_[s] += pending[s];
     const index_t n_logits = static_cast<index_t>(logit_rows_.size());
-    reserve(n, n_logits);
+    if (reserve(n, n_logits)) forget_graphs();  // a buffer moved
     upload(ids_dev_, ids_);
     upload(slots_dev_, slots_);
     upload(positions_dev_, positions_);
     if (n_logits > 0) upload(logit_rows_dev_, logit_rows_);
+    run_pass(n, n_logits);
+    return {logits_.data(), n_logits, V};
+  }
 
+ private:
+  // The pass over the uploaded rows: directly, or (cuda_graphs) as the graph of its shape, captured the second
+  // time the shape comes (the first run grows any workspace it needs, so a capture allocates nothing).
+  void run_pass(index_t n, index_t n_logits) {
+    if (!options_.cuda_graphs) return pass(n, n_logits);
+    const std::pair<index_t, index_t> shape{n, n_logits};
+    if (const auto g = graphs_.find(shape); g != graphs_.end()) return g->second.launch(stream_);
+    if (seen_.insert(shape).second) {
+      const std::size_t workspace = linear_.workspace_bytes();
+      pass(n, n_logits);
+      if (linear_.workspace_bytes() != workspace) forget_graphs(), seen_.insert(shape);  // a workspace moved
+      return;
+    }
+    graphs_.emplace(shape, capture_graph(stream_, [&] { pass(n, n_logits); })).first->second.launch(stream_);
+  }
+
+  void forget_graphs() {
+    graphs_.clear();
+    seen_.clear();
+  }
+
+  // Queues the pass on stream_: embedding, the layers (appending to the cache), and the logits of the rows
+  // logit_rows_dev_ names. Work only: a CUDA graph may capture it.
+  void pass(index_t n, index_t n_logits) {
+    const transformer_config& c = config_;
+    const index_t d = c.hidden_size, H = c.num_attention_heads, G = c.num_key_value_heads, hd = c.head_dim(),
+                  qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size, V = c.vocab_size,
+                  P = c.max_position_embeddings;
     const transformer_weights<float>& w = model_->device_weights();
     const double eps = c.rms_norm_eps;
     float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *att = att_.data(),
@@ -201,24 +259,25 @@ class cached_decoder_gpu {
       swiglu_forward(static_cast<const float*>(gate), up, n * ffn, act, stream_);
       nt(cmat(act, n, ffn), weight(lw.w_down), mat(x, n, d), true);  // residual
     }
-    if (n_logits == 0) return {logits_.data(), 0, V};
+    if (n_logits == 0) return;
     // Final norm and lm_head on the rows that want logits only.
     generate_detail::gather_rows_kernel<<<generate_detail::blocks(n_logits * d), generate_detail::threads, 0,
                                           stream_>>>(x, d, logit_rows_dev_.data(), n_logits, att);
     LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel");
     rms_norm_forward(static_cast<const float*>(att), w.final_norm.data, n_logits, d, eps, h, inv, stream_);
     nt(cmat(h, n_logits, d), weight(w.lm_head), mat(logits_.data(), n_logits, V));
-    return {logits_.data(), n_logits, V};
   }
 
- private:
   // Work buffers for passes of n rows, n_logits of them wanting logits (att_ also holds the gathered rows).
-  void reserve(index_t n, index_t n_logits) {
+  // True when a buffer was reallocated.
+  bool reserve(index_t n, index_t n_logits) {
+    bool moved = false;
     const transformer_config& c = config_;
     const index_t d = c.hidden_size, qd = c.num_attention_heads * c.head_dim(), kvd = c.kv_dim(),
                   ffn = c.intermediate_size;
     if (n > capacity_) {
       capacity_ = n;
+      moved = true;
       for (auto* a : {&x_, &h_}) grow(*a, n * d);
       grow(q_, n * qd);
       grow(att_, n * std::max(qd, d));
@@ -230,7 +289,10 @@ class cached_decoder_gpu {
       ones_ = device_array<float>::from_host(std::vector<float>(static_cast<std::size_t>(n), 1.0f), stream_);
       LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vector of ones dies here
     }
-    grow(logits_, std::max<index_t>(n_logits, 1) * c.vocab_size);
+    const index_t logits = std::max<index_t>(n_logits, 1) * c.vocab_size;
+    moved = moved || static_cast<index_t>(logits_.size()) < logits;
+    grow(logits_, logits);
+    return moved;
   }
 
   template <class U>
@@ -255,8 +317,16 @@ class cached_decoder_gpu {
 
   const transformer_gpu* model_;
   transformer_config config_;
-  cudaStream_t stream_;
+  decoder_gpu_options options_;
+  // with cuda_graphs: the decoder's own stream, cuBLAS handle and cuBLAS workspace (behind pointers: the
+  // handle is not movable, and linear_ holds its address)
+  std::unique_ptr<owned_stream> own_stream_;
+  device_array<unsigned char> blas_workspace_;
+  std::unique_ptr<cublas_handle> own_blas_;  // destroyed before the workspace and the stream it uses
+  cudaStream_t stream_ = nullptr;
   linear_products linear_;
+  std::map<std::pair<index_t, index_t>, graph_exec> graphs_;  // by (rows, rows wanting logits)
+  std::set<std::pair<index_t, index_t>> seen_;                 // shapes run once since the last reset
   index_t sequences_ = 0, max_len_ = 0, capacity_ = 0;
   std::vector<index_t> lengths_;  // cached tokens per sequence (host: forward computes positions from it)
   device_array<float> k_cache_, v_cache_;

@@ -295,17 +295,19 @@ class transformer_gpu_shared_critic {
 };
 
 // RolloutGenerator: G completions per prompt on the GPU from the policy's current parameters, stopping on
-// the end-of-sequence ids. The decoder (its cache, its work buffers) is kept from round to round.
+// the end-of-sequence ids. The decoder (its cache, its work buffers) is kept from round to round;
+// `decoder` says how it runs (decoder_gpu_options: CUDA graphs for the decode steps).
 class transformer_gpu_rollouts {
  public:
-  explicit transformer_gpu_rollouts(std::vector<std::int32_t> eos_token_ids, std::int32_t pad_token_id = 0)
-      : eos_(std::move(eos_token_ids)), pad_(pad_token_id) {}
+  explicit transformer_gpu_rollouts(std::vector<std::int32_t> eos_token_ids, std::int32_t pad_token_id = 0,
+                                    decoder_gpu_options decoder = {})
+      : eos_(std::move(eos_token_ids)), pad_(pad_token_id), decoder_options_(decoder) {}
 
   rollout_batch<float> operator()(transformer_gpu_policy& policy, std::span<const std::vector<std::int32_t>> prompts,
                                   const rollout_request& request) {
     policy.upload_parameters();
     if (!decoder_ || source_ != &policy.gpu()) {
-      decoder_ = std::make_unique<cached_decoder_gpu>(policy.gpu());
+      decoder_ = std::make_unique<cached_decoder_gpu>(policy.gpu(), decoder_options_);
       source_ = &policy.gpu();
     }
     return to_rollout_batch(generate(*decoder_, prompts, rollout_generation_options(request, eos_, pad_),
@@ -315,6 +317,7 @@ class transformer_gpu_rollouts {
  private:
   std::vector<std::int32_t> eos_;
   std::int32_t pad_;
+  decoder_gpu_options decoder_options_;
   std::unique_ptr<cached_decoder_gpu> decoder_;
   const transformer_gpu* source_ = nullptr;
 };

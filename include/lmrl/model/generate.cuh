@@ -104,11 +104,7 @@ class cached_decoder_gpu {
       : model_(&model), config_(model.config()), options_(options) {
     if (options_.cuda_graphs) {
       own_stream_ = std::make_unique<owned_stream>();
-      own_blas_ = std::make_unique<cublas_handle>(own_stream_->get());
-      // cuBLAS's workspace given, not allocated by cuBLAS in a capture (32 MiB: NVIDIA's advice for Hopper).
-      blas_workspace_ = device_array<unsigned char>(std::size_t{32} << 20);
-      cublas_check(cublasSetWorkspace(own_blas_->get(), blas_workspace_.data(), blas_workspace_.size()),
-                   "cublasSetWorkspace");
+      own_blas_ = std::make_unique<cublas_handle>(own_stream_->get());  // a workspace like the model's handle
     }
     stream_ = options_.cuda_graphs ? own_stream_->get() : model.stream();
     linear_ = linear_products(options_.cuda_graphs ? *own_blas_ : model.blas(), stream_);
@@ -318,11 +314,10 @@ class cached_decoder_gpu {
   const transformer_gpu* model_;
   transformer_config config_;
   decoder_gpu_options options_;
-  // with cuda_graphs: the decoder's own stream, cuBLAS handle and cuBLAS workspace (behind pointers: the
-  // handle is not movable, and linear_ holds its address)
+  // with cuda_graphs: the decoder's own stream and cuBLAS handle (behind pointers: the handle is not movable,
+  // and linear_ holds its address)
   std::unique_ptr<owned_stream> own_stream_;
-  device_array<unsigned char> blas_workspace_;
-  std::unique_ptr<cublas_handle> own_blas_;  // destroyed before the workspace and the stream it uses
+  std::unique_ptr<cublas_handle> own_blas_;  // destroyed before the stream it uses
   cudaStream_t stream_ = nullptr;
   linear_products linear_;
   std::map<std::pair<index_t, index_t>, graph_exec> graphs_;  // by (rows, rows wanting logits)

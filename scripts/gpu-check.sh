@@ -3,7 +3,10 @@
 # tests (tests/cuda), grpo_zero_cuda on a tiny budget with --device cuda, and
 # bench_gpu. Every program's output goes to OUT (default gpu-check-out/).
 #
-#   scripts/gpu-check.sh [BIN]
+#   scripts/gpu-check.sh [BIN [STAGES]]
+#
+# STAGES: a comma list of tests, smoke, bench (default: all three), so that a
+# device session whose calls are limited in time can run them one by one.
 #
 # BIN: a folder holding lmrl_tests_cuda, grpo_zero_cuda and bench_gpu already
 # built (for sm_80 / sm_90, e.g. copied from build/tests, build/examples and
@@ -15,6 +18,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
 bin=${1:-}
+stages=",${2:-tests,smoke,bench},"
 if [ -z "$bin" ]; then
   bin=build-gpu/bin
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLMRL_BUILD_FUZZERS=OFF > "$out/configure.txt" 2>&1 &&
@@ -35,10 +39,15 @@ run() {  # name timeout command...: output to $out/name.txt, a line per program 
   echo "gpu-check: $name: exit $rc in $((SECONDS - start)) s ($out/$name.txt)"
   [ $rc -eq 0 ] || status=1
 }
-# (doctest prints each MESSAGE: the worst GPU-vs-CPU errors the tests record)
-run tests_cuda 420 "$bin/lmrl_tests_cuda"
-rm -rf "$out/grpo_zero_cuda_run"
-run grpo_zero_cuda 300 "$bin/grpo_zero_cuda" --device cuda --preset tiny --pretrain_steps 40 --max_steps 2 \
-  --heldout 16 --eval_samples 0 --output_dir "$out/grpo_zero_cuda_run"
-run bench_gpu 420 "$bin/bench_gpu" all 3
+# (doctest prints each MESSAGE: the worst GPU-vs-CPU errors the tests record; --duration each case's time)
+case $stages in *,tests,*) run tests_cuda 420 "$bin/lmrl_tests_cuda" --duration=true ;; esac
+case $stages in *,smoke,*)
+  for precision in fp32 bf16; do
+    rm -rf "$out/grpo_zero_cuda_$precision"
+    run "grpo_zero_cuda_$precision" 240 "$bin/grpo_zero_cuda" --device cuda --gpu_precision "$precision" \
+      --preset tiny --operands 3 --pretrain_steps 40 --pretrain_batch_size 8 --max_steps 2 --heldout 16 \
+      --eval_samples 0 --output_dir "$out/grpo_zero_cuda_$precision"
+  done ;;
+esac
+case $stages in *,bench,*) run bench_gpu 420 "$bin/bench_gpu" all 3 ;; esac
 exit $status

@@ -142,14 +142,23 @@ class cached_decoder_gpu {
     lmrl::detail::require(from >= 0 && from < sequences_ && to >= 0 && to < sequences_, f, ": sequences ", from,
                           " and ", to, " must be in [0, ", sequences_, ")");
     if (from == to) return;
-    const index_t block = config_.kv_dim() * max_len_;  // one layer's slot: kv_heads blocks of max_len x head_dim
-    for (index_t l = 0; l < config_.num_hidden_layers; ++l)
-      for (device_array<float>* cache : {&k_cache_, &v_cache_}) {
-        float* layer = cache->data() + l * sequences_ * block;
-        LMRL_CUDA_CHECK(cudaMemcpyAsync(layer + to * block, layer + from * block,
-                                        static_cast<std::size_t>(block) * sizeof(float), cudaMemcpyDeviceToDevice,
-                                        stream_));
+    // One layer's slot is kv_heads blocks of max_len x head_dim, contiguous; the layers' slots lie a layer
+    // (sequences slots) apart: one strided copy per cache takes the slot of every layer, unless that stride
+    // is over the copy's pitch limit (2^31 - 1 bytes), then one copy per layer.
+    const auto slot = static_cast<std::size_t>(config_.kv_dim() * max_len_) * sizeof(float);
+    const std::size_t layer = static_cast<std::size_t>(sequences_) * slot;
+    const auto layers = static_cast<std::size_t>(config_.num_hidden_layers);
+    for (device_array<float>* cache : {&k_cache_, &v_cache_}) {
+      auto* base = reinterpret_cast<unsigned char*>(cache->data());
+      unsigned char *dst = base + static_cast<std::size_t>(to) * slot, *src = base + static_cast<std::size_t>(from) * slot;
+      if (layer <= std::size_t{0x7FFFFFFF}) {
+        LMRL_CUDA_CHECK(
+            cudaMemcpy2DAsync(dst, layer, src, layer, slot, layers, cudaMemcpyDeviceToDevice, stream_));
+        continue;
       }
+      for (std::size_t l = 0; l < layers; ++l)
+        LMRL_CUDA_CHECK(cudaMemcpyAsync(dst + l * layer, src + l * layer, slot, cudaMemcpyDeviceToDevice, stream_));
+    }
     lengths_[static_cast<std::size_t>(to)] = lengths_[static_cast<std::size_t>(from)];
   }
 

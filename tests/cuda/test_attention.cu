@@ -24,11 +24,7 @@
 
 #if __has_include(<Eigen/Core>)
 #define LMRL_TEST_WITH_CPU_ATTENTION 1
-// Eigen's own headers annotate defaulted members __host__ __device__, which
-// nvcc reports (warning 20012) in every .cu that includes them.
-#pragma nv_diag_suppress 20012
 #include "lmrl/model/ops/attention.hpp"
-#pragma nv_diag_default 20012
 #else
 #define LMRL_TEST_WITH_CPU_ATTENTION 0
 #endif

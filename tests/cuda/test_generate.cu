@@ -45,17 +45,13 @@
 #include "lmrl/model/generate.cuh"
 #include "lmrl/model/transformer.cuh"
 #include "lmrl/train/transformer_gpu_policy.cuh"
-// Eigen's own headers annotate defaulted members __host__ __device__, which
-// nvcc reports (warning 20012) in every .cu that includes them; the CPU
-// decoder's `#pragma GCC unroll` is GCC's (nvcc: warning 1675).
-#pragma nv_diag_suppress 20012
+// The CPU decoder's `#pragma GCC unroll` is GCC's (nvcc: warning 1675).
 #pragma nv_diag_suppress 1675
 #include "lmrl/model/generate.hpp"
 #include "lmrl/model/transformer.hpp"
 #include "lmrl/reward/weighted_sum.hpp"
 #include "lmrl/train/transformer_policy.hpp"
 #pragma nv_diag_default 1675
-#pragma nv_diag_default 20012
 
 using namespace lmrl;
 using lmrl::cuda::device_array;

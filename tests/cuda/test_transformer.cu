@@ -50,11 +50,7 @@
 
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/model/transformer.cuh"
-// Eigen's own headers annotate defaulted members __host__ __device__, which
-// nvcc reports (warning 20012) in every .cu that includes them.
-#pragma nv_diag_suppress 20012
 #include "lmrl/model/transformer.hpp"
-#pragma nv_diag_default 20012
 
 using namespace lmrl;
 using lmrl::cuda::device_array;

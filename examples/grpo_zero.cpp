@@ -108,7 +108,8 @@ struct zero_settings {
   // policy (a value head on the policy's own trunk, one joint loss).
   std::string critic_trunk = "separate";
   // Where stage 3's passes and rollouts run (GRPO or PPO): "cpu", or "cuda" (grpo_zero_cuda
-  // only: train/transformer_gpu_policy.cuh; pretraining and evaluation stay on the CPU).
+  // only: train/transformer_gpu_policy.cuh; the held-out evaluations then run on the GPU's decoder too,
+  // pretraining stays on the CPU).
   std::string device = "cpu";
   // With --device cuda, the arithmetic of the model's matrix products (transformer_gpu::precision): fp32, tf32
   // or bf16 tensor cores; float master weights, gradients and optimizer either way.
@@ -226,6 +227,20 @@ const std::map<std::string, setting>& settings_table() {
   };
   return table;
 }
+
+#ifdef LMRL_GRPO_ZERO_CUDA
+// Held-out evaluation by the GPU decoder over `model`'s device weights, at its precision.
+evaluation_result evaluate_gpu(const lmrl::cuda::transformer_gpu& model, const std::vector<zero_problem>& problems,
+                               const std::vector<std::vector<std::int32_t>>& prompts, const grpo_config& c,
+                               index_t samples) {
+  lmrl::cuda::cached_decoder_gpu decoder(model);
+  return evaluate_on(
+      [&](std::span<const std::vector<std::int32_t>> batch, const generation_options& o, const counter_rng& rng) {
+        return lmrl::cuda::generate(decoder, batch, o, rng);
+      },
+      problems, prompts, c, samples);
+}
+#endif
 
 std::string table_row(const char* label, const evaluation_result& e) {
   return std::string("| ") + label + " | " + percent(e.greedy.accuracy) + " | " + percent(e.sampled.accuracy) +
@@ -354,9 +369,23 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   if (root) comm.barrier();
   if (s.pretrain_only) return 0;
 
-  // ---- 2. the base on the held-out set (rank 0)
-  const evaluation_result before =
-      root ? evaluate(model->parameters(), heldout, heldout_prompts, c, s.eval_samples) : evaluation_result{};
+  // ---- 2. the base on the held-out set (rank 0), on the device stage 3 runs on
+#ifdef LMRL_GRPO_ZERO_CUDA
+  const auto gpu_precision = s.gpu_precision == "bf16"   ? lmrl::cuda::gemm_precision::bf16
+                            : s.gpu_precision == "tf32" ? lmrl::cuda::gemm_precision::tf32
+                                                        : lmrl::cuda::gemm_precision::fp32;
+#endif
+  const auto evaluate_base = [&]() -> evaluation_result {
+#ifdef LMRL_GRPO_ZERO_CUDA
+    if (s.device == "cuda") {
+      lmrl::cuda::transformer_gpu base(model->parameters());
+      base.precision = gpu_precision;
+      return evaluate_gpu(base, heldout, heldout_prompts, c, s.eval_samples);
+    }
+#endif
+    return evaluate(model->parameters(), heldout, heldout_prompts, c, s.eval_samples);
+  };
+  const evaluation_result before = root ? evaluate_base() : evaluation_result{};
   const bool ppo = any_grpo_advantage::from_config(c).needs_critic();
   const std::string algorithm = ppo ? "PPO" : "GRPO";
   print_evaluation(("before " + algorithm).c_str(), before);
@@ -366,9 +395,6 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   std::optional<transformer_policy<float>> cpu_policy;
 #ifdef LMRL_GRPO_ZERO_CUDA
   std::optional<lmrl::cuda::transformer_gpu_policy> gpu_policy;
-  const auto gpu_precision = s.gpu_precision == "bf16"   ? lmrl::cuda::gemm_precision::bf16
-                            : s.gpu_precision == "tf32" ? lmrl::cuda::gemm_precision::tf32
-                                                        : lmrl::cuda::gemm_precision::fp32;
   if (s.device == "cuda") {
     gpu_policy.emplace(shared_trunk ? with_value_head(model->parameters()) : std::move(model->parameters()));
     gpu_policy->gpu().precision = gpu_precision;
@@ -382,6 +408,16 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     if (gpu_policy) return gpu_policy->host_parameters();
 #endif
     return cpu_policy->model().parameters();
+  };
+  // The held-out evaluation of the policy now, on its device.
+  const auto evaluate_policy_now = [&](index_t samples) -> evaluation_result {
+#ifdef LMRL_GRPO_ZERO_CUDA
+    if (gpu_policy) {
+      gpu_policy->upload_parameters();  // the host holds the master parameters
+      return evaluate_gpu(gpu_policy->gpu(), heldout, heldout_prompts, c, samples);
+    }
+#endif
+    return evaluate(policy_parameters(), heldout, heldout_prompts, c, samples);
   };
   // The overlong rule is always there; with no buffer it weighs 0 and changes nothing.
   const auto weight = [&](std::size_t k, double otherwise) {
@@ -402,7 +438,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   };
   o.evaluate = [&](long long, metrics_record& r) {
     const auto t0 = clock::now();
-    log_heldout(evaluate(policy_parameters(), heldout, heldout_prompts, c, 0), r);
+    log_heldout(evaluate_policy_now(0), r);
     r.set("time/eval_s", std::chrono::duration<double>(clock::now() - t0).count());  // inside time/step_s
   };
   o.log_reference_kl = true;  // kl_ref/k1 at eval steps, for comparisons across algorithms
@@ -459,7 +495,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   if (!root) return 0;
 
   // ---- 4. after
-  const evaluation_result after = evaluate(policy_parameters(), heldout, heldout_prompts, c, s.eval_samples);
+  const evaluation_result after = evaluate_policy_now(s.eval_samples);
   print_evaluation(("after " + algorithm).c_str(), after);
   // The final policy as a causal LM (a shared trunk's value head is left out).
   save_hf_checkpoint(with_value_head(policy_parameters(), false),

@@ -106,12 +106,14 @@ inline grpo_trainer_options trainer_options(std::vector<std::string> reward_name
   return o;
 }
 
-// Held-out evaluation; with greedy_texts, also the greedy completions' texts of the
-// first greedy_texts->size() problems (evaluate_policy grades the greedy
-// completion of each problem before any sampled one).
-inline evaluation_result evaluate(const transformer_parameters<float>& params, const std::vector<zero_problem>& problems,
-                                  const std::vector<std::vector<std::int32_t>>& prompts, const grpo_config& c,
-                                  index_t samples, std::vector<std::string>* greedy_texts = nullptr) {
+// Held-out evaluation with a batched generator (evaluate_with: generate_batch(prompts, generation_options,
+// counter_rng) -> generation_result<float>, the CPU's or the GPU's decoder); with greedy_texts, also the greedy
+// completions' texts of the first greedy_texts->size() problems (evaluate_with grades the greedy completion of
+// each problem before any sampled one).
+template <class Generate>
+evaluation_result evaluate_on(Generate&& generate_batch, const std::vector<zero_problem>& problems,
+                              const std::vector<std::vector<std::int32_t>>& prompts, const grpo_config& c,
+                              index_t samples, std::vector<std::string>* greedy_texts = nullptr) {
   evaluation_options o;
   o.max_new_tokens = c.max_completion_length;
   o.samples = samples;
@@ -119,8 +121,8 @@ inline evaluation_result evaluate(const transformer_parameters<float>& params, c
   o.seed = data::mix64(c.seed ^ 0x6576616cULL);
   o.eos_token_ids = {tokenizer::eos};
   o.pad_token_id = tokenizer::pad;
-  return evaluate_policy<float>(
-      params, std::span<const std::vector<std::int32_t>>(prompts),
+  return evaluate_with<float>(
+      generate_batch, std::span<const std::vector<std::int32_t>>(prompts),
       [&, graded = std::vector<bool>(problems.size(), false)](std::size_t i, std::span<const std::int32_t> ids) mutable {
         const std::string text = decode(ids);
         if (greedy_texts && i < greedy_texts->size() && !graded[i]) (*greedy_texts)[i] = text;
@@ -128,6 +130,18 @@ inline evaluation_result evaluate(const transformer_parameters<float>& params, c
         return grade(problems[i], text);
       },
       o);
+}
+
+// evaluate_on with the CPU decoder over `params`.
+inline evaluation_result evaluate(const transformer_parameters<float>& params, const std::vector<zero_problem>& problems,
+                                  const std::vector<std::vector<std::int32_t>>& prompts, const grpo_config& c,
+                                  index_t samples, std::vector<std::string>* greedy_texts = nullptr) {
+  cached_decoder<float> decoder(params);
+  return evaluate_on(
+      [&](std::span<const std::vector<std::int32_t>> batch, const generation_options& o, const counter_rng& rng) {
+        return generate(decoder, batch, o, rng);
+      },
+      problems, prompts, c, samples, greedy_texts);
 }
 
 inline std::string percent(double x) {

@@ -98,3 +98,57 @@ TEST_CASE("evaluate_policy grades every greedy and sampled completion that gener
   CHECK_THROWS_WITH_AS(evaluate_policy<float>(model.parameters(), prompts, grade, o), doctest::Contains("pass_k = 4"),
                        lmrl::error);
 }
+
+TEST_CASE("evaluate_with: any batched generator, called per batch of prompts with the sequence offsets") {
+  // A generator that answers prompt p with the single token p[0] (EOS 0 never comes), recording its calls.
+  struct call {
+    std::size_t prompts;
+    index_t num_generations;
+    std::uint64_t first_sequence;
+    bool sample;
+  };
+  std::vector<call> calls;
+  const auto generate_batch = [&](std::span<const std::vector<std::int32_t>> batch, const generation_options& o,
+                                  const counter_rng&) {
+    calls.push_back({batch.size(), o.num_generations, o.first_sequence, o.sampling.do_sample});
+    generation_result<float> r;
+    const index_t B = static_cast<index_t>(batch.size()) * o.num_generations;
+    r.completion_ids = dense<std::int32_t, 2>({B, 1});
+    r.prompt_index.resize(static_cast<std::size_t>(B));
+    r.lengths.assign(static_cast<std::size_t>(B), 1);
+    for (index_t b = 0; b < B; ++b) {
+      r.prompt_index[static_cast<std::size_t>(b)] = b / o.num_generations;
+      r.completion_ids(b, 0) = batch[static_cast<std::size_t>(b / o.num_generations)][0];
+    }
+    return r;
+  };
+  const std::vector<std::vector<std::int32_t>> prompts = {{2}, {3}, {4}, {6}, {7}};
+  evaluation_options o;
+  o.prompts_per_batch = 2;
+  o.samples = 2;
+  o.pass_k = 2;
+  const auto grade = [](std::size_t problem, std::span<const std::int32_t> ids) {
+    graded_completion g;
+    g.correct = ids.size() == 1 && ids[0] % 2 == 0;  // prompts 0, 1 .. 4 hold 2, 3, 4, 6, 7: three even
+    g.format = problem < 2;
+    return g;
+  };
+  const evaluation_result r = evaluate_with<float>(generate_batch, prompts, grade, o);
+  CHECK(r.greedy.completions == 5);
+  CHECK(r.greedy.accuracy == doctest::Approx(0.6));
+  CHECK(r.greedy.format == doctest::Approx(0.4));
+  CHECK(r.sampled.completions == 10);
+  CHECK(r.sampled.accuracy == doctest::Approx(0.6));
+  CHECK(r.pass_at_k == doctest::Approx(0.6));
+  // Greedy over batches of 2, 2, 1 prompts, then sampled likewise with 2 per prompt.
+  REQUIRE(calls.size() == 6);
+  const std::size_t sizes[] = {2, 2, 1, 2, 2, 1};
+  const std::uint64_t firsts[] = {0, 2, 4, 0, 4, 8};
+  for (std::size_t k = 0; k < calls.size(); ++k) {
+    CAPTURE(k);
+    CHECK(calls[k].prompts == sizes[k]);
+    CHECK(calls[k].num_generations == (k < 3 ? 1 : 2));
+    CHECK(calls[k].first_sequence == firsts[k]);
+    CHECK(calls[k].sample == (k >= 3));
+  }
+}

@@ -12,6 +12,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "lmrl/error.hpp"
@@ -110,16 +111,18 @@ struct completion_tally {
 
 }  // namespace detail
 
-// Generates for every prompt (greedy, then `samples` sampled completions) and
-// grades each completion.
-template <Real T>
-evaluation_result evaluate_policy(const transformer_parameters<T>& parameters,
-                                  std::span<const std::vector<std::int32_t>> prompts, const completion_grader& grade,
-                                  const evaluation_options& options) {
+// Generates for every prompt (greedy, then `samples` sampled completions) with
+// generate_batch(prompts, generation_options, counter_rng) -> generation_result<T>
+// (lmrl::generate over a cached_decoder; lmrl::cuda::generate over the GPU's
+// decoder) and grades each completion.
+template <Real T, class Generate>
+  requires std::is_invocable_r_v<generation_result<T>, Generate&, std::span<const std::vector<std::int32_t>>,
+                                 const generation_options&, const counter_rng&>
+evaluation_result evaluate_with(Generate&& generate_batch, std::span<const std::vector<std::int32_t>> prompts,
+                                const completion_grader& grade, const evaluation_options& options) {
   options.validate();
-  detail::require(!prompts.empty(), "evaluate_policy: no prompts");
-  detail::require(static_cast<bool>(grade), "evaluate_policy: no grader");
-  cached_decoder<T> decoder(parameters);
+  detail::require(!prompts.empty(), "evaluate_with: no prompts");
+  detail::require(static_cast<bool>(grade), "evaluate_with: no grader");
   evaluation_result out;
   out.problems = static_cast<index_t>(prompts.size());
   detail::completion_tally greedy, sampled;
@@ -135,7 +138,7 @@ evaluation_result evaluate_policy(const transformer_parameters<T>& parameters,
     for (std::size_t first = 0; first < prompts.size(); first += static_cast<std::size_t>(options.prompts_per_batch)) {
       const std::size_t count = std::min(prompts.size() - first, static_cast<std::size_t>(options.prompts_per_batch));
       o.first_sequence = first * static_cast<std::size_t>(per_prompt);
-      const generation_result<T> r = generate(decoder, prompts.subspan(first, count), o, counter_rng(options.seed));
+      const generation_result<T> r = generate_batch(prompts.subspan(first, count), o, counter_rng(options.seed));
       for (index_t b = 0; b < r.batch(); ++b) {
         const auto len = r.lengths[static_cast<std::size_t>(b)];
         std::vector<std::int32_t> ids(static_cast<std::size_t>(len));
@@ -161,6 +164,19 @@ evaluation_result evaluate_policy(const transformer_parameters<T>& parameters,
     out.k = options.pass_k;
   }
   return out;
+}
+
+// evaluate_with on the CPU: the policy's parameters through a cached_decoder.
+template <Real T>
+evaluation_result evaluate_policy(const transformer_parameters<T>& parameters,
+                                  std::span<const std::vector<std::int32_t>> prompts, const completion_grader& grade,
+                                  const evaluation_options& options) {
+  cached_decoder<T> decoder(parameters);
+  return evaluate_with<T>(
+      [&](std::span<const std::vector<std::int32_t>> batch, const generation_options& o, const counter_rng& rng) {
+        return generate(decoder, batch, o, rng);
+      },
+      prompts, grade, options);
 }
 
 }  // namespace lmrl

@@ -7,7 +7,7 @@
 // through to matmul unchanged, and its refusals.
 // Tolerances (relative to the largest |reference| of the product):
 //   fp32 1e-5 (k <= 300 float additions, cuBLAS may split k), TF32 5e-3 and
-//   bf16 1e-2 (10 and 8 mantissa bits on the inputs; float accumulation).
+//   bf16 1e-2 (10 and 7 stored mantissa bits on the inputs; float accumulation).
 #include <cuda_bf16.h>
 #include <doctest/doctest.h>
 

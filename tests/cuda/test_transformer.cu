@@ -252,7 +252,7 @@ TEST_CASE("cuda transformer_gpu gives the same bits twice and its buffers round-
 }
 
 TEST_CASE("cuda transformer_gpu with tf32 and bf16 products: near the CPU's float results, not fp32's bits") {
-  // Reduced-precision products round their inputs (tf32: 10 mantissa bits, relative 2^-11; bf16: 8 bits, 2^-9)
+  // Reduced-precision products round their inputs (tf32: 10 stored mantissa bits, relative 2^-11; bf16: 7, 2^-8)
   // and accumulate in float. Measured on the CPU for exactly this model, batch and upstream gradients, with
   // transformer<float>'s product inputs rounded the same way (tools/precision_emulation): tf32 moves logp by
   // 3.8e-4 and the entropy by 8.3e-4 of their scale, and the gradient of a tensor by at most 4.7e-3 of its

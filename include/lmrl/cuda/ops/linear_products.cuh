@@ -1,7 +1,7 @@
 // The products of the model's linear layers on the GPU at a chosen precision:
 // float activations times weights that live in one float parameter buffer, and
 // the weight gradients. fp32 and tf32 go straight to cuda/ops/matmul.cuh; bf16
-// rounds the operands to bfloat16 first (round to nearest even, 8 mantissa
+// rounds the operands to bfloat16 first (round to nearest even, 7 stored mantissa
 // bits) and multiplies on the bf16 tensor cores with float accumulation and a
 // float result, the way mixed-precision training keeps float master weights.
 //
@@ -18,7 +18,7 @@
 // outputs stay float, so accumulating products (the residual adds, the
 // gradient sums) lose nothing beyond the inputs' rounding.
 //
-// Numerics: bf16 inputs carry a relative rounding error up to 2^-9 each; a
+// Numerics: bf16 inputs carry a relative rounding error up to 2^-8 each; a
 // dot product of such inputs is off by about that times its terms' scale, and
 // through the test model the log-probs move by 4e-3 .. 1.2e-2 of their scale
 // (measured on the CPU by tools/precision_emulation). tf32: 2^-11, 4e-4 .. 3e-3.

@@ -65,7 +65,6 @@ constexpr double gradient_tolerance = 5e-4;
 constexpr double test_temperature = 0.7;
 using lmrl::testing::nan_value;
 using lmrl::testing::padded_batch;
-using lmrl::testing::padding;
 using lmrl::testing::random_upstream;
 using lmrl::testing::random_vector;
 using lmrl::testing::test_batches;

@@ -62,6 +62,8 @@ class graph_exec {
   }
   ~graph_exec() { release(); }
 
+  bool captured() const { return exec_ != nullptr; }
+
   void launch(cudaStream_t stream) const {
     lmrl::detail::require(exec_ != nullptr, "cuda::graph_exec::launch: no graph");
     LMRL_CUDA_CHECK(cudaGraphLaunch(exec_, stream));

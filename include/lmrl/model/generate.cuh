@@ -40,7 +40,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <set>
 #include <span>
 #include <utility>
 #include <vector>
@@ -117,7 +116,10 @@ class cached_decoder_gpu {
   index_t length(index_t sequence) const { return lengths_.at(static_cast<std::size_t>(sequence)); }
   std::size_t cache_bytes() const { return k_cache_.bytes() + v_cache_.bytes(); }
   // Graphs captured since the last reset() (decoder_gpu_options::cuda_graphs).
-  std::size_t graphs() const { return graphs_.size(); }
+  std::size_t graphs() const {
+    return static_cast<std::size_t>(
+        std::count_if(passes_.begin(), passes_.end(), [](const auto& p) { return p.second.captured(); }));
+  }
 
   // Empties the cache and sizes it for `sequences` x `max_len` tokens (reallocated only when it grows).
   void reset(index_t sequences, index_t max_len) {
@@ -210,20 +212,23 @@ class cached_decoder_gpu {
   void run_pass(index_t n, index_t n_logits) {
     if (!options_.cuda_graphs) return pass(n, n_logits);
     const std::pair<index_t, index_t> shape{n, n_logits};
-    if (const auto g = graphs_.find(shape); g != graphs_.end()) return g->second.launch(stream_);
-    if (seen_.insert(shape).second) {
+    const auto [entry, first_time] = passes_.try_emplace(shape);
+    graph_exec& graph = entry->second;
+    if (graph.captured()) return graph.launch(stream_);
+    if (first_time) {
       const std::size_t workspace = linear_.workspace_bytes();
       pass(n, n_logits);
-      if (linear_.workspace_bytes() != workspace) forget_graphs(), seen_.insert(shape);  // a workspace moved
+      if (linear_.workspace_bytes() != workspace) {  // a workspace moved: every graph names the old one
+        forget_graphs();
+        passes_.try_emplace(shape);
+      }
       return;
     }
-    graphs_.emplace(shape, capture_graph(stream_, [&] { pass(n, n_logits); })).first->second.launch(stream_);
+    graph = capture_graph(stream_, [&] { pass(n, n_logits); });
+    graph.launch(stream_);
   }
 
-  void forget_graphs() {
-    graphs_.clear();
-    seen_.clear();
-  }
+  void forget_graphs() { passes_.clear(); }
 
   // Queues the pass on stream_: embedding, the layers (appending to the cache), and the logits of the rows
   // logit_rows_dev_ names. Work only: a CUDA graph may capture it.
@@ -329,8 +334,8 @@ class cached_decoder_gpu {
   std::unique_ptr<cublas_handle> own_blas_;  // destroyed before the stream it uses
   cudaStream_t stream_ = nullptr;
   linear_products linear_;
-  std::map<std::pair<index_t, index_t>, graph_exec> graphs_;  // by (rows, rows wanting logits)
-  std::set<std::pair<index_t, index_t>> seen_;                 // shapes run once since the last reset
+  // the pass shapes (rows, rows wanting logits) run since the last reset, with their graph once captured
+  std::map<std::pair<index_t, index_t>, graph_exec> passes_;
   index_t sequences_ = 0, max_len_ = 0, capacity_ = 0;
   std::vector<index_t> lengths_;  // cached tokens per sequence (host: forward computes positions from it)
   device_array<float> k_cache_, v_cache_;

@@ -233,7 +233,7 @@ class transformer_gpu {
   //   fp32  the default: the CPU's results to float rounding;
   //   tf32  tensor cores, inputs rounded to 10 mantissa bits inside cuBLAS: several times faster on Ampere
   //         and later, results about 1e-3 of their scale away from fp32's;
-  //   bf16  bf16 tensor cores (twice tf32's rate), weights and activations rounded to 7 stored mantissa bits
+  //   bf16  bf16 tensor cores (twice tf32's rate on NVIDIA's data sheets), weights and activations rounded to 7 stored mantissa bits
   //         before each product (the parameters once per forward, into a bf16 copy: 2 more bytes a
   //         parameter), results about 1e-2 of their scale away. The master parameters, the gradients and
   //         every other kernel stay float.

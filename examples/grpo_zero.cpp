@@ -107,9 +107,9 @@ struct zero_settings {
   // PPO's critic: "separate" weights started from the base, or "shared" with the
   // policy (a value head on the policy's own trunk, one joint loss).
   std::string critic_trunk = "separate";
-  // Where stage 3's passes and rollouts run (GRPO or PPO): "cpu", or "cuda" (grpo_zero_cuda
-  // only: train/transformer_gpu_policy.cuh; the held-out evaluations then run on the GPU's decoder too,
-  // pretraining stays on the CPU).
+  // Where the model's passes run: "cpu", or "cuda" (grpo_zero_cuda only: pretraining's and stage 3's
+  // passes and rollouts through train/transformer_gpu_policy.cuh, the held-out evaluations on the GPU's
+  // decoder; the optimizer steps the host's master parameters either way).
   std::string device = "cpu";
   // With --device cuda, the arithmetic of the model's matrix products (transformer_gpu::precision): fp32, tf32
   // or bf16 tensor cores; float master weights, gradients and optimizer either way.
@@ -327,8 +327,14 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
 
   install_stop_handlers();  // Ctrl-C / SIGTERM: save a checkpoint and exit; the same command resumes
 
+#ifdef LMRL_GRPO_ZERO_CUDA
+  const auto gpu_precision = s.gpu_precision == "bf16"   ? lmrl::cuda::gemm_precision::bf16
+                            : s.gpu_precision == "tf32" ? lmrl::cuda::gemm_precision::tf32
+                                                        : lmrl::cuda::gemm_precision::fp32;
+#endif
+
   // ---- 1. the base model: load it, or pretrain it and save it (rank 0; the
-  // other ranks wait for it and load what it saved)
+  // other ranks wait for it and load what it saved), on the device stage 3 runs on
   if (!root) comm.barrier();
   const std::string base_dir = s.base.empty() ? (std::filesystem::path(c.output_dir) / "base").string() : s.base;
   std::optional<transformer<float>> model;
@@ -347,14 +353,22 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
                        s.practice_lines);
     const auto next = [&] { return corpus_pretrain_example(corpus.next()); };
     const std::string pretrain_dir = (std::filesystem::path(c.output_dir) / "pretrain").string();
-    const pretrain_result pretrained = pretrain(
-        *model, next, s.pretrain,
-        [&](const pretrain_record& r) {
-          std::printf("  pretrain step %5td  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %.0f s\n", r.step, r.loss,
-                      r.lr, r.grad_norm, static_cast<double>(r.tokens) / r.seconds, elapsed());
-          std::fflush(stdout);
-        },
-        {pretrain_dir, s.pretrain_save_steps});
+    const auto log = [&](const pretrain_record& r) {
+      std::printf("  pretrain step %5td  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %.0f s\n", r.step, r.loss, r.lr,
+                  r.grad_norm, static_cast<double>(r.tokens) / r.seconds, elapsed());
+      std::fflush(stdout);
+    };
+    const pretrain_checkpointing checkpoints{pretrain_dir, s.pretrain_save_steps};
+    pretrain_result pretrained;
+#ifdef LMRL_GRPO_ZERO_CUDA
+    if (s.device == "cuda") {  // the passes on the GPU; clipping and AdamW on the policy's host parameters
+      lmrl::cuda::transformer_gpu_policy gpu(std::move(model->parameters()));
+      gpu.gpu().precision = gpu_precision;
+      pretrained = pretrain(gpu, next, s.pretrain, log, checkpoints);
+      model.emplace(std::move(gpu.host_parameters()));
+    }
+#endif
+    if (s.device == "cpu") pretrained = pretrain(*model, next, s.pretrain, log, checkpoints);
     if (pretrained.stopped) {
       std::printf("stopped during pretraining (checkpoint in %s); run the same command again to resume\n",
                   pretrain_dir.c_str());
@@ -370,11 +384,6 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   if (s.pretrain_only) return 0;
 
   // ---- 2. the base on the held-out set (rank 0), on the device stage 3 runs on
-#ifdef LMRL_GRPO_ZERO_CUDA
-  const auto gpu_precision = s.gpu_precision == "bf16"   ? lmrl::cuda::gemm_precision::bf16
-                            : s.gpu_precision == "tf32" ? lmrl::cuda::gemm_precision::tf32
-                                                        : lmrl::cuda::gemm_precision::fp32;
-#endif
   const auto evaluate_base = [&]() -> evaluation_result {
 #ifdef LMRL_GRPO_ZERO_CUDA
     if (s.device == "cuda") {

@@ -1,8 +1,8 @@
 // grpo_zero_cuda: grpo_zero (grpo_zero.cpp, read it) compiled by nvcc, so that
-// --device cuda can run stage 3 (GRPO's forward and backward passes and its
-// rollouts) on the GPU through train/transformer_gpu_policy.cuh. Pretraining
-// and the held-out evaluations run on the CPU as in grpo_zero. Built where
-// CMake finds nvcc; grpo_zero itself stays a plain C++ program.
+// --device cuda can run the model on the GPU through train/transformer_gpu_policy.cuh:
+// pretraining's and GRPO's forward and backward passes, the rollouts and the
+// held-out evaluations (the optimizer steps the host's master parameters).
+// Built where CMake finds nvcc; grpo_zero itself stays a plain C++ program.
 //
 //   build/examples/grpo_zero_cuda --device cuda --output_dir runs/gpu
 #define LMRL_GRPO_ZERO_CUDA 1

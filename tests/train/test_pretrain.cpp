@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <limits>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "support/model_shapes.hpp"
@@ -279,6 +280,75 @@ TEST_CASE("pretrain: Ctrl-C saves a checkpoint, and resuming gives bit for bit t
   }
   const auto a = whole.parameters().values(), b = second.parameters().values();
   CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// A user's own model behind TrainablePolicy's members, here the bundled transformer by reference, counting
+// its forward calls: pretrain() must train it through the concept alone.
+struct counting_policy {
+  using value_type = float;
+  transformer<float>* model;
+  int forwards = 0;
+  std::span<float> parameters() { return model->parameters().values(); }
+  std::span<float> gradients() { return model->gradients(); }
+  void zero_grad() { model->zero_grad(); }
+  void log_probs(const token_batch<float>& batch, matrix_view<float> logp, matrix_view<float> entropy) {
+    ++forwards;
+    model->log_probs(batch, logp, entropy);
+  }
+  void backward(const token_batch<float>& batch, matrix_view<const float> grad_logp,
+                matrix_view<const float> grad_entropy) {
+    model->backward(batch, grad_logp, grad_entropy);
+  }
+};
+static_assert(TrainablePolicy<counting_policy> && PretrainableModel<counting_policy>);
+static_assert(PretrainableModel<transformer<float>> && !TrainablePolicy<transformer<float>>);
+
+}  // namespace
+
+TEST_CASE("pretrain trains any TrainablePolicy with transformer's bits, and their checkpoints are interchangeable") {
+  const auto dir = std::filesystem::temp_directory_path() / ("lmrl_pretrain_policy_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const pretrain_config c = resume_config();
+  transformer<float> direct(small_config(), 3);
+  const pretrain_result expected = pretrain(direct, counting_source(8), c);
+
+  // The whole run through the policy: every step's loss and norm, and the parameters, bit for bit.
+  transformer<float> inner(small_config(), 3);
+  counting_policy policy{&inner};
+  const pretrain_result through_policy = pretrain(policy, counting_source(8), c);
+  CHECK(policy.forwards >= c.steps);
+  REQUIRE(through_policy.records.size() == expected.records.size());
+  for (std::size_t i = 0; i < expected.records.size(); ++i) {
+    CHECK(through_policy.records[i].loss == expected.records[i].loss);
+    CHECK(through_policy.records[i].grad_norm == expected.records[i].grad_norm);
+  }
+  const auto a = direct.parameters().values(), b = inner.parameters().values();
+  CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+
+  // Stopped through the policy at step 5, resumed by the transformer itself: the uninterrupted run.
+  clear_stop_request();
+  transformer<float> first_inner(small_config(), 3);
+  counting_policy first{&first_inner};
+  const pretrain_result stopped = pretrain(
+      first, counting_source(8), c,
+      [](const pretrain_record& r) {
+        if (r.step == 5) request_stop();
+      },
+      {dir.string()});
+  clear_stop_request();
+  REQUIRE(stopped.stopped);
+  transformer<float> second(small_config(), 99);
+  const pretrain_result resumed = pretrain(second, counting_source(8), c, {}, {dir.string()});
+  CHECK(resumed.resumed_from == 5);
+  const auto d = second.parameters().values();
+  CHECK(std::equal(a.begin(), a.end(), d.begin(), d.end()));
+
+  // next_token_loss through the policy is the transformer's.
+  const auto batch = random_examples(5, {4, 7, 3}, 4, 2);
+  CHECK(next_token_loss(policy, batch, false) == next_token_loss(inner, batch, false));
   std::filesystem::remove_all(dir);
 }
 

@@ -13,6 +13,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <span>
 
 #include "lmrl/tensor/concepts.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -36,5 +37,15 @@ concept Policy = Real<typename P::value_type> &&
                    // dL/dlogp and dL/dentropy; parameter gradients are accumulated (added), not overwritten.
                    { policy.backward(batch, grad, grad) };
                  };
+
+// A policy a trainer can optimize: the Policy concept plus one flat parameter
+// buffer and its gradient buffer (backward adds into gradients()), both host
+// memory: the trainers clip, step and checkpoint them there.
+template <class M>
+concept TrainablePolicy = Policy<M> && requires(M& m) {
+  { m.parameters() } -> std::same_as<std::span<typename M::value_type>>;
+  { m.gradients() } -> std::same_as<std::span<typename M::value_type>>;
+  { m.zero_grad() };
+};
 
 }  // namespace lmrl

@@ -140,14 +140,7 @@ struct rollout_batch {
   std::vector<bool> truncated;           // stopped by max_new_tokens
 };
 
-// A policy the trainer can optimize: the Policy concept plus one flat
-// parameter buffer and its gradient buffer (backward adds into gradients()).
-template <class M>
-concept TrainablePolicy = Policy<M> && requires(M& m) {
-  { m.parameters() } -> std::same_as<std::span<typename M::value_type>>;
-  { m.gradients() } -> std::same_as<std::span<typename M::value_type>>;
-  { m.zero_grad() };
-};
+// TrainablePolicy (rl/policy.hpp): what the trainer optimizes.
 
 template <class G, class M>
 concept RolloutGenerator = requires(G& g, M& m, std::span<const std::vector<std::int32_t>> prompts,

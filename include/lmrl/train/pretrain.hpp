@@ -24,7 +24,10 @@
 //
 // The loop (batches, clipping, AdamW, schedule, logging, checkpoints) takes
 // any loss on a batch of examples: the SFT stages (sft.hpp) use it as it is,
-// logit distillation (distill.hpp) passes its own.
+// logit distillation (distill.hpp) passes its own. It trains any
+// PretrainableModel: the bundled transformer, or a TrainablePolicy such as
+// the GPU transformer's policy (train/transformer_gpu_policy.cuh), whose
+// master parameters and gradient the loop clips and steps on the host.
 #pragma once
 
 #include <algorithm>
@@ -51,6 +54,29 @@
 
 namespace lmrl {
 
+namespace detail {
+// The one flat parameter buffer of a model pretrain() trains.
+template <Real T>
+std::span<T> parameter_values(transformer<T>& model) {
+  return model.parameters().values();
+}
+template <TrainablePolicy M>
+std::span<typename M::value_type> parameter_values(M& model) {
+  return model.parameters();
+}
+}  // namespace detail
+
+// What pretrain() and next_token_loss() train: log-probs and their backward
+// (rl/policy.hpp's Policy), one flat parameter buffer and its gradient buffer
+// in host memory (backward adds into it), and zero_grad. transformer<T> is one
+// (its parameters().values()); so is every TrainablePolicy.
+template <class M>
+concept PretrainableModel = Policy<M> && requires(M& m) {
+  { detail::parameter_values(m) } -> std::same_as<std::span<typename M::value_type>>;
+  { m.gradients() } -> std::same_as<std::span<typename M::value_type>>;
+  { m.zero_grad() };
+};
+
 // One training sequence; the loss covers tokens[t] for t >= max(1, loss_from).
 struct pretrain_example {
   std::vector<std::int32_t> tokens;
@@ -66,6 +92,7 @@ struct pretrain_config {
   double weight_decay = 0.0;
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.95;
+  double adam_epsilon = 1e-8;  // HF's default
   double max_grad_norm = 1.0;  // 0 = no clipping
   index_t log_every = 50;      // on_log every this many steps (and at the last)
   bool group_by_length = true;  // micro-batches of similar lengths (the same gradient, less padding)
@@ -83,8 +110,10 @@ struct pretrain_config {
     detail::require(max_grad_norm >= 0, f, ": max_grad_norm = ", max_grad_norm, " must be >= 0");
     detail::require(log_every >= 1, f, ": log_every = ", log_every, " must be >= 1");
     detail::require(max_length >= 1, f, ": max_length = ", max_length, " must be >= 1");
-    adamw_config{lr, adam_beta1, adam_beta2, 1e-8, weight_decay}.validate(f);
+    adam().validate(f);
   }
+  // The optimizer's settings (its learning rate the peak of the schedule).
+  adamw_config adam() const { return {lr, adam_beta1, adam_beta2, adam_epsilon, weight_decay}; }
 };
 
 struct pretrain_record {
@@ -190,9 +219,8 @@ struct example_batch {
 
 // Sum over the examples of `rows` of weight * log p of their marked tokens, and
 // (when scale != 0) backward of scale * that sum.
-template <Real T>
-double padded_nll(transformer<T>& model, const std::vector<pretrain_example>& batch, const example_rows& rows,
-                  T scale) {
+template <PretrainableModel Model, class T = typename Model::value_type>
+double padded_nll(Model& model, const std::vector<pretrain_example>& batch, const example_rows& rows, T scale) {
   example_batch<T> eb(batch, rows);
   auto& weight = eb.weight;
   const index_t B = weight.shape()[0], L = weight.shape()[1];
@@ -275,9 +303,10 @@ inline std::vector<example_rows> micro_batches(const std::vector<pretrain_exampl
 // Mean NLL and (when `backward`) its gradient, added to the model's, for one
 // batch; returns the loss. It runs as the micro-batches of `layout`; the
 // loss is the same for every layout up to rounding. Exposed for tests.
-template <Real T>
-double next_token_loss(transformer<T>& model, const std::vector<pretrain_example>& batch, bool backward,
+template <PretrainableModel Model>
+double next_token_loss(Model& model, const std::vector<pretrain_example>& batch, bool backward,
                        const batch_layout& layout = {}) {
+  using T = typename Model::value_type;
   const double count = detail::marked_tokens(batch, "next_token_loss");
   const T scale = backward ? static_cast<T>(-1.0 / count) : T(0);
   double nll = 0;
@@ -287,9 +316,8 @@ double next_token_loss(transformer<T>& model, const std::vector<pretrain_example
 
 // The loss pretrain() minimizes by default: next_token_loss with the config's layout.
 struct next_token_objective {
-  template <Real T>
-  double operator()(transformer<T>& model, const std::vector<pretrain_example>& batch,
-                    const pretrain_config& config) const {
+  template <PretrainableModel Model>
+  double operator()(Model& model, const std::vector<pretrain_example>& batch, const pretrain_config& config) const {
     return next_token_loss(model, batch, true, batch_layout::of(config));
   }
 };
@@ -372,19 +400,20 @@ inline pretrain_state read_pretrain_state(const std::string& dir) {
 // stopped run was, and the result is bit for bit that of a run never stopped.
 // Between steps it checks stop_requested() (signals.hpp) and then saves and
 // returns with `stopped` set.
-template <Real T, class Source, class Loss = next_token_objective>
+template <PretrainableModel Model, class Source, class Loss = next_token_objective>
   requires std::convertible_to<std::invoke_result_t<Source&>, pretrain_example> &&
-           std::convertible_to<std::invoke_result_t<Loss&, transformer<T>&, const std::vector<pretrain_example>&,
+           std::convertible_to<std::invoke_result_t<Loss&, Model&, const std::vector<pretrain_example>&,
                                                     const pretrain_config&>,
                                double>
-pretrain_result pretrain(transformer<T>& model, Source&& next, const pretrain_config& config,
+pretrain_result pretrain(Model& model, Source&& next, const pretrain_config& config,
                          const std::function<void(const pretrain_record&)>& on_log = {},
                          const pretrain_checkpointing& checkpointing = {}, Loss loss_of = {}) {
+  using T = typename Model::value_type;
   config.validate();
   detail::require(checkpointing.save_steps >= 0, "pretrain: save_steps = ", checkpointing.save_steps,
                   " must be >= 0");
-  adamw_config ac{config.lr, config.adam_beta1, config.adam_beta2, 1e-8, config.weight_decay};
-  const std::span<T> params = model.parameters().values();
+  const adamw_config ac = config.adam();
+  const std::span<T> params = detail::parameter_values(model);
   adamw<T> optimizer(static_cast<index_t>(params.size()), ac);
   lr_schedule schedule;
   schedule.type = lr_schedule::kind::cosine_with_min_lr;

@@ -3,8 +3,9 @@
 // fp32 and TF32, bf16 inputs; bias add and deterministic column sums. And
 // cuda/ops/linear_products.cuh: round_to_bf16 bit for bit against the host's
 // rounding, its bf16 products against the double product of the host-rounded
-// operands (1e-5: only the float accumulation differs), fp32 / tf32 passed
-// through to matmul unchanged, and its refusals.
+// operands (1e-5: only the float accumulation differs), operands rounded once
+// for several products (the one-shot products' bits; stale ones refused), fp32 /
+// tf32 passed through to matmul unchanged, and its refusals.
 // Tolerances (relative to the largest |reference| of the product):
 //   fp32 1e-5 (k <= 300 float additions, cuBLAS may split k), TF32 5e-3 and
 //   bf16 1e-2 (10 and 7 stored mantissa bits on the inputs; float accumulation).
@@ -254,6 +255,41 @@ TEST_CASE("cuda linear_products at bf16: the products of the rounded operands, f
     products.nt(device_matrix<const float>(dx_dev.data(), m, k, ldx), weight, device_matrix<float>(out.data(), m, n));
     CHECK(max_relative_error(out.to_host(), reference(layout::nt, xr, ldx, bf16_rounded(w2), k, m, n, k, {}, n, false),
                              m, n, n) < 1e-5);
+  }
+  SUBCASE("an operand rounded once feeds several products with the one-shot products' bits; stale ones refused") {
+    const device_matrix<const float> X(dx_dev.data(), m, k, ldx), DY(dy_dev.data(), m, n, ldy);
+    const linear_operand xo = products.operand(1, X), dyo = products.operand(0, DY);
+    CHECK(products.workspace_bytes() >= static_cast<std::size_t>(params_size + m * k + m * n) * 2);
+    device_array<float> a(static_cast<std::size_t>(m * n)), b(static_cast<std::size_t>(m * n)),
+        c(static_cast<std::size_t>(m * k)), e(static_cast<std::size_t>(m * k)), f(static_cast<std::size_t>(n * k)),
+        g(static_cast<std::size_t>(n * k));
+    for (auto* out : {&a, &b, &c, &e, &f, &g}) out->poison();
+    products.nt(xo, weight, device_matrix<float>(a.data(), m, n));
+    products.nn(dyo, weight, device_matrix<float>(c.data(), m, k));
+    products.tn(dyo, xo, device_matrix<float>(f.data(), n, k));
+    products.nt(xo, weight, device_matrix<float>(b.data(), m, n));  // the same operands again
+    CHECK(a.to_host() == b.to_host());
+    products.nn(DY, weight, device_matrix<float>(e.data(), m, k));  // one-shot: rounds into slot 0 again
+    products.tn(DY, X, device_matrix<float>(g.data(), n, k));
+    CHECK(c.to_host() == e.to_host());
+    CHECK(f.to_host() == g.to_host());
+    // The one-shot products reused both slots: the operands made before are stale, and so is any after begin().
+    CHECK_THROWS_WITH_AS(products.nt(xo, weight, device_matrix<float>(a.data(), m, n)),
+                         doctest::Contains("operand is stale"), error);
+    CHECK_THROWS_WITH_AS(products.nn(dyo, weight, device_matrix<float>(c.data(), m, k)),
+                         doctest::Contains("operand is stale"), error);
+    const linear_operand fresh = products.operand(0, X);
+    products.begin(gemm_precision::bf16, dparams.data(), params_size);
+    CHECK_THROWS_WITH_AS(products.nt(fresh, weight, device_matrix<float>(a.data(), m, n)),
+                         doctest::Contains("operand is stale"), error);
+    // An fp32 operand (not rounded) at bf16 is refused too; slot 2 does not exist.
+    products.begin(gemm_precision::fp32, dparams.data(), params_size);
+    const linear_operand plain = products.operand(0, X);
+    CHECK(plain.slot == -1);
+    products.begin(gemm_precision::bf16, dparams.data(), params_size);
+    CHECK_THROWS_WITH_AS(products.nt(plain, weight, device_matrix<float>(a.data(), m, n)),
+                         doctest::Contains("made at another precision"), error);
+    CHECK_THROWS_WITH_AS(products.operand(2, X), doctest::Contains("slot 2"), error);
   }
   SUBCASE("a weight outside the parameter buffer is refused") {
     const auto outside = device_array<float>::from_host(w);

@@ -368,9 +368,9 @@ class transformer_gpu {
     for (index_t c0 = 0; c0 < R_; c0 += chunk_) {
       const index_t n = std::min(chunk_, R_ - c0);
       gather_chunk_hidden(c0, n);
-      const auto g = cmat(out_gl_.data() + c0, n, 1);
-      nn(g, weight(weights_.score), mat(chunk_dh_.data(), n, d));           // dh = g . score
-      tn(g, cmat(chunk_h_.data(), n, d), gmat(grad_weights_.score), true);  // d score += g^T . h
+      const linear_operand g = operand(0, cmat(out_gl_.data() + c0, n, 1));
+      nn(g, weight(weights_.score), mat(chunk_dh_.data(), n, d));                         // dh = g . score
+      tn(g, operand(1, cmat(chunk_h_.data(), n, d)), gmat(grad_weights_.score), true);  // d score += g^T . h
       td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
           chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
       LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
@@ -401,15 +401,15 @@ class transformer_gpu {
     LMRL_CUDA_CHECK(cudaMemsetAsync(dh_.data(), 0, static_cast<std::size_t>(N * d) * sizeof(float), stream_));
     for (index_t c0 = 0; c0 < R_; c0 += C) {
       const index_t n = std::min(C, R_ - c0);
-      chunk_logits(c0, n);
+      const linear_operand h = chunk_logits(c0, n);
       logprob_backward<std::int32_t>(logits_.data(), n, V, V, out_targets_.data() + c0, temperature_,
                                      out_lse_.data() + c0, out_entropy_.data() + c0,
                                      grad_logp != nullptr ? out_gl_.data() + c0 : nullptr,
                                      grad_entropy != nullptr ? out_ge_.data() + c0 : nullptr, dlogits_.data(), V,
                                      stream_, target_check::caller_checked);
-      const auto dlogits = cmat(dlogits_.data(), n, V);
+      const linear_operand dlogits = operand(0, cmat(dlogits_.data(), n, V));  // [n x V] rounded once for both
       nn(dlogits, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d));
-      tn(dlogits, cmat(chunk_h_.data(), n, d), gmat(grad_weights_.lm_head), true);
+      tn(dlogits, h, gmat(grad_weights_.lm_head), true);
       // each source row feeds one output row: a plain copy
       td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
           chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
@@ -503,10 +503,12 @@ class transformer_gpu {
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_previous_rows_kernel");
   }
 
-  // Those rows times lm_head^T into logits_.
-  void chunk_logits(index_t c0, index_t n) {
+  // Those rows times lm_head^T into logits_; returns the rows as an operand (slot 1) for lm_head's gradient.
+  linear_operand chunk_logits(index_t c0, index_t n) {
     gather_chunk_hidden(c0, n);
-    nt(cmat(chunk_h_.data(), n, config_.hidden_size), weight(weights_.lm_head), mat(logits_.data(), n, config_.vocab_size));
+    const linear_operand h = operand(1, cmat(chunk_h_.data(), n, config_.hidden_size));
+    nt(h, weight(weights_.lm_head), mat(logits_.data(), n, config_.vocab_size));
+    return h;
   }
 
   // ------------------------------------------------------------ the forward pass to the final norm
@@ -525,9 +527,10 @@ class transformer_gpu {
             *gate = act(gate_, l, N, ffn), *up = act(up_, l, N, ffn), *a = act(act_, l, N, ffn),
             *next = act(xs_, l + 1, N, d);
       rms_norm_forward(cptr(x), lw.input_norm.data, N, d, eps, h1, act(inv1_, l, N, 1), stream_);
-      nt(cmat(h1, N, d), weight(lw.wq), mat(q, N, qd));
-      nt(cmat(h1, N, d), weight(lw.wk), mat(k, N, kvd));
-      nt(cmat(h1, N, d), weight(lw.wv), mat(v, N, kvd));
+      const linear_operand h1_in = operand(0, cmat(h1, N, d));  // rounded once (bf16) for q, k and v
+      nt(h1_in, weight(lw.wq), mat(q, N, qd));
+      nt(h1_in, weight(lw.wk), mat(k, N, kvd));
+      nt(h1_in, weight(lw.wv), mat(v, N, kvd));
       if (c.attention_bias) {
         add_bias(mat(q, N, qd), cptr(lw.bq.data), stream_);
         add_bias(mat(k, N, kvd), cptr(lw.bk.data), stream_);
@@ -539,8 +542,9 @@ class transformer_gpu {
       copy(xm, x, N * d);  // x_mid = x + o_proj(o)
       nt(cmat(o, N, qd), weight(lw.wo), mat(xm, N, d), true);
       rms_norm_forward(cptr(xm), lw.post_attention_norm.data, N, d, eps, h2, act(inv2_, l, N, 1), stream_);
-      nt(cmat(h2, N, d), weight(lw.w_gate), mat(gate, N, ffn));
-      nt(cmat(h2, N, d), weight(lw.w_up), mat(up, N, ffn));
+      const linear_operand h2_in = operand(0, cmat(h2, N, d));  // once for gate and up
+      nt(h2_in, weight(lw.w_gate), mat(gate, N, ffn));
+      nt(h2_in, weight(lw.w_up), mat(up, N, ffn));
       swiglu_forward(cptr(gate), up, N * ffn, a, stream_);
       copy(next, xm, N * d);  // x_next = x_mid + down(a)
       nt(cmat(a, N, ffn), weight(lw.w_down), mat(next, N, d), true);
@@ -567,31 +571,39 @@ class transformer_gpu {
       const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
       const auto& lg = grad_weights_.layers[static_cast<std::size_t>(l)];
       // MLP: x_out = x_mid + down(silu(gate(h2)) * up(h2))
-      nn(cmat(dx, N, d), weight(lw.w_down), mat(dact, N, ffn));
-      tn(cmat(dx, N, d), cmat(act(act_, l, N, ffn), N, ffn), gmat(lg.w_down), true);
+      // (Each gradient and activation that feeds two products is an operand rounded once at bf16.)
+      const linear_operand d_out = operand(0, cmat(dx, N, d));
+      nn(d_out, weight(lw.w_down), mat(dact, N, ffn));
+      tn(d_out, operand(1, cmat(act(act_, l, N, ffn), N, ffn)), gmat(lg.w_down), true);
       swiglu_backward(cptr(act(gate_, l, N, ffn)), act(up_, l, N, ffn), dact, N * ffn, dgate, dup, stream_);
-      nn(cmat(dgate, N, ffn), weight(lw.w_gate), mat(dh, N, d));
-      nn(cmat(dup, N, ffn), weight(lw.w_up), mat(dh, N, d), true);
-      const float* h2 = act(h2_, l, N, d);
-      tn(cmat(dgate, N, ffn), cmat(h2, N, d), gmat(lg.w_gate), true);
-      tn(cmat(dup, N, ffn), cmat(h2, N, d), gmat(lg.w_up), true);
+      const linear_operand h2 = operand(1, cmat(act(h2_, l, N, d), N, d));
+      const linear_operand d_gate = operand(0, cmat(dgate, N, ffn));
+      nn(d_gate, weight(lw.w_gate), mat(dh, N, d));
+      tn(d_gate, h2, gmat(lg.w_gate), true);
+      const linear_operand d_up = operand(0, cmat(dup, N, ffn));
+      nn(d_up, weight(lw.w_up), mat(dh, N, d), true);
+      tn(d_up, h2, gmat(lg.w_up), true);
       rms_norm_backward(cptr(act(xmid_, l, N, d)), lw.post_attention_norm.data, act(inv2_, l, N, 1), dh, N, d, dx,
                         lg.post_attention_norm.data, stream_);
       // Attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v))
-      nn(cmat(dx, N, d), weight(lw.wo), mat(dattn, N, qd));
-      tn(cmat(dx, N, d), cmat(act(attn_, l, N, qd), N, qd), gmat(lg.wo), true);
+      const linear_operand d_mid = operand(0, cmat(dx, N, d));
+      nn(d_mid, weight(lw.wo), mat(dattn, N, qd));
+      tn(d_mid, operand(1, cmat(act(attn_, l, N, qd), N, qd)), gmat(lg.wo), true);
       causal_attention_backward(act(q_, l, N, qd), act(k_, l, N, kvd), act(v_, l, N, kvd), row_mask_.data(),
                                 act(attn_, l, N, qd), act(lse_, l, N, H), dattn, dq, dk, dv, attn_workspace_.data(),
                                 B_, T_, H, G, hd, stream_);
       rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dq, positions_.data(), N, H, stream_);
       rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dk, positions_.data(), N, G, stream_);
-      nn(cmat(dq, N, qd), weight(lw.wq), mat(dh, N, d));
-      nn(cmat(dk, N, kvd), weight(lw.wk), mat(dh, N, d), true);
-      nn(cmat(dv, N, kvd), weight(lw.wv), mat(dh, N, d), true);
-      const float* h1 = act(h1_, l, N, d);
-      tn(cmat(dq, N, qd), cmat(h1, N, d), gmat(lg.wq), true);
-      tn(cmat(dk, N, kvd), cmat(h1, N, d), gmat(lg.wk), true);
-      tn(cmat(dv, N, kvd), cmat(h1, N, d), gmat(lg.wv), true);
+      const linear_operand h1 = operand(1, cmat(act(h1_, l, N, d), N, d));
+      const linear_operand d_q = operand(0, cmat(dq, N, qd));
+      nn(d_q, weight(lw.wq), mat(dh, N, d));
+      tn(d_q, h1, gmat(lg.wq), true);
+      const linear_operand d_k = operand(0, cmat(dk, N, kvd));
+      nn(d_k, weight(lw.wk), mat(dh, N, d), true);
+      tn(d_k, h1, gmat(lg.wk), true);
+      const linear_operand d_v = operand(0, cmat(dv, N, kvd));
+      nn(d_v, weight(lw.wv), mat(dh, N, d), true);
+      tn(d_v, h1, gmat(lg.wv), true);
       if (c.attention_bias) {
         add_column_sums<float>(mat(dq, N, qd), lg.bq.data, stream_);
         add_column_sums<float>(mat(dk, N, kvd), lg.bk.data, stream_);
@@ -605,14 +617,19 @@ class transformer_gpu {
   }
 
   // ------------------------------------------------------------ products at the last forward's precision
-  // (w a weight of the parameter buffer; tn's operands are activations)
-  void nt(device_matrix<const float> x, device_matrix<const float> w, device_matrix<float> y, bool acc = false) {
+  // (w a weight of the parameter buffer; tn's operands are activations; an activation is a float matrix or
+  // an operand from operand(), rounded once at bf16 for the products it feeds)
+  linear_operand operand(int slot, device_matrix<const float> m) { return linear_.operand(slot, m); }
+  template <class Activation>
+  void nt(const Activation& x, device_matrix<const float> w, device_matrix<float> y, bool acc = false) {
     linear_.nt(x, w, y, acc);
   }
-  void nn(device_matrix<const float> dy, device_matrix<const float> w, device_matrix<float> dx, bool acc = false) {
+  template <class Activation>
+  void nn(const Activation& dy, device_matrix<const float> w, device_matrix<float> dx, bool acc = false) {
     linear_.nn(dy, w, dx, acc);
   }
-  void tn(device_matrix<const float> dy, device_matrix<const float> x, device_matrix<float> dw, bool acc = false) {
+  template <class Gradient, class Activation>
+  void tn(const Gradient& dy, const Activation& x, device_matrix<float> dw, bool acc = false) {
     linear_.tn(dy, x, dw, acc);
   }
 

@@ -11,10 +11,18 @@
 //   products.nn(dy, w, dx);        // dx (+)= dy . w
 //   products.tn(dy, x, dw, true);  // dw (+)= dy^T . x  (activations only; dw stays float)
 //
+//   // An activation that feeds several products, rounded once (bf16) in operand slot 0 or 1:
+//   const linear_operand h = products.operand(0, h1);
+//   products.nt(h, wq, q);  products.nt(h, wk, k);  products.nt(h, wv, v);
+//
 // With bf16, begin() writes the whole buffer's bf16 copy (2 bytes a parameter,
 // kept until the next begin: call it again whenever the float parameters
-// change), and each product rounds its activation operands into a bf16
-// workspace that grows to the largest operand seen. The accumulation and the
+// change), and an activation is rounded into one of two bf16 workspaces (the
+// operand slots, each grown to the largest operand seen): by operand(), once
+// for all the products it feeds, or by the product itself when it is given a
+// float matrix (slot 0; tn's second operand slot 1). An operand is good until
+// its slot is rounded into again or begin() is called: a stale one is refused.
+// At fp32 and tf32 an operand is the float matrix itself, and nothing is rounded. The accumulation and the
 // outputs stay float, so accumulating products (the residual adds, the
 // gradient sums) lose nothing beyond the inputs' rounding.
 //
@@ -27,6 +35,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -60,6 +69,14 @@ inline void round_to_bf16(device_matrix<const float> src, __nv_bfloat16* dst, cu
   LMRL_CUDA_CHECK_LAUNCH("round_to_bf16");
 }
 
+// An activation operand of linear_products: the float matrix and, at bf16, its rounded copy in an operand slot.
+struct linear_operand {
+  device_matrix<const float> value;
+  device_matrix<const __nv_bfloat16> rounded;  // bf16 only
+  int slot = -1;                               // -1: not rounded (fp32, tf32)
+  std::uint64_t stamp = 0;                     // the slot's rounding this copy came from
+};
+
 class linear_products {
  public:
   linear_products() = default;  // unusable until assigned one built from a handle
@@ -74,6 +91,7 @@ class linear_products {
     precision_ = precision;
     params_ = params;
     size_ = n;
+    for (auto& stamp : stamps_) ++stamp;  // every operand rounded before is stale
     if (precision != gemm_precision::bf16) return;
     grow(weights_bf16_, n, stream_);
     round_to_bf16(device_matrix<const float>(params, 1, static_cast<index_t>(n)), weights_bf16_.data(), stream_);
@@ -81,33 +99,62 @@ class linear_products {
 
   gemm_precision precision() const { return precision_; }
   // Device bytes held for bf16: the parameters' copy and the two operand workspaces.
-  std::size_t workspace_bytes() const { return weights_bf16_.bytes() + first_.bytes() + second_.bytes(); }
+  std::size_t workspace_bytes() const {
+    return weights_bf16_.bytes() + slots_[0].bytes() + slots_[1].bytes();
+  }
+
+  // m as an operand of the products that follow; at bf16 rounded now into operand slot `slot` (0 or 1),
+  // which makes the slot's earlier operand stale.
+  linear_operand operand(int slot, device_matrix<const float> m) {
+    detail::require_layout("cuda::linear_products", "operand", m);
+    lmrl::detail::require(slot == 0 || slot == 1, "cuda::linear_products::operand: slot ", slot,
+                          " (there are slots 0 and 1)");
+    if (precision_ != gemm_precision::bf16) return {m, {}, -1, 0};
+    auto& workspace = slots_[static_cast<std::size_t>(slot)];
+    grow(workspace, static_cast<std::size_t>(m.rows * m.cols), stream_);
+    round_to_bf16(m, workspace.data(), stream_);
+    return {m, {workspace.data(), m.rows, m.cols}, slot, ++stamps_[static_cast<std::size_t>(slot)]};
+  }
 
   // y (+)= x . w^T
-  void nt(device_matrix<const float> x, device_matrix<const float> w, device_matrix<float> y, bool accumulate = false) {
-    if (precision_ != gemm_precision::bf16) return matmul_nt<float>(*blas_, x, w, y, accumulate, precision_);
-    matmul_nt<__nv_bfloat16, float>(*blas_, rounded(first_, x), weight("nt", w), y, accumulate);
+  void nt(const linear_operand& x, device_matrix<const float> w, device_matrix<float> y, bool accumulate = false) {
+    if (precision_ != gemm_precision::bf16) return matmul_nt<float>(*blas_, x.value, w, y, accumulate, precision_);
+    matmul_nt<__nv_bfloat16, float>(*blas_, rounded("nt", x), weight("nt", w), y, accumulate);
   }
   // dx (+)= dy . w
-  void nn(device_matrix<const float> dy, device_matrix<const float> w, device_matrix<float> dx,
-          bool accumulate = false) {
-    if (precision_ != gemm_precision::bf16) return matmul_nn<float>(*blas_, dy, w, dx, accumulate, precision_);
-    matmul_nn<__nv_bfloat16, float>(*blas_, rounded(first_, dy), weight("nn", w), dx, accumulate);
+  void nn(const linear_operand& dy, device_matrix<const float> w, device_matrix<float> dx, bool accumulate = false) {
+    if (precision_ != gemm_precision::bf16) return matmul_nn<float>(*blas_, dy.value, w, dx, accumulate, precision_);
+    matmul_nn<__nv_bfloat16, float>(*blas_, rounded("nn", dy), weight("nn", w), dx, accumulate);
   }
   // dw (+)= dy^T . x
+  void tn(const linear_operand& dy, const linear_operand& x, device_matrix<float> dw, bool accumulate = false) {
+    if (precision_ != gemm_precision::bf16)
+      return matmul_tn<float>(*blas_, dy.value, x.value, dw, accumulate, precision_);
+    matmul_tn<__nv_bfloat16, float>(*blas_, rounded("tn", dy), rounded("tn", x), dw, accumulate);
+  }
+
+  // The same products of float matrices, each operand rounded for this product alone (slot 0; tn's x slot 1).
+  void nt(device_matrix<const float> x, device_matrix<const float> w, device_matrix<float> y, bool accumulate = false) {
+    nt(operand(0, x), w, y, accumulate);
+  }
+  void nn(device_matrix<const float> dy, device_matrix<const float> w, device_matrix<float> dx,
+          bool accumulate = false) {
+    nn(operand(0, dy), w, dx, accumulate);
+  }
   void tn(device_matrix<const float> dy, device_matrix<const float> x, device_matrix<float> dw,
           bool accumulate = false) {
-    if (precision_ != gemm_precision::bf16) return matmul_tn<float>(*blas_, dy, x, dw, accumulate, precision_);
-    matmul_tn<__nv_bfloat16, float>(*blas_, rounded(first_, dy), rounded(second_, x), dw, accumulate);
+    const linear_operand a = operand(0, dy);
+    tn(a, operand(1, x), dw, accumulate);
   }
 
  private:
-  // m rounded into `workspace` (grown to fit; contiguous rows).
-  device_matrix<const __nv_bfloat16> rounded(device_array<__nv_bfloat16>& workspace, device_matrix<const float> m) {
-    detail::require_layout("cuda::linear_products", "operand", m);
-    grow(workspace, static_cast<std::size_t>(m.rows * m.cols), stream_);
-    round_to_bf16(m, workspace.data(), stream_);
-    return {workspace.data(), m.rows, m.cols};
+  // The operand's bf16 copy, which must still be in its slot.
+  device_matrix<const __nv_bfloat16> rounded(const char* product, const linear_operand& m) const {
+    lmrl::detail::require(m.slot >= 0 && m.stamp == stamps_[static_cast<std::size_t>(m.slot)],
+                          "cuda::linear_products::", product, ": a bf16 operand is stale (",
+                          m.slot < 0 ? "made at another precision" : "its slot was rounded into again since",
+                          "): make it with operand() after begin() and use it before its slot is reused");
+    return m.rounded;
   }
 
   // The bf16 copy of w, which must lie inside the parameter buffer given to begin().
@@ -127,7 +174,9 @@ class linear_products {
   gemm_precision precision_ = gemm_precision::fp32;
   const float* params_ = nullptr;
   std::size_t size_ = 0;
-  device_array<__nv_bfloat16> weights_bf16_, first_, second_;
+  device_array<__nv_bfloat16> weights_bf16_;
+  std::array<device_array<__nv_bfloat16>, 2> slots_;  // the operand slots
+  std::array<std::uint64_t, 2> stamps_{};             // how often each slot was rounded into (and begin() calls)
 };
 
 }  // namespace lmrl::cuda

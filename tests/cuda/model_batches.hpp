@@ -59,9 +59,9 @@ struct padded_batch {
   token_batch<float> view() const {
     return {matrix_view<const std::int32_t>(tokens.data(), {B, T}), matrix_view<const float>(mask.data(), {B, T})};
   }
-  // Position (i, t) has a prediction: t >= 1, tokens t and t-1 real.
+  // Position (i, t) has a prediction: t >= 1, tokens t and t-1 real and of one (packed) sequence.
   bool predicted(std::size_t r) const {
-    return r % static_cast<std::size_t>(T) != 0 && mask[r] == 1.0f && mask[r - 1] == 1.0f;
+    return r % static_cast<std::size_t>(T) != 0 && mask[r] != 0.0f && mask[r - 1] == mask[r];
   }
   std::size_t size() const { return tokens.size(); }
 };
@@ -83,6 +83,19 @@ inline std::vector<padded_batch> test_batches(index_t vocab) {
   batches.emplace_back(13, std::vector<padding>{{0, 0}, {5, 0}, {0, 6}, {1, 3}, {0, 12}, {4, 4}, {0, 1}, {6, 0}},
                        vocab, 104);
   return batches;
+}
+
+// Packed rows (SFT packing): the mask numbers the sequences of a row, 0 pads. A row as pack_sequences lays
+// one out (1, 2, 3, then padding), one left-padded with a one-token sequence, and one whose sequence 1
+// continues after padding (its positions go on counting).
+inline padded_batch packed_test_batch(index_t vocab) {
+  padded_batch b(12, std::vector<padding>(3), vocab, 105);
+  b.mask = {1, 1, 1, 2, 2, 2, 2, 3, 3, 0, 0, 0,  //
+            0, 0, 1, 1, 1, 2, 3, 3, 3, 3, 3, 3,  //
+            1, 1, 0, 0, 1, 1, 2, 2, 2, 2, 2, 0};
+  for (std::size_t r = 0; r < b.size(); ++r)
+    if (b.mask[r] == 0.0f) b.tokens[r] = pad_token;
+  return b;
 }
 
 }  // namespace lmrl::testing

@@ -28,6 +28,12 @@
 //              It uses the temperature and logit_chunk_rows of that log_probs call (the CPU reads the
 //              current temperature; changing it in between is a mistake there).
 //
+// Packed rows (SFT packing): a mask may number the sequences packed into a row
+// (1, 1, 1, 2, 2, 0): each token then attends only within its own sequence,
+// and positions restart with each. Unlike the CPU, the GPU needs the numbers
+// to increase along a row (as pack_sequences and pretrain's batches write
+// them; a number may continue after padding): a row where a number comes
+// back after a larger one is refused.
 // As on the CPU: positions are cumsum(mask) - 1 (left padding changes nothing),
 // padded positions never read a token id nor reach a loss; the output layer
 // runs over chunks of logit_chunk_rows output rows (logits chunk = h_chunk .
@@ -53,8 +59,6 @@
 // same values, one code path.
 //
 // NOT in this first version (each a clear lmrl::error or simply absent):
-//   - packed-sequence masks (mask values 2, 3, ... numbering sequences in one
-//     row): log_probs throws; only 0/1 masks.
 //   - logit_loss_backward (logit distillation): no such member.
 //   - logits() / hidden_states(); bf16 activations between kernels (bf16
 //     rounds only the products' inputs). (KV-cache generation on these
@@ -107,35 +111,45 @@ inline unsigned glue_blocks(index_t work) {
   return static_cast<unsigned>(std::clamp<index_t>((work + glue_threads - 1) / glue_threads, 1, 65535));
 }
 
-// status[0..2]: the first flat index (b*T + t) of a mask value that is neither
-// 0 nor 1, of a real token id outside [0, vocab), of a real token at position
-// >= max_positions (all ~0 = none); status[3]: the number of output rows.
-inline constexpr int status_words = 4;
+// status[0..2]: the first flat index (b*T + t) of a mask value that is not a
+// whole number in [0, 65536], of a real token id outside [0, vocab), of a real
+// token at position >= max_positions; status[4]: of a sequence number smaller
+// than one before it in its row (all ~0 = none); status[3]: the number of
+// output rows.
+inline constexpr int status_words = 5;
 inline constexpr unsigned long long no_index = ~0ull;
 
-// One thread per sequence i, its tokens in order: ids (0 where padded), the 0/1
-// row mask, positions (the real tokens before, -1 where padded), and counts[i]
-// = the output rows of sequence i (t >= 1, tokens t and t-1 both real). A bad
-// mask value is treated as padding and a bad id as 0 after flagging them (the
-// host throws before anything reads them).
+// One thread per row i, its tokens in order: ids (0 where padded), the row's
+// segments (the mask's values: 0 padding, else the number of the token's
+// sequence; the attention kernels read them), positions (the real tokens
+// before in the same sequence, -1 where padded), and counts[i] = the output
+// rows of row i (t >= 1, tokens t and t-1 of the same sequence). A bad mask
+// value is treated as padding and a bad id as 0 after flagging them (the host
+// throws before anything reads them).
 template <class T>
 __global__ void prepare_rows_kernel(const std::int32_t* tokens, const T* mask, index_t batch, index_t seq_len,
-                                    index_t vocab, index_t max_positions, std::int32_t* ids, T* row_mask,
+                                    index_t vocab, index_t max_positions, std::int32_t* ids, T* segments,
                                     index_t* positions, index_t* counts, unsigned long long* status) {
   const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < batch; i += step) {
     index_t position = 0, count = 0;
-    bool previous_real = false;
+    T sequence = T(0), previous = T(0);  // the current sequence's number; token t-1's segment
     for (index_t t = 0; t < seq_len; ++t) {
       const index_t r = i * seq_len + t;
       const T m = mask[r];
-      if (!(m == T(1))) {
-        if (!(m == T(0))) atomicMin(status + 0, static_cast<unsigned long long>(r));
+      const bool whole = m >= T(0) && m <= T(65536) && m == floor(m);  // false for NaN
+      if (!whole || m == T(0)) {
+        if (!whole) atomicMin(status + 0, static_cast<unsigned long long>(r));
         ids[r] = 0;
-        row_mask[r] = T(0);
+        segments[r] = T(0);
         positions[r] = -1;
-        previous_real = false;
+        previous = T(0);
         continue;
+      }
+      if (m != sequence) {  // a new sequence starts (numbers only increase)
+        if (m < sequence) atomicMin(status + 4, static_cast<unsigned long long>(r));
+        sequence = m;
+        position = 0;
       }
       std::int32_t id = tokens[r];
       if (id < 0 || id >= vocab) {
@@ -144,10 +158,10 @@ __global__ void prepare_rows_kernel(const std::int32_t* tokens, const T* mask, i
       }
       if (position >= max_positions) atomicMin(status + 2, static_cast<unsigned long long>(r));
       ids[r] = id;
-      row_mask[r] = T(1);
+      segments[r] = m;
       positions[r] = position++;
-      if (previous_real) ++count;  // implies t >= 1
-      previous_real = true;
+      if (previous == m) ++count;  // implies t >= 1
+      previous = m;
     }
     counts[i] = count;
   }
@@ -166,17 +180,17 @@ __global__ void scan_counts_kernel(const T* counts, index_t batch, T* offsets, u
   status[3] = static_cast<unsigned long long>(total);
 }
 
-// One thread per sequence: its output rows r = b*T + t (in order) and their target ids,
+// One thread per row: its output rows r = b*T + t (in order) and their target ids,
 // from offsets[i] on. Output rows are numbered in row-major order, as the CPU numbers them.
 template <class T>
-__global__ void collect_rows_kernel(const T* row_mask, const std::int32_t* ids, index_t batch, index_t seq_len,
+__global__ void collect_rows_kernel(const T* segments, const std::int32_t* ids, index_t batch, index_t seq_len,
                                     const index_t* offsets, index_t* out_rows, std::int32_t* out_targets) {
   const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < batch; i += step) {
     index_t k = offsets[i];
     for (index_t t = 1; t < seq_len; ++t) {
       const index_t r = i * seq_len + t;
-      if (row_mask[r] != T(0) && row_mask[r - 1] != T(0)) {
+      if (segments[r] != T(0) && segments[r - 1] == segments[r]) {
         out_rows[k] = r;
         out_targets[k] = ids[r];
         ++k;
@@ -436,13 +450,13 @@ class transformer_gpu {
     reserve(N);
     status_.poison();  // every word ~0: no bad index yet
     td::prepare_rows_kernel<float><<<td::glue_blocks(B_), td::glue_threads, 0, stream_>>>(
-        tokens, mask, B_, T_, config_.vocab_size, config_.max_position_embeddings, ids_.data(), row_mask_.data(),
+        tokens, mask, B_, T_, config_.vocab_size, config_.max_position_embeddings, ids_.data(), segments_.data(),
         positions_.data(), counts_.data(), status_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::prepare_rows_kernel");
     td::scan_counts_kernel<index_t><<<1, 1, 0, stream_>>>(counts_.data(), B_, offsets_.data(), status_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scan_counts_kernel");
     td::collect_rows_kernel<float><<<td::glue_blocks(B_), td::glue_threads, 0, stream_>>>(
-        row_mask_.data(), ids_.data(), B_, T_, offsets_.data(), out_rows_.data(), out_targets_.data());
+        segments_.data(), ids_.data(), B_, T_, offsets_.data(), out_rows_.data(), out_targets_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::collect_rows_kernel");
     std::array<unsigned long long, td::status_words> status{};
     LMRL_CUDA_CHECK(cudaMemcpyAsync(status.data(), status_.data(), sizeof(status), cudaMemcpyDeviceToHost, stream_));
@@ -450,13 +464,15 @@ class transformer_gpu {
 
     if (status[0] != td::no_index) {
       const auto r = static_cast<index_t>(status[0]);
-      const double v = read_back(mask + r);
-      if (v >= 2 && v <= 65536 && v == std::floor(v))
-        lmrl::detail::fail(f, ": attention_mask(", r / T_, ", ", r % T_, ") = ", v,
-                           " numbers a packed sequence; packed-sequence masks are not supported on the GPU yet"
-                           " (only 0/1 masks here; lmrl::transformer<float> takes them)");
-      lmrl::detail::fail(f, ": attention_mask(", r / T_, ", ", r % T_, ") = ", v,
-                         " but a mask holds 0 (padding) or 1 (a token)");
+      lmrl::detail::fail(f, ": attention_mask(", r / T_, ", ", r % T_, ") = ", read_back(mask + r),
+                         " but a mask holds 0 (padding), 1 (a token), or the number of the packed sequence a token"
+                         " belongs to (a whole number up to 65536)");
+    }
+    if (status[4] != td::no_index) {
+      const auto r = static_cast<index_t>(status[4]);
+      lmrl::detail::fail(f, ": attention_mask(", r / T_, ", ", r % T_, ") = ", read_back(mask + r),
+                         " comes after a larger sequence number in its row: on the GPU the numbers of packed"
+                         " sequences must increase along a row (1, 1, 2, 2, 3, 0), as pack_sequences writes them");
     }
     if (status[1] != td::no_index) {
       const auto r = static_cast<index_t>(status[1]);
@@ -518,7 +534,7 @@ class transformer_gpu {
                   hd = c.head_dim(), qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size,
                   layers = c.num_hidden_layers, P = c.max_position_embeddings;
     const double eps = c.rms_norm_eps;
-    embedding_forward(weights_.embed.data, c.vocab_size, d, ids_.data(), row_mask_.data(), N, act(xs_, 0, N, d),
+    embedding_forward(weights_.embed.data, c.vocab_size, d, ids_.data(), segments_.data(), N, act(xs_, 0, N, d),
                       stream_);
     for (index_t l = 0; l < layers; ++l) {
       const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
@@ -538,7 +554,7 @@ class transformer_gpu {
       }
       rope_forward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, q, positions_.data(), N, H, stream_);
       rope_forward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, k, positions_.data(), N, G, stream_);
-      causal_attention_forward(q, k, v, row_mask_.data(), o, act(lse_, l, N, H), B_, T_, H, G, hd, stream_);
+      causal_attention_forward(q, k, v, segments_.data(), o, act(lse_, l, N, H), B_, T_, H, G, hd, stream_);
       copy(xm, x, N * d);  // x_mid = x + o_proj(o)
       nt(cmat(o, N, qd), weight(lw.wo), mat(xm, N, d), true);
       rms_norm_forward(cptr(xm), lw.post_attention_norm.data, N, d, eps, h2, act(inv2_, l, N, 1), stream_);
@@ -589,7 +605,7 @@ class transformer_gpu {
       const linear_operand d_mid = operand(0, cmat(dx, N, d));
       nn(d_mid, weight(lw.wo), mat(dattn, N, qd));
       tn(d_mid, operand(1, cmat(act(attn_, l, N, qd), N, qd)), gmat(lg.wo), true);
-      causal_attention_backward(act(q_, l, N, qd), act(k_, l, N, kvd), act(v_, l, N, kvd), row_mask_.data(),
+      causal_attention_backward(act(q_, l, N, qd), act(k_, l, N, kvd), act(v_, l, N, kvd), segments_.data(),
                                 act(attn_, l, N, qd), act(lse_, l, N, H), dattn, dq, dk, dv, attn_workspace_.data(),
                                 B_, T_, H, G, hd, stream_);
       rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dq, positions_.data(), N, H, stream_);
@@ -612,7 +628,7 @@ class transformer_gpu {
       rms_norm_backward(cptr(act(xs_, l, N, d)), lw.input_norm.data, act(inv1_, l, N, 1), dh, N, d, dx,
                         lg.input_norm.data, stream_);
     }
-    embedding_backward(cptr(dx), ids_.data(), row_mask_.data(), N, d, grad_weights_.embed.data, c.vocab_size,
+    embedding_backward(cptr(dx), ids_.data(), segments_.data(), N, d, grad_weights_.embed.data, c.vocab_size,
                        embedding_workspace_.data(), embedding_workspace_.size(), stream_);
   }
 
@@ -645,7 +661,7 @@ class transformer_gpu {
     grow(counts_, B_);
     grow(offsets_, B_);
     grow(out_lse_, n);
-    for (auto* a : {&row_mask_, &out_logp_, &out_entropy_, &out_gl_, &out_ge_, &invf_}) grow(*a, n);
+    for (auto* a : {&segments_, &out_logp_, &out_entropy_, &out_gl_, &out_ge_, &invf_}) grow(*a, n);
     grow(xs_, (L + 1) * n * d);
     for (auto* a : {&h1_, &xmid_, &h2_}) grow(*a, L * n * d);
     for (auto* a : {&q_, &attn_}) grow(*a, L * n * qd);
@@ -714,7 +730,8 @@ class transformer_gpu {
   device_array<std::int32_t> ids_, out_targets_;
   device_array<index_t> positions_, counts_, offsets_, out_rows_;
   device_array<double> out_lse_;
-  device_array<float> row_mask_, out_logp_, out_entropy_, out_gl_, out_ge_;
+  device_array<float> segments_;  // [B*T] the mask's values (0 padding, else the token's sequence number)
+  device_array<float> out_logp_, out_entropy_, out_gl_, out_ge_;
 
   // saved activations, per layer [layers x rows x width]
   device_array<float> xs_, h1_, q_, k_, v_, attn_, xmid_, h2_, gate_, up_, act_, inv1_, inv2_, lse_, invf_, hf_;

@@ -1,8 +1,9 @@
 // Token embedding on the GPU: the CUDA twin of model/ops/embedding.hpp (the
 // math and its conventions are stated there). table and grad_table are
 // [vocab x d], out and grad_out [n x d], contiguous and row-major; ids [n] are
-// int32 and row_mask [n] (or nullptr: every row counts) is 0/1 in T, all on the
-// device.
+// int32 and row_mask [n] (or nullptr: every row counts) is in T, 0 for a masked
+// row and anything else (1, or a packed sequence's number) for a real one, all
+// on the device.
 //
 //   forward:   out[r, :] = table[ids[r], :], rows whose mask is 0 get zeros (their id is not read)
 //   backward:  grad_table[ids[r], :] += grad_out[r, :] for every unmasked row, ACCUMULATED,

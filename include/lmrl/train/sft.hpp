@@ -87,9 +87,10 @@ inline index_t sft_steps_for_epochs(double epochs, std::size_t examples, index_t
   return std::max<index_t>(1, static_cast<index_t>(std::ceil(steps - 1e-9)));
 }
 
-// Fine-tunes `model` on `examples` (completion-only loss) for config.steps steps.
-template <Real T>
-pretrain_result supervised_fine_tune(transformer<T>& model, std::vector<pretrain_example> examples,
+// Fine-tunes `model` (the transformer, or any PretrainableModel: the GPU policy) on `examples`
+// (completion-only loss) for config.steps steps.
+template <PretrainableModel Model>
+pretrain_result supervised_fine_tune(Model& model, std::vector<pretrain_example> examples,
                                      const pretrain_config& config, std::uint64_t seed,
                                      const std::function<void(const pretrain_record&)>& on_log = {},
                                      const pretrain_checkpointing& checkpointing = {}) {

@@ -18,13 +18,15 @@
 //                since the last call: an optimizer step, the reference swap),
 //                the batch, runs transformer_gpu::log_probs, downloads logp and
 //                entropy;
-//   backward     uploads dL/dlogp (and dL/dentropy), runs transformer_gpu::backward
-//                (which ADDS into the device gradient) and downloads the whole
-//                device gradient into gradients(): both hold the sum since zero_grad;
+//   backward     uploads dL/dlogp (and dL/dentropy) and runs transformer_gpu::backward,
+//                which ADDS into the device gradient;
+//   gradients    the device gradient, the sum since zero_grad, downloaded into the
+//                host copy when a backward ran since the last download (so a step
+//                of several micro-batches downloads it once, when the trainer asks);
 //   values, backward_values (the critics) likewise;
 //   rollouts     upload the parameters, then generate on the GPU (model/generate.cuh).
 // Cost: one parameter upload per log_probs call and per rollout round, one
-// gradient download per backward: 4 bytes per parameter each (110 MB at the
+// gradient download per optimizer step: 4 bytes per parameter each (110 MB at the
 // small preset, 2 GB at the Qwen2.5-0.5B shapes: roughly 0.1 to 0.2 s each way
 // over PCIe from pageable memory, an estimate, not measured). A device-resident optimizer (train/adamw.cuh) with device clipping
 // removes them; the trainer then needs a device parameter buffer in its
@@ -73,15 +75,21 @@ class mirrored_model {
   transformer_parameters<float>& host() { return host_; }
   const transformer_parameters<float>& host() const { return host_; }
   transformer_gpu& gpu() { return *gpu_; }
-  std::span<float> gradients() { return grad_; }
+  // The device gradient (the sum since zero_grad), downloaded first when a backward ran since the last call.
+  std::span<float> gradients() {
+    if (gradients_behind_) gpu_->download_gradients(grad_);
+    gradients_behind_ = false;
+    return grad_;
+  }
 
   void zero_grad() {
     gpu_->zero_grad();
     std::fill(grad_.begin(), grad_.end(), 0.0f);
+    gradients_behind_ = false;
   }
   void upload_parameters() { gpu_->upload_parameters(host_.values()); }
-  // The device gradient (the sum since zero_grad) into gradients().
-  void download_gradients() { gpu_->download_gradients(grad_); }
+  // A backward added into the device gradient: the host copy is behind until gradients() is called.
+  void gradients_changed() { gradients_behind_ = true; }
 
   // The parameters, then the batch's ids and mask: tokens() and mask() on the device; B() x T() remembered
   // for the backward that follows.
@@ -160,6 +168,7 @@ class mirrored_model {
   transformer_parameters<float> host_;
   std::unique_ptr<transformer_gpu> gpu_;  // behind a pointer: a decoder holds its address, which a move keeps
   std::vector<float> grad_;
+  bool gradients_behind_ = false;  // a backward ran since grad_ was downloaded
   index_t B_ = 0, T_ = 0;
   device_array<std::int32_t> tokens_;
   device_array<float> mask_;
@@ -212,7 +221,7 @@ class transformer_gpu_policy {
     const float* gl = with_logp ? m_.upload_matrix(0, grad_logp) : nullptr;
     const float* ge = with_entropy ? m_.upload_matrix(1, grad_entropy) : nullptr;
     m_.gpu().backward(gl, ge);
-    m_.download_gradients();
+    m_.gradients_changed();
   }
 
   // PPO's shared trunk (transformer_gpu_shared_critic): values and their backward on this model.
@@ -228,7 +237,7 @@ class transformer_gpu_policy {
     m_.require_same_batch(batch, f);
     m_.require_shape(f, "grad_values", grad.shape);
     m_.gpu().backward_values(m_.upload_matrix(0, grad));
-    m_.download_gradients();
+    m_.gradients_changed();
   }
 
  private:

@@ -17,8 +17,9 @@
 //   grpo_zero --advantage_estimator gae --kl_coef 0.001               PPO: a critic started from the base
 //   mpirun -np 4 grpo_zero --base runs/x/base  data-parallel over MPI (a build that found MPI):
 //                                              the same run as one process, its groups spread over the ranks
-//   grpo_zero_cuda --device cuda               stage 3 on the GPU (the build of this file by nvcc,
-//                                              grpo_zero_cuda.cu, made where CMake finds nvcc)
+//   grpo_zero_cuda --device cuda               the model on the GPU (the build of this file by nvcc,
+//                                              grpo_zero_cuda.cu, made where CMake finds nvcc);
+//                                              under mpirun, one GPU per rank
 //   grpo_zero_cuda --device cuda --gpu_precision bf16   its products on the bf16 tensor cores
 #include <algorithm>
 #include <chrono>
@@ -290,9 +291,11 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     c.recompute_old_logprobs = true;  // the trainer's log-probs, not the sampler's
   if (!init_seed_given) s.init_seed = c.seed;
   if (s.device == "cuda") {
-    detail::require(comm.size() == 1, "--device cuda runs one process (data-parallel GPUs are not wired yet)");
 #ifdef LMRL_GRPO_ZERO_CUDA
-    lmrl::cuda::require_device("--device cuda");  // before pretraining, not after it
+    // Before pretraining, not after it; under mpirun each rank takes a GPU of its own (rank % GPUs), and the
+    // trainer all-reduces the gradients over the host communicator as on the CPU.
+    lmrl::cuda::use_device_of_rank(comm.rank(), "--device cuda");
+    if (comm.size() > 1) std::printf("grpo_zero: %d ranks, each on a GPU of its own\n", comm.size());
 #endif
     detail::require(s.rollout_quant == "none" && s.rollout_kv_quant == "none",
                     "--device cuda: quantized rollouts have no GPU version yet (rollout_quant, rollout_kv_quant)");

@@ -33,6 +33,17 @@ inline void require_device(const char* who) {
   if (count == 0) lmrl::detail::fail(who, ": no CUDA device (cudaGetDeviceCount found none)");
 }
 
+// Makes GPU `rank % devices` this thread's device (cudaSetDevice) and returns it: one data-parallel rank per
+// GPU, with ranks placed node by node (ranks 0..7 on the first machine of 8 GPUs, 8..15 on the next).
+inline int use_device_of_rank(int rank, const char* who) {
+  require_device(who);
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount", __FILE__, __LINE__);
+  const int device = rank % count;
+  check(cudaSetDevice(device), "cudaSetDevice", __FILE__, __LINE__);
+  return device;
+}
+
 }  // namespace lmrl::cuda
 
 #define LMRL_CUDA_CHECK(call) ::lmrl::cuda::check((call), #call, __FILE__, __LINE__)

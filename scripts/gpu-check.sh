@@ -9,7 +9,7 @@
 # device session whose calls are limited in time can run them one by one.
 #
 # BIN: a folder holding lmrl_tests_cuda, grpo_zero_cuda and bench_gpu already
-# built (for sm_80 / sm_90, e.g. copied from build/tests, build/examples and
+# built (configured with -DCMAKE_CUDA_ARCHITECTURES="80;90", e.g. copied from build/tests, build/examples and
 # build/benchmarks of a machine with nvcc: the GPU machine may have no network
 # to install the build's dependencies). Without BIN the three are built here
 # (cmake, ninja, nvcc and the Debian packages of scripts/install-deps.sh needed).

@@ -13,6 +13,7 @@
 //   variant_bench --long                            the real comparison (3 seeds, grpo_zero's defaults)
 //   variant_bench --variants grpo,ppo --seeds 1,2   a choice; any other --key value goes to every grpo_zero run
 //   variant_bench --config bench.json               {"variants": [...], "seeds": [...], "flags": {"key": "value"}}
+//   variant_bench --device cuda                     every run on the GPU: grpo_zero_cuda instead of grpo_zero
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,12 +70,12 @@ bench_settings parse_args(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    detail::require(a.rfind("--", 0) == 0, "variant_bench: unexpected argument \"", a, "\" (flags are --key value)");
+    detail::require(a.rfind("--", 0) == 0, "unexpected argument \"", a, "\" (flags are --key value)");
     if (a == "--long") {
       b.long_run = true;
       continue;
     }
-    detail::require(i + 1 < args.size(), "variant_bench: ", a, " needs a value");
+    detail::require(i + 1 < args.size(), a, " needs a value");
     const std::string& v = args[++i];
     if (a == "--variants") {
       b.variants = detail::split_list(v);
@@ -84,10 +85,10 @@ bench_settings parse_args(int argc, char** argv) {
       seeds_given = true;
     } else if (a == "--jobs") {
       b.jobs = detail::parse_integer<int>(a, v);
-      detail::require(b.jobs >= 1 && b.jobs <= 64, "variant_bench: --jobs ", v, " must be in [1, 64]");
+      detail::require(b.jobs >= 1 && b.jobs <= 64, "--jobs ", v, " must be in [1, 64]");
     } else if (a == "--target") {
       b.target = detail::parse_real(a, v);
-      detail::require(b.target > 0 && b.target <= 1, "variant_bench: --target ", v, " must be in (0, 1]");
+      detail::require(b.target > 0 && b.target <= 1, "--target ", v, " must be in (0, 1]");
     } else if (a == "--output_dir") {
       b.output_dir = v;
     } else if (a == "--base") {
@@ -113,6 +114,19 @@ bench_settings parse_args(int argc, char** argv) {
     b.flags.insert(b.flags.begin(), quick.begin(), quick.end());  // later flags win
   }
   return b;
+}
+
+// The program every run starts: grpo_zero, or grpo_zero_cuda (its nvcc build) when the flags ask for
+// --device cuda, which grpo_zero refuses. The last --device given wins, as in grpo_zero's own parsing.
+std::string run_program(const bench_settings& b) {
+  std::string device = "cpu";
+  for (std::size_t k = 0; k + 1 < b.flags.size(); k += 2)
+    if (b.flags[k] == "--device") device = b.flags[k + 1];
+  const std::string name = device == "cuda" ? "grpo_zero_cuda" : "grpo_zero";
+  const std::string path = (fs::canonical("/proc/self/exe").parent_path() / name).string();
+  detail::require(fs::exists(path), path, " is missing (build the ", name, " target",
+                  device == "cuda" ? ", which a build finds nvcc for)" : ")");
+  return path;
 }
 
 // Runs several commands, `jobs` at a time; stdout and stderr of each go to its log file.
@@ -157,14 +171,14 @@ void run_all(const std::vector<command>& commands, int jobs, int threads_each) {
       pid_t pid = 0;
       const int rc = posix_spawn(&pid, args[0], &files, nullptr, args.data(), env.data());
       posix_spawn_file_actions_destroy(&files);
-      detail::require(rc == 0, "variant_bench: cannot start ", args[0], " (error ", rc, ")");
+      detail::require(rc == 0, "cannot start ", args[0], " (error ", rc, ")");
       std::printf("  start  %s\n", c.label.c_str());
       std::fflush(stdout);
       running.emplace_back(pid, &c);
     }
     if (!running.empty()) wait_one();
   }
-  detail::require(failed == 0, "variant_bench: ", failed, " run(s) failed; see their logs");
+  detail::require(failed == 0, failed, " run(s) failed; see their logs");
 }
 
 double summary_accuracy(const json::node& root, const char* which) {
@@ -177,12 +191,11 @@ int main(int argc, char** argv) try {
   const bench_settings b = parse_args(argc, argv);
   const fs::path out = b.output_dir;
   require_writable_directory(out.string());
-  const std::string grpo_zero = (fs::canonical("/proc/self/exe").parent_path() / "grpo_zero").string();
-  detail::require(fs::exists(grpo_zero), "variant_bench: ", grpo_zero, " is missing (build the grpo_zero target)");
+  const std::string grpo_zero = run_program(b);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads_each = std::max(1, cores / b.jobs);
-  std::printf("variant_bench: %zu variants x %zu seeds, %d at a time with %d threads each; output in %s\n",
-              b.variants.size(), b.seeds.size(), b.jobs, threads_each, out.c_str());
+  std::printf("variant_bench: %zu variants x %zu seeds, %d at a time with %d threads each, by %s; output in %s\n",
+              b.variants.size(), b.seeds.size(), b.jobs, threads_each, grpo_zero.c_str(), out.c_str());
 
   // ---- 1. one base for every run
   std::string base = b.base;

@@ -4,7 +4,7 @@
 file(REMOVE_RECURSE ${WORK})
 execute_process(
   COMMAND ${BENCH} --variants grpo,ppo --seeds 3 --output_dir ${WORK} --pretrain_steps 30 --max_steps 2
-          --eval_steps 1 --heldout 16 --per_device_train_batch_size 16
+          --eval_steps 1 --heldout 16 --per_device_train_batch_size 16 ${EXTRA}
   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "variant_bench failed (${rc}):\n${out}\n${err}")

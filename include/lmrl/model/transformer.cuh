@@ -382,9 +382,8 @@ class transformer_gpu {
     for (index_t c0 = 0; c0 < R_; c0 += chunk_) {
       const index_t n = std::min(chunk_, R_ - c0);
       gather_chunk_hidden(c0, n);
-      const linear_operand g = operand(0, cmat(out_gl_.data() + c0, n, 1));
-      nn(g, weight(weights_.score), mat(chunk_dh_.data(), n, d));                         // dh = g . score
-      tn(g, operand(1, cmat(chunk_h_.data(), n, d)), gmat(grad_weights_.score), true);  // d score += g^T . h
+      linear_backward(cmat(out_gl_.data() + c0, n, 1), operand(1, cmat(chunk_h_.data(), n, d)),
+                      weight(weights_.score), mat(chunk_dh_.data(), n, d), gmat(grad_weights_.score), false);
       td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
           chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
       LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
@@ -421,9 +420,8 @@ class transformer_gpu {
                                      grad_logp != nullptr ? out_gl_.data() + c0 : nullptr,
                                      grad_entropy != nullptr ? out_ge_.data() + c0 : nullptr, dlogits_.data(), V,
                                      stream_, target_check::caller_checked);
-      const linear_operand dlogits = operand(0, cmat(dlogits_.data(), n, V));  // [n x V] rounded once for both
-      nn(dlogits, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d));
-      tn(dlogits, h, gmat(grad_weights_.lm_head), true);
+      linear_backward(cmat(dlogits_.data(), n, V), h, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d),
+                      gmat(grad_weights_.lm_head), false);
       // each source row feeds one output row: a plain copy
       td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
           chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
@@ -587,39 +585,26 @@ class transformer_gpu {
       const auto& lw = weights_.layers[static_cast<std::size_t>(l)];
       const auto& lg = grad_weights_.layers[static_cast<std::size_t>(l)];
       // MLP: x_out = x_mid + down(silu(gate(h2)) * up(h2))
-      // (Each gradient and activation that feeds two products is an operand rounded once at bf16.)
-      const linear_operand d_out = operand(0, cmat(dx, N, d));
-      nn(d_out, weight(lw.w_down), mat(dact, N, ffn));
-      tn(d_out, operand(1, cmat(act(act_, l, N, ffn), N, ffn)), gmat(lg.w_down), true);
+      linear_backward(cmat(dx, N, d), operand(1, cmat(act(act_, l, N, ffn), N, ffn)), weight(lw.w_down),
+                      mat(dact, N, ffn), gmat(lg.w_down), false);
       swiglu_backward(cptr(act(gate_, l, N, ffn)), act(up_, l, N, ffn), dact, N * ffn, dgate, dup, stream_);
-      const linear_operand h2 = operand(1, cmat(act(h2_, l, N, d), N, d));
-      const linear_operand d_gate = operand(0, cmat(dgate, N, ffn));
-      nn(d_gate, weight(lw.w_gate), mat(dh, N, d));
-      tn(d_gate, h2, gmat(lg.w_gate), true);
-      const linear_operand d_up = operand(0, cmat(dup, N, ffn));
-      nn(d_up, weight(lw.w_up), mat(dh, N, d), true);
-      tn(d_up, h2, gmat(lg.w_up), true);
+      const linear_operand h2 = operand(1, cmat(act(h2_, l, N, d), N, d));  // rounded once (bf16) for both
+      linear_backward(cmat(dgate, N, ffn), h2, weight(lw.w_gate), mat(dh, N, d), gmat(lg.w_gate), false);
+      linear_backward(cmat(dup, N, ffn), h2, weight(lw.w_up), mat(dh, N, d), gmat(lg.w_up), true);
       rms_norm_backward(cptr(act(xmid_, l, N, d)), lw.post_attention_norm.data, act(inv2_, l, N, 1), dh, N, d, dx,
                         lg.post_attention_norm.data, stream_);
       // Attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v))
-      const linear_operand d_mid = operand(0, cmat(dx, N, d));
-      nn(d_mid, weight(lw.wo), mat(dattn, N, qd));
-      tn(d_mid, operand(1, cmat(act(attn_, l, N, qd), N, qd)), gmat(lg.wo), true);
+      linear_backward(cmat(dx, N, d), operand(1, cmat(act(attn_, l, N, qd), N, qd)), weight(lw.wo),
+                      mat(dattn, N, qd), gmat(lg.wo), false);
       causal_attention_backward(act(q_, l, N, qd), act(k_, l, N, kvd), act(v_, l, N, kvd), segments_.data(),
                                 act(attn_, l, N, qd), act(lse_, l, N, H), dattn, dq, dk, dv, attn_workspace_.data(),
                                 B_, T_, H, G, hd, stream_);
       rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dq, positions_.data(), N, H, stream_);
       rope_backward(cptr(rope_cos_.data()), rope_sin_.data(), hd, P, dk, positions_.data(), N, G, stream_);
-      const linear_operand h1 = operand(1, cmat(act(h1_, l, N, d), N, d));
-      const linear_operand d_q = operand(0, cmat(dq, N, qd));
-      nn(d_q, weight(lw.wq), mat(dh, N, d));
-      tn(d_q, h1, gmat(lg.wq), true);
-      const linear_operand d_k = operand(0, cmat(dk, N, kvd));
-      nn(d_k, weight(lw.wk), mat(dh, N, d), true);
-      tn(d_k, h1, gmat(lg.wk), true);
-      const linear_operand d_v = operand(0, cmat(dv, N, kvd));
-      nn(d_v, weight(lw.wv), mat(dh, N, d), true);
-      tn(d_v, h1, gmat(lg.wv), true);
+      const linear_operand h1 = operand(1, cmat(act(h1_, l, N, d), N, d));  // once for q, k and v
+      linear_backward(cmat(dq, N, qd), h1, weight(lw.wq), mat(dh, N, d), gmat(lg.wq), false);
+      linear_backward(cmat(dk, N, kvd), h1, weight(lw.wk), mat(dh, N, d), gmat(lg.wk), true);
+      linear_backward(cmat(dv, N, kvd), h1, weight(lw.wv), mat(dh, N, d), gmat(lg.wv), true);
       if (c.attention_bias) {
         add_column_sums<float>(mat(dq, N, qd), lg.bq.data, stream_);
         add_column_sums<float>(mat(dk, N, kvd), lg.bk.data, stream_);
@@ -633,20 +618,20 @@ class transformer_gpu {
   }
 
   // ------------------------------------------------------------ products at the last forward's precision
-  // (w a weight of the parameter buffer; tn's operands are activations; an activation is a float matrix or
-  // an operand from operand(), rounded once at bf16 for the products it feeds)
+  // (w a weight of the parameter buffer; an activation is a float matrix or an operand from operand(), rounded
+  // once at bf16 for the products it feeds)
   linear_operand operand(int slot, device_matrix<const float> m) { return linear_.operand(slot, m); }
   template <class Activation>
   void nt(const Activation& x, device_matrix<const float> w, device_matrix<float> y, bool acc = false) {
     linear_.nt(x, w, y, acc);
   }
-  template <class Activation>
-  void nn(const Activation& dy, device_matrix<const float> w, device_matrix<float> dx, bool acc = false) {
-    linear_.nn(dy, w, dx, acc);
-  }
-  template <class Gradient, class Activation>
-  void tn(const Gradient& dy, const Activation& x, device_matrix<float> dw, bool acc = false) {
-    linear_.tn(dy, x, dw, acc);
+  // The backward of y = x . w^T: dx (+)= dy . w (added when accumulate_dx) and dw += dy^T . x, with dy an
+  // operand rounded once (bf16, slot 0) for both; x is an operand too (slot 1), often shared with another layer.
+  void linear_backward(device_matrix<const float> dy, const linear_operand& x, device_matrix<const float> w,
+                       device_matrix<float> dx, device_matrix<float> dw, bool accumulate_dx) {
+    const linear_operand g = operand(0, dy);
+    linear_.nn(g, w, dx, accumulate_dx);
+    linear_.tn(g, x, dw, true);
   }
 
   // ------------------------------------------------------------ storage

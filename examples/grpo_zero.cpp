@@ -365,7 +365,9 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     pretrain_result pretrained;
 #ifdef LMRL_GRPO_ZERO_CUDA
     if (s.device == "cuda") {  // the passes on the GPU; clipping and AdamW on the policy's host parameters
-      lmrl::cuda::transformer_gpu_policy gpu(std::move(model->parameters()));
+      // pretrain() tells the policy of each change it makes: an upload per step, not per micro-batch
+      lmrl::cuda::transformer_gpu_policy gpu(std::move(model->parameters()), nullptr,
+                                             lmrl::cuda::parameter_uploads::when_changed);
       gpu.gpu().precision = gpu_precision;
       pretrained = pretrain(gpu, next, s.pretrain, log, checkpoints);
       model.emplace(std::move(gpu.host_parameters()));
@@ -408,7 +410,9 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
 #ifdef LMRL_GRPO_ZERO_CUDA
   std::optional<lmrl::cuda::transformer_gpu_policy> gpu_policy;
   if (s.device == "cuda") {
-    gpu_policy.emplace(shared_trunk ? with_value_head(model->parameters()) : std::move(model->parameters()));
+    // The trainer tells the policy of each change it makes (steps, reference swaps, checkpoint loads).
+    gpu_policy.emplace(shared_trunk ? with_value_head(model->parameters()) : std::move(model->parameters()), nullptr,
+                       lmrl::cuda::parameter_uploads::when_changed);
     gpu_policy->gpu().precision = gpu_precision;
   }
 #endif
@@ -425,7 +429,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   const auto evaluate_policy_now = [&](index_t samples) -> evaluation_result {
 #ifdef LMRL_GRPO_ZERO_CUDA
     if (gpu_policy) {
-      gpu_policy->upload_parameters();  // the host holds the master parameters
+      gpu_policy->sync_parameters();  // the host holds the master parameters
       return evaluate_gpu(gpu_policy->gpu(), heldout, heldout_prompts, c, samples);
     }
 #endif
@@ -482,7 +486,8 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
       ppo_trainer trainer(c, *gpu_policy, critic, gpu_rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
       finished = run(trainer);
     } else if (ppo) {
-      auto critic = lc::transformer_gpu_critic::from_policy(gpu_policy->host_parameters());
+      auto critic = lc::transformer_gpu_critic::from_policy(gpu_policy->host_parameters(), nullptr,
+                                                            lc::parameter_uploads::when_changed);
       critic.gpu().precision = gpu_precision;
       ppo_trainer trainer(c, *gpu_policy, critic, gpu_rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
       finished = run(trainer);

@@ -85,6 +85,9 @@ void check_close(std::span<const float> got, std::span<const float> expected, do
   CHECK_MESSAGE(bad == 0, what, ": ", bad, " of ", got.size(), " off by more than ", tol, " of ", scale);
 }
 
+// The GPU policies as grpo_zero_cuda runs them: parameters uploaded only after parameters_changed().
+constexpr auto when_changed = lmrl::cuda::parameter_uploads::when_changed;
+
 std::span<const float> values(const dense<float, 2>& m) { return {m.data(), static_cast<std::size_t>(m.size())}; }
 
 // Parameters trained from `start` on the GPU against the same training on the CPU: per tensor, within 1e-3 of
@@ -465,7 +468,8 @@ TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_
   const transformer_config c = tiny_config(true);
   const auto params = random_parameters(c, 41);
   transformer_policy<float> cpu{transformer<float>{transformer_parameters<float>(params)}};
-  lmrl::cuda::transformer_gpu_policy gpu{transformer_parameters<float>(params)};
+  // when_changed, as grpo_zero_cuda runs it: the trainer must say when it changes the parameters.
+  lmrl::cuda::transformer_gpu_policy gpu{transformer_parameters<float>(params), nullptr, when_changed};
 
   // One padded batch: log-probs, entropies and the gradient of sum(w . logp + u . entropy).
   const index_t B = 3, T = 6;
@@ -488,6 +492,18 @@ TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_
   }
   gpu.zero_grad();
   CHECK(std::all_of(gpu.gradients().begin(), gpu.gradients().end(), [](float g) { return g == 0.0f; }));
+  {  // when_changed: a change to the host parameters reaches the device once it is announced, not before
+    const std::vector<float> saved(gpu.parameters().begin(), gpu.parameters().end());
+    for (float& p : gpu.parameters()) p *= 1.5f;
+    dense<float, 2> stale({B, T}), fresh({B, T});
+    gpu.log_probs(batch, stale.view(), matrix_view<float>{});
+    CHECK(std::ranges::equal(values(stale), values(logp_gpu)));
+    gpu.parameters_changed();
+    gpu.log_probs(batch, fresh.view(), matrix_view<float>{});
+    CHECK_FALSE(std::ranges::equal(values(fresh), values(logp_gpu)));
+    std::copy(saved.begin(), saved.end(), gpu.parameters().begin());
+    gpu.parameters_changed();
+  }
   CHECK_THROWS_WITH_AS(gpu.backward({matrix_view<const std::int32_t>(tokens.data(), {2, T}),
                                      matrix_view<const float>(mask.data(), {2, T})},
                                     matrix_view<const float>(w.data(), {2, T}), {}),
@@ -503,6 +519,7 @@ TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_
   };
   const std::vector<float> start(cpu.parameters().begin(), cpu.parameters().end());
   std::copy(start.begin(), start.end(), gpu.parameters().begin());
+  gpu.parameters_changed();
   const auto rec_cpu = run(cpu, "lmrl_test_gpu_policy_cpu");
   const auto rec_gpu = run(gpu, "lmrl_test_gpu_policy_gpu");
   check_records(rec_gpu, rec_cpu, {"reward", "loss", "grad_norm", "kl", "entropy"});
@@ -513,7 +530,7 @@ TEST_CASE("cuda pretrain on transformer_gpu_policy: the CPU transformer's losses
   const transformer_config c = tiny_config(false);
   const auto params = random_parameters(c, 47);
   transformer<float> cpu{transformer_parameters<float>(params)};
-  lmrl::cuda::transformer_gpu_policy gpu{transformer_parameters<float>(params)};
+  lmrl::cuda::transformer_gpu_policy gpu{transformer_parameters<float>(params), nullptr, when_changed};
   const std::vector<float> start(params.values().begin(), params.values().end());
   // Examples of 3 to 20 tokens, half with a prompt outside the loss: length groups give several micro-batches.
   const auto source = [] {
@@ -541,6 +558,7 @@ TEST_CASE("cuda pretrain on transformer_gpu_policy: the CPU transformer's losses
     pc.max_length = 24;
     std::copy(start.begin(), start.end(), cpu.parameters().values().begin());
     std::copy(start.begin(), start.end(), gpu.parameters().begin());
+    gpu.parameters_changed();
     const pretrain_result on_cpu = pretrain(cpu, source(), pc);
     const pretrain_result on_gpu = pretrain(gpu, source(), pc);
     REQUIRE(on_gpu.records.size() == on_cpu.records.size());
@@ -609,9 +627,9 @@ TEST_CASE("cuda transformer_gpu_critic and the shared critic: the CPU critics' v
     return train_and_clean(trainer, cfg);
   };
   transformer_policy<float> cpu_ppo{transformer<float>{transformer_parameters<float>(params)}};
-  lmrl::cuda::transformer_gpu_policy gpu_ppo{transformer_parameters<float>(params)};
+  lmrl::cuda::transformer_gpu_policy gpu_ppo{transformer_parameters<float>(params), nullptr, when_changed};
   auto cpu_ppo_critic = transformer_critic<float>::from_policy(params);
-  auto gpu_ppo_critic = lmrl::cuda::transformer_gpu_critic::from_policy(params);
+  auto gpu_ppo_critic = lmrl::cuda::transformer_gpu_critic::from_policy(params, nullptr, when_changed);
   const auto rec_cpu = run(cpu_ppo, cpu_ppo_critic, "lmrl_test_gpu_ppo_cpu");
   const auto rec_gpu = run(gpu_ppo, gpu_ppo_critic, "lmrl_test_gpu_ppo_gpu");
   check_records(rec_gpu, rec_cpu, {"reward", "loss", "grad_norm", "critic/value_loss", "critic/values_mean", "kl_penalty/kl"});

@@ -219,7 +219,80 @@ void check_resume_bit_identical(const grpo_config& ca, const grpo_config& cb, Wi
   fs::remove_all(ca.output_dir);
   fs::remove_all(cb.output_dir);
 }
+// The GPU policy's contract (parameter_uploads::when_changed) on the CPU: the trainer changes `host`, while
+// the passes and the rollouts run on `device`, a copy refreshed only by parameters_changed(). A trainer that
+// changed the parameters without saying so would train on stale weights and leave the plain run's numbers.
+struct mirrored_bigram {
+  using value_type = double;
+  std::vector<double> host = bigram_policy{}.params;
+  bigram_policy device;
+  int changes = 0;
+  std::span<double> parameters() { return host; }
+  std::span<double> gradients() { return device.gradients(); }
+  void zero_grad() { device.zero_grad(); }
+  void parameters_changed() {
+    device.params = host;
+    ++changes;
+  }
+  void log_probs(const token_batch<double>& b, matrix_view<double> logp, matrix_view<double> entropy) const {
+    device.log_probs(b, logp, entropy);
+  }
+  void backward(const token_batch<double>& b, matrix_view<const double> grad_logp,
+                matrix_view<const double> grad_entropy) {
+    device.backward(b, grad_logp, grad_entropy);
+  }
+};
+static_assert(TrainablePolicy<mirrored_bigram>);
+
+struct mirrored_generator {
+  rollout_batch<double> operator()(mirrored_bigram& m, std::span<const std::vector<std::int32_t>> prompts,
+                                   const rollout_request& r) const {
+    return bigram_generator{}(m.device, prompts, r);
+  }
+};
+
+template <class Rewards>
+auto make_mirrored_trainer(const grpo_config& c, mirrored_bigram& m, Rewards r) {
+  return grpo_trainer<mirrored_bigram, mirrored_generator, Rewards, bigram_prompts>(
+      c, m, mirrored_generator{}, r, bigram_prompts{}, quiet_options(Rewards::size));
+}
+
 }  // namespace
+
+TEST_CASE("grpo_trainer tells a mirroring policy of every change: steps, reference swaps and syncs, resumes") {
+  // beta > 0 (the reference swapped in and out each step), two optimizer steps per step, the reference synced.
+  grpo_config ca = small_config(fresh_dir("plain")), cb = small_config(fresh_dir("mirrored"));
+  ca.max_steps = cb.max_steps = 6;
+  ca.sync_ref_model = cb.sync_ref_model = true;
+  ca.ref_model_sync_steps = cb.ref_model_sync_steps = 3;
+  bigram_policy plain;
+  mirrored_bigram mirrored;
+  {
+    auto ta = make_trainer(ca, plain, make_rewards());
+    auto tb = make_mirrored_trainer(cb, mirrored, make_rewards());
+    CHECK(ta.train());
+    CHECK(tb.train());
+  }
+  CHECK(mirrored.changes >= 6 * (2 + 2));  // per step: two optimizer steps, the reference in and out
+  CHECK(mirrored.host == plain.params);
+  const auto ra = read_metrics_jsonl(ca.output_dir + "/metrics.jsonl");
+  const auto rb = read_metrics_jsonl(cb.output_dir + "/metrics.jsonl");
+  REQUIRE(ra.size() == 6);
+  REQUIRE(rb.size() == 6);
+  for (std::size_t k = 0; k < 6; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
+  fs::remove_all(ca.output_dir);
+  fs::remove_all(cb.output_dir);
+
+  // A resumed run loads the parameters from its checkpoint: a change too (the fresh copy starts from zeros).
+  grpo_config cc = small_config(fresh_dir("mirrored_uninterrupted")), cd = small_config(fresh_dir("mirrored_killed"));
+  cc.max_steps = cd.max_steps = 6;
+  cc.save_steps = cd.save_steps = 2;
+  check_resume_bit_identical(cc, cd, [](const grpo_config& c, auto&& use) {
+    mirrored_bigram m;
+    auto t = make_mirrored_trainer(c, m, make_rewards());
+    use(t);
+  });
+}
 
 TEST_CASE("grpo_trainer: resuming after a kill gives bit-identical records") {
   grpo_config ca = small_config(fresh_dir("uninterrupted")), cb = small_config(fresh_dir("killed"));

@@ -286,11 +286,12 @@ TEST_CASE("pretrain: Ctrl-C saves a checkpoint, and resuming gives bit for bit t
 namespace {
 
 // A user's own model behind TrainablePolicy's members, here the bundled transformer by reference, counting
-// its forward calls: pretrain() must train it through the concept alone.
+// its forward calls and the parameter changes it is told of: pretrain() must train it through the concept alone.
 struct counting_policy {
   using value_type = float;
   transformer<float>* model;
-  int forwards = 0;
+  int forwards = 0, changes = 0;
+  void parameters_changed() { ++changes; }
   std::span<float> parameters() { return model->parameters().values(); }
   std::span<float> gradients() { return model->gradients(); }
   void zero_grad() { model->zero_grad(); }
@@ -320,6 +321,7 @@ TEST_CASE("pretrain trains any TrainablePolicy with transformer's bits, and thei
   counting_policy policy{&inner};
   const pretrain_result through_policy = pretrain(policy, counting_source(8), c);
   CHECK(policy.forwards >= c.steps);
+  CHECK(policy.changes == c.steps);  // told of each optimizer step (rl/policy.hpp: parameters_changed)
   REQUIRE(through_policy.records.size() == expected.records.size());
   for (std::size_t i = 0; i < expected.records.size(); ++i) {
     CHECK(through_policy.records[i].loss == expected.records[i].loss);
@@ -340,6 +342,7 @@ TEST_CASE("pretrain trains any TrainablePolicy with transformer's bits, and thei
       {dir.string()});
   clear_stop_request();
   REQUIRE(stopped.stopped);
+  CHECK(first.changes == 5);
   transformer<float> second(small_config(), 99);
   const pretrain_result resumed = pretrain(second, counting_source(8), c, {}, {dir.string()});
   CHECK(resumed.resumed_from == 5);

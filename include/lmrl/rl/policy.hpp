@@ -48,4 +48,12 @@ concept TrainablePolicy = Policy<M> && requires(M& m) {
   { m.zero_grad() };
 };
 
+// Tells a model that mirrors its parameters elsewhere (the GPU policy keeps a device copy) that the host
+// parameters() changed. lmrl's trainers call it after every change they make (an optimizer step, a swap
+// with the reference weights, a checkpoint load); a model without the member needs no telling.
+template <class M>
+void parameters_changed(M& model) {
+  if constexpr (requires { model.parameters_changed(); }) model.parameters_changed();
+}
+
 }  // namespace lmrl

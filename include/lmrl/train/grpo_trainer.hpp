@@ -985,6 +985,7 @@ class grpo_trainer {
   void swap_in_reference() {
     auto p = model_.parameters();
     std::swap_ranges(p.begin(), p.end(), ref_.begin());
+    parameters_changed(model_);
   }
 
   // log-probs of every row, in micro-batches, without a backward pass (each
@@ -1063,6 +1064,7 @@ class grpo_trainer {
   void optimizer_update(loss_stats& stats, long long step_number) {
     const double norm = clipped_adamw_step(model_.parameters(), model_.gradients(), optimizer_, config_.learning_rate,
                                            optimizer_steps_, last_lr_, "the", step_number);
+    parameters_changed(model_);
     model_.zero_grad();
     ++optimizer_steps_;
     stats.grad_norm += norm;
@@ -1110,6 +1112,7 @@ class grpo_trainer {
     const double norm = clipped_adamw_step(critic_->parameters(), critic_->gradients(), *critic_optimizer_,
                                            config_.critic_learning_rate.value_or(config_.learning_rate), critic_steps_,
                                            critic_last_lr_, "the critic's", step_number);
+    parameters_changed(*critic_);
     critic_->zero_grad();
     ++critic_steps_;
     stats.grad_norm += norm;
@@ -1127,10 +1130,13 @@ class grpo_trainer {
     json::node field = root;
     if (root.maybe("kl_coef", field)) kl_coef_ = field.as_double();
     read_model_and_optimizer<T>(dir, model_.parameters(), optimizer_, optimizer_steps_);
+    parameters_changed(model_);
     if (critic_ != nullptr) {
       critic_steps_ = root.at("critic_optimizer_steps").as_int64();
-      if (!critic_->parameters().empty())
+      if (!critic_->parameters().empty()) {
         read_model_and_optimizer<T>(dir, critic_->parameters(), *critic_optimizer_, critic_steps_, "critic");
+        parameters_changed(*critic_);
+      }
     }
     if (!ref_.empty()) {
       const auto ref_file = dir + "/ref_model.safetensors";

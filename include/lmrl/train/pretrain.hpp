@@ -435,6 +435,7 @@ pretrain_result pretrain(Model& model, Source&& next, const pretrain_config& con
                       " was made with batch_size = ", saved.batch_size, ", this run has ", config.batch_size,
                       " (its example stream would not line up)");
       read_model_and_optimizer<T>(*dir, params, optimizer, saved.step);
+      parameters_changed(model);
       result.resumed_from = saved.step;
       result.records = std::move(saved.records);
       tokens = saved.tokens;
@@ -473,6 +474,7 @@ pretrain_result pretrain(Model& model, Source&& next, const pretrain_config& con
                     ", gradient norm ", norm, " (not finite); stopping before the update");
     const double lr = schedule.lr(config.lr, step);
     optimizer.step(params, std::span<const T>(grads), lr);
+    parameters_changed(model);
     if ((step + 1) % config.log_every == 0 || step + 1 == config.steps) {
       pretrain_record r{step + 1, loss, lr, norm, tokens, seconds()};
       result.records.push_back(r);

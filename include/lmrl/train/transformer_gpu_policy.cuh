@@ -15,17 +15,20 @@
 // reference weights. So in this first version the master parameters live on
 // the host, and the policy moves them:
 //   log_probs    uploads the host parameters (the trainer may have changed them
-//                since the last call: an optimizer step, the reference swap),
-//                the batch, runs transformer_gpu::log_probs, downloads logp and
-//                entropy;
+//                since the last call: an optimizer step, the reference swap; with
+//                parameter_uploads::when_changed only after it said so through
+//                parameters_changed()), the batch, runs transformer_gpu::log_probs,
+//                downloads logp and entropy;
 //   backward     uploads dL/dlogp (and dL/dentropy) and runs transformer_gpu::backward,
 //                which ADDS into the device gradient;
 //   gradients    the device gradient, the sum since zero_grad, downloaded into the
 //                host copy when a backward ran since the last download (so a step
 //                of several micro-batches downloads it once, when the trainer asks);
 //   values, backward_values (the critics) likewise;
-//   rollouts     upload the parameters, then generate on the GPU (model/generate.cuh).
-// Cost: one parameter upload per log_probs call and per rollout round, one
+//   rollouts     upload the parameters (as log_probs does), then generate on the GPU
+//                (model/generate.cuh).
+// Cost: one parameter upload per log_probs call and per rollout round (every_call)
+// or per change (when_changed: one per optimizer step, two per reference swap), one
 // gradient download per optimizer step: 4 bytes per parameter each (110 MB at the
 // small preset, 2 GB at the Qwen2.5-0.5B shapes: roughly 0.1 to 0.2 s each way
 // over PCIe from pageable memory, an estimate, not measured). A device-resident optimizer (train/adamw.cuh) with device clipping
@@ -60,6 +63,13 @@
 
 namespace lmrl::cuda {
 
+// When the GPU policies copy the host parameters to the device before a pass or a rollout round.
+enum class parameter_uploads {
+  every_call,    // each time: right whoever changed the parameters, and how (the default)
+  when_changed,  // the first time and after parameters_changed() only: a caller that changes parameters()
+                 // must say so, as lmrl's trainers and pretrain() do (rl/policy.hpp: parameters_changed)
+};
+
 namespace gpu_policy_detail {
 
 // A transformer_gpu whose master parameters, and a copy of whose gradient,
@@ -67,10 +77,11 @@ namespace gpu_policy_detail {
 // [B x T] matrices between the two: what the policy and the critics share.
 class mirrored_model {
  public:
-  mirrored_model(transformer_parameters<float> parameters, cudaStream_t stream)
+  mirrored_model(transformer_parameters<float> parameters, cudaStream_t stream, parameter_uploads uploads)
       : host_(std::move(parameters)),
-        gpu_(std::make_unique<transformer_gpu>(host_, stream)),
-        grad_(host_.values().size(), 0.0f) {}
+        gpu_(std::make_unique<transformer_gpu>(host_, stream)),  // the parameters uploaded once here
+        grad_(host_.values().size(), 0.0f),
+        uploads_(uploads) {}
 
   transformer_parameters<float>& host() { return host_; }
   const transformer_parameters<float>& host() const { return host_; }
@@ -87,7 +98,16 @@ class mirrored_model {
     std::fill(grad_.begin(), grad_.end(), 0.0f);
     gradients_behind_ = false;
   }
-  void upload_parameters() { gpu_->upload_parameters(host_.values()); }
+  void upload_parameters() {
+    gpu_->upload_parameters(host_.values());
+    device_behind_ = false;
+  }
+  // The host parameters changed: the device copy is behind until the next upload.
+  void parameters_changed() { device_behind_ = true; }
+  // Uploads the parameters unless parameter_uploads::when_changed says the device copy is current.
+  void sync_parameters() {
+    if (uploads_ == parameter_uploads::every_call || device_behind_) upload_parameters();
+  }
   // A backward added into the device gradient: the host copy is behind until gradients() is called.
   void gradients_changed() { gradients_behind_ = true; }
 
@@ -98,7 +118,7 @@ class mirrored_model {
     lmrl::detail::require(batch.attention_mask.shape[0] == B && batch.attention_mask.shape[1] == T, f,
                           ": attention_mask is ", batch.attention_mask.shape[0], " x ", batch.attention_mask.shape[1],
                           " but tokens are ", B, " x ", T);
-    upload_parameters();
+    sync_parameters();
     const auto n = static_cast<std::size_t>(B * T);
     std::vector<std::int32_t> tokens(n);
     std::vector<float> mask(n);
@@ -169,6 +189,8 @@ class mirrored_model {
   std::unique_ptr<transformer_gpu> gpu_;  // behind a pointer: a decoder holds its address, which a move keeps
   std::vector<float> grad_;
   bool gradients_behind_ = false;  // a backward ran since grad_ was downloaded
+  parameter_uploads uploads_;
+  bool device_behind_ = false;  // parameters_changed() since the last upload
   index_t B_ = 0, T_ = 0;
   device_array<std::int32_t> tokens_;
   device_array<float> mask_;
@@ -182,8 +204,9 @@ class transformer_gpu_policy {
  public:
   using value_type = float;
 
-  explicit transformer_gpu_policy(transformer_parameters<float> parameters, cudaStream_t stream = nullptr)
-      : m_(std::move(parameters), stream) {}
+  explicit transformer_gpu_policy(transformer_parameters<float> parameters, cudaStream_t stream = nullptr,
+                                  parameter_uploads uploads = parameter_uploads::every_call)
+      : m_(std::move(parameters), stream, uploads) {}
 
   // The master parameters on the host (the trainer's optimizer steps them) and the model on the device.
   transformer_parameters<float>& host_parameters() { return m_.host(); }
@@ -194,9 +217,13 @@ class transformer_gpu_policy {
   std::span<float> gradients() { return m_.gradients(); }
   void zero_grad() { m_.zero_grad(); }
 
-  // The host parameters onto the device (log_probs and the rollouts call it; a caller that changed the
-  // parameters and reads the device model directly calls it too).
+  // The host parameters onto the device now (a caller that changed them and reads the device model directly
+  // calls it); log_probs, values and the rollouts upload them as `parameter_uploads` says.
   void upload_parameters() { m_.upload_parameters(); }
+  // The host parameters changed (trainers call it: rl/policy.hpp's parameters_changed).
+  void parameters_changed() { m_.parameters_changed(); }
+  // Uploads the parameters unless parameter_uploads::when_changed knows the device copy is current.
+  void sync_parameters() { m_.sync_parameters(); }
 
   void log_probs(const token_batch<float>& batch, matrix_view<float> logp, matrix_view<float> entropy) {
     const char* f = "lmrl::cuda::transformer_gpu_policy::log_probs";
@@ -250,13 +277,15 @@ class transformer_gpu_critic {
  public:
   using value_type = float;
 
-  explicit transformer_gpu_critic(transformer_parameters<float> parameters, cudaStream_t stream = nullptr)
-      : policy_(require_head(std::move(parameters)), stream) {}
+  explicit transformer_gpu_critic(transformer_parameters<float> parameters, cudaStream_t stream = nullptr,
+                                  parameter_uploads uploads = parameter_uploads::every_call)
+      : policy_(require_head(std::move(parameters)), stream, uploads) {}
 
   // The policy's weights with a value head of zeros (V = 0 until the first update), as on the CPU.
   static transformer_gpu_critic from_policy(const transformer_parameters<float>& policy,
-                                            cudaStream_t stream = nullptr) {
-    return transformer_gpu_critic(with_value_head(policy), stream);
+                                            cudaStream_t stream = nullptr,
+                                            parameter_uploads uploads = parameter_uploads::every_call) {
+    return transformer_gpu_critic(with_value_head(policy), stream, uploads);
   }
 
   transformer_parameters<float>& host_parameters() { return policy_.host_parameters(); }
@@ -265,6 +294,7 @@ class transformer_gpu_critic {
   std::span<float> parameters() { return policy_.parameters(); }
   std::span<float> gradients() { return policy_.gradients(); }
   void zero_grad() { policy_.zero_grad(); }
+  void parameters_changed() { policy_.parameters_changed(); }
   void values(const token_batch<float>& batch, matrix_view<float> out) { policy_.values(batch, out); }
   void backward_values(const token_batch<float>& batch, matrix_view<const float> grad) {
     policy_.backward_values(batch, grad);
@@ -314,7 +344,7 @@ class transformer_gpu_rollouts {
 
   rollout_batch<float> operator()(transformer_gpu_policy& policy, std::span<const std::vector<std::int32_t>> prompts,
                                   const rollout_request& request) {
-    policy.upload_parameters();
+    policy.sync_parameters();
     if (!decoder_ || source_ != &policy.gpu()) {
       decoder_ = std::make_unique<cached_decoder_gpu>(policy.gpu(), decoder_options_);
       source_ = &policy.gpu();

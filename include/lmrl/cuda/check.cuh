@@ -24,22 +24,21 @@ inline void check(cudaError_t code, const char* call, const char* file, int line
 // Fails unless a CUDA device can be used: called where `who` is about to need
 // one, so that the error names the missing device instead of the first call
 // that trips over it (cublasCreate reports NOT_INITIALIZED, cudaMalloc no device).
-inline void require_device(const char* who) {
+// Returns the number of devices.
+inline int require_device(const char* who) {
   int count = 0;
   const cudaError_t code = cudaGetDeviceCount(&count);
   if (code != cudaSuccess)
     lmrl::detail::fail(who, ": no usable CUDA device (cudaGetDeviceCount: ", cudaGetErrorName(code), ": ",
                        cudaGetErrorString(code), ")");
   if (count == 0) lmrl::detail::fail(who, ": no CUDA device (cudaGetDeviceCount found none)");
+  return count;
 }
 
 // Makes GPU `rank % devices` this thread's device (cudaSetDevice) and returns it: one data-parallel rank per
 // GPU, with ranks placed node by node (ranks 0..7 on the first machine of 8 GPUs, 8..15 on the next).
 inline int use_device_of_rank(int rank, const char* who) {
-  require_device(who);
-  int count = 0;
-  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount", __FILE__, __LINE__);
-  const int device = rank % count;
+  const int device = rank % require_device(who);
   check(cudaSetDevice(device), "cudaSetDevice", __FILE__, __LINE__);
   return device;
 }

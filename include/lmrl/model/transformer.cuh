@@ -34,7 +34,8 @@
 // to increase along a row (as pack_sequences and pretrain's batches write
 // them; a number may continue after padding): a row where a number comes
 // back after a larger one is refused.
-// As on the CPU: positions are cumsum(mask) - 1 (left padding changes nothing),
+// As on the CPU: positions count the real tokens before in the same sequence
+// (cumsum(mask) - 1 for a 0/1 mask: left padding changes nothing),
 // padded positions never read a token id nor reach a loss; the output layer
 // runs over chunks of logit_chunk_rows output rows (logits chunk = h_chunk .
 // lm_head^T, then the fused log-prob) and never holds [B x T x vocab]; the

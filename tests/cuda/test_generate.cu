@@ -311,7 +311,8 @@ TEST_CASE("cuda cached_decoder_gpu with CUDA graphs: the same bits as without, g
   lmrl::cuda::cached_decoder_gpu graphed(model, lmrl::cuda::decoder_gpu_options{true});
   CHECK(graphed.stream() != model.stream());  // its own stream: the legacy one cannot be captured
   const index_t V = c.vocab_size;
-  for (const auto precision : {lmrl::cuda::gemm_precision::fp32, lmrl::cuda::gemm_precision::bf16}) {
+  for (const auto precision :
+       {lmrl::cuda::gemm_precision::fp32, lmrl::cuda::gemm_precision::bf16, lmrl::cuda::gemm_precision::fp8}) {
     CAPTURE(lmrl::cuda::to_string(precision));
     model.precision = precision;
     for (const index_t max_len : {index_t{16}, index_t{24}}) {  // the second reset grows the cache: graphs forgotten
@@ -351,53 +352,102 @@ TEST_CASE("cuda cached_decoder_gpu with CUDA graphs: the same bits as without, g
   CHECK(a.lengths == b.lengths);
 }
 
-TEST_CASE("cuda generate at bf16: its tokens' log-probs are the GPU model's at bf16 and near the CPU's") {
+TEST_CASE("cuda cached_decoder_gpu with CUDA graphs at fp8: a pass that moves a workspace makes it forget its graphs") {
+  // At fp8 a product whose rows are not a multiple of 8 writes through fp8_products' output workspace. A first
+  // pass of 16 rows sizes the decoder's buffers (in place: no workspace); two-row passes make the workspace (8
+  // padded rows) and capture a graph; an 11-row pass then grows only that workspace (16 padded rows): the graph
+  // names the freed buffer, so the decoder must forget it (linear_products::workspace_bytes counts that
+  // workspace). Graphed against plain, bit for bit.
+  const transformer_config c = tiny_config(false);
+  const auto params = random_parameters(c, 24);
+  lmrl::cuda::transformer_gpu model(params);
+  model.precision = lmrl::cuda::gemm_precision::fp8;
+  lmrl::cuda::cached_decoder_gpu plain(model);
+  lmrl::cuda::cached_decoder_gpu graphed(model, lmrl::cuda::decoder_gpu_options{true});
+  plain.reset(2, 32);
+  graphed.reset(2, 32);
+  const auto rows = [](std::int32_t n) {
+    std::vector<cached_token> pass;
+    for (std::int32_t t = 0; t < n; ++t) pass.push_back({t % 2, 3 + t, true});
+    return pass;
+  };
+  std::vector<std::vector<cached_token>> passes = {rows(16), rows(2), rows(2), rows(11), rows(2), rows(2), rows(2)};
+  const index_t V = c.vocab_size;
+  const lmrl::cuda::cublas_handle h;
+  // (only the tensor-core path writes through the workspace; the CUDA cores write y directly)
+  const bool workspace_used = lmrl::cuda::fp8_products(h).tensor_cores_apply(c.hidden_size, c.hidden_size);
+  for (std::size_t k = 0; k < passes.size(); ++k) {
+    CAPTURE(k);
+    const auto a = plain.forward(passes[k]), b = graphed.forward(passes[k]);
+    REQUIRE(a.rows == b.rows);
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(graphed.stream()));
+    const auto x = download(a.data, static_cast<std::size_t>(a.rows * V));
+    const auto y = download(b.data, static_cast<std::size_t>(b.rows * V));
+    CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+    if (k == 3 && workspace_used) CHECK(graphed.graphs() == 0);  // the wide pass moved it: the graph forgotten
+  }
+  CHECK(graphed.graphs() == 1);  // the two-row shape captured again
+}
+
+TEST_CASE("cuda generate at bf16 and fp8: its tokens' log-probs are the GPU model's at that precision, near the CPU's") {
   // The decoder rounds its own copy of the weights at reset(); transformer_gpu::log_probs at bf16 rounds the same
   // weights, so the two differ only where float-level differences between their passes (cached against tiled
   // attention, other product shapes) flip the rounding of an activation: 1e-2 of the scale is far above that.
   // Against the CPU in fp32: test_transformer.cu's bf16 bound for log-probs (5e-2, from the CPU emulation).
-  const transformer_config c = tiny_config(false);
-  const auto params = random_parameters(c, 31);
-  lmrl::cuda::transformer_gpu model(params);
-  lmrl::cuda::cached_decoder_gpu decoder(model);
-  transformer<float> cpu{transformer_parameters<float>(params)};
-  cpu.temperature = model.temperature = 0.8;
-  const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5}};
-  generation_options o;
-  o.num_generations = 2;
-  o.max_new_tokens = 6;
-  o.sampling.temperature = 0.8;
-  const auto fp32 = lmrl::cuda::generate(decoder, prompts, o, counter_rng(9));
-  model.precision = lmrl::cuda::gemm_precision::bf16;
-  const auto r = lmrl::cuda::generate(decoder, prompts, o, counter_rng(9));
-  const auto again = lmrl::cuda::generate(decoder, prompts, o, counter_rng(9));
-  CHECK(std::equal(again.logprobs.data(), again.logprobs.data() + again.logprobs.size(), r.logprobs.data()));
-  CHECK(!std::equal(fp32.logprobs.data(), fp32.logprobs.data() + fp32.logprobs.size(), r.logprobs.data()));
-  for (index_t b = 0; b < r.batch(); ++b) {
-    CAPTURE(b);
-    std::vector<std::int32_t> seq = prompts[static_cast<std::size_t>(r.prompt_index[static_cast<std::size_t>(b)])];
-    const auto np = static_cast<index_t>(seq.size());
-    const index_t len = r.lengths[static_cast<std::size_t>(b)];
-    for (index_t t = 0; t < len; ++t) seq.push_back(r.completion_ids(b, t));
-    const auto L = static_cast<index_t>(seq.size());
-    const std::vector<float> ones(static_cast<std::size_t>(L), 1.0f);
-    const auto tokens_dev = device_array<std::int32_t>::from_host(seq);
-    const auto mask_dev = device_array<float>::from_host(ones);
-    device_array<float> logp_dev(static_cast<std::size_t>(L));
-    model.log_probs(tokens_dev.data(), mask_dev.data(), 1, L, logp_dev.data(), nullptr);
-    const auto gpu_logp = logp_dev.to_host();
-    dense<float, 2> mask({1, L}), logp({1, L});
-    for (index_t t = 0; t < L; ++t) mask(0, t) = 1;
-    const token_batch<float> batch{matrix_view<const std::int32_t>(seq.data(), {1, L}), mask.view()};
-    cpu.log_probs(batch, logp.view(), matrix_view<float>{});
-    std::vector<float> got, same_precision, cpu_fp32;
-    for (index_t t = 0; t < len; ++t) {
-      got.push_back(r.logprobs(b, t));
-      same_precision.push_back(gpu_logp[static_cast<std::size_t>(np + t)]);
-      cpu_fp32.push_back(logp(0, np + t));
+  // fp8 likewise: the same weight blocks, and activation tiles of one row each (a token's codes do not depend
+  // on the other rows of a pass); a flipped code moves a value by up to 2^-4, so 5e-2 against the GPU model at
+  // fp8, and test_transformer.cu's fp8 bound (0.15) against the CPU.
+  struct bound {
+    lmrl::cuda::gemm_precision precision;
+    double same_precision, cpu;
+  };
+  for (const bound bd :
+       {bound{lmrl::cuda::gemm_precision::bf16, 1e-2, 5e-2}, bound{lmrl::cuda::gemm_precision::fp8, 5e-2, 0.15}}) {
+    const char* name = lmrl::cuda::to_string(bd.precision);
+    CAPTURE(name);
+    const transformer_config c = tiny_config(false);
+    const auto params = random_parameters(c, 31);
+    lmrl::cuda::transformer_gpu model(params);
+    lmrl::cuda::cached_decoder_gpu decoder(model);
+    transformer<float> cpu{transformer_parameters<float>(params)};
+    cpu.temperature = model.temperature = 0.8;
+    const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5}};
+    generation_options o;
+    o.num_generations = 2;
+    o.max_new_tokens = 6;
+    o.sampling.temperature = 0.8;
+    const auto fp32 = lmrl::cuda::generate(decoder, prompts, o, counter_rng(9));
+    model.precision = bd.precision;
+    const auto r = lmrl::cuda::generate(decoder, prompts, o, counter_rng(9));
+    const auto again = lmrl::cuda::generate(decoder, prompts, o, counter_rng(9));
+    CHECK(std::equal(again.logprobs.data(), again.logprobs.data() + again.logprobs.size(), r.logprobs.data()));
+    CHECK(!std::equal(fp32.logprobs.data(), fp32.logprobs.data() + fp32.logprobs.size(), r.logprobs.data()));
+    for (index_t b = 0; b < r.batch(); ++b) {
+      CAPTURE(b);
+      std::vector<std::int32_t> seq = prompts[static_cast<std::size_t>(r.prompt_index[static_cast<std::size_t>(b)])];
+      const auto np = static_cast<index_t>(seq.size());
+      const index_t len = r.lengths[static_cast<std::size_t>(b)];
+      for (index_t t = 0; t < len; ++t) seq.push_back(r.completion_ids(b, t));
+      const auto L = static_cast<index_t>(seq.size());
+      const std::vector<float> ones(static_cast<std::size_t>(L), 1.0f);
+      const auto tokens_dev = device_array<std::int32_t>::from_host(seq);
+      const auto mask_dev = device_array<float>::from_host(ones);
+      device_array<float> logp_dev(static_cast<std::size_t>(L));
+      model.log_probs(tokens_dev.data(), mask_dev.data(), 1, L, logp_dev.data(), nullptr);
+      const auto gpu_logp = logp_dev.to_host();
+      dense<float, 2> mask({1, L}), logp({1, L});
+      for (index_t t = 0; t < L; ++t) mask(0, t) = 1;
+      const token_batch<float> batch{matrix_view<const std::int32_t>(seq.data(), {1, L}), mask.view()};
+      cpu.log_probs(batch, logp.view(), matrix_view<float>{});
+      std::vector<float> got, same_precision, cpu_fp32;
+      for (index_t t = 0; t < len; ++t) {
+        got.push_back(r.logprobs(b, t));
+        same_precision.push_back(gpu_logp[static_cast<std::size_t>(np + t)]);
+        cpu_fp32.push_back(logp(0, np + t));
+      }
+      check_close(got, same_precision, bd.same_precision, "generation against transformer_gpu at its precision");
+      check_close(got, cpu_fp32, bd.cpu, "generation against the CPU in fp32");
     }
-    check_close(got, same_precision, 1e-2, "bf16 generation against transformer_gpu at bf16");
-    check_close(got, cpu_fp32, 5e-2, "bf16 generation against the CPU in fp32");
   }
 }
 

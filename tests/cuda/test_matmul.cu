@@ -326,13 +326,17 @@ TEST_CASE("cuda linear_products at fp32 and tf32: matmul's own results, bit for 
   }
 }
 
-TEST_CASE("cuda matmul and linear_products refusals: float inputs at bf16, no handle") {
+TEST_CASE("cuda matmul and linear_products refusals: float inputs at bf16 or fp8, no handle") {
   cublas_handle h;
   device_array<float> a(6), b(6), c(4);
   CHECK_THROWS_WITH_AS(matmul_nt<float>(h, device_matrix<const float>(a.data(), 2, 3),
                                         device_matrix<const float>(b.data(), 2, 3), device_matrix<float>(c.data(), 2, 2),
                                         false, gemm_precision::bf16),
-                       doctest::Contains("round them to __nv_bfloat16 first"), error);
+                       doctest::Contains("float inputs at bf16 precision: round them"), error);
+  CHECK_THROWS_WITH_AS(matmul_nt<float>(h, device_matrix<const float>(a.data(), 2, 3),
+                                        device_matrix<const float>(b.data(), 2, 3), device_matrix<float>(c.data(), 2, 2),
+                                        false, gemm_precision::fp8),
+                       doctest::Contains("float inputs at fp8 precision"), error);
   linear_products unbound;
   CHECK_THROWS_WITH_AS(unbound.begin(gemm_precision::fp32, a.data(), a.size()), doctest::Contains("no cuBLAS handle"),
                        error);

@@ -18,7 +18,7 @@
 // (the stop rules need them) and sends the next n_live ids back.
 //
 // The products run at the model's precision (transformer_gpu::precision: fp32,
-// tf32 or bf16 tensor cores), taken at reset(). Parity with the CPU, in fp32: the logits agree to
+// tf32, bf16 tensor cores, or fp8 layer products), taken at reset(). Parity with the CPU, in fp32: the logits agree to
 // float rounding (cuBLAS against the packed CPU products, another attention
 // order), not bit for bit, so a token equals the CPU's unless two candidates'
 // logits lie within that rounding. Compare GPU generation with the CPU by
@@ -95,7 +95,8 @@ struct decoder_gpu_options {
 // parameters (an optimizer step, upload_parameters) with no sync step. The
 // products' precision is the model's at reset(), kept until the next reset;
 // with bf16, reset() also rounds the weights into the decoder's own bf16 copy
-// (2 bytes a parameter), so there an update shows from the next reset().
+// (2 bytes a parameter; fp8 also quantizes the layers' weights, 1 byte more),
+// so there an update shows from the next reset().
 // Work buffers grow to the largest pass and are reused.
 class cached_decoder_gpu {
  public:
@@ -135,7 +136,9 @@ class cached_decoder_gpu {
     lengths_.assign(static_cast<std::size_t>(sequences), 0);
     forget_graphs();  // they name the old cache's shape
     if (options_.cuda_graphs) LMRL_CUDA_CHECK(cudaStreamSynchronize(model_->stream()));  // its updates land first
-    linear_.begin(model_->precision, model_->parameters(), model_->size());
+    linear_.begin(model_->precision, model_->parameters(), model_->size(),
+                  model_->precision == gemm_precision::fp8 ? model_->fp8_weights()
+                                                           : std::vector<device_matrix<const float>>{});
   }
 
   // Sequence `to` continues from `from`'s cache (a group's copies of one prefilled prompt).

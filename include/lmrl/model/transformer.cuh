@@ -52,7 +52,7 @@
 // or the gradients on the host (download_* do).
 //
 // Numerics: the products are cuBLAS fp32 (CUBLAS_COMPUTE_32F, no TF32, unless
-// `precision` says tf32 or bf16), the other kernels those of cuda/ (double sums where
+// `precision` says tf32, bf16 or fp8), the other kernels those of cuda/ (double sums where
 // the CPU sums in double), so
 // results agree with transformer<float> to float rounding (different orders of
 // summation), not bit for bit. The entropy is always computed in the forward
@@ -252,6 +252,11 @@ class transformer_gpu {
   //         before each product (the parameters once per forward, into a bf16 copy: 2 more bytes a
   //         parameter), results about 1e-2 of their scale away. The master parameters, the gradients and
   //         every other kernel stay float.
+  //   fp8   bf16, except the forward products of the layers' seven linears (q, k, v, o, gate, up, down):
+  //         FP8 E4M3 with DeepSeek-V3's block scales (1 x 128 activation tiles, 128 x 128 weight blocks,
+  //         fp8_weights()), on Hopper's tensor cores (CUDA cores elsewhere); the output head, the value
+  //         head, the embedding, norms and attention stay as at bf16, as in DeepSeek-V3. 1 more byte a
+  //         layer weight; the backward pass is bf16's.
   // A forward's backward uses that forward's precision. The decoder of model/generate.cuh follows it.
   gemm_precision precision = gemm_precision::fp32;
 
@@ -302,6 +307,13 @@ class transformer_gpu {
   const float* gradients() const { return grad_.data(); }
   // Views of each tensor in the device buffers: pointers into device memory, never to be dereferenced on the host.
   const transformer_weights<float>& device_weights() const { return weights_; }
+  // The weights whose forward products run in FP8 at gemm_precision::fp8: every layer's seven linears.
+  std::vector<device_matrix<const float>> fp8_weights() const {
+    std::vector<device_matrix<const float>> list;
+    for (const auto& lw : weights_.layers)
+      for (const auto* w : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) list.push_back(weight(*w));
+    return list;
+  }
   const transformer_weights<float>& device_gradient_weights() const { return grad_weights_; }
   // The rope tables on the device ([max_position_embeddings x head_dim / 2] each, the CPU's numbers) and the
   // cuBLAS handle bound to stream(): for the decoder of model/generate.cuh, which runs on the same weights.
@@ -444,7 +456,9 @@ class transformer_gpu {
     R_ = 0;
     chunk_ = chunk_rows();  // the forward's chunking and temperature serve its backward (the workspace fits them)
     temperature_ = temperature;
-    linear_.begin(precision, params_.data(), params_.size());  // bf16: the parameters rounded once per forward
+    // bf16 and fp8: the parameters rounded (fp8: the layers' weights also quantized) once per forward
+    linear_.begin(precision, params_.data(), params_.size(), precision == gemm_precision::fp8 ? fp8_weights() :
+                                                                   std::vector<device_matrix<const float>>{});
     const index_t N = B_ * T_;
     reserve(N);
     status_.poison();  // every word ~0: no bad index yet

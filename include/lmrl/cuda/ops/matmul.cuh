@@ -18,6 +18,7 @@
 // deterministic and matches the CPU op to float rounding.
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -52,7 +53,7 @@ inline std::size_t recommended_cublas_workspace_bytes() {
 class cublas_handle {
  public:
   explicit cublas_handle(cudaStream_t stream = nullptr)
-      : workspace_(recommended_cublas_workspace_bytes(), stream) {
+      : workspace_(recommended_cublas_workspace_bytes(), stream), stream_(stream) {
     cublas_check(cublasCreate(&handle_), "cublasCreate");
     cublas_check(cublasSetStream(handle_, stream), "cublasSetStream");
     cublas_check(cublasSetWorkspace(handle_, workspace_.data(), workspace_.bytes()), "cublasSetWorkspace");
@@ -63,23 +64,32 @@ class cublas_handle {
     if (handle_) cublasDestroy(handle_);
   }
   cublasHandle_t get() const { return handle_; }
+  // The handle as cuBLASLt's (a cublasHandle_t is a valid cublasLtHandle_t, cuBLAS's documentation says), its
+  // stream and its workspace: for cuBLASLt calls that must use the same ones (cuda/ops/fp8_gemm.cuh).
+  cublasLtHandle_t lt() const { return reinterpret_cast<cublasLtHandle_t>(handle_); }
+  cudaStream_t stream() const { return stream_; }
+  void* workspace() const { return const_cast<unsigned char*>(workspace_.data()); }
+  std::size_t workspace_bytes() const { return workspace_.bytes(); }
 
  private:
   device_array<unsigned char> workspace_;  // freed after the destructor has destroyed handle_
+  cudaStream_t stream_ = nullptr;
   cublasHandle_t handle_ = nullptr;
 };
 
 // The arithmetic of a product of float inputs: fp32 (CUBLAS_COMPUTE_32F), tf32 tensor cores (inputs rounded
 // to 10 mantissa bits inside cuBLAS), or bf16 tensor cores, which needs the inputs rounded to __nv_bfloat16
 // beforehand (cuda/ops/linear_products.cuh does; matmul_* with float inputs refuses bf16). bf16 inputs
-// always use the bf16 tensor cores.
-enum class gemm_precision { fp32, tf32, bf16 };
+// always use the bf16 tensor cores. fp8 is linear_products' mix: the layers' forward products in FP8 E4M3
+// with DeepSeek-V3's block scales (cuda/ops/fp8_gemm.cuh), the rest at bf16; matmul_* refuse it.
+enum class gemm_precision { fp32, tf32, bf16, fp8 };
 
 inline const char* to_string(gemm_precision p) {
   switch (p) {
     case gemm_precision::fp32: return "fp32";
     case gemm_precision::tf32: return "tf32";
     case gemm_precision::bf16: return "bf16";
+    case gemm_precision::fp8: return "fp8";
   }
   return "?";
 }
@@ -120,9 +130,9 @@ void gemm(const cublas_handle& h, cublasOperation_t op_first, cublasOperation_t 
           bool accumulate, gemm_precision precision, const char* f) {
   static_assert(std::is_same_v<std::remove_const_t<A>, std::remove_const_t<B>>, "matmul: both inputs of one type");
   constexpr bool float_inputs = std::is_same_v<std::remove_const_t<A>, float>;
-  lmrl::detail::require(!float_inputs || precision != gemm_precision::bf16, f,
-                        ": float inputs at bf16 precision: round them to __nv_bfloat16 first"
-                        " (cuda::linear_products does)");
+  lmrl::detail::require(!float_inputs || (precision != gemm_precision::bf16 && precision != gemm_precision::fp8), f,
+                        ": float inputs at ", to_string(precision), " precision: round them to __nv_bfloat16 (or"
+                        " quantize them to fp8) first (cuda::linear_products does)");
   if (m == 0 || n == 0) return;
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const cublasComputeType_t compute =

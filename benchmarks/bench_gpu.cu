@@ -2,19 +2,21 @@
 //
 //   build/benchmarks/bench_gpu [small|qwen2.5-0.5b|all] [repeats]     (default: all 5)
 //
-//   1. the card: cuBLAS 4096^3 GEMM rates (fp32, tf32, bf16 in / float out) and
+//   1. the card: cuBLAS 4096^3 GEMM rates (fp32, tf32, bf16 in / float out; on
+//      Hopper also FP8 E4M3 with DeepSeek-V3's block scales through cuBLASLt, and
+//      the quantization of a 4096^2 activation into its 1 x 128 tiles) and
 //      the device-to-device copy rate (1 GiB), the bounds the rest is read against;
 //   2. training (transformer_gpu log_probs + backward of one batch), per preset and
-//      product precision (fp32, tf32, bf16): tokens/s and model FLOP utilization, MFU = model FLOPs/s
+//      product precision (fp32, tf32, bf16, fp8): tokens/s and model FLOP utilization, MFU = model FLOPs/s
 //      over the bf16 GEMM rate measured in 1 (model FLOPs per token: 6 x the
 //      parameters in products, lm_head included, + 6 x layers x T x heads x head_dim
 //      for causal attention's two products, forward and backward);
 //   3. generation (lmrl::cuda::generate, greedy, no stop, prompt of 32 tokens, 128 new
-//      tokens) with fp32 and bf16 products, without and with CUDA graphs for the decode
+//      tokens) with fp32, bf16 and fp8 products, without and with CUDA graphs for the decode
 //      steps, at batch 1 and 64: tokens/s, and at batch 1
 //      the time per token over the memory bound (every weight matrix read once per
-//      token, 4 or 2 bytes a weight, at the rate of the copy in 1, reads and writes
-//      counted);
+//      token, 4 or 2 bytes a weight, 1 for fp8's layer weights, at the rate of the copy in 1,
+//      reads and writes counted);
 //   4. the fused log-prob (cuda/logprob.cuh: one pass over each row, nothing of
 //      [rows x vocab] written) against the two-pass way (log_softmax written out
 //      [rows x vocab], then the targets gathered and the entropy summed from it)
@@ -38,6 +40,7 @@
 #include "lmrl/cuda/check.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/logprob.cuh"
+#include "lmrl/cuda/ops/fp8_gemm.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 #include "lmrl/model/config.hpp"
 #include "lmrl/model/generate.cuh"
@@ -89,6 +92,8 @@ device_array<T> random_device(std::size_t n, std::uint64_t seed, double scale = 
 
 struct card_rates {
   double fp32 = 0, tf32 = 0, bf16 = 0;  // FLOP/s
+  double fp8 = 0;                       // FLOP/s, block-scaled (0: not on this card)
+  double fp8_quantize = 0;              // seconds to quantize a 4096^2 float activation into 1 x 128 tiles
   double copy = 0;                      // bytes/s (read + write)
 };
 
@@ -115,6 +120,19 @@ card_rates measure_card() {
       lmrl::cuda::matmul_nt<__nv_bfloat16, float>(h, {a.data(), n, n}, {b.data(), n, n}, {c.data(), n, n});
     });
     r.bf16 = flops / s;
+  }
+  {
+    auto x = random_device<float>(static_cast<std::size_t>(n * n), 9), w = random_device<float>(static_cast<std::size_t>(n * n), 10);
+    lmrl::cuda::fp8_tiles x8;
+    lmrl::cuda::fp8_blocks w8;
+    lmrl::cuda::quantize_fp8_weights({w.data(), n, n}, w8);
+    r.fp8_quantize = median_seconds([&] { lmrl::cuda::quantize_fp8_activations({x.data(), n, n}, x8); });
+    lmrl::cuda::fp8_products products(h);
+    if (products.tensor_cores_apply(n, n)) {
+      device_array<float> c(static_cast<std::size_t>(n * n));
+      const double s = median_seconds([&] { products.gemm(x8, w8, {c.data(), n, n}); });
+      r.fp8 = flops / s;
+    }
   }
   {
     const std::size_t bytes = std::size_t{1} << 30;
@@ -157,7 +175,8 @@ void bench_training(const std::string& name, const transformer_config& c, const 
   const double per_token = 6 * product_parameters(c) + 6.0 * static_cast<double>(c.num_hidden_layers) *
                                                            static_cast<double>(T) *
                                                            static_cast<double>(c.num_attention_heads * c.head_dim());
-  for (const auto p : {gemm_precision::fp32, gemm_precision::tf32, gemm_precision::bf16}) {
+  for (const auto p : {gemm_precision::fp32, gemm_precision::tf32, gemm_precision::bf16, gemm_precision::fp8}) {
+    if (p == gemm_precision::fp8 && card.fp8 == 0) continue;  // CUDA cores only: a correctness path, not a speed
     gpu.precision = p;
     const double s = median_seconds([&] {
       gpu.log_probs(tokens_dev.data(), mask_dev.data(), B, T, logp.data(), nullptr);
@@ -170,7 +189,7 @@ void bench_training(const std::string& name, const transformer_config& c, const 
                 100 * per_token * tok_s / card.bf16,
                 100 * per_token * tok_s /
                     (p == gemm_precision::fp32 ? card.fp32 : p == gemm_precision::tf32 ? card.tf32 : card.bf16),
-                lmrl::cuda::to_string(p));
+                p == gemm_precision::fp8 ? "bf16" : lmrl::cuda::to_string(p));
     std::fflush(stdout);
   }
 }
@@ -185,8 +204,10 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
     bool graphs;
   };
   for (const variant v : {variant{gemm_precision::fp32, false}, variant{gemm_precision::fp32, true},
-                          variant{gemm_precision::bf16, false}, variant{gemm_precision::bf16, true}})
+                          variant{gemm_precision::bf16, false}, variant{gemm_precision::bf16, true},
+                          variant{gemm_precision::fp8, false}, variant{gemm_precision::fp8, true}})
     for (const index_t batch : {index_t{1}, index_t{64}}) {
+      if (v.precision == gemm_precision::fp8 && card.fp8 == 0) continue;  // as in bench_training
       gpu.precision = v.precision;
       lmrl::cuda::cached_decoder_gpu& decoder = v.graphs ? graphed : plain;
       std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
@@ -207,7 +228,10 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
         // One read of every weight matrix per token (4 or 2 bytes a weight) at the copy's rate (its reads and
         // writes share the memory's bandwidth, so the copy's bytes moved per second are the rate a pure read
         // can reach).
-        const double weight_bytes = (v.precision == gemm_precision::bf16 ? 2 : 4) * product_parameters(c);
+        const double head = static_cast<double>(c.hidden_size) * static_cast<double>(c.vocab_size);
+        const double weight_bytes = v.precision == gemm_precision::fp32   ? 4 * product_parameters(c)
+                                    : v.precision == gemm_precision::bf16 ? 2 * product_parameters(c)
+                                                                          : (product_parameters(c) - head) + 2 * head;
         const double bound = weight_bytes / card.copy;
         std::printf("; memory bound %.3f ms per token (%.0f MB of weights at %.0f GB/s): %.2fx the bound",
                     bound * 1e3, weight_bytes * 1e-6, card.copy * 1e-9, s / static_cast<double>(new_tokens) / bound);
@@ -310,6 +334,13 @@ int main(int argc, char** argv) try {
   const card_rates card = measure_card();
   std::printf("card: 4096^3 GEMM fp32 %.1f, tf32 %.1f, bf16 %.1f TFLOP/s; device copy %.0f GB/s (read + write)\n",
               card.fp32 * 1e-12, card.tf32 * 1e-12, card.bf16 * 1e-12, card.copy * 1e-9);
+  if (card.fp8 > 0)
+    std::printf("card: 4096^3 GEMM fp8 block-scaled (cuBLASLt) %.1f TFLOP/s, %.2fx bf16\n", card.fp8 * 1e-12,
+                card.fp8 / card.bf16);
+  else
+    std::printf("card: no block-scaled FP8 tensor cores (compute capability 9.0 only): fp8 runs on CUDA cores\n");
+  std::printf("card: quantizing a 4096 x 4096 activation into 1 x 128 FP8 tiles: %.3f ms (%.0f GB/s of floats "
+              "read)\n", card.fp8_quantize * 1e3, 4096.0 * 4096.0 * 4 / card.fp8_quantize * 1e-9);
   std::fflush(stdout);
   if (which != "qwen2.5-0.5b") {
     bench_training("small", transformer_config::small(), card, 16, 256);

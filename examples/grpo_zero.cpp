@@ -219,8 +219,8 @@ const std::map<std::string, setting>& settings_table() {
        }},
       {"gpu_precision",
        [](S& s, const std::string& name, const std::string& v) {
-         detail::require(v == "fp32" || v == "tf32" || v == "bf16", "--", name, " = \"", v,
-                         "\" is not allowed; allowed: fp32, tf32, bf16");
+         detail::require(v == "fp32" || v == "tf32" || v == "bf16" || v == "fp8", "--", name, " = \"", v,
+                         "\" is not allowed; allowed: fp32, tf32, bf16, fp8");
          s.gpu_precision = v;
        }},
       {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
@@ -331,7 +331,8 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   install_stop_handlers();  // Ctrl-C / SIGTERM: save a checkpoint and exit; the same command resumes
 
 #ifdef LMRL_GRPO_ZERO_CUDA
-  const auto gpu_precision = s.gpu_precision == "bf16"   ? lmrl::cuda::gemm_precision::bf16
+  const auto gpu_precision = s.gpu_precision == "fp8"    ? lmrl::cuda::gemm_precision::fp8
+                            : s.gpu_precision == "bf16" ? lmrl::cuda::gemm_precision::bf16
                             : s.gpu_precision == "tf32" ? lmrl::cuda::gemm_precision::tf32
                                                         : lmrl::cuda::gemm_precision::fp32;
 #endif

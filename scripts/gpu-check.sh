@@ -42,7 +42,7 @@ run() {  # name timeout command...: output to $out/name.txt, a line per program 
 # (doctest prints each MESSAGE: the worst GPU-vs-CPU errors the tests record; --duration each case's time)
 case $stages in *,tests,*) run tests_cuda 420 "$bin/lmrl_tests_cuda" --duration=true ;; esac
 case $stages in *,smoke,*)
-  for precision in fp32 bf16; do
+  for precision in fp32 bf16 fp8; do
     rm -rf "$out/grpo_zero_cuda_$precision"
     run "grpo_zero_cuda_$precision" 240 "$bin/grpo_zero_cuda" --device cuda --gpu_precision "$precision" \
       --preset tiny --operands 3 --pretrain_steps 40 --pretrain_batch_size 8 --max_steps 2 --heldout 16 \

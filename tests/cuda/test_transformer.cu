@@ -390,6 +390,58 @@ TEST_CASE("cuda transformer_gpu values and backward_values match transformer flo
                        doctest::Contains("has no value head"), error);
 }
 
+TEST_CASE("cuda transformer_gpu hidden_states and logits match transformer float's, padded rows 0") {
+  for (const bool tied : {false, true}) {
+    CAPTURE(tied);
+    const transformer_config config = tiny_config(tied);
+    const auto params = random_parameters(config, 43);
+    transformer<float> cpu(params);
+    transformer_gpu gpu(params);
+    auto batches = test_batches(config.vocab_size);
+    batches.push_back(packed_test_batch(config.vocab_size));
+    for (std::size_t bi = 0; bi < batches.size(); ++bi) {
+      CAPTURE(bi);
+      const padded_batch& b = batches[bi];
+      const index_t N = b.B * b.T, d = config.hidden_size, V = config.vocab_size;
+      auto tokens_dev = upload(b.tokens);
+      auto mask_dev = upload(b.mask);
+      for (const index_t width : {d, V}) {
+        const bool hidden = width == d;
+        CAPTURE(hidden);
+        std::vector<float> want(static_cast<std::size_t>(N * width));
+        auto got_dev = poisoned<float>(want.size());
+        if (hidden) {
+          cpu.hidden_states(b.view(), matrix_view<float>(want.data(), {N, width}));
+          gpu.hidden_states(tokens_dev.data(), mask_dev.data(), b.B, b.T, got_dev.data());
+        } else {
+          cpu.logits(b.view(), matrix_view<float>(want.data(), {N, width}));
+          gpu.logits(tokens_dev.data(), mask_dev.data(), b.B, b.T, got_dev.data());
+        }
+        const auto got = got_dev.to_host();
+        double scale = 0, worst = 0;
+        for (const float e : want) scale = std::max(scale, std::abs(static_cast<double>(e)));
+        REQUIRE(scale > 0);
+        index_t padded_nonzero = 0;
+        for (index_t r = 0; r < N; ++r)
+          for (index_t j = 0; j < width; ++j) {
+            const auto e = static_cast<std::size_t>(r * width + j);
+            if (b.mask[static_cast<std::size_t>(r)] == 0.0f) {
+              if (got[e] != 0.0f) ++padded_nonzero;  // NaN counts
+              continue;
+            }
+            const double err = std::abs(static_cast<double>(got[e]) - want[e]);
+            worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : std::max(worst, err);
+          }
+        MESSAGE((hidden ? "hidden_states" : "logits"), ": worst |gpu - cpu| / max |cpu| = ", worst / scale);
+        CHECK(padded_nonzero == 0);
+        CHECK(worst <= output_tolerance * scale);
+      }
+      CHECK_THROWS_WITH_AS(gpu.backward(nullptr, nullptr), doctest::Contains("call log_probs on the batch first"),
+                           error);
+    }
+  }
+}
+
 TEST_CASE("cuda transformer_gpu rejects bad batches and masks with lmrl error") {
   transformer_config config = tiny_config(true);
   config.max_position_embeddings = 8;

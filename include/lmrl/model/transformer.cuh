@@ -11,6 +11,8 @@
 //   gpu.backward(grad_logp_dev_or_null, grad_entropy_dev_or_null);   // ADDS into gpu.gradients()
 //   gpu.values(tokens_dev, mask_dev, B, T, values_dev);               // with config.value_head (PPO's critic)
 //   gpu.backward_values(grad_values_dev);                             // ADDS likewise
+//   gpu.hidden_states(tokens_dev, mask_dev, B, T, hidden_dev);        // [B*T x d]
+//   gpu.logits(tokens_dev, mask_dev, B, T, logits_dev);               // [B*T x vocab]
 //
 // Every pointer is device memory: tokens int32 [B x T], mask float [B x T]
 // (1 = token, 0 = padding, on either side), logp / entropy / grad_logp /
@@ -19,6 +21,9 @@
 //   log_probs  logp[i, t] = log p(tokens[i, t] | tokens[i, <t]) (logits / temperature) where t >= 1 and
 //              tokens t and t-1 are real, 0 elsewhere; entropy likewise (nullptr = not wanted). Every
 //              element of logp (and entropy) is written.
+//   hidden_states  out [B*T x d]: the final-normed hidden states (lm_head's input), padded rows 0.
+//   logits     out [B*T x vocab]: raw logits (no temperature), row b*T + t predicting token t + 1, padded
+//              rows 0 (the caller's array; log_probs itself never holds more than a chunk of them).
 //   values     values[i, t] = score . h[i, t-1] (the final-normed hidden state), at the positions
 //              log_probs fills, 0 elsewhere: the CPU's transformer::values.
 //   backward_values  the gradient of L = sum(grad_values * values) for the last values call, ADDED.
@@ -61,9 +66,8 @@
 //
 // NOT in this first version (each a clear lmrl::error or simply absent):
 //   - logit_loss_backward (logit distillation): no such member.
-//   - logits() / hidden_states(); bf16 activations between kernels (bf16
-//     rounds only the products' inputs). (KV-cache generation on these
-//     weights: model/generate.cuh.)
+//   - bf16 activations between kernels (bf16 rounds only the products'
+//     inputs). (KV-cache generation on these weights: model/generate.cuh.)
 //
 // It lives in model/ beside the CPU transformer (model/ may use cuda/'s
 // kernels; cuda/ knows nothing of model/), and reads the config, the tensor
@@ -234,6 +238,14 @@ __global__ void scatter_values_kernel(const T* src, const index_t* rows, index_t
   for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += step) dst[rows[k]] = src[k];
 }
 
+// dst[r, :] = segments[r] != 0 ? src[r, :] : 0 for r < rows (width columns, both contiguous; src may be dst).
+template <class T>
+__global__ void copy_real_rows_kernel(const T* src, index_t rows, index_t width, const float* segments, T* dst) {
+  const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < rows * width; e += step)
+    dst[e] = segments[e / width] != 0.0f ? src[e] : T(0);
+}
+
 }  // namespace transformer_detail
 
 class transformer_gpu {
@@ -358,6 +370,25 @@ class transformer_gpu {
     scatter_outputs(out_logp_.data(), logp, N);
     if (entropy != nullptr) scatter_outputs(out_entropy_.data(), entropy, N);
     last_forward_ = forward_kind::log_probs;
+  }
+
+  // The final-normed hidden states out [B*T x d] (lm_head's input), the CPU's transformer::hidden_states:
+  // every row's, padded rows 0. No backward follows it.
+  void hidden_states(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, float* out) {
+    const char* f = "lmrl::cuda::transformer_gpu::hidden_states";
+    trunk_only_forward(tokens, mask, batch, seq_len, out, f);
+    copy_real_rows(hf_.data(), config_.hidden_size, out);
+  }
+
+  // Raw logits (no temperature) out [B*T x vocab]: row b*T + t predicts token t + 1; padded rows 0, as the
+  // CPU's transformer::logits. One product at the model's precision over all B*T rows (the caller holds the
+  // [B*T x vocab] result; log_probs never makes it). No backward follows it.
+  void logits(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, float* out) {
+    const char* f = "lmrl::cuda::transformer_gpu::logits";
+    trunk_only_forward(tokens, mask, batch, seq_len, out, f);
+    const index_t N = B_ * T_, V = config_.vocab_size;
+    nt(cmat(hf_.data(), N, config_.hidden_size), weight(weights_.lm_head), mat(out, N, V));
+    copy_real_rows(out, V, out);
   }
 
   // The critic's values (config.value_head): score . h[row - 1] for each output row, chunk by chunk through
@@ -630,6 +661,26 @@ class transformer_gpu {
     }
     embedding_backward(cptr(dx), ids_.data(), segments_.data(), N, d, grad_weights_.embed.data, c.vocab_size,
                        embedding_workspace_.data(), embedding_workspace_.size(), stream_);
+  }
+
+  // read_batch and the layers, for hidden_states and logits.
+  void trunk_only_forward(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len,
+                          const float* out, const char* f) {
+    last_forward_ = forward_kind::none;
+    lmrl::detail::require(batch > 0 && seq_len > 0, f, ": the batch is empty ([", batch, " x ", seq_len, "])");
+    lmrl::detail::require(tokens != nullptr && mask != nullptr && out != nullptr, f,
+                          ": tokens, mask and out must be device pointers, not null");
+    read_batch(tokens, mask, batch, seq_len, f);
+    forward_hidden();
+  }
+
+  // dst [B*T x width] = src with the padded rows 0.
+  void copy_real_rows(const float* src, index_t width, float* dst) {
+    const index_t N = B_ * T_;
+    transformer_detail::copy_real_rows_kernel<float>
+        <<<transformer_detail::glue_blocks(N * width), transformer_detail::glue_threads, 0, stream_>>>(
+            src, N, width, segments_.data(), dst);
+    LMRL_CUDA_CHECK_LAUNCH("transformer_detail::copy_real_rows_kernel");
   }
 
   // ------------------------------------------------------------ products at the last forward's precision

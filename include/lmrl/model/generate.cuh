@@ -70,9 +70,11 @@ inline unsigned blocks(index_t work) {
   return static_cast<unsigned>(std::clamp<index_t>((work + threads - 1) / threads, 1, 65535));
 }
 
-// dst[k, :] = src[rows[k], :] for k < n (rows of width d).
-__global__ void gather_rows_kernel(const float* __restrict__ src, index_t d, const index_t* __restrict__ rows,
-                                   index_t n, float* __restrict__ dst) {
+// dst[k, :] = src[rows[k], :] for k < n (rows of width d). (A template, as every kernel in a header: a plain
+// __global__ function defined here would be defined again by each translation unit that includes it.)
+template <class T>
+__global__ void gather_rows_kernel(const T* __restrict__ src, index_t d, const index_t* __restrict__ rows, index_t n,
+                                   T* __restrict__ dst) {
   const index_t step = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n * d; e += step)
     dst[e] = src[rows[e / d] * d + e % d];
@@ -274,7 +276,7 @@ class cached_decoder_gpu {
     }
     if (n_logits == 0) return;
     // Final norm and lm_head on the rows that want logits only.
-    generate_detail::gather_rows_kernel<<<generate_detail::blocks(n_logits * d), generate_detail::threads, 0,
+    generate_detail::gather_rows_kernel<float><<<generate_detail::blocks(n_logits * d), generate_detail::threads, 0,
                                           stream_>>>(x, d, logit_rows_dev_.data(), n_logits, att);
     LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel");
     rms_norm_forward(static_cast<const float*>(att), w.final_norm.data, n_logits, d, eps, h, inv, stream_);
@@ -373,7 +375,7 @@ inline generation_result<float> generate(cached_decoder_gpu& decoder,
       row_of[static_cast<std::size_t>(b)] =
           plan.logits_row_of_slot[static_cast<std::size_t>(plan.source[static_cast<std::size_t>(b)])];
     const auto rows = device_array<index_t>::from_host(row_of, stream);
-    generate_detail::gather_rows_kernel<<<generate_detail::blocks(B * V), generate_detail::threads, 0, stream>>>(
+    generate_detail::gather_rows_kernel<float><<<generate_detail::blocks(B * V), generate_detail::threads, 0, stream>>>(
         prompt_logits.data, V, rows.data(), B, first_logits.data());
     LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel (first tokens)");
     LMRL_CUDA_CHECK(cudaStreamSynchronize(stream));  // row_of and rows die here

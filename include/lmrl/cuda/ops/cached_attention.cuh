@@ -108,9 +108,10 @@ __global__ void __launch_bounds__(threads)
   }
 }
 
-__global__ void store_kernel(const float* __restrict__ k, const float* __restrict__ v, index_t ld, index_t n,
+template <class T>  // a template: a plain kernel defined in a header collides between translation units
+__global__ void store_kernel(const T* __restrict__ k, const T* __restrict__ v, index_t ld, index_t n,
                              const index_t* __restrict__ slots, const index_t* __restrict__ positions, index_t G,
-                             index_t hd, index_t max_len, float* __restrict__ k_cache, float* __restrict__ v_cache) {
+                             index_t hd, index_t max_len, T* __restrict__ k_cache, T* __restrict__ v_cache) {
   const index_t width = G * hd, step = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n * width; e += step) {
     const index_t r = e / width, c = e % width, g = c / hd, d = c % hd;
@@ -158,7 +159,7 @@ inline void kv_cache_store(const float* k, const float* v, index_t ld, index_t n
     lmrl::detail::require(p != nullptr, f, ": k, v, slots, positions, k_cache and v_cache must be device pointers");
   const index_t work = n * kv_heads * head_dim;
   const auto blocks = static_cast<unsigned>(std::min<index_t>((work + cd::store_threads - 1) / cd::store_threads, 65535));
-  cd::store_kernel<<<blocks, cd::store_threads, 0, stream>>>(k, v, ld, n, slots, positions, kv_heads, head_dim, max_len,
+  cd::store_kernel<float><<<blocks, cd::store_threads, 0, stream>>>(k, v, ld, n, slots, positions, kv_heads, head_dim, max_len,
                                                              k_cache, v_cache);
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::cached_attention_detail::store_kernel");
 }

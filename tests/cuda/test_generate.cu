@@ -5,8 +5,9 @@
 // tokens the CPU's argmax), and train/transformer_gpu_policy.cuh (log-probs and
 // gradients against transformer_policy<float>, and two GRPO steps on the same
 // fixed rollouts on both sides), the GPU critics (values and gradients against
-// the CPU critics, two PPO steps), and pretrain() on the GPU policy (its losses,
-// norms and parameters against the CPU transformer's). Runs only on a GPU.
+// the CPU critics, two PPO steps), pretrain() on the GPU policy (its losses,
+// norms and parameters against the CPU transformer's), and logit distillation
+// (its own section at the end). Runs only on a GPU.
 //
 // Tolerances: those of test_transformer.cu and for the same reasons (float32
 // on both sides, other orders of summation): outputs within 1e-4 of the
@@ -45,12 +46,16 @@
 #include "lmrl/cuda/ops/cached_attention.cuh"
 #include "lmrl/model/generate.cuh"
 #include "lmrl/model/transformer.cuh"
+#include "lmrl/cuda/distill.cuh"
+#include "lmrl/train/distill.cuh"
 #include "lmrl/train/transformer_gpu_policy.cuh"
 // The CPU decoder's `#pragma GCC unroll` is GCC's (nvcc: warning 1675).
 #pragma nv_diag_suppress 1675
 #include "lmrl/model/generate.hpp"
 #include "lmrl/model/transformer.hpp"
 #include "lmrl/reward/weighted_sum.hpp"
+#include "lmrl/rl/distill.hpp"
+#include "lmrl/train/distill.hpp"
 #include "lmrl/train/pretrain.hpp"
 #include "lmrl/train/transformer_policy.hpp"
 #pragma nv_diag_default 1675
@@ -685,4 +690,212 @@ TEST_CASE("cuda transformer_gpu_critic and the shared critic: the CPU critics' v
   check_records(rec_gpu, rec_cpu, {"reward", "loss", "grad_norm", "critic/value_loss", "critic/values_mean", "kl_penalty/kl"});
   check_close(gpu_ppo_critic.parameters(), cpu_ppo_critic.parameters(), 1e-5, "critic parameters after PPO");
   check_close(gpu_ppo.parameters(), cpu_ppo.parameters(), 1e-5, "policy parameters after PPO");
+}
+
+// ---------------------------------------------------------------- logit distillation on the GPU
+// Logit distillation on the GPU against the CPU: cuda/distill.cuh's divergence
+// and gradient against rl/distill.hpp's distillation_kl (both divergences, a
+// temperature, per-row scales, vocabularies of 3,001 and 151,936; gradients
+// poisoned first), and train/distill.cuh's logit_distillation_loss with
+// transformer_gpu models against train/distill.hpp's with transformer<float>
+// (loss and every gradient tensor; one example per row and packed rows; the
+// gradient buffer untouched without backward); and distill() on a
+// transformer_gpu_policy against distill() on transformer<float> (losses, norms,
+// parameters after 4 steps, with test_generate.cu's pretraining bounds).
+// Tolerances: the divergence kernel 1e-5 of the largest |value| (both sum in
+// double; the float inputs are the same); the model-level loss 1e-4 and the
+// gradients 5e-4 of each tensor's scale, test_transformer.cu's bounds for the
+// two models' float results.
+
+using lmrl::distill_divergence;
+using lmrl::index_t;
+using lmrl::matrix_view;
+using lmrl::cuda::device_array;
+
+namespace {
+
+std::vector<float> normal_values(std::size_t n, std::uint64_t seed, float sigma) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+double worst_relative(const std::vector<float>& got, const std::vector<float>& want) {
+  double scale = 0, worst = 0;
+  for (const float w : want) scale = std::max(scale, std::abs(static_cast<double>(w)));
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double err = std::abs(static_cast<double>(got[i]) - want[i]);
+    worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : std::max(worst, err);
+  }
+  return worst / scale;
+}
+
+}  // namespace
+
+TEST_CASE("cuda distillation_kl: rl/distill.hpp's divergence and gradient, per-row scaled") {
+  for (const index_t vocab : {index_t{3001}, index_t{151936}}) {
+    for (const distill_divergence div : {distill_divergence::forward_kl, distill_divergence::reverse_kl}) {
+      CAPTURE(vocab);
+      CAPTURE(lmrl::distill_divergence_name(div));
+      const index_t rows = 3, ld = vocab + 5;  // row strides wider than the rows
+      const double tau = 0.7;
+      const auto student = normal_values(static_cast<std::size_t>(rows * ld), 1 + vocab, 3.0f);
+      const auto teacher = normal_values(static_cast<std::size_t>(rows * ld), 2 + vocab, 3.0f);
+      const std::vector<float> scales = {0.5f, -2.0f, 1.25f};
+      std::vector<float> kl_cpu(static_cast<std::size_t>(rows)), grad_cpu(static_cast<std::size_t>(rows * vocab));
+      lmrl::distillation_kl<float>(matrix_view<const float>(student.data(), {rows, vocab}, {ld, 1}),
+                                   matrix_view<const float>(teacher.data(), {rows, vocab}, {ld, 1}), div,
+                                   lmrl::vector_view<float>(kl_cpu.data(), {rows}),
+                                   matrix_view<float>(grad_cpu.data(), {rows, vocab}), tau);
+      for (index_t r = 0; r < rows; ++r)
+        for (index_t v = 0; v < vocab; ++v) grad_cpu[static_cast<std::size_t>(r * vocab + v)] *= scales[static_cast<std::size_t>(r)];
+      const auto s_dev = device_array<float>::from_host(student), t_dev = device_array<float>::from_host(teacher);
+      const auto scale_dev = device_array<float>::from_host(scales);
+      device_array<float> kl(static_cast<std::size_t>(rows)), grad(static_cast<std::size_t>(rows * vocab));
+      kl.poison(), grad.poison();
+      lmrl::cuda::distillation_kl(s_dev.data(), ld, t_dev.data(), ld, rows, vocab, div, tau, kl.data(), grad.data(),
+                                  vocab, scale_dev.data());
+      const double kl_err = worst_relative(kl.to_host(), kl_cpu), grad_err = worst_relative(grad.to_host(), grad_cpu);
+      MESSAGE("divergence ", kl_err, ", gradient ", grad_err, " of the largest |value|");
+      CHECK(kl_err <= 1e-5);
+      CHECK(grad_err <= 1e-5);
+      for (const float k : kl_cpu) CHECK(k > 0.0f);  // distinct random rows: a divergence that could be wrong
+      // the value alone: the same divergences, the gradient buffer untouched
+      device_array<float> kl2(static_cast<std::size_t>(rows));
+      kl2.poison();
+      lmrl::cuda::distillation_kl(s_dev.data(), ld, t_dev.data(), ld, rows, vocab, div, tau, kl2.data(), nullptr, 0,
+                                  nullptr);
+      CHECK(kl2.to_host() == kl.to_host());
+    }
+  }
+  CHECK_THROWS_WITH_AS(lmrl::cuda::distillation_kl(nullptr, 4, nullptr, 4, 1, 4, distill_divergence::forward_kl, 0.0,
+                                                   nullptr, nullptr, 0, nullptr),
+                       doctest::Contains("temperature = 0"), lmrl::error);
+}
+
+TEST_CASE("cuda logit_distillation_loss: train/distill.hpp's loss and student gradient, teacher untouched") {
+  using lmrl::testing::random_parameters;
+  const lmrl::transformer_config student_config = lmrl::testing::tiny_config(false);
+  lmrl::transformer_config teacher_config = lmrl::testing::transformer_shape(40, 48, 2, 4, 2, 64, 64);
+  teacher_config.attention_bias = true;
+  const auto student_params = random_parameters(student_config, 61), teacher_params = random_parameters(teacher_config, 62);
+  lmrl::transformer<float> cpu_student(student_params), cpu_teacher(teacher_params);
+  lmrl::cuda::transformer_gpu gpu_student(student_params), gpu_teacher(teacher_params);
+  std::mt19937 gen(7);
+  std::vector<lmrl::pretrain_example> batch;
+  for (const std::size_t len : {9, 4, 12, 6, 7}) {
+    lmrl::pretrain_example e;
+    for (std::size_t t = 0; t < len; ++t) e.tokens.push_back(static_cast<std::int32_t>(gen() % 40));
+    e.loss_from = len > 6 ? 3 : 0;
+    batch.push_back(std::move(e));
+  }
+  const std::vector<float> teacher_before = [&] {
+    std::vector<float> g(gpu_teacher.size());
+    gpu_teacher.download_gradients(g);
+    return g;
+  }();
+  for (const distill_divergence div : {distill_divergence::forward_kl, distill_divergence::reverse_kl})
+    for (const std::size_t pack : {std::size_t{0}, std::size_t{16}}) {
+      CAPTURE(lmrl::distill_divergence_name(div));
+      CAPTURE(pack);
+      const lmrl::logit_distillation_config config{div, 0.8};
+      const lmrl::batch_layout layout{lmrl::micro_batch_overhead, pack};
+      std::fill(cpu_student.gradients().begin(), cpu_student.gradients().end(), 0.0f);
+      gpu_student.zero_grad();
+      const double want = lmrl::logit_distillation_loss(cpu_student, cpu_teacher, batch, config, true, layout);
+      const double got = lmrl::cuda::logit_distillation_loss(gpu_student, gpu_teacher, batch, config, true, layout);
+      MESSAGE("loss: gpu ", got, ", cpu ", want);
+      CHECK(want > 0);
+      CHECK(std::abs(got - want) <= 1e-4 * std::abs(want));
+      std::vector<float> grad(gpu_student.size());
+      gpu_student.download_gradients(grad);
+      double worst_all = 0;
+      for (const auto& e : student_params.layout().entries()) {
+        double scale = 0, worst = 0;
+        for (index_t k = 0; k < e.size; ++k) {
+          const auto i = static_cast<std::size_t>(e.offset + k);
+          scale = std::max(scale, std::abs(static_cast<double>(cpu_student.gradients()[i])));
+          const double err = std::abs(static_cast<double>(grad[i]) - cpu_student.gradients()[i]);
+          worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : std::max(worst, err);
+        }
+        CAPTURE(e.name);
+        CHECK(scale > 0);
+        CHECK(worst <= 5e-4 * scale);
+        worst_all = std::max(worst_all, worst / scale);
+      }
+      MESSAGE("worst gradient tensor |gpu - cpu| / max |cpu|: ", worst_all);
+      // Without backward: the loss alone, the gradient buffer as it was.
+      const double again = lmrl::cuda::logit_distillation_loss(gpu_student, gpu_teacher, batch, config, false, layout);
+      CHECK(again == got);
+      std::vector<float> after(gpu_student.size());
+      gpu_student.download_gradients(after);
+      CHECK(after == grad);
+    }
+  std::vector<float> teacher_after(gpu_teacher.size());
+  gpu_teacher.download_gradients(teacher_after);
+  CHECK(teacher_after == teacher_before);
+  lmrl::transformer_config other = student_config;
+  other.vocab_size = 41;
+  lmrl::cuda::transformer_gpu mismatched(random_parameters(other, 63));
+  CHECK_THROWS_WITH_AS(lmrl::cuda::logit_distillation_loss(gpu_student, mismatched, batch, {}, true),
+                       doctest::Contains("needs a shared tokenizer"), lmrl::error);
+}
+
+TEST_CASE("cuda distill on transformer_gpu_policy: the CPU distill's losses, norms and parameters") {
+  using lmrl::testing::random_parameters;
+  const lmrl::transformer_config student_config = lmrl::testing::tiny_config(false);
+  lmrl::transformer_config teacher_config = lmrl::testing::transformer_shape(40, 48, 2, 4, 2, 64, 64);
+  teacher_config.attention_bias = true;
+  const auto start = random_parameters(student_config, 71), teacher_params = random_parameters(teacher_config, 72);
+  lmrl::transformer<float> cpu_student{lmrl::transformer_parameters<float>(start)}, cpu_teacher(teacher_params);
+  lmrl::cuda::transformer_gpu_policy gpu_student{lmrl::transformer_parameters<float>(start), nullptr,
+                                                 lmrl::cuda::parameter_uploads::when_changed};
+  lmrl::cuda::transformer_gpu gpu_teacher(teacher_params);
+  const auto source = [] {
+    return [rng = std::uint64_t{0}]() mutable {
+      lmrl::pretrain_example e;
+      const auto next = [&] { return (rng = rng * 6364136223846793005ULL + 1442695040888963407ULL) >> 33; };
+      const std::size_t n = 3 + next() % 14;
+      for (std::size_t t = 0; t < n; ++t) e.tokens.push_back(static_cast<std::int32_t>(next() % 40));
+      e.loss_from = next() % 2 == 0 ? 0 : n / 2;
+      return e;
+    };
+  };
+  lmrl::pretrain_config pc;
+  pc.steps = 4;
+  pc.batch_size = 6;
+  pc.lr = 0.1;
+  pc.log_every = 1;
+  pc.max_grad_norm = 0.5;
+  pc.adam_epsilon = 1;  // Adam's update about lr * g (not lr * sign(g), which would amplify rounding)
+  const lmrl::logit_distillation_config dc{distill_divergence::forward_kl, 0.9};
+  const lmrl::pretrain_result on_cpu = lmrl::distill(cpu_student, cpu_teacher, source(), pc, dc);
+  const lmrl::pretrain_result on_gpu = lmrl::cuda::distill(gpu_student, gpu_teacher, source(), pc, dc);
+  REQUIRE(on_gpu.records.size() == on_cpu.records.size());
+  for (std::size_t i = 0; i < on_cpu.records.size(); ++i) {
+    CAPTURE(i);
+    CHECK(on_gpu.records[i].loss == doctest::Approx(on_cpu.records[i].loss).epsilon(1e-4));
+    CHECK(on_gpu.records[i].grad_norm == doctest::Approx(on_cpu.records[i].grad_norm).epsilon(1e-3));
+  }
+  // every parameter within 1e-3 of its tensor's largest change, plus 4 ulps (test_generate.cu's pretrain bound)
+  const auto got = gpu_student.parameters();
+  const auto want = cpu_student.parameters().values();
+  for (const auto& e : start.layout().entries()) {
+    double change = 0;
+    for (index_t k = 0; k < e.size; ++k) {
+      const auto i = static_cast<std::size_t>(e.offset + k);
+      change = std::max(change, std::abs(static_cast<double>(want[i]) - start.values()[i]));
+    }
+    index_t bad = 0;
+    for (index_t k = 0; k < e.size; ++k) {
+      const auto i = static_cast<std::size_t>(e.offset + k);
+      const double ulps = 4 * std::abs(static_cast<double>(want[i])) * std::numeric_limits<float>::epsilon();
+      if (!(std::abs(static_cast<double>(got[i]) - want[i]) <= 1e-3 * change + ulps)) ++bad;
+    }
+    CAPTURE(e.name);
+    CHECK(change > 0);
+    CHECK(bad == 0);
+  }
 }

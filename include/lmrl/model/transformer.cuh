@@ -13,6 +13,7 @@
 //   gpu.backward_values(grad_values_dev);                             // ADDS likewise
 //   gpu.hidden_states(tokens_dev, mask_dev, B, T, hidden_dev);        // [B*T x d]
 //   gpu.logits(tokens_dev, mask_dev, B, T, logits_dev);               // [B*T x vocab]
+//   gpu.logit_loss_backward(tokens_dev, mask_dev, B, T, loss_fn);     // a loss on whole distributions, ADDED
 //
 // Every pointer is device memory: tokens int32 [B x T], mask float [B x T]
 // (1 = token, 0 = padding, on either side), logp / entropy / grad_logp /
@@ -65,7 +66,6 @@
 // same values, one code path.
 //
 // NOT in this first version (each a clear lmrl::error or simply absent):
-//   - logit_loss_backward (logit distillation): no such member.
 //   - bf16 activations between kernels (bf16 rounds only the products'
 //     inputs). (KV-cache generation on these weights: model/generate.cuh.)
 //
@@ -87,6 +87,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "lmrl/cuda/check.cuh"
@@ -376,7 +377,8 @@ class transformer_gpu {
   // every row's, padded rows 0. No backward follows it.
   void hidden_states(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, float* out) {
     const char* f = "lmrl::cuda::transformer_gpu::hidden_states";
-    trunk_only_forward(tokens, mask, batch, seq_len, out, f);
+    lmrl::detail::require(out != nullptr, f, ": out must be a device pointer, not null");
+    trunk_forward(tokens, mask, batch, seq_len, f);
     copy_real_rows(hf_.data(), config_.hidden_size, out);
   }
 
@@ -385,10 +387,58 @@ class transformer_gpu {
   // [B*T x vocab] result; log_probs never makes it). No backward follows it.
   void logits(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, float* out) {
     const char* f = "lmrl::cuda::transformer_gpu::logits";
-    trunk_only_forward(tokens, mask, batch, seq_len, out, f);
+    lmrl::detail::require(out != nullptr, f, ": out must be a device pointer, not null");
+    trunk_forward(tokens, mask, batch, seq_len, f);
     const index_t N = B_ * T_, V = config_.vocab_size;
     nt(cmat(hf_.data(), N, config_.hidden_size), weight(weights_.lm_head), mat(out, N, V));
     copy_real_rows(out, V, out);
+  }
+
+  // out [n x vocab] = hidden [n x d] . lm_head^T at the precision of this model's last forward (the teacher's
+  // chunk of logits from its hidden states, in logit distillation). Not from inside this model's own
+  // logit_loss_backward loss_fn (it shares the product workspace that pass is using).
+  void project_logits(device_matrix<const float> hidden, device_matrix<float> out) {
+    const char* f = "lmrl::cuda::transformer_gpu::project_logits";
+    lmrl::detail::require(B_ > 0, f, ": run a forward first (its precision and parameters serve the product)");
+    lmrl::detail::require(hidden.cols == config_.hidden_size && out.cols == config_.vocab_size &&
+                              out.rows == hidden.rows,
+                          f, ": hidden is ", hidden.rows, " x ", hidden.cols, " and out ", out.rows, " x ", out.cols,
+                          "; they need ", config_.hidden_size, " and ", config_.vocab_size, " columns and equal rows");
+    nt(hidden, weight(weights_.lm_head), out);
+  }
+
+  // A loss on whole next-token distributions (logit distillation), the CPU's transformer::logit_loss_backward:
+  // the forward, then for each chunk of output rows (the rows log_probs fills)
+  //   loss += loss_fn(rows, n, logits, grad_logits)
+  // with rows the chunk's n output rows (device index_t, b*T + t: logits row k predicts token t from the
+  // hidden state at t - 1), logits [n x vocab] raw (no temperature) and grad_logits [n x vocab] for loss_fn
+  // to fill with d(loss)/d(logits), all device memory; the gradient is ADDED to the buffer. Returns the summed
+  // loss (loss_fn's returns: loss_fn may synchronize to compute its part). No [rows x vocab] array beyond one
+  // chunk. Nothing else may follow it as its backward.
+  template <class LossFn>
+    requires std::is_invocable_r_v<double, LossFn&, const index_t*, index_t, device_matrix<const float>,
+                                   device_matrix<float>>
+  double logit_loss_backward(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len,
+                             LossFn&& loss_fn) {
+    trunk_forward(tokens, mask, batch, seq_len, "lmrl::cuda::transformer_gpu::logit_loss_backward");
+    if (R_ == 0) return 0.0;  // no output row: no loss, nothing to add
+    namespace td = transformer_detail;
+    const index_t N = B_ * T_, V = config_.vocab_size, d = config_.hidden_size;
+    LMRL_CUDA_CHECK(cudaMemsetAsync(dh_.data(), 0, static_cast<std::size_t>(N * d) * sizeof(float), stream_));
+    double loss = 0;
+    for (index_t c0 = 0; c0 < R_; c0 += chunk_) {
+      const index_t n = std::min(chunk_, R_ - c0);
+      const linear_operand h = chunk_logits(c0, n);
+      loss += static_cast<double>(loss_fn(static_cast<const index_t*>(out_rows_.data() + c0), n,
+                                          cmat(logits_.data(), n, V), mat(dlogits_.data(), n, V)));
+      linear_backward(cmat(dlogits_.data(), n, V), h, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d),
+                      gmat(grad_weights_.lm_head), false);
+      td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
+          chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
+      LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
+    }
+    trunk_backward();
+    return loss;
   }
 
   // The critic's values (config.value_head): score . h[row - 1] for each output row, chunk by chunk through
@@ -663,13 +713,12 @@ class transformer_gpu {
                        embedding_workspace_.data(), embedding_workspace_.size(), stream_);
   }
 
-  // read_batch and the layers, for hidden_states and logits.
-  void trunk_only_forward(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len,
-                          const float* out, const char* f) {
+  // read_batch and the layers, for hidden_states, logits and logit_loss_backward.
+  void trunk_forward(const std::int32_t* tokens, const float* mask, index_t batch, index_t seq_len, const char* f) {
     last_forward_ = forward_kind::none;
     lmrl::detail::require(batch > 0 && seq_len > 0, f, ": the batch is empty ([", batch, " x ", seq_len, "])");
-    lmrl::detail::require(tokens != nullptr && mask != nullptr && out != nullptr, f,
-                          ": tokens, mask and out must be device pointers, not null");
+    lmrl::detail::require(tokens != nullptr && mask != nullptr, f,
+                          ": tokens and mask must be device pointers, not null");
     read_batch(tokens, mask, batch, seq_len, f);
     forward_hidden();
   }

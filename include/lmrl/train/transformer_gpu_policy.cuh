@@ -224,6 +224,8 @@ class transformer_gpu_policy {
   void parameters_changed() { m_.parameters_changed(); }
   // Uploads the parameters unless parameter_uploads::when_changed knows the device copy is current.
   void sync_parameters() { m_.sync_parameters(); }
+  // A caller that ran a backward on gpu() directly (train/distill.cuh) says so: gradients() downloads next.
+  void gradients_changed() { m_.gradients_changed(); }
 
   void log_probs(const token_batch<float>& batch, matrix_view<float> logp, matrix_view<float> entropy) {
     const char* f = "lmrl::cuda::transformer_gpu_policy::log_probs";

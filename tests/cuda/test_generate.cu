@@ -775,12 +775,19 @@ TEST_CASE("cuda distillation_kl: rl/distill.hpp's divergence and gradient, per-r
                        doctest::Contains("temperature = 0"), lmrl::error);
 }
 
+namespace {
+// The distillation tests' teacher: the student's vocabulary (tiny_config's), wider and deeper.
+lmrl::transformer_config teacher_config() {
+  lmrl::transformer_config c = lmrl::testing::transformer_shape(40, 48, 2, 4, 2, 64, 64);
+  c.attention_bias = true;
+  return c;
+}
+}  // namespace
+
 TEST_CASE("cuda logit_distillation_loss: train/distill.hpp's loss and student gradient, teacher untouched") {
   using lmrl::testing::random_parameters;
   const lmrl::transformer_config student_config = lmrl::testing::tiny_config(false);
-  lmrl::transformer_config teacher_config = lmrl::testing::transformer_shape(40, 48, 2, 4, 2, 64, 64);
-  teacher_config.attention_bias = true;
-  const auto student_params = random_parameters(student_config, 61), teacher_params = random_parameters(teacher_config, 62);
+  const auto student_params = random_parameters(student_config, 61), teacher_params = random_parameters(teacher_config(), 62);
   lmrl::transformer<float> cpu_student(student_params), cpu_teacher(teacher_params);
   lmrl::cuda::transformer_gpu gpu_student(student_params), gpu_teacher(teacher_params);
   std::mt19937 gen(7);
@@ -845,10 +852,8 @@ TEST_CASE("cuda logit_distillation_loss: train/distill.hpp's loss and student gr
 
 TEST_CASE("cuda distill on transformer_gpu_policy: the CPU distill's losses, norms and parameters") {
   using lmrl::testing::random_parameters;
-  const lmrl::transformer_config student_config = lmrl::testing::tiny_config(false);
-  lmrl::transformer_config teacher_config = lmrl::testing::transformer_shape(40, 48, 2, 4, 2, 64, 64);
-  teacher_config.attention_bias = true;
-  const auto start = random_parameters(student_config, 71), teacher_params = random_parameters(teacher_config, 72);
+  const auto start = random_parameters(lmrl::testing::tiny_config(false), 71);
+  const auto teacher_params = random_parameters(teacher_config(), 72);
   lmrl::transformer<float> cpu_student{lmrl::transformer_parameters<float>(start)}, cpu_teacher(teacher_params);
   lmrl::cuda::transformer_gpu_policy gpu_student{lmrl::transformer_parameters<float>(start), nullptr,
                                                  lmrl::cuda::parameter_uploads::when_changed};

@@ -422,7 +422,6 @@ class transformer_gpu {
                              LossFn&& loss_fn) {
     trunk_forward(tokens, mask, batch, seq_len, "lmrl::cuda::transformer_gpu::logit_loss_backward");
     if (R_ == 0) return 0.0;  // no output row: no loss, nothing to add
-    namespace td = transformer_detail;
     const index_t N = B_ * T_, V = config_.vocab_size, d = config_.hidden_size;
     LMRL_CUDA_CHECK(cudaMemsetAsync(dh_.data(), 0, static_cast<std::size_t>(N * d) * sizeof(float), stream_));
     double loss = 0;
@@ -431,11 +430,7 @@ class transformer_gpu {
       const linear_operand h = chunk_logits(c0, n);
       loss += static_cast<double>(loss_fn(static_cast<const index_t*>(out_rows_.data() + c0), n,
                                           cmat(logits_.data(), n, V), mat(dlogits_.data(), n, V)));
-      linear_backward(cmat(dlogits_.data(), n, V), h, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d),
-                      gmat(grad_weights_.lm_head), false);
-      td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
-          chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
-      LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
+      output_chunk_backward(c0, n, h);
     }
     trunk_backward();
     return loss;
@@ -514,12 +509,7 @@ class transformer_gpu {
                                      grad_logp != nullptr ? out_gl_.data() + c0 : nullptr,
                                      grad_entropy != nullptr ? out_ge_.data() + c0 : nullptr, dlogits_.data(), V,
                                      stream_, target_check::caller_checked);
-      linear_backward(cmat(dlogits_.data(), n, V), h, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d),
-                      gmat(grad_weights_.lm_head), false);
-      // each source row feeds one output row: a plain copy
-      td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
-          chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
-      LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
+      output_chunk_backward(c0, n, h);
     }
     trunk_backward();
   }
@@ -711,6 +701,18 @@ class transformer_gpu {
     }
     embedding_backward(cptr(dx), ids_.data(), segments_.data(), N, d, grad_weights_.embed.data, c.vocab_size,
                        embedding_workspace_.data(), embedding_workspace_.size(), stream_);
+  }
+
+  // The output layer's backward for output rows [c0, c0 + n) from dlogits_ (h: their hidden rows, the chunk's
+  // operand): d lm_head, and dh_ of rows t - 1 (each source row feeds one output row: a plain copy).
+  void output_chunk_backward(index_t c0, index_t n, const linear_operand& h) {
+    namespace td = transformer_detail;
+    const index_t V = config_.vocab_size, d = config_.hidden_size;
+    linear_backward(cmat(dlogits_.data(), n, V), h, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d),
+                    gmat(grad_weights_.lm_head), false);
+    td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
+        chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
+    LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
   }
 
   // read_batch and the layers, for hidden_states, logits and logit_loss_backward.

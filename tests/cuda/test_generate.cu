@@ -306,6 +306,19 @@ TEST_CASE("cuda generate: the tokens' log-probs are the CPU model's, greedy foll
                        doctest::Contains("exceeds max_position_embeddings"), error);
 }
 
+namespace {
+// One pass through a plain and a graphed decoder: the same logits, bit for bit.
+void same_logits(lmrl::cuda::cached_decoder_gpu& plain, lmrl::cuda::cached_decoder_gpu& graphed,
+                 const std::vector<cached_token>& pass, index_t V) {
+  const auto a = plain.forward(pass), b = graphed.forward(pass);
+  REQUIRE(a.rows == b.rows);
+  LMRL_CUDA_CHECK(cudaStreamSynchronize(graphed.stream()));
+  const auto x = download(a.data, static_cast<std::size_t>(a.rows * V));
+  const auto y = download(b.data, static_cast<std::size_t>(b.rows * V));
+  CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+}
+}  // namespace
+
 TEST_CASE("cuda cached_decoder_gpu with CUDA graphs: the same bits as without, graphs captured and replayed") {
   // The graphed decoder runs on a cuBLAS handle of its own; every cublas_handle has a workspace of the same
   // size, so cuBLAS picks the same algorithm for the same product on both and the bits can be compared.
@@ -333,12 +346,7 @@ TEST_CASE("cuda cached_decoder_gpu with CUDA graphs: the same bits as without, g
       passes.push_back({{0, 6, true}, {1, 7, true}});
       for (std::size_t k = 0; k < passes.size(); ++k) {
         CAPTURE(k);
-        const auto a = plain.forward(passes[k]), b = graphed.forward(passes[k]);
-        REQUIRE(a.rows == b.rows);
-        LMRL_CUDA_CHECK(cudaStreamSynchronize(graphed.stream()));
-        const auto x = download(a.data, static_cast<std::size_t>(a.rows * V));
-        const auto y = download(b.data, static_cast<std::size_t>(b.rows * V));
-        CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+        same_logits(plain, graphed, passes[k], V);
       }
       CHECK(graphed.graphs() == 1);  // the two-row decode shape, captured at its second pass
     }
@@ -383,12 +391,7 @@ TEST_CASE("cuda cached_decoder_gpu with CUDA graphs at fp8: a pass that moves a 
   const bool workspace_used = lmrl::cuda::fp8_products(h).tensor_cores_apply(c.hidden_size, c.hidden_size);
   for (std::size_t k = 0; k < passes.size(); ++k) {
     CAPTURE(k);
-    const auto a = plain.forward(passes[k]), b = graphed.forward(passes[k]);
-    REQUIRE(a.rows == b.rows);
-    LMRL_CUDA_CHECK(cudaStreamSynchronize(graphed.stream()));
-    const auto x = download(a.data, static_cast<std::size_t>(a.rows * V));
-    const auto y = download(b.data, static_cast<std::size_t>(b.rows * V));
-    CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+    same_logits(plain, graphed, passes[k], V);
     if (k == 3 && workspace_used) CHECK(graphed.graphs() == 0);  // the wide pass moved it: the graph forgotten
   }
   CHECK(graphed.graphs() == 1);  // the two-row shape captured again

@@ -185,8 +185,6 @@ __global__ void store_rows_kernel(const T* t, index_t rows, index_t n, T* y, ind
   }
 }
 
-inline void lt_check(cublasStatus_t code, const char* call) { cublas_check(code, call); }
-
 inline bool is_sm90(int device) {
   int major = 0, minor = 0;
   LMRL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
@@ -290,7 +288,6 @@ class fp8_products {
   // D [n x padded_rows] column-major (ld ldd) = W . x^T (+ D): A = the weight codes, B = the activation codes.
   // The algorithm of each shape (or that there is none) is looked up once.
   bool lt_matmul(const fp8_tiles& x8, const fp8_blocks& w8, float* d, index_t ldd, bool accumulate, bool required) {
-    using fp8_detail::lt_check;
     const index_t m = w8.rows, n = x8.padded_rows, k = w8.cols;
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
@@ -303,14 +300,14 @@ class fp8_products {
         if (desc) cublasLtMatmulDescDestroy(desc);
       }
     } guard{desc, a, b, c};
-    lt_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    cublas_check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
     const cublasOperation_t transa = CUBLAS_OP_T, transb = CUBLAS_OP_N;
     const std::int32_t a_mode = CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F,
                        b_mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
     const void* a_scale = w8.scales.data();
     const void* b_scale = x8.scales.data();
     const auto set = [&](cublasLtMatmulDescAttributes_t attribute, const auto& value) {
-      lt_check(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof(value)), "cublasLtMatmulDescSetAttribute");
+      cublas_check(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof(value)), "cublasLtMatmulDescSetAttribute");
     };
     set(CUBLASLT_MATMUL_DESC_TRANSA, transa);
     set(CUBLASLT_MATMUL_DESC_TRANSB, transb);
@@ -319,9 +316,9 @@ class fp8_products {
     set(CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, a_scale);
     set(CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, b_scale);
     const auto u = [](index_t v) { return static_cast<std::uint64_t>(v); };
-    lt_check(cublasLtMatrixLayoutCreate(&a, CUDA_R_8F_E4M3, u(k), u(m), k), "cublasLtMatrixLayoutCreate(A)");
-    lt_check(cublasLtMatrixLayoutCreate(&b, CUDA_R_8F_E4M3, u(k), u(n), k), "cublasLtMatrixLayoutCreate(B)");
-    lt_check(cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, u(m), u(n), ldd), "cublasLtMatrixLayoutCreate(C, D)");
+    cublas_check(cublasLtMatrixLayoutCreate(&a, CUDA_R_8F_E4M3, u(k), u(m), k), "cublasLtMatrixLayoutCreate(A)");
+    cublas_check(cublasLtMatrixLayoutCreate(&b, CUDA_R_8F_E4M3, u(k), u(n), k), "cublasLtMatrixLayoutCreate(B)");
+    cublas_check(cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, u(m), u(n), ldd), "cublasLtMatrixLayoutCreate(C, D)");
 
     // cuBLASLt's algorithms may assume more alignment than D has (its default preference is 256 bytes)
     int d_alignment = 256;
@@ -330,7 +327,7 @@ class fp8_products {
     auto found = algorithms_.find(key);
     if (found == algorithms_.end()) {
       cublasLtMatmulPreference_t preference = nullptr;
-      lt_check(cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate");
+      cublas_check(cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate");
       const std::size_t workspace = blas_->workspace_bytes();
       cublasLtMatmulHeuristicResult_t result{};
       int returned = 0;
@@ -343,7 +340,7 @@ class fp8_products {
       if (status == CUBLAS_STATUS_SUCCESS)
         status = cublasLtMatmulAlgoGetHeuristic(blas_->lt(), desc, a, b, c, c, preference, 1, &result, &returned);
       cublasLtMatmulPreferenceDestroy(preference);
-      if (status != CUBLAS_STATUS_NOT_SUPPORTED) lt_check(status, "cublasLtMatmulAlgoGetHeuristic");
+      if (status != CUBLAS_STATUS_NOT_SUPPORTED) cublas_check(status, "cublasLtMatmulAlgoGetHeuristic");
       found = algorithms_.emplace(key, status == CUBLAS_STATUS_SUCCESS && returned > 0
                                            ? std::optional<cublasLtMatmulAlgo_t>(result.algo)
                                            : std::nullopt)
@@ -354,7 +351,7 @@ class fp8_products {
                           " x ", k, " on this device");
     if (!found->second) return false;
     const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    lt_check(cublasLtMatmul(blas_->lt(), desc, &alpha, w8.codes.data(), a, x8.codes.data(), b, &beta, d, c, d, c,
+    cublas_check(cublasLtMatmul(blas_->lt(), desc, &alpha, w8.codes.data(), a, x8.codes.data(), b, &beta, d, c, d, c,
                             &*found->second, blas_->workspace(), blas_->workspace_bytes(), blas_->stream()),
              "cublasLtMatmul (block-scaled FP8)");
     return true;

@@ -39,7 +39,6 @@
 #include "lmrl/model/transformer.cuh"
 #include "lmrl/train/distill.hpp"
 #include "lmrl/train/pretrain.hpp"
-#include "lmrl/train/transformer_gpu_policy.cuh"
 
 namespace lmrl::cuda {
 
@@ -131,19 +130,30 @@ inline double logit_distillation_loss(transformer_gpu& student, transformer_gpu&
   return sum / count;
 }
 
+// What distill() needs of its student: pretrain()'s model whose passes run on a transformer_gpu it
+// exposes, told when the device copy must catch up with the master parameters and when a backward ran on
+// the device behind its back. transformer_gpu_policy (train/transformer_gpu_policy.cuh) is one; naming
+// it here would pull the decoder into every unit that distills.
+template <class P>
+concept gpu_student = PretrainableModel<P> && requires(P& p) {
+  { p.gpu() } -> std::same_as<transformer_gpu&>;
+  p.sync_parameters();
+  p.gradients_changed();
+};
+
 // Trains a GPU student toward a GPU teacher on examples from `next()` for config.steps steps: distill.hpp's
 // distill() with the student's passes on the device (its master parameters and AdamW on the host, as
 // pretrain() keeps them for any TrainablePolicy; the same checkpoints).
-template <class Source>
+template <gpu_student Student, class Source>
   requires std::convertible_to<std::invoke_result_t<Source&>, pretrain_example>
-pretrain_result distill(transformer_gpu_policy& student, transformer_gpu& teacher, Source&& next,
+pretrain_result distill(Student& student, transformer_gpu& teacher, Source&& next,
                         const pretrain_config& config, const logit_distillation_config& distillation,
                         const std::function<void(const pretrain_record&)>& on_log = {},
                         const pretrain_checkpointing& checkpointing = {}) {
   lmrl::detail::require(distillation.temperature > 0 && std::isfinite(distillation.temperature),
                         "cuda::distill: temperature = ", distillation.temperature, " must be positive and finite");
   return pretrain(student, std::forward<Source>(next), config, on_log, checkpointing,
-                  [&](transformer_gpu_policy& model, const std::vector<pretrain_example>& batch,
+                  [&](Student& model, const std::vector<pretrain_example>& batch,
                       const pretrain_config& c) {
                     model.sync_parameters();  // the optimizer's last step, where uploads are when_changed
                     const double loss = logit_distillation_loss(model.gpu(), teacher, batch, distillation, true,

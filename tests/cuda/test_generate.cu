@@ -584,6 +584,69 @@ TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_
   check_steps_match(gpu.parameters(), cpu.parameters(), start, params.layout());
 }
 
+TEST_CASE("cuda transformer_gpu_policy with device_steps: the host-stepped policy's runs, the gradient left on the device") {
+  const transformer_config c = tiny_config(true);
+  const auto params = random_parameters(c, 45);
+  const auto device_steps = lmrl::cuda::parameter_uploads::device_steps;
+  // The same passes on both (the same bits); the steps differ only in where they run: the norm's double sum
+  // in another order (its float clip factor may move an ulp), AdamW the CPU's bits (cuda adamw test).
+  const auto run = [](auto& policy, const char* name) {
+    grpo_config cfg = two_step_config(name);
+    cfg.num_iterations = 2;
+    cfg.beta = 0.04;         // the reference swapped in and out: the host copy follows the device's steps
+    cfg.max_grad_norm = 0.1;  // clipped on the device
+    grpo_trainer trainer(cfg, policy, fixed_rollouts{}, weighted_sum<twos>(twos{}), letter_prompts{}, letter_options());
+    auto records = train_and_clean(trainer, cfg);
+    const auto state = trainer.optimizer().state();  // pulled from the device
+    return std::pair(std::move(records), std::vector<float>(state.begin(), state.end()));
+  };
+  lmrl::cuda::transformer_gpu_policy on_host{transformer_parameters<float>(params), nullptr, when_changed};
+  lmrl::cuda::transformer_gpu_policy on_device{transformer_parameters<float>(params), nullptr, device_steps};
+  CHECK_FALSE(on_host.steps_on_device());
+  CHECK(on_device.steps_on_device());
+  const auto [rec_host, state_host] = run(on_host, "lmrl_test_gpu_host_steps");
+  const auto [rec_device, state_device] = run(on_device, "lmrl_test_gpu_device_steps");
+  REQUIRE(rec_host.size() == rec_device.size());
+  CHECK(rec_host.back().get("grad_norm") > 0.1);  // the clipping applied
+  for (std::size_t s = 0; s < rec_host.size(); ++s)
+    for (const char* key : {"reward", "loss", "grad_norm", "kl", "entropy"}) {
+      CAPTURE(s);
+      CAPTURE(key);
+      CHECK(rec_device[s].get(key) == doctest::Approx(rec_host[s].get(key)).epsilon(1e-6).scale(1e-9));
+    }
+  check_close(on_device.parameters(), on_host.parameters(), 1e-6, "device-stepped parameters");
+  check_close(state_device, state_host, 1e-5, "device-stepped AdamW moments");
+
+  // pretrain() (SFT, distill) on the device too; a step on a policy that keeps host master parameters is refused.
+  pretrain_config pc;
+  pc.steps = 3;
+  pc.batch_size = 4;
+  pc.lr = 0.05;
+  pc.log_every = 1;
+  pc.max_grad_norm = 0.5;
+  const auto source = [] {
+    return [k = 0]() mutable {
+      pretrain_example e;
+      for (int t = 0; t < 5 + k % 4; ++t) e.tokens.push_back((7 * k + 3 * t) % 40);
+      ++k;
+      return e;
+    };
+  };
+  const pretrain_result a = pretrain(on_host, source(), pc);
+  const pretrain_result b = pretrain(on_device, source(), pc);
+  REQUIRE(a.records.size() == b.records.size());
+  for (std::size_t i = 0; i < a.records.size(); ++i) {
+    CHECK(b.records[i].loss == doctest::Approx(a.records[i].loss).epsilon(1e-6));
+    CHECK(b.records[i].grad_norm == doctest::Approx(a.records[i].grad_norm).epsilon(1e-6));
+  }
+  check_close(on_device.parameters(), on_host.parameters(), 1e-6, "device-stepped pretraining");
+  const adamw<float> optimizer(static_cast<index_t>(on_host.parameters().size()));
+  CHECK_THROWS_WITH_AS(on_host.device_step(optimizer, 1.0f, 1e-3), doctest::Contains("device_steps"), error);
+  const adamw<float> wrong_size(5);
+  CHECK_THROWS_WITH_AS(on_device.device_step(wrong_size, 1.0f, 1e-3),
+                       doctest::Contains("the optimizer was made for 5 parameters"), error);
+}
+
 TEST_CASE("cuda pretrain on transformer_gpu_policy: the CPU transformer's losses, norms and parameters, packed or not") {
   const transformer_config c = tiny_config(false);
   const auto params = random_parameters(c, 47);

@@ -1,5 +1,5 @@
-// cuda/logprob.cuh and train/adamw.cuh against their CPU twins, rl/logprob.hpp
-// and train/adamw.hpp, on the same fresh random inputs (seeded, never zeros),
+// cuda/logprob.cuh, train/adamw.cuh and train/clip_grad.cuh against their CPU twins, rl/logprob.hpp,
+// train/adamw.hpp and train/clip_grad.hpp, on the same fresh random inputs (seeded, never zeros),
 // with every output poisoned (NaN) before the kernel runs, so an element the
 // kernel forgot shows. Padding between rows (and before the first row) holds
 // NaN logits and poisoned gradient, so a read or a write out of the rows
@@ -20,6 +20,8 @@
 #include "lmrl/tensor/span.hpp"
 #include "lmrl/train/adamw.cuh"
 #include "lmrl/train/adamw.hpp"
+#include "lmrl/train/clip_grad.cuh"
+#include "lmrl/train/clip_grad.hpp"
 
 using namespace lmrl;
 
@@ -378,6 +380,34 @@ TEST_CASE("cuda adamw: several steps with weight decay, no-decay ranges and bias
 
   // more elements than one grid covers: the grid-stride loop
   check_adamw<float>(2'100'001, config, {{1'000'000, 1000}}, 3, 14);
+}
+
+TEST_CASE("cuda l2_norm and scale_gradients: train/clip_grad.hpp's norm to double rounding, its products to the bit") {
+  // One block, several, and more than the 1024-block grid covers (the grid-stride loop).
+  for (const std::size_t n : {std::size_t{1}, std::size_t{1000}, std::size_t{262'145}, std::size_t{2'100'001}}) {
+    CAPTURE(n);
+    std::mt19937_64 rng(n);
+    const auto x = random_normal<float>(rng, n, 3.0);
+    auto d_x = cuda::device_array<float>::from_host(x);
+    cuda::device_array<double> scratch;
+    const double expected = l2_norm(std::span<const float>(x));
+    const double got = cuda::l2_norm(d_x.data(), static_cast<index_t>(n), scratch);
+    CHECK(got == doctest::Approx(expected).epsilon(1e-13));
+    CHECK(cuda::l2_norm(d_x.data(), static_cast<index_t>(n), scratch) == got);  // a fixed order: the same bits
+    std::vector<float> scaled = x;
+    scale_gradients(std::span<float>(scaled), 0.37f);
+    cuda::scale_gradients(d_x.data(), static_cast<index_t>(n), 0.37f);
+    CHECK(d_x.to_host() == scaled);
+  }
+  CHECK(cuda::l2_norm(static_cast<const float*>(nullptr), 0) == 0.0);
+  std::vector<float> bad(5000, 1.0f);
+  bad[4321] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(std::isnan(cuda::l2_norm(cuda::device_array<float>::from_host(bad).data(), 5000)));
+  bad[4321] = std::numeric_limits<float>::infinity();
+  CHECK(std::isinf(cuda::l2_norm(cuda::device_array<float>::from_host(bad).data(), 5000)));
+  CHECK_THROWS_WITH_AS(cuda::l2_norm(static_cast<const float*>(nullptr), 3), doctest::Contains("x is null"), error);
+  CHECK_THROWS_WITH_AS(cuda::scale_gradients(static_cast<float*>(nullptr), -1, 1.0f),
+                       doctest::Contains("n = -1"), error);
 }
 
 TEST_CASE("cuda adamw: bad hyper-parameters and ranges are lmrl::errors naming them") {

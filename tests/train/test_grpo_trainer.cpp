@@ -11,6 +11,7 @@
 #include "lmrl/reward/weighted_sum.hpp"
 #include "support/testing.hpp"
 #include "train/bigram_grpo.hpp"
+#include "train/device_stepped.hpp"
 
 using namespace lmrl;
 using namespace lmrl::testing;
@@ -290,6 +291,67 @@ TEST_CASE("grpo_trainer tells a mirroring policy of every change: steps, referen
   check_resume_bit_identical(cc, cd, [](const grpo_config& c, auto&& use) {
     mirrored_bigram m;
     auto t = make_mirrored_trainer(c, m, make_rewards());
+    use(t);
+  });
+}
+
+namespace {
+
+using device_stepped_bigram = device_stepped<bigram_policy>;
+static_assert(DeviceSteppedModel<device_stepped_bigram>);
+
+struct device_stepped_generator {
+  rollout_batch<double> operator()(device_stepped_bigram& m, std::span<const std::vector<std::int32_t>> prompts,
+                                   const rollout_request& r) const {
+    return bigram_generator{}(*m.device, prompts, r);
+  }
+};
+
+template <class Rewards>
+auto make_device_stepped_trainer(const grpo_config& c, device_stepped_bigram& m, Rewards r) {
+  return grpo_trainer<device_stepped_bigram, device_stepped_generator, Rewards, bigram_prompts>(
+      c, m, device_stepped_generator{}, r, bigram_prompts{}, quiet_options(Rewards::size));
+}
+
+}  // namespace
+
+TEST_CASE("grpo_trainer steps a device-stepped policy where it keeps its parameters: the host run's numbers") {
+  // Clipping on (max_grad_norm), the reference swapped in and out each step (beta > 0) and synced.
+  grpo_config ca = small_config(fresh_dir("host_steps")), cb = small_config(fresh_dir("device_steps"));
+  ca.max_steps = cb.max_steps = 6;
+  ca.max_grad_norm = cb.max_grad_norm = 0.05;
+  ca.sync_ref_model = cb.sync_ref_model = true;
+  ca.ref_model_sync_steps = cb.ref_model_sync_steps = 3;
+  bigram_policy plain, on_device;
+  device_stepped_bigram stepped(&on_device);
+  {
+    auto ta = make_trainer(ca, plain, make_rewards());
+    auto tb = make_device_stepped_trainer(cb, stepped, make_rewards());
+    CHECK(ta.train());
+    CHECK(tb.train());
+    CHECK(tb.optimizer().step_count() == ta.optimizer().step_count());
+    CHECK(std::ranges::equal(tb.optimizer().state(), ta.optimizer().state()));  // pulled from the "device"
+  }
+  CHECK(stepped.steps == 6 * 2);           // two optimizer steps a step, all on the "device"
+  CHECK(stepped.gradient_reads == 0);      // the gradient never came to the host
+  CHECK(std::ranges::equal(stepped.parameters(), plain.params));
+  const auto ra = read_metrics_jsonl(ca.output_dir + "/metrics.jsonl");
+  const auto rb = read_metrics_jsonl(cb.output_dir + "/metrics.jsonl");
+  REQUIRE(ra.size() == 6);
+  REQUIRE(rb.size() == 6);
+  CHECK(rb.back().get("grad_norm") > ca.max_grad_norm);  // the clipping applied
+  for (std::size_t k = 0; k < 6; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
+  fs::remove_all(ca.output_dir);
+  fs::remove_all(cb.output_dir);
+
+  // A checkpoint holds the device's moments (pulled before writing) and hands them back on resume.
+  grpo_config cc = small_config(fresh_dir("device_uninterrupted")), cd = small_config(fresh_dir("device_killed"));
+  cc.max_steps = cd.max_steps = 6;
+  cc.save_steps = cd.save_steps = 2;
+  check_resume_bit_identical(cc, cd, [](const grpo_config& c, auto&& use) {
+    bigram_policy on_device;
+    device_stepped_bigram m(&on_device);
+    auto t = make_device_stepped_trainer(c, m, make_rewards());
     use(t);
   });
 }

@@ -15,6 +15,7 @@
 
 #include "support/model_shapes.hpp"
 #include "support/testing.hpp"
+#include "train/device_stepped.hpp"
 
 using namespace lmrl;
 
@@ -352,6 +353,48 @@ TEST_CASE("pretrain trains any TrainablePolicy with transformer's bits, and thei
   // next_token_loss through the policy is the transformer's.
   const auto batch = random_examples(5, {4, 7, 3}, 4, 2);
   CHECK(next_token_loss(policy, batch, false) == next_token_loss(inner, batch, false));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("pretrain steps a device-stepped model where it keeps its parameters: the host run's bits, resumable") {
+  const auto dir = std::filesystem::temp_directory_path() / ("lmrl_pretrain_stepped_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  pretrain_config c = resume_config();
+  c.max_grad_norm = 0.5;  // clipping on the "device" too
+  transformer<float> direct(small_config(), 3);
+  const pretrain_result expected = pretrain(direct, counting_source(8), c);
+
+  transformer<float> inner(small_config(), 3);
+  testing::device_stepped<transformer<float>> stepped(&inner);
+  const pretrain_result on_device = pretrain(stepped, counting_source(8), c);
+  CHECK(stepped.steps == c.steps);
+  CHECK(stepped.gradient_reads == 0);  // norm, clipping and AdamW where the gradient is
+  REQUIRE(on_device.records.size() == expected.records.size());
+  CHECK(std::ranges::any_of(expected.records, [&](const pretrain_record& r) { return r.grad_norm > c.max_grad_norm; }));
+  for (std::size_t i = 0; i < expected.records.size(); ++i) {
+    CHECK(on_device.records[i].loss == expected.records[i].loss);
+    CHECK(on_device.records[i].grad_norm == expected.records[i].grad_norm);
+  }
+  const auto a = direct.parameters().values();
+  CHECK(std::ranges::equal(stepped.parameters(), a));
+
+  // Stopped at step 5 (the checkpoint takes the "device" moments), resumed by another device-stepped model.
+  clear_stop_request();
+  transformer<float> first_inner(small_config(), 3);
+  testing::device_stepped<transformer<float>> first(&first_inner);
+  const pretrain_result stopped = pretrain(
+      first, counting_source(8), c,
+      [](const pretrain_record& r) {
+        if (r.step == 5) request_stop();
+      },
+      {dir.string()});
+  clear_stop_request();
+  REQUIRE(stopped.stopped);
+  transformer<float> second_inner(small_config(), 99);
+  testing::device_stepped<transformer<float>> second(&second_inner);
+  const pretrain_result resumed = pretrain(second, counting_source(8), c, {}, {dir.string()});
+  CHECK(resumed.resumed_from == 5);
+  CHECK(std::ranges::equal(second.parameters(), a));
   std::filesystem::remove_all(dir);
 }
 

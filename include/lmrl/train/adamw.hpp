@@ -307,6 +307,10 @@ class adamw {
     step(contiguous("params", view<1>(params)), contiguous("grads", view<1>(grads)), lr);
   }
 
+  // Counts a step taken on another copy of the state (a device's: train/optimizer_step.hpp); the moments
+  // here are behind that copy's until load_state() brings them back.
+  void count_step_taken_elsewhere() { ++step_; }
+
   index_t size() const { return size_; }
   std::int64_t step_count() const { return step_; }
   const adamw_config& config() const { return config_; }

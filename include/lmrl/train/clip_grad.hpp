@@ -94,6 +94,12 @@ void scale_gradients(std::span<T> grads, T factor) {
 // error_if_nonfinite): clips in place, returns the total norm before clipping.
 // With error_if_nonfinite=false (torch's default) a NaN/inf norm scales the
 // gradients anyway, as torch does (NaN stays NaN; an inf norm zeroes the finite ones).
+// The factor clip_grad_norm scales by: max_norm / (norm + 1e-6), at most 1 (NaN stays NaN, as torch.clamp).
+inline double clip_coefficient(double total_norm, double max_norm) {
+  const double clip_coef = max_norm / (total_norm + 1e-6);
+  return std::isnan(clip_coef) ? clip_coef : std::min(clip_coef, 1.0);
+}
+
 template <Real T>
 double clip_grad_norm(std::span<T> grads, double max_norm, bool error_if_nonfinite = false) {
   detail::require(max_norm > 0 && !std::isnan(max_norm), "clip_grad_norm: max_norm = ", max_norm,
@@ -102,9 +108,7 @@ double clip_grad_norm(std::span<T> grads, double max_norm, bool error_if_nonfini
   if (error_if_nonfinite && !std::isfinite(total_norm))
     detail::fail("clip_grad_norm: the total L2 norm of the ", grads.size(), " gradients is ", total_norm,
                  " (not finite), so it cannot be clipped; pass error_if_nonfinite = false to scale by it anyway");
-  const double clip_coef = max_norm / (total_norm + 1e-6);
-  const double clamped = std::isnan(clip_coef) ? clip_coef : std::min(clip_coef, 1.0);  // torch.clamp keeps NaN
-  scale_gradients(grads, static_cast<T>(clamped));
+  scale_gradients(grads, static_cast<T>(clip_coefficient(total_norm, max_norm)));
   return total_norm;
 }
 

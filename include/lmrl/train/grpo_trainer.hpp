@@ -98,6 +98,7 @@
 #include "lmrl/train/adamw.hpp"
 #include "lmrl/train/checkpoint.hpp"
 #include "lmrl/train/clip_grad.hpp"
+#include "lmrl/train/optimizer_step.hpp"
 #include "lmrl/train/grpo_config.hpp"
 #include "lmrl/train/metrics_log.hpp"
 #include "lmrl/train/report.hpp"
@@ -355,7 +356,11 @@ class grpo_trainer {
   long long optimizer_steps() const { return optimizer_steps_; }
   std::uint64_t data_cursor() const { return data_cursor_; }
   const std::vector<metrics_record>& records() const { return log_.records(); }
-  const adamw<T>& optimizer() const { return optimizer_; }
+  // The policy's optimizer, its moments fetched first from a model that steps on a device.
+  const adamw<T>& optimizer() {
+    pull_optimizer_state(model_, optimizer_);
+    return optimizer_;
+  }
   std::span<const T> reference_parameters() const { return ref_; }
 
   // Runs steps until max_steps or a stop request (SIGINT/SIGTERM: saves a
@@ -621,13 +626,9 @@ class grpo_trainer {
           });
           t_critic += std::chrono::duration<double>(clock::now() - t0).count();
         }
-        if (train_policy) {
-          all_reduce_gradients(model_.gradients());
-          optimizer_update(stats, step_number);
-        }
+        if (train_policy) optimizer_update(stats, step_number);
         if (critic_ != nullptr) {
           const auto t0 = clock::now();
-          all_reduce_gradients(critic_->gradients());
           critic_update(cstats, step_number);
           t_critic += std::chrono::duration<double>(clock::now() - t0).count();
         }
@@ -775,10 +776,13 @@ class grpo_trainer {
  private:
   void write_checkpoint() {
     checkpoint_writer w(config_.output_dir, step_);
+    pull_optimizer_state(model_, optimizer_);  // a model that steps on a device: its moments, here
     write_model_and_optimizer<T>(w, model_.parameters(), optimizer_);
     if (!ref_.empty()) w.write_tensors<T>("ref_model.safetensors", {{"parameters", std::span<const T>(ref_)}});
-    if (critic_ != nullptr && !critic_->parameters().empty())  // a shared-trunk critic has no weights of its own
+    if (critic_ != nullptr && !critic_->parameters().empty()) {  // a shared-trunk critic has no weights of its own
+      pull_optimizer_state(*critic_, *critic_optimizer_);
       write_model_and_optimizer<T>(w, std::span<const T>(critic_->parameters()), *critic_optimizer_, "critic");
+    }
     w.write_file("trainer_state.json", "{\"step\": " + std::to_string(step_) +
                                            ", \"optimizer_steps\": " + std::to_string(optimizer_steps_) +
                                            ", \"critic_optimizer_steps\": " + std::to_string(critic_steps_) +
@@ -1046,25 +1050,30 @@ class grpo_trainer {
     stats.tokens += n;
   }
 
-  // Checks the gradient norm (not finite: stop before the update), clips it to
-  // max_grad_norm and takes one AdamW step at the schedule's rate for step
-  // `steps`; returns the norm before clipping. Used for the policy and the critic.
-  double clipped_adamw_step(std::span<T> params, std::span<T> grads, adamw<T>& optimizer, double base_lr,
-                            long long steps, double& lr, const char* whose, long long step_number) {
-    const double norm = l2_norm(std::span<const T>(grads));
+  // Sums the gradient over the ranks, checks its norm (not finite: stop before
+  // the update), clips it to max_grad_norm and takes one AdamW step at the
+  // schedule's rate for step `steps`, on the host or where the model steps
+  // (train/optimizer_step.hpp); returns the norm before clipping. Used for the
+  // policy and the critic.
+  template <class M>
+  double clipped_adamw_step(M& model, adamw<T>& optimizer, double base_lr, long long steps, double& lr,
+                            const char* whose, long long step_number) {
+    if (comm().size() > 1) {  // a device-stepped model's gradient comes to the host for the collective
+      all_reduce_gradients(model.gradients());
+      host_gradients_changed(model);
+    }
+    const double norm = gradient_norm(model);
     detail::require(std::isfinite(norm), "grpo_trainer: step ", step_number, ": ", whose, " gradient norm is ", norm,
                     " (not finite); stopping before the update. The last checkpoint in \"", config_.output_dir,
                     "\" is kept.");
-    if (config_.max_grad_norm > 0) clip_grad_norm(grads, config_.max_grad_norm);
     lr = schedule_.lr(base_lr, static_cast<index_t>(steps));
-    optimizer.step(params, std::span<const T>(grads), lr);
+    clip_and_step(model, optimizer, norm, config_.max_grad_norm, lr);
     return norm;
   }
 
   void optimizer_update(loss_stats& stats, long long step_number) {
-    const double norm = clipped_adamw_step(model_.parameters(), model_.gradients(), optimizer_, config_.learning_rate,
-                                           optimizer_steps_, last_lr_, "the", step_number);
-    parameters_changed(model_);
+    const double norm =
+        clipped_adamw_step(model_, optimizer_, config_.learning_rate, optimizer_steps_, last_lr_, "the", step_number);
     model_.zero_grad();
     ++optimizer_steps_;
     stats.grad_norm += norm;
@@ -1109,10 +1118,9 @@ class grpo_trainer {
   }
 
   void critic_update(critic_stats& stats, long long step_number) {
-    const double norm = clipped_adamw_step(critic_->parameters(), critic_->gradients(), *critic_optimizer_,
+    const double norm = clipped_adamw_step(*critic_, *critic_optimizer_,
                                            config_.critic_learning_rate.value_or(config_.learning_rate), critic_steps_,
                                            critic_last_lr_, "the critic's", step_number);
-    parameters_changed(*critic_);
     critic_->zero_grad();
     ++critic_steps_;
     stats.grad_norm += norm;
@@ -1131,11 +1139,13 @@ class grpo_trainer {
     if (root.maybe("kl_coef", field)) kl_coef_ = field.as_double();
     read_model_and_optimizer<T>(dir, model_.parameters(), optimizer_, optimizer_steps_);
     parameters_changed(model_);
+    push_optimizer_state(model_, optimizer_);
     if (critic_ != nullptr) {
       critic_steps_ = root.at("critic_optimizer_steps").as_int64();
       if (!critic_->parameters().empty()) {
         read_model_and_optimizer<T>(dir, critic_->parameters(), *critic_optimizer_, critic_steps_, "critic");
         parameters_changed(*critic_);
+        push_optimizer_state(*critic_, *critic_optimizer_);
       }
     }
     if (!ref_.empty()) {

@@ -49,22 +49,11 @@
 #include "lmrl/train/adamw.hpp"
 #include "lmrl/train/checkpoint.hpp"
 #include "lmrl/train/clip_grad.hpp"
+#include "lmrl/train/optimizer_step.hpp"
 #include "lmrl/train/schedule.hpp"
 #include "lmrl/train/signals.hpp"
 
 namespace lmrl {
-
-namespace detail {
-// The one flat parameter buffer of a model pretrain() trains.
-template <Real T>
-std::span<T> parameter_values(transformer<T>& model) {
-  return model.parameters().values();
-}
-template <TrainablePolicy M>
-std::span<typename M::value_type> parameter_values(M& model) {
-  return model.parameters();
-}
-}  // namespace detail
 
 // What pretrain() and next_token_loss() train: log-probs and their backward
 // (rl/policy.hpp's Policy), one flat parameter buffer and its gradient buffer
@@ -413,8 +402,7 @@ pretrain_result pretrain(Model& model, Source&& next, const pretrain_config& con
   detail::require(checkpointing.save_steps >= 0, "pretrain: save_steps = ", checkpointing.save_steps,
                   " must be >= 0");
   const adamw_config ac = config.adam();
-  const std::span<T> params = detail::parameter_values(model);
-  adamw<T> optimizer(static_cast<index_t>(params.size()), ac);
+  adamw<T> optimizer(static_cast<index_t>(detail::parameter_values(model).size()), ac);
   lr_schedule schedule;
   schedule.type = lr_schedule::kind::cosine_with_min_lr;
   schedule.num_training_steps = config.steps;
@@ -434,8 +422,9 @@ pretrain_result pretrain(Model& model, Source&& next, const pretrain_config& con
       detail::require(saved.batch_size == config.batch_size, "pretrain: the checkpoint in ", *dir,
                       " was made with batch_size = ", saved.batch_size, ", this run has ", config.batch_size,
                       " (its example stream would not line up)");
-      read_model_and_optimizer<T>(*dir, params, optimizer, saved.step);
+      read_model_and_optimizer<T>(*dir, detail::parameter_values(model), optimizer, saved.step);
       parameters_changed(model);
+      push_optimizer_state(model, optimizer);
       result.resumed_from = saved.step;
       result.records = std::move(saved.records);
       tokens = saved.tokens;
@@ -449,9 +438,10 @@ pretrain_result pretrain(Model& model, Source&& next, const pretrain_config& con
   const auto t0 = clock::now();
   const auto seconds = [&] { return seconds_before + std::chrono::duration<double>(clock::now() - t0).count(); };
   const auto save = [&](index_t steps_done) {
+    pull_optimizer_state(model, optimizer);  // a device-stepped model's moments (its parameters come with them)
     detail::save_pretrain_checkpoint<T>(checkpointing.dir,
-                                        {steps_done, config.batch_size, tokens, seconds(), result.records}, params,
-                                        optimizer);
+                                        {steps_done, config.batch_size, tokens, seconds(), result.records},
+                                        std::span<const T>(detail::parameter_values(model)), optimizer);
   };
   std::vector<pretrain_example> batch;
   for (index_t step = result.resumed_from; step < config.steps; ++step) {
@@ -467,14 +457,11 @@ pretrain_result pretrain(Model& model, Source&& next, const pretrain_config& con
     }
     model.zero_grad();
     const double loss = loss_of(model, batch, config);
-    std::span<T> grads = model.gradients();
-    const double norm = config.max_grad_norm > 0 ? clip_grad_norm(grads, config.max_grad_norm)
-                                                 : l2_norm(std::span<const T>(grads));
+    const double norm = gradient_norm(model);
     detail::require(std::isfinite(loss) && std::isfinite(norm), "pretrain: step ", step + 1, ": loss ", loss,
                     ", gradient norm ", norm, " (not finite); stopping before the update");
     const double lr = schedule.lr(config.lr, step);
-    optimizer.step(params, std::span<const T>(grads), lr);
-    parameters_changed(model);
+    clip_and_step(model, optimizer, norm, config.max_grad_norm, lr);
     if ((step + 1) % config.log_every == 0 || step + 1 == config.steps) {
       pretrain_record r{step + 1, loss, lr, norm, tokens, seconds()};
       result.records.push_back(r);

@@ -31,9 +31,18 @@
 // or per change (when_changed: one per optimizer step, two per reference swap), one
 // gradient download per optimizer step: 4 bytes per parameter each (110 MB at the
 // small preset, 2 GB at the Qwen2.5-0.5B shapes: roughly 0.1 to 0.2 s each way
-// over PCIe from pageable memory, an estimate, not measured). A device-resident optimizer (train/adamw.cuh) with device clipping
-// removes them; the trainer then needs a device parameter buffer in its
-// concept, which it does not have yet.
+// over PCIe from pageable memory, an estimate, not measured).
+//
+// parameter_uploads::device_steps removes the per-step moves: the trainers
+// (grpo_trainer, pretrain and what runs on it: SFT, distill) see a
+// DeviceSteppedModel (train/optimizer_step.hpp) and take the step on the
+// device: the gradient's norm (train/clip_grad.cuh), clipping, AdamW
+// (train/adamw.cuh) on the device buffers, the moments (8 bytes a parameter)
+// on the device too. What still crosses: the host copy of the parameters when
+// someone reads parameters() after a step (a reference swap: one download per
+// step and an upload per swap; a checkpoint; the ranks' parameter check), the
+// moments when a checkpoint is written or read, and the gradient when several
+// ranks sum it (a host all-reduce).
 //
 // Numerics: those of transformer_gpu and cuda::generate (float rounding away
 // from the CPU's; see model/transformer.cuh and model/generate.cuh).
@@ -58,7 +67,11 @@
 #include "lmrl/model/transformer.cuh"
 #include "lmrl/rl/policy.hpp"
 #include "lmrl/sample/philox.hpp"
+#include "lmrl/train/adamw.cuh"
+#include "lmrl/train/adamw.hpp"
+#include "lmrl/train/clip_grad.cuh"
 #include "lmrl/train/grpo_trainer.hpp"
+#include "lmrl/train/optimizer_step.hpp"
 #include "lmrl/train/rollout_generation.hpp"
 
 namespace lmrl::cuda {
@@ -68,6 +81,9 @@ enum class parameter_uploads {
   every_call,    // each time: right whoever changed the parameters, and how (the default)
   when_changed,  // the first time and after parameters_changed() only: a caller that changes parameters()
                  // must say so, as lmrl's trainers and pretrain() do (rl/policy.hpp: parameters_changed)
+  device_steps,  // when_changed, and the master parameters, the gradient and AdamW's moments stay on the
+                 // device: the trainers' optimizer steps run there (train/optimizer_step.hpp); parameters()
+                 // and host_parameters() download the device's values first when a step moved them
 };
 
 namespace gpu_policy_detail {
@@ -83,8 +99,15 @@ class mirrored_model {
         grad_(host_.values().size(), 0.0f),
         uploads_(uploads) {}
 
-  transformer_parameters<float>& host() { return host_; }
-  const transformer_parameters<float>& host() const { return host_; }
+  // The host parameters, downloaded first when a device step moved the device's past them.
+  transformer_parameters<float>& host() {
+    sync_host();
+    return host_;
+  }
+  const transformer_parameters<float>& host() const {
+    sync_host();
+    return host_;
+  }
   transformer_gpu& gpu() { return *gpu_; }
   // The device gradient (the sum since zero_grad), downloaded first when a backward ran since the last call.
   std::span<float> gradients() {
@@ -99,6 +122,7 @@ class mirrored_model {
     gradients_behind_ = false;
   }
   void upload_parameters() {
+    sync_host();  // the device's values are the newer ones: nothing to send that it lacks
     gpu_->upload_parameters(host_.values());
     device_behind_ = false;
   }
@@ -110,6 +134,59 @@ class mirrored_model {
   }
   // A backward added into the device gradient: the host copy is behind until gradients() is called.
   void gradients_changed() { gradients_behind_ = true; }
+
+  // ---- the optimizer step on the device (parameter_uploads::device_steps; train/optimizer_step.hpp)
+  bool steps_on_device() const { return uploads_ == parameter_uploads::device_steps; }
+  double gradient_norm() { return cuda::l2_norm(gpu_->gradients(), size(), norm_scratch_, gpu_->stream()); }
+  // The host gradient was written (an all-reduce summed it over ranks): the device takes it.
+  void host_gradients_changed() {
+    lmrl::detail::require(!gradients_behind_, "lmrl::cuda::transformer_gpu_policy::host_gradients_changed: a "
+                          "backward ran since gradients() was read, so the host copy is not the one to keep");
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(gpu_->gradients(), grad_.data(), grad_.size() * sizeof(float),
+                                    cudaMemcpyHostToDevice, gpu_->stream()));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));
+  }
+  // gradient *= clip_coef (when < 1), then AdamW at lr with the optimizer's settings, numbered
+  // optimizer.step_count() + 1. The device's moments are the optimizer's own when they come from its
+  // last steps here (or a push); otherwise the optimizer's host moments are uploaded first.
+  void device_step(const adamw<float>& optimizer, float clip_coef, double lr) {
+    const char* f = "lmrl::cuda::transformer_gpu_policy::device_step";
+    lmrl::detail::require(steps_on_device(), f, ": the policy was made with parameter_uploads other than ",
+                          "device_steps, so its master parameters are the host's");
+    require_optimizer_size(optimizer, f);
+    sync_parameters();  // a change made on the host goes first
+    if (moments_owner_ != &optimizer || moments_step_ != optimizer.step_count()) push_optimizer_state(optimizer);
+    const auto n = static_cast<index_t>(size());
+    if (clip_coef < 1.0f) cuda::scale_gradients(gpu_->gradients(), n, clip_coef, gpu_->stream());
+    adamw_update<float>(gpu_->parameters(), gpu_->gradients(), moments_.data(), moments_.data() + size(), n,
+                        optimizer.step_count() + 1, lr, optimizer.config(), optimizer.segments(), gpu_->stream());
+    moments_step_ = optimizer.step_count() + 1;
+    host_behind_ = true;
+    if (clip_coef < 1.0f) gradients_behind_ = true;  // a later gradients() shows the clipped values, as the CPU's
+  }
+  // The device's moments into the optimizer (before a checkpoint is written); nothing to do before the
+  // first device step, when the optimizer's own are the current ones.
+  void pull_optimizer_state(adamw<float>& optimizer) {
+    const char* f = "lmrl::cuda::transformer_gpu_policy::pull_optimizer_state";
+    if (moments_owner_ != &optimizer) return;
+    require_optimizer_size(optimizer, f);
+    lmrl::detail::require(moments_step_ == optimizer.step_count(), f, ": the device's moments are at step ",
+                          moments_step_, " but the optimizer counts ", optimizer.step_count());
+    std::vector<float> state(2 * size());
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(state.data(), moments_.data(), state.size() * sizeof(float),
+                                    cudaMemcpyDeviceToHost, gpu_->stream()));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));
+    optimizer.load_state(optimizer.step_count(), std::span<const float>(state));
+  }
+  // The optimizer's moments onto the device (after a checkpoint was read into it).
+  void push_optimizer_state(const adamw<float>& optimizer) {
+    require_optimizer_size(optimizer, "lmrl::cuda::transformer_gpu_policy::push_optimizer_state");
+    if (moments_.size() != 2 * size()) moments_ = device_array<float>(2 * size(), gpu_->stream());
+    moments_.copy_from_host(optimizer.state());
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));  // the host state may change when this returns
+    moments_owner_ = &optimizer;
+    moments_step_ = optimizer.step_count();
+  }
 
   // The parameters, then the batch's ids and mask: tokens() and mask() on the device; B() x T() remembered
   // for the backward that follows.
@@ -185,8 +262,25 @@ class mirrored_model {
     LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));  // values die when the caller returns
   }
 
-  transformer_parameters<float> host_;
+  std::size_t size() const { return grad_.size(); }
+  void require_optimizer_size(const adamw<float>& optimizer, const char* f) const {
+    lmrl::detail::require(static_cast<std::size_t>(optimizer.size()) == size(), f, ": the optimizer was made for ",
+                          optimizer.size(), " parameters but the model has ", size());
+  }
+  // A device step moved the parameters: the host copy follows before anyone reads it.
+  void sync_host() const {
+    if (!host_behind_) return;
+    gpu_->download_parameters(host_.values());
+    host_behind_ = false;
+  }
+
+  mutable transformer_parameters<float> host_;  // mutable: a const read downloads the device's newer values
+  mutable bool host_behind_ = false;            // a device step since the last download
   std::unique_ptr<transformer_gpu> gpu_;  // behind a pointer: a decoder holds its address, which a move keeps
+  device_array<float> moments_;           // device_steps: AdamW's exp_avg then exp_avg_sq, 2 x size()
+  const adamw<float>* moments_owner_ = nullptr;  // the optimizer whose state moments_ holds
+  std::int64_t moments_step_ = 0;                // ... as of its step count
+  device_array<double> norm_scratch_;
   std::vector<float> grad_;
   bool gradients_behind_ = false;  // a backward ran since grad_ was downloaded
   parameter_uploads uploads_;
@@ -226,6 +320,17 @@ class transformer_gpu_policy {
   void sync_parameters() { m_.sync_parameters(); }
   // A caller that ran a backward on gpu() directly (train/distill.cuh) says so: gradients() downloads next.
   void gradients_changed() { m_.gradients_changed(); }
+
+  // train/optimizer_step.hpp's DeviceSteppedModel: with parameter_uploads::device_steps the trainers'
+  // clipping and AdamW run on the device buffers (see mirrored_model).
+  bool steps_on_device() const { return m_.steps_on_device(); }
+  double gradient_norm() { return m_.gradient_norm(); }
+  void device_step(const adamw<float>& optimizer, float clip_coef, double lr) {
+    m_.device_step(optimizer, clip_coef, lr);
+  }
+  void pull_optimizer_state(adamw<float>& optimizer) { m_.pull_optimizer_state(optimizer); }
+  void push_optimizer_state(const adamw<float>& optimizer) { m_.push_optimizer_state(optimizer); }
+  void host_gradients_changed() { m_.host_gradients_changed(); }
 
   void log_probs(const token_batch<float>& batch, matrix_view<float> logp, matrix_view<float> entropy) {
     const char* f = "lmrl::cuda::transformer_gpu_policy::log_probs";
@@ -297,6 +402,14 @@ class transformer_gpu_critic {
   std::span<float> gradients() { return policy_.gradients(); }
   void zero_grad() { policy_.zero_grad(); }
   void parameters_changed() { policy_.parameters_changed(); }
+  bool steps_on_device() const { return policy_.steps_on_device(); }
+  double gradient_norm() { return policy_.gradient_norm(); }
+  void device_step(const adamw<float>& optimizer, float clip_coef, double lr) {
+    policy_.device_step(optimizer, clip_coef, lr);
+  }
+  void pull_optimizer_state(adamw<float>& optimizer) { policy_.pull_optimizer_state(optimizer); }
+  void push_optimizer_state(const adamw<float>& optimizer) { policy_.push_optimizer_state(optimizer); }
+  void host_gradients_changed() { policy_.host_gradients_changed(); }
   void values(const token_batch<float>& batch, matrix_view<float> out) { policy_.values(batch, out); }
   void backward_values(const token_batch<float>& batch, matrix_view<const float> grad) {
     policy_.backward_values(batch, grad);
@@ -364,6 +477,8 @@ class transformer_gpu_rollouts {
 };
 
 static_assert(TrainablePolicy<transformer_gpu_policy>);
+static_assert(DeviceSteppedModel<transformer_gpu_policy>);
+static_assert(DeviceSteppedModel<transformer_gpu_critic>);
 static_assert(RolloutGenerator<transformer_gpu_rollouts, transformer_gpu_policy>);
 static_assert(ValueModel<transformer_gpu_critic>);
 static_assert(ValueModel<transformer_gpu_shared_critic>);

@@ -365,10 +365,9 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     const pretrain_checkpointing checkpoints{pretrain_dir, s.pretrain_save_steps};
     pretrain_result pretrained;
 #ifdef LMRL_GRPO_ZERO_CUDA
-    if (s.device == "cuda") {  // the passes on the GPU; clipping and AdamW on the policy's host parameters
-      // pretrain() tells the policy of each change it makes: an upload per step, not per micro-batch
+    if (s.device == "cuda") {  // the passes, clipping and AdamW on the GPU: no parameter crosses per step
       lmrl::cuda::transformer_gpu_policy gpu(std::move(model->parameters()), nullptr,
-                                             lmrl::cuda::parameter_uploads::when_changed);
+                                             lmrl::cuda::parameter_uploads::device_steps);
       gpu.gpu().precision = gpu_precision;
       pretrained = pretrain(gpu, next, s.pretrain, log, checkpoints);
       model.emplace(std::move(gpu.host_parameters()));
@@ -411,9 +410,10 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
 #ifdef LMRL_GRPO_ZERO_CUDA
   std::optional<lmrl::cuda::transformer_gpu_policy> gpu_policy;
   if (s.device == "cuda") {
-    // The trainer tells the policy of each change it makes (steps, reference swaps, checkpoint loads).
+    // The optimizer steps on the GPU; the trainer tells the policy of each change it makes on the host
+    // (reference swaps, checkpoint loads).
     gpu_policy.emplace(shared_trunk ? with_value_head(model->parameters()) : std::move(model->parameters()), nullptr,
-                       lmrl::cuda::parameter_uploads::when_changed);
+                       lmrl::cuda::parameter_uploads::device_steps);
     gpu_policy->gpu().precision = gpu_precision;
   }
 #endif
@@ -430,7 +430,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   const auto evaluate_policy_now = [&](index_t samples) -> evaluation_result {
 #ifdef LMRL_GRPO_ZERO_CUDA
     if (gpu_policy) {
-      gpu_policy->sync_parameters();  // the host holds the master parameters
+      gpu_policy->sync_parameters();  // a change the trainer made on the host (a reference swap) goes first
       return evaluate_gpu(gpu_policy->gpu(), heldout, heldout_prompts, c, samples);
     }
 #endif
@@ -488,7 +488,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
       finished = run(trainer);
     } else if (ppo) {
       auto critic = lc::transformer_gpu_critic::from_policy(gpu_policy->host_parameters(), nullptr,
-                                                            lc::parameter_uploads::when_changed);
+                                                            lc::parameter_uploads::device_steps);
       critic.gpu().precision = gpu_precision;
       ppo_trainer trainer(c, *gpu_policy, critic, gpu_rollouts(), rewards, zero_prompts{task_options, c.seed}, o);
       finished = run(trainer);

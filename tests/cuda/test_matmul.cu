@@ -256,6 +256,33 @@ TEST_CASE("cuda linear_products at bf16: the products of the rounded operands, f
     CHECK(max_relative_error(out.to_host(), reference(layout::nt, xr, ldx, bf16_rounded(w2), k, m, n, k, {}, n, false),
                              m, n, n) < 1e-5);
   }
+  SUBCASE("given a weights version, begin() rounds the buffer again only when the version, buffer or precision move") {
+    products.begin(gemm_precision::bf16, dparams.data(), params_size, {}, 7);
+    const std::uint64_t rounded = products.weight_roundings();
+    products.begin(gemm_precision::bf16, dparams.data(), params_size, {}, 7);
+    CHECK(products.weight_roundings() == rounded);  // the copy stands
+    // Changed behind the version's back: the products still use the copy the version vouched for.
+    for (auto& v : params) v = -2.0f * v + 0.5f;
+    dparams.copy_from_host(params);
+    const std::vector<float> w2(params.begin() + offset, params.begin() + offset + n * k);
+    device_array<float> out(static_cast<std::size_t>(m * n));
+    const auto product = [&] {
+      out.poison();
+      products.nt(device_matrix<const float>(dx_dev.data(), m, k, ldx), weight, device_matrix<float>(out.data(), m, n));
+      return out.to_host();
+    };
+    products.begin(gemm_precision::bf16, dparams.data(), params_size, {}, 7);
+    CHECK(max_relative_error(product(), reference(layout::nt, xr, ldx, wr, k, m, n, k, {}, n, false), m, n, n) < 1e-5);
+    products.begin(gemm_precision::bf16, dparams.data(), params_size, {}, 8);  // a new version: the new weights
+    CHECK(products.weight_roundings() == rounded + 1);
+    const auto w2r = bf16_rounded(w2);
+    CHECK(max_relative_error(product(), reference(layout::nt, xr, ldx, w2r, k, m, n, k, {}, n, false), m, n, n) < 1e-5);
+    products.begin(gemm_precision::fp32, dparams.data(), params_size, {}, 8);  // another precision in between
+    products.begin(gemm_precision::bf16, dparams.data(), params_size, {}, 8);
+    products.begin(gemm_precision::bf16, dparams.data(), params_size - 1, {}, 8);  // another buffer
+    products.begin(gemm_precision::bf16, dparams.data(), params_size);           // no version: always
+    CHECK(products.weight_roundings() == rounded + 4);
+  }
   SUBCASE("an operand rounded once feeds several products with the one-shot products' bits; stale ones refused") {
     const device_matrix<const float> X(dx_dev.data(), m, k, ldx), DY(dy_dev.data(), m, n, ldy);
     const linear_operand xo = products.operand(1, X), dyo = products.operand(0, DY);

@@ -254,6 +254,49 @@ TEST_CASE("cuda transformer_gpu gives the same bits twice and its buffers round-
   CHECK(all_zero(download_gradients(gpu)));
 }
 
+TEST_CASE("cuda transformer_gpu at bf16 and fp8 rounds its weights again after every kind of change, and only then") {
+  const transformer_config config = tiny_config(false);
+  const auto params = random_parameters(config, 26);
+  const padded_batch b(9, {{0, 0}, {3, 0}, {0, 2}}, config.vocab_size, 27);
+  auto tokens_dev = upload(b.tokens);
+  auto mask_dev = upload(b.mask);
+  const auto logp_of = [&](transformer_gpu& model) {
+    auto out = poisoned<float>(b.size());
+    model.log_probs(tokens_dev.data(), mask_dev.data(), b.B, b.T, out.data(), nullptr);
+    return out.to_host();
+  };
+  for (const gemm_precision p : {gemm_precision::bf16, gemm_precision::fp8}) {
+    CAPTURE(to_string(p));
+    transformer_gpu gpu(params);
+    gpu.precision = p;
+    const auto version = gpu.weights_version();
+    const auto first = logp_of(gpu);
+    CHECK(logp_of(gpu) == first);  // the same copies, the same bits
+    CHECK(gpu.weights_version() == version);  // passes change nothing
+
+    // Each way the buffer can change gives the bits of a model built with the new values.
+    auto changed = transformer_parameters<float>(params);
+    for (float& v : changed.values()) v = 0.75f * v - 0.01f;
+    transformer_gpu fresh(changed);
+    fresh.precision = p;
+    const auto expected = logp_of(fresh);
+    CHECK(expected != first);
+    gpu.upload_parameters(changed.values());  // an upload
+    CHECK(gpu.weights_version() > version);
+    CHECK(logp_of(gpu) == expected);
+    gpu.upload_parameters(params.values());
+    CHECK(logp_of(gpu) == first);
+    float* writable = gpu.parameters();  // a write through the device pointer (a device optimizer's)
+    LMRL_CUDA_CHECK(cudaMemcpy(writable, changed.values().data(), changed.values().size_bytes(),
+                               cudaMemcpyHostToDevice));
+    CHECK(logp_of(gpu) == expected);
+    LMRL_CUDA_CHECK(cudaMemcpy(writable, params.values().data(), params.values().size_bytes(),
+                               cudaMemcpyHostToDevice));
+    gpu.parameters_changed();  // a writer that kept the pointer says so
+    CHECK(logp_of(gpu) == first);
+  }
+}
+
 TEST_CASE("cuda transformer_gpu with tf32, bf16 and fp8 products: near the CPU's float results, not fp32's bits") {
   // Reduced-precision products round their inputs (tf32: 10 stored mantissa bits, relative 2^-11; bf16: 7, 2^-8)
   // and accumulate in float. Measured on the CPU for exactly this model, batch and upstream gradients, with

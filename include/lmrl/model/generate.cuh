@@ -140,7 +140,8 @@ class cached_decoder_gpu {
     if (options_.cuda_graphs) LMRL_CUDA_CHECK(cudaStreamSynchronize(model_->stream()));  // its updates land first
     linear_.begin(model_->precision, model_->parameters(), model_->size(),
                   model_->precision == gemm_precision::fp8 ? model_->fp8_weights()
-                                                           : std::vector<device_matrix<const float>>{});
+                                                           : std::vector<device_matrix<const float>>{},
+                  model_->weights_version());  // rounded again only when the model's weights moved
   }
 
   // Sequence `to` continues from `from`'s cache (a group's copies of one prefilled prompt).

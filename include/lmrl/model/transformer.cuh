@@ -262,8 +262,8 @@ class transformer_gpu {
   //   tf32  tensor cores, inputs rounded to 10 mantissa bits inside cuBLAS: several times faster on Ampere
   //         and later, results about 1e-3 of their scale away from fp32's;
   //   bf16  bf16 tensor cores (twice tf32's rate on NVIDIA's data sheets), weights and activations rounded to 7 stored mantissa bits
-  //         before each product (the parameters once per forward, into a bf16 copy: 2 more bytes a
-  //         parameter), results about 1e-2 of their scale away. The master parameters, the gradients and
+  //         before each product (the parameters at the first forward after they changed, into a bf16
+  //         copy: 2 more bytes a parameter; weights_version()), results about 1e-2 of their scale away. The master parameters, the gradients and
   //         every other kernel stay float.
   //   fp8   bf16, except the forward products of the layers' seven linears (q, k, v, o, gate, up, down):
   //         FP8 E4M3 with DeepSeek-V3's block scales (1 x 128 activation tiles, 128 x 128 weight blocks,
@@ -313,9 +313,18 @@ class transformer_gpu {
   // Elements of the parameter buffer (= of the gradient buffer).
   std::size_t size() const { return params_.size(); }
 
-  // The device buffers (layout()): for a device optimizer (cuda/adamw.cuh) or a collective.
-  float* parameters() { return params_.data(); }
+  // The device buffers (layout()): for a device optimizer (train/adamw.cuh) or a collective. Taking the
+  // writable parameter pointer counts as a change (the bf16 copy and the FP8 blocks are made again at the
+  // next pass); a caller that keeps the pointer and writes through it later calls parameters_changed().
+  float* parameters() {
+    parameters_changed();
+    return params_.data();
+  }
   const float* parameters() const { return params_.data(); }
+  // The parameter buffer's values changed: the rounded copies made from it are stale.
+  void parameters_changed() { ++weights_version_; }
+  // Counts the changes: a pass rounds (bf16) or quantizes (fp8) the weights only when it moved since the last.
+  std::uint64_t weights_version() const { return weights_version_; }
   float* gradients() { return grad_.data(); }
   const float* gradients() const { return grad_.data(); }
   // Views of each tensor in the device buffers: pointers into device memory, never to be dereferenced on the host.
@@ -338,6 +347,7 @@ class transformer_gpu {
 
   void upload_parameters(std::span<const float> values) {
     require_size("lmrl::cuda::transformer_gpu::upload_parameters", values.size());
+    parameters_changed();
     params_.copy_from_host(values);
     LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
@@ -527,9 +537,10 @@ class transformer_gpu {
     R_ = 0;
     chunk_ = chunk_rows();  // the forward's chunking and temperature serve its backward (the workspace fits them)
     temperature_ = temperature;
-    // bf16 and fp8: the parameters rounded (fp8: the layers' weights also quantized) once per forward
-    linear_.begin(precision, params_.data(), params_.size(), precision == gemm_precision::fp8 ? fp8_weights() :
-                                                                   std::vector<device_matrix<const float>>{});
+    // bf16 and fp8: the parameters rounded (fp8: the layers' weights also quantized) when they changed
+    linear_.begin(precision, params_.data(), params_.size(),
+                  precision == gemm_precision::fp8 ? fp8_weights() : std::vector<device_matrix<const float>>{},
+                  weights_version_);
     const index_t N = B_ * T_;
     reserve(N);
     status_.poison();  // every word ~0: no bad index yet
@@ -818,6 +829,7 @@ class transformer_gpu {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cublas_handle> blas_;  // behind a pointer: the handle is not movable
   device_array<float> params_, grad_;
+  std::uint64_t weights_version_ = 0;  // raised by every change of params_ (parameters_changed)
   transformer_weights<float> weights_, grad_weights_;  // device pointers
   device_array<float> rope_cos_, rope_sin_;
   device_array<unsigned long long> status_;

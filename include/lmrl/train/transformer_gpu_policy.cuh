@@ -160,6 +160,7 @@ class mirrored_model {
     if (clip_coef < 1.0f) cuda::scale_gradients(gpu_->gradients(), n, clip_coef, gpu_->stream());
     adamw_update<float>(gpu_->parameters(), gpu_->gradients(), moments_.data(), moments_.data() + size(), n,
                         optimizer.step_count() + 1, lr, optimizer.config(), optimizer.segments(), gpu_->stream());
+    gpu_->parameters_changed();  // the bf16 / FP8 copies of the weights are made again at the next pass
     moments_step_ = optimizer.step_count() + 1;
     host_behind_ = true;
     if (clip_coef < 1.0f) gradients_behind_ = true;  // a later gradients() shows the clipped values, as the CPU's

@@ -17,7 +17,8 @@
 //
 // With bf16, begin() writes the whole buffer's bf16 copy (2 bytes a parameter,
 // kept until the next begin: call it again whenever the float parameters
-// change), and an activation is rounded into one of two bf16 workspaces (the
+// change; given a weights version, begin() keeps the copy while the version,
+// the buffer and the precision are the last call's), and an activation is rounded into one of two bf16 workspaces (the
 // operand slots, each grown to the largest operand seen): by operand(), once
 // for all the products it feeds, or by the product itself when it is given a
 // float matrix (slot 0; tn's second operand slot 1). An operand is good until
@@ -47,6 +48,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -100,8 +102,12 @@ class linear_products {
   // buffer is rounded into the bf16 copy now (queued on the stream); with fp8 the weights listed in
   // `fp8_weights` (each inside the buffer) are quantized into 128 x 128 blocks too: their nt products run in
   // FP8, every other product at bf16. The list is ignored at the other precisions.
+  // weights_version: a count the owner of the buffer raises whenever its values change (transformer_gpu's
+  // weights_version()). When it, the buffer, the precision and the fp8 list are the last call's, the copies
+  // made then are still right and nothing is rounded again; without it begin() always rounds.
   void begin(gemm_precision precision, const float* params, std::size_t n,
-             std::span<const device_matrix<const float>> fp8_weights = {}) {
+             std::span<const device_matrix<const float>> fp8_weights = {},
+             std::optional<std::uint64_t> weights_version = std::nullopt) {
     lmrl::detail::require(blas_ != nullptr, "cuda::linear_products::begin: no cuBLAS handle (default-constructed)");
     lmrl::detail::require(params != nullptr || n == 0, "cuda::linear_products::begin: null parameter buffer");
     precision_ = precision;
@@ -109,19 +115,35 @@ class linear_products {
     size_ = n;
     for (auto& slot : slots_) ++slot.stamp;  // every operand made before is stale
     fp8_index_.clear();
-    if (precision != gemm_precision::bf16 && precision != gemm_precision::fp8) return;
-    grow(weights_bf16_, n, stream_);
-    round_to_bf16(device_matrix<const float>(params, 1, static_cast<index_t>(n)), weights_bf16_.data(), stream_);
-    if (precision != gemm_precision::fp8) return;
-    if (fp8_weights_.size() < fp8_weights.size()) fp8_weights_.resize(fp8_weights.size());
-    for (std::size_t i = 0; i < fp8_weights.size(); ++i) {
-      const device_matrix<const float>& w = fp8_weights[i];
-      weight_offset("begin (an fp8 weight)", w);  // inside the buffer
-      lmrl::detail::require(fp8_index_.emplace(w.data, std::make_pair(i, w.ld)).second,
-                            "cuda::linear_products::begin: an fp8 weight is listed twice");
-      quantize_fp8_weights(w, fp8_weights_[i], stream_);
+    if (precision != gemm_precision::bf16 && precision != gemm_precision::fp8) {
+      made_from_.reset();
+      return;
     }
+    const bool fp8 = precision == gemm_precision::fp8;
+    weight_copies now{precision, params, n, weights_version.value_or(0), {}};
+    if (fp8)
+      for (const auto& w : fp8_weights) now.fp8_list.push_back({w.data, w.rows, w.cols, w.ld});
+    const bool current = weights_version.has_value() && made_from_ == now;
+    made_from_.reset();  // until the copies below are queued (a throw leaves none claimed)
+    if (!current) {
+      ++weight_roundings_;
+      grow(weights_bf16_, n, stream_);
+      round_to_bf16(device_matrix<const float>(params, 1, static_cast<index_t>(n)), weights_bf16_.data(), stream_);
+    }
+    if (fp8) {
+      if (fp8_weights_.size() < fp8_weights.size()) fp8_weights_.resize(fp8_weights.size());
+      for (std::size_t i = 0; i < fp8_weights.size(); ++i) {
+        const device_matrix<const float>& w = fp8_weights[i];
+        weight_offset("begin (an fp8 weight)", w);  // inside the buffer
+        lmrl::detail::require(fp8_index_.emplace(w.data, std::make_pair(i, w.ld)).second,
+                              "cuda::linear_products::begin: an fp8 weight is listed twice");
+        if (!current) quantize_fp8_weights(w, fp8_weights_[i], stream_);
+      }
+    }
+    if (weights_version.has_value()) made_from_ = std::move(now);
   }
+  // How many begin() calls rounded the parameter buffer (bf16, fp8): the ones a weights version did not spare.
+  std::uint64_t weight_roundings() const { return weight_roundings_; }
 
   gemm_precision precision() const { return precision_; }
   // Device bytes held for bf16 and fp8: the parameters' copies, the two operand slots and the FP8 products'
@@ -252,9 +274,26 @@ class linear_products {
     return &b;
   }
 
+  // What the bf16 copy and the FP8 blocks were made from.
+  struct listed_weight {
+    const float* data;
+    index_t rows, cols, ld;
+    bool operator==(const listed_weight&) const = default;
+  };
+  struct weight_copies {
+    gemm_precision precision;
+    const float* params;
+    std::size_t size;
+    std::uint64_t version;
+    std::vector<listed_weight> fp8_list;
+    bool operator==(const weight_copies&) const = default;
+  };
+
   const cublas_handle* blas_ = nullptr;
   cudaStream_t stream_ = nullptr;
   gemm_precision precision_ = gemm_precision::fp32;
+  std::optional<weight_copies> made_from_;  // set when a weights version vouches for the copies
+  std::uint64_t weight_roundings_ = 0;
   const float* params_ = nullptr;
   std::size_t size_ = 0;
   device_array<__nv_bfloat16> weights_bf16_;

@@ -20,7 +20,12 @@
 //   4. the fused log-prob (cuda/logprob.cuh: one pass over each row, nothing of
 //      [rows x vocab] written) against the two-pass way (log_softmax written out
 //      [rows x vocab], then the targets gathered and the entropy summed from it)
-//      at vocab 151,936: time and the device memory each needs beyond the logits.
+//      at vocab 151,936: time and the device memory each needs beyond the logits;
+//   5. the optimizer step of a training step, per preset, both ways the GPU policy can
+//      take it: host-stepped (parameter_uploads::when_changed: the gradient downloaded,
+//      its norm, clipping and AdamW on the host, the parameters uploaded) and
+//      device-stepped (device_steps: train/clip_grad.cuh and train/adamw.cuh on the
+//      device buffers), in ms and as a share of the bf16 training step of 2.
 //
 // Every figure is the median of `repeats` timed runs after one warm-up run
 // (cudaEvent timing on the stream). Status: compiled, NOT yet run on a GPU.
@@ -46,6 +51,10 @@
 #include "lmrl/model/generate.cuh"
 #include "lmrl/model/parameters.hpp"
 #include "lmrl/model/transformer.cuh"
+#include "lmrl/train/adamw.cuh"
+#include "lmrl/train/adamw.hpp"
+#include "lmrl/train/clip_grad.cuh"
+#include "lmrl/train/clip_grad.hpp"
 
 using namespace lmrl;
 using lmrl::cuda::device_array;
@@ -160,8 +169,9 @@ transformer_parameters<float> random_model(const transformer_config& c) {
   return p;
 }
 
-void bench_training(const std::string& name, const transformer_config& c, const card_rates& card, index_t B,
-                    index_t T) {
+// Returns the seconds of a bf16 step (log_probs + backward), for the optimizer step's share.
+double bench_training(const std::string& name, const transformer_config& c, const card_rates& card, index_t B,
+                      index_t T) {
   const auto params = random_model(c);
   lmrl::cuda::transformer_gpu gpu(params);
   std::mt19937_64 rng(5);
@@ -175,6 +185,7 @@ void bench_training(const std::string& name, const transformer_config& c, const 
   const double per_token = 6 * product_parameters(c) + 6.0 * static_cast<double>(c.num_hidden_layers) *
                                                            static_cast<double>(T) *
                                                            static_cast<double>(c.num_attention_heads * c.head_dim());
+  double bf16_seconds = 0;
   for (const auto p : {gemm_precision::fp32, gemm_precision::tf32, gemm_precision::bf16, gemm_precision::fp8}) {
     if (p == gemm_precision::fp8 && card.fp8 == 0) continue;  // CUDA cores only: a correctness path, not a speed
     gpu.precision = p;
@@ -182,6 +193,7 @@ void bench_training(const std::string& name, const transformer_config& c, const 
       gpu.log_probs(tokens_dev.data(), mask_dev.data(), B, T, logp.data(), nullptr);
       gpu.backward(grad_logp.data(), nullptr);
     });
+    if (p == gemm_precision::bf16) bf16_seconds = s;
     const double tok_s = static_cast<double>(B * T) / s;
     std::printf("[%s] training %td x %td, %s products: %.0f tokens/s (%.1f ms per step), %.2f model TFLOP/s, "
                 "MFU %.1f%% of the bf16 GEMM rate (%.1f%% of the %s GEMM rate)\n",
@@ -192,6 +204,45 @@ void bench_training(const std::string& name, const transformer_config& c, const 
                 p == gemm_precision::fp8 ? "bf16" : lmrl::cuda::to_string(p));
     std::fflush(stdout);
   }
+  return bf16_seconds;
+}
+
+void bench_optimizer_step(const std::string& name, const transformer_config& c, double training_step_seconds) {
+  const std::size_t n = random_model(c).values().size();
+  const auto size = static_cast<index_t>(n);
+  adamw_config config;
+  config.lr = 1e-5;
+  config.weight_decay = 0.01;
+  auto params_dev = random_device<float>(n, 7), grads_dev = random_device<float>(n, 8, 1e-3);
+  // Host-stepped: the trainer's host master parameters and moments, the gradient brought down each step.
+  std::vector<float> params(n), grads(n);
+  LMRL_CUDA_CHECK(cudaMemcpy(params.data(), params_dev.data(), n * sizeof(float), cudaMemcpyDeviceToHost));
+  adamw<float> host_optimizer(size, config);
+  const double host = median_seconds([&] {
+    LMRL_CUDA_CHECK(cudaMemcpy(grads.data(), grads_dev.data(), n * sizeof(float), cudaMemcpyDeviceToHost));
+    const double norm = l2_norm(std::span<const float>(grads));
+    scale_gradients(std::span<float>(grads), static_cast<float>(std::min(1.0, 1e9 / (norm + 1e-6))));
+    host_optimizer.step(std::span<float>(params), std::span<const float>(grads), config.lr);
+    LMRL_CUDA_CHECK(cudaMemcpy(params_dev.data(), params.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  });
+  // Device-stepped: the same work on the device buffers (the norm's one sync included).
+  device_array<float> moments(2 * n);
+  moments.zero();
+  device_array<double> scratch;
+  const auto segments = lmrl::detail::adamw_segments(size, {});
+  std::int64_t step = 0;
+  const double device = median_seconds([&] {
+    const double norm = lmrl::cuda::l2_norm(grads_dev.data(), size, scratch);
+    lmrl::cuda::scale_gradients(grads_dev.data(), size, static_cast<float>(std::min(1.0, 1e9 / (norm + 1e-6))));
+    lmrl::cuda::adamw_update<float>(params_dev.data(), grads_dev.data(), moments.data(), moments.data() + n, size,
+                                    ++step, config.lr, config, segments);
+  });
+  std::printf("[%s] optimizer step, %.0fM parameters (norm, clipping, AdamW): host-stepped %.1f ms (gradient "
+              "down, the host's step, parameters up; %.0f%% of the bf16 training step), device-stepped %.2f ms "
+              "(%.1f%%): %.0fx\n",
+              name.c_str(), static_cast<double>(n) * 1e-6, host * 1e3, 100 * host / training_step_seconds,
+              device * 1e3, 100 * device / training_step_seconds, host / device);
+  std::fflush(stdout);
 }
 
 void bench_generation(const std::string& name, const transformer_config& c, const card_rates& card) {
@@ -343,11 +394,13 @@ int main(int argc, char** argv) try {
               "read)\n", card.fp8_quantize * 1e3, 4096.0 * 4096.0 * 4 / card.fp8_quantize * 1e-9);
   std::fflush(stdout);
   if (which != "qwen2.5-0.5b") {
-    bench_training("small", transformer_config::small(), card, 16, 256);
+    const double step = bench_training("small", transformer_config::small(), card, 16, 256);
+    bench_optimizer_step("small", transformer_config::small(), step);
     bench_generation("small", transformer_config::small(), card);
   }
   if (which != "small") {
-    bench_training("qwen2.5-0.5b", transformer_config::qwen2_5_0_5b(), card, 8, 512);
+    const double step = bench_training("qwen2.5-0.5b", transformer_config::qwen2_5_0_5b(), card, 8, 512);
+    bench_optimizer_step("qwen2.5-0.5b", transformer_config::qwen2_5_0_5b(), step);
     bench_generation("qwen2.5-0.5b", transformer_config::qwen2_5_0_5b(), card);
   }
   bench_logprob();

@@ -245,115 +245,101 @@ struct mirrored_bigram {
 };
 static_assert(TrainablePolicy<mirrored_bigram>);
 
-struct mirrored_generator {
-  rollout_batch<double> operator()(mirrored_bigram& m, std::span<const std::vector<std::int32_t>> prompts,
+using device_stepped_bigram = device_stepped<bigram_policy>;
+static_assert(DeviceSteppedModel<device_stepped_bigram>);
+
+// Where a wrapper's passes and rollouts run.
+bigram_policy& device_of(mirrored_bigram& m) { return m.device; }
+bigram_policy& device_of(device_stepped_bigram& m) { return *m.device; }
+
+// The rollouts of a wrapper's device model.
+struct device_generator {
+  template <class Wrapper>
+  rollout_batch<double> operator()(Wrapper& m, std::span<const std::vector<std::int32_t>> prompts,
                                    const rollout_request& r) const {
-    return bigram_generator{}(m.device, prompts, r);
+    return bigram_generator{}(device_of(m), prompts, r);
   }
 };
 
-template <class Rewards>
-auto make_mirrored_trainer(const grpo_config& c, mirrored_bigram& m, Rewards r) {
-  return grpo_trainer<mirrored_bigram, mirrored_generator, Rewards, bigram_prompts>(
-      c, m, mirrored_generator{}, r, bigram_prompts{}, quiet_options(Rewards::size));
+template <class Wrapper, class Rewards>
+auto make_wrapper_trainer(const grpo_config& c, Wrapper& m, Rewards r) {
+  return grpo_trainer<Wrapper, device_generator, Rewards, bigram_prompts>(c, m, device_generator{}, r,
+                                                                          bigram_prompts{}, quiet_options(Rewards::size));
+}
+
+// Trains `plain` on ca and `wrapper` on cb (6 steps each, beta > 0: the reference swapped in and out each step,
+// two optimizer steps a step, the reference synced every 3), checks every step's record is the same but for
+// timing, and hands both trainers to `after` before they go.
+template <class Wrapper, class After>
+void check_same_run_as_plain(grpo_config ca, grpo_config cb, bigram_policy& plain, Wrapper& wrapper, After after) {
+  ca.max_steps = cb.max_steps = 6;
+  ca.sync_ref_model = cb.sync_ref_model = true;
+  ca.ref_model_sync_steps = cb.ref_model_sync_steps = 3;
+  {
+    auto ta = make_trainer(ca, plain, make_rewards());
+    auto tb = make_wrapper_trainer(cb, wrapper, make_rewards());
+    CHECK(ta.train());
+    CHECK(tb.train());
+    after(ta, tb);
+  }
+  const auto ra = read_metrics_jsonl(ca.output_dir + "/metrics.jsonl");
+  const auto rb = read_metrics_jsonl(cb.output_dir + "/metrics.jsonl");
+  REQUIRE(ra.size() == 6);
+  REQUIRE(rb.size() == 6);
+  CHECK(rb.back().get("grad_norm") > 0);
+  for (std::size_t k = 0; k < 6; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
+  fs::remove_all(ca.output_dir);
+  fs::remove_all(cb.output_dir);
+}
+
+// A wrapper trained 6 steps with checkpoints every 2, killed after 3 and resumed, against one never stopped.
+template <class Wrapper>
+void check_wrapper_resumes(const char* name) {
+  const std::string n = name;
+  grpo_config cc = small_config(fresh_dir(n + "_uninterrupted")), cd = small_config(fresh_dir(n + "_killed"));
+  cc.max_steps = cd.max_steps = 6;
+  cc.save_steps = cd.save_steps = 2;
+  check_resume_bit_identical(cc, cd, [](const grpo_config& c, auto&& use) {
+    bigram_policy on_device;
+    Wrapper m = [&] {
+      if constexpr (std::is_same_v<Wrapper, mirrored_bigram>)
+        return mirrored_bigram{};
+      else
+        return Wrapper(&on_device);
+    }();
+    auto t = make_wrapper_trainer(c, m, make_rewards());
+    use(t);
+  });
 }
 
 }  // namespace
 
 TEST_CASE("grpo_trainer tells a mirroring policy of every change: steps, reference swaps and syncs, resumes") {
-  // beta > 0 (the reference swapped in and out each step), two optimizer steps per step, the reference synced.
-  grpo_config ca = small_config(fresh_dir("plain")), cb = small_config(fresh_dir("mirrored"));
-  ca.max_steps = cb.max_steps = 6;
-  ca.sync_ref_model = cb.sync_ref_model = true;
-  ca.ref_model_sync_steps = cb.ref_model_sync_steps = 3;
   bigram_policy plain;
   mirrored_bigram mirrored;
-  {
-    auto ta = make_trainer(ca, plain, make_rewards());
-    auto tb = make_mirrored_trainer(cb, mirrored, make_rewards());
-    CHECK(ta.train());
-    CHECK(tb.train());
-  }
+  check_same_run_as_plain(small_config(fresh_dir("plain")), small_config(fresh_dir("mirrored")), plain, mirrored,
+                          [](auto&, auto&) {});
   CHECK(mirrored.changes >= 6 * (2 + 2));  // per step: two optimizer steps, the reference in and out
   CHECK(mirrored.host == plain.params);
-  const auto ra = read_metrics_jsonl(ca.output_dir + "/metrics.jsonl");
-  const auto rb = read_metrics_jsonl(cb.output_dir + "/metrics.jsonl");
-  REQUIRE(ra.size() == 6);
-  REQUIRE(rb.size() == 6);
-  for (std::size_t k = 0; k < 6; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
-  fs::remove_all(ca.output_dir);
-  fs::remove_all(cb.output_dir);
-
   // A resumed run loads the parameters from its checkpoint: a change too (the fresh copy starts from zeros).
-  grpo_config cc = small_config(fresh_dir("mirrored_uninterrupted")), cd = small_config(fresh_dir("mirrored_killed"));
-  cc.max_steps = cd.max_steps = 6;
-  cc.save_steps = cd.save_steps = 2;
-  check_resume_bit_identical(cc, cd, [](const grpo_config& c, auto&& use) {
-    mirrored_bigram m;
-    auto t = make_mirrored_trainer(c, m, make_rewards());
-    use(t);
-  });
+  check_wrapper_resumes<mirrored_bigram>("mirrored");
 }
-
-namespace {
-
-using device_stepped_bigram = device_stepped<bigram_policy>;
-static_assert(DeviceSteppedModel<device_stepped_bigram>);
-
-struct device_stepped_generator {
-  rollout_batch<double> operator()(device_stepped_bigram& m, std::span<const std::vector<std::int32_t>> prompts,
-                                   const rollout_request& r) const {
-    return bigram_generator{}(*m.device, prompts, r);
-  }
-};
-
-template <class Rewards>
-auto make_device_stepped_trainer(const grpo_config& c, device_stepped_bigram& m, Rewards r) {
-  return grpo_trainer<device_stepped_bigram, device_stepped_generator, Rewards, bigram_prompts>(
-      c, m, device_stepped_generator{}, r, bigram_prompts{}, quiet_options(Rewards::size));
-}
-
-}  // namespace
 
 TEST_CASE("grpo_trainer steps a device-stepped policy where it keeps its parameters: the host run's numbers") {
-  // Clipping on (max_grad_norm), the reference swapped in and out each step (beta > 0) and synced.
   grpo_config ca = small_config(fresh_dir("host_steps")), cb = small_config(fresh_dir("device_steps"));
-  ca.max_steps = cb.max_steps = 6;
-  ca.max_grad_norm = cb.max_grad_norm = 0.05;
-  ca.sync_ref_model = cb.sync_ref_model = true;
-  ca.ref_model_sync_steps = cb.ref_model_sync_steps = 3;
+  ca.max_grad_norm = cb.max_grad_norm = 0.05;  // clipped on the "device"
   bigram_policy plain, on_device;
   device_stepped_bigram stepped(&on_device);
-  {
-    auto ta = make_trainer(ca, plain, make_rewards());
-    auto tb = make_device_stepped_trainer(cb, stepped, make_rewards());
-    CHECK(ta.train());
-    CHECK(tb.train());
+  check_same_run_as_plain(ca, cb, plain, stepped, [&](auto& ta, auto& tb) {
     CHECK(tb.optimizer().step_count() == ta.optimizer().step_count());
     CHECK(std::ranges::equal(tb.optimizer().state(), ta.optimizer().state()));  // pulled from the "device"
-  }
-  CHECK(stepped.steps == 6 * 2);           // two optimizer steps a step, all on the "device"
-  CHECK(stepped.gradient_reads == 0);      // the gradient never came to the host
-  CHECK(std::ranges::equal(stepped.parameters(), plain.params));
-  const auto ra = read_metrics_jsonl(ca.output_dir + "/metrics.jsonl");
-  const auto rb = read_metrics_jsonl(cb.output_dir + "/metrics.jsonl");
-  REQUIRE(ra.size() == 6);
-  REQUIRE(rb.size() == 6);
-  CHECK(rb.back().get("grad_norm") > ca.max_grad_norm);  // the clipping applied
-  for (std::size_t k = 0; k < 6; ++k) CHECK_MESSAGE(same_except_timing(ra[k], rb[k]), "step ", k + 1);
-  fs::remove_all(ca.output_dir);
-  fs::remove_all(cb.output_dir);
-
-  // A checkpoint holds the device's moments (pulled before writing) and hands them back on resume.
-  grpo_config cc = small_config(fresh_dir("device_uninterrupted")), cd = small_config(fresh_dir("device_killed"));
-  cc.max_steps = cd.max_steps = 6;
-  cc.save_steps = cd.save_steps = 2;
-  check_resume_bit_identical(cc, cd, [](const grpo_config& c, auto&& use) {
-    bigram_policy on_device;
-    device_stepped_bigram m(&on_device);
-    auto t = make_device_stepped_trainer(c, m, make_rewards());
-    use(t);
+    CHECK(tb.records().back().get("grad_norm") > ca.max_grad_norm);            // the clipping applied
   });
+  CHECK(stepped.steps == 6 * 2);       // two optimizer steps a step, all on the "device"
+  CHECK(stepped.gradient_reads == 0);  // the gradient never came to the host
+  CHECK(std::ranges::equal(stepped.parameters(), plain.params));
+  // A checkpoint holds the device's moments (pulled before writing) and hands them back on resume.
+  check_wrapper_resumes<device_stepped_bigram>("device");
 }
 
 TEST_CASE("grpo_trainer: resuming after a kill gives bit-identical records") {

@@ -306,6 +306,20 @@ struct counting_policy {
   }
 };
 static_assert(TrainablePolicy<counting_policy> && PretrainableModel<counting_policy>);
+
+// pretrain() of `model` on counting_source(8) with checkpoints in `dir`, stopped (Ctrl-C) after step 5.
+template <class Model>
+void stop_at_step_5(Model& model, const pretrain_config& c, const std::filesystem::path& dir) {
+  clear_stop_request();
+  const pretrain_result stopped = pretrain(
+      model, counting_source(8), c,
+      [](const pretrain_record& r) {
+        if (r.step == 5) request_stop();
+      },
+      {dir.string()});
+  clear_stop_request();
+  REQUIRE(stopped.stopped);
+}
 static_assert(PretrainableModel<transformer<float>> && !TrainablePolicy<transformer<float>>);
 
 }  // namespace
@@ -332,17 +346,9 @@ TEST_CASE("pretrain trains any TrainablePolicy with transformer's bits, and thei
   CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
 
   // Stopped through the policy at step 5, resumed by the transformer itself: the uninterrupted run.
-  clear_stop_request();
   transformer<float> first_inner(small_config(), 3);
   counting_policy first{&first_inner};
-  const pretrain_result stopped = pretrain(
-      first, counting_source(8), c,
-      [](const pretrain_record& r) {
-        if (r.step == 5) request_stop();
-      },
-      {dir.string()});
-  clear_stop_request();
-  REQUIRE(stopped.stopped);
+  stop_at_step_5(first, c, dir);
   CHECK(first.changes == 5);
   transformer<float> second(small_config(), 99);
   const pretrain_result resumed = pretrain(second, counting_source(8), c, {}, {dir.string()});
@@ -379,17 +385,9 @@ TEST_CASE("pretrain steps a device-stepped model where it keeps its parameters: 
   CHECK(std::ranges::equal(stepped.parameters(), a));
 
   // Stopped at step 5 (the checkpoint takes the "device" moments), resumed by another device-stepped model.
-  clear_stop_request();
   transformer<float> first_inner(small_config(), 3);
   testing::device_stepped<transformer<float>> first(&first_inner);
-  const pretrain_result stopped = pretrain(
-      first, counting_source(8), c,
-      [](const pretrain_record& r) {
-        if (r.step == 5) request_stop();
-      },
-      {dir.string()});
-  clear_stop_request();
-  REQUIRE(stopped.stopped);
+  stop_at_step_5(first, c, dir);
   transformer<float> second_inner(small_config(), 99);
   testing::device_stepped<transformer<float>> second(&second_inner);
   const pretrain_result resumed = pretrain(second, counting_source(8), c, {}, {dir.string()});

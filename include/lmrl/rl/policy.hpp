@@ -40,7 +40,9 @@ concept Policy = Real<typename P::value_type> &&
 
 // A policy a trainer can optimize: the Policy concept plus one flat parameter
 // buffer and its gradient buffer (backward adds into gradients()), both host
-// memory: the trainers clip, step and checkpoint them there.
+// memory: the trainers clip, step and checkpoint them there (a policy that
+// keeps them on a device may take the step there instead:
+// train/optimizer_step.hpp's DeviceSteppedModel).
 template <class M>
 concept TrainablePolicy = Policy<M> && requires(M& m) {
   { m.parameters() } -> std::same_as<std::span<typename M::value_type>>;

@@ -58,7 +58,8 @@ namespace lmrl {
 // What pretrain() and next_token_loss() train: log-probs and their backward
 // (rl/policy.hpp's Policy), one flat parameter buffer and its gradient buffer
 // in host memory (backward adds into it), and zero_grad. transformer<T> is one
-// (its parameters().values()); so is every TrainablePolicy.
+// (its parameters().values()); so is every TrainablePolicy. The step is
+// train/optimizer_step.hpp's: on a DeviceSteppedModel it runs on the device.
 template <class M>
 concept PretrainableModel = Policy<M> && requires(M& m) {
   { detail::parameter_values(m) } -> std::same_as<std::span<typename M::value_type>>;

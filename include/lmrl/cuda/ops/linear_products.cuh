@@ -18,11 +18,12 @@
 // With bf16, begin() writes the whole buffer's bf16 copy (2 bytes a parameter,
 // kept until the next begin: call it again whenever the float parameters
 // change; given a weights version, begin() keeps the copy while the version,
-// the buffer and the precision are the last call's), and an activation is rounded into one of two bf16 workspaces (the
-// operand slots, each grown to the largest operand seen): by operand(), once
-// for all the products it feeds, or by the product itself when it is given a
-// float matrix (slot 0; tn's second operand slot 1). An operand is good until
-// its slot is used again or begin() is called: a stale one is refused.
+// the buffer and the precision are the last call's), and an activation is
+// rounded into one of two bf16 workspaces (the operand slots, each grown to the
+// largest operand seen): by operand(), once for all the products it feeds, or
+// by the product itself when it is given a float matrix (slot 0; tn's second
+// operand slot 1). An operand is good until its slot is used again or begin()
+// is called: a stale one is refused.
 // At fp32 and tf32 an operand is the float matrix itself, and nothing is rounded. The accumulation and the
 // outputs stay float, so accumulating products (the residual adds, the
 // gradient sums) lose nothing beyond the inputs' rounding.

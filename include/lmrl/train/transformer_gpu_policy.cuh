@@ -279,8 +279,10 @@ class mirrored_model {
   mutable bool host_behind_ = false;            // a device step since the last download
   std::unique_ptr<transformer_gpu> gpu_;  // behind a pointer: a decoder holds its address, which a move keeps
   device_array<float> moments_;           // device_steps: AdamW's exp_avg then exp_avg_sq, 2 x size()
-  const adamw<float>* moments_owner_ = nullptr;  // the optimizer whose state moments_ holds
-  std::int64_t moments_step_ = 0;                // ... as of its step count
+  // The optimizer whose state moments_ holds, as of its step count (two optimizers stepping one policy in
+  // turn at equal counts would share moments: lmrl's trainers never do; a checkpoint load pushes explicitly).
+  const adamw<float>* moments_owner_ = nullptr;
+  std::int64_t moments_step_ = 0;
   device_array<double> norm_scratch_;
   std::vector<float> grad_;
   bool gradients_behind_ = false;  // a backward ran since grad_ was downloaded

@@ -263,8 +263,8 @@ class transformer_gpu {
   //         and later, results about 1e-3 of their scale away from fp32's;
   //   bf16  bf16 tensor cores (twice tf32's rate on NVIDIA's data sheets), weights and activations rounded to 7 stored mantissa bits
   //         before each product (the parameters at the first forward after they changed, into a bf16
-  //         copy: 2 more bytes a parameter; weights_version()), results about 1e-2 of their scale away. The master parameters, the gradients and
-  //         every other kernel stay float.
+  //         copy: 2 more bytes a parameter; weights_version()), results about 1e-2 of their scale away.
+  //         The master parameters, the gradients and every other kernel stay float.
   //   fp8   bf16, except the forward products of the layers' seven linears (q, k, v, o, gate, up, down):
   //         FP8 E4M3 with DeepSeek-V3's block scales (1 x 128 activation tiles, 128 x 128 weight blocks,
   //         fp8_weights()), on Hopper's tensor cores (CUDA cores elsewhere); the output head, the value

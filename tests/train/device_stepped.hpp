@@ -1,10 +1,12 @@
 // The GPU policy's parameter_uploads::device_steps on the CPU, for the trainer
 // tests: a wrapper whose passes run on `device` (any model with flat parameter
 // and gradient buffers), and so does the optimizer step, with moments of its
-// own (train/optimizer_step.hpp's DeviceSteppedModel). The host copy follows
-// only when parameters() is read after a step, the device copy only after
-// parameters_changed(). Counts the host gradient reads, which a one-rank run
-// must not make, and the steps.
+// own (train/optimizer_step.hpp's DeviceSteppedModel), and so does the
+// reference's copy (train/reference_copy.hpp's DeviceReferenceModel). The host
+// copy follows only when parameters() is read after the device's values
+// moved, the device copy only after parameters_changed(). Counts the host
+// gradient reads and parameter downloads, which a one-rank run makes only
+// for checkpoints, and the steps.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include "lmrl/train/adamw.hpp"
 #include "lmrl/train/clip_grad.hpp"
 #include "lmrl/train/optimizer_step.hpp"
+#include "lmrl/train/reference_copy.hpp"
 #include "support/testing.hpp"
 
 namespace lmrl::testing {
@@ -30,13 +33,17 @@ struct device_stepped {
   Device* device;
   std::vector<T> host;
   std::vector<T> moments;
+  std::vector<T> reference;  // held on the "device"
   const adamw<T>* owner = nullptr;
   std::int64_t moments_step = 0;
   bool host_behind = false;
-  int gradient_reads = 0, steps = 0;
+  int gradient_reads = 0, parameter_downloads = 0, steps = 0;
 
   std::span<T> parameters() {
-    if (host_behind) std::ranges::copy(device_params(), host.begin());
+    if (host_behind) {
+      std::ranges::copy(device_params(), host.begin());
+      ++parameter_downloads;
+    }
     host_behind = false;
     return host;
   }
@@ -78,6 +85,18 @@ struct device_stepped {
     moments_step = optimizer.step_count();
   }
   void host_gradients_changed() {}
+
+  void hold_reference() { reference.assign(device_params().begin(), device_params().end()); }
+  void swap_reference() {
+    REQUIRE(reference.size() == host.size());
+    std::ranges::swap_ranges(device_params(), reference);
+    host_behind = true;
+  }
+  void mixup_reference(T alpha) {
+    lmrl::mixup_reference(std::span<T>(reference), std::span<const T>(device_params()), alpha);
+  }
+  void pull_reference(std::span<T> out) { std::ranges::copy(reference, out.begin()); }
+  void push_reference(std::span<const T> values) { reference.assign(values.begin(), values.end()); }
 
  private:
   std::span<T> device_params() { return detail::parameter_values(*device); }

@@ -292,13 +292,16 @@ void check_same_run_as_plain(grpo_config ca, grpo_config cb, bigram_policy& plai
   fs::remove_all(cb.output_dir);
 }
 
-// A wrapper trained 6 steps with checkpoints every 2, killed after 3 and resumed, against one never stopped.
+// A wrapper trained 6 steps with checkpoints every 2 (the reference synced every 3 optimizer steps), killed after
+// 3 and resumed, against one never stopped.
 template <class Wrapper>
 void check_wrapper_resumes(const char* name) {
   const std::string n = name;
   grpo_config cc = small_config(fresh_dir(n + "_uninterrupted")), cd = small_config(fresh_dir(n + "_killed"));
   cc.max_steps = cd.max_steps = 6;
   cc.save_steps = cd.save_steps = 2;
+  cc.sync_ref_model = cd.sync_ref_model = true;  // the checkpoint's reference is not the initial parameters
+  cc.ref_model_sync_steps = cd.ref_model_sync_steps = 3;
   check_resume_bit_identical(cc, cd, [](const grpo_config& c, auto&& use) {
     bigram_policy on_device;
     Wrapper m = [&] {
@@ -325,7 +328,7 @@ TEST_CASE("grpo_trainer tells a mirroring policy of every change: steps, referen
   check_wrapper_resumes<mirrored_bigram>("mirrored");
 }
 
-TEST_CASE("grpo_trainer steps a device-stepped policy where it keeps its parameters: the host run's numbers") {
+TEST_CASE("grpo_trainer steps a device-stepped policy and swaps its reference where it keeps them: the host run's numbers") {
   grpo_config ca = small_config(fresh_dir("host_steps")), cb = small_config(fresh_dir("device_steps"));
   ca.max_grad_norm = cb.max_grad_norm = 0.05;  // clipped on the "device"
   bigram_policy plain, on_device;
@@ -337,9 +340,32 @@ TEST_CASE("grpo_trainer steps a device-stepped policy where it keeps its paramet
   });
   CHECK(stepped.steps == 6 * 2);       // two optimizer steps a step, all on the "device"
   CHECK(stepped.gradient_reads == 0);  // the gradient never came to the host
+  // The parameters never came to the host: the reference's swaps (two a step) and its syncs ran beside them on
+  // the "device".
+  CHECK(stepped.parameter_downloads == 0);
+  CHECK(stepped.reference.size() == plain.params.size());
   CHECK(std::ranges::equal(stepped.parameters(), plain.params));
   // A checkpoint holds the device's moments (pulled before writing) and hands them back on resume.
   check_wrapper_resumes<device_stepped_bigram>("device");
+}
+
+TEST_CASE("reference_copy on the host: hold, swap, TRL's mix-up by hand, values, load, and its refusals") {
+  bigram_policy m;
+  std::ranges::fill(m.params, 1.0);
+  reference_copy<double> ref;
+  CHECK_THROWS_WITH_AS(ref.swap(m), doctest::Contains("no reference is held"), lmrl::error);
+  ref.hold(m);  // pi_ref = 1 everywhere
+  std::ranges::fill(m.params, 3.0);
+  ref.mixup(m, 0.25);  // 0.25 * 3 + 0.75 * 1
+  CHECK(std::ranges::all_of(ref.values(m), [](double v) { return v == 1.5; }));
+  ref.swap(m);
+  CHECK(std::ranges::all_of(m.params, [](double v) { return v == 1.5; }));
+  CHECK(std::ranges::all_of(ref.values(m), [](double v) { return v == 3.0; }));
+  ref.load(m, [](std::span<double> to) { std::ranges::fill(to, 7.0); });
+  CHECK(std::ranges::all_of(ref.values(m), [](double v) { return v == 7.0; }));
+  std::vector<double> two(2);
+  CHECK_THROWS_WITH_AS(mixup_reference(std::span<double>(two), std::span<const double>(m.params), 0.5),
+                       doctest::Contains("the reference has 2 values, the policy 64"), lmrl::error);
 }
 
 TEST_CASE("grpo_trainer: resuming after a kill gives bit-identical records") {

@@ -101,6 +101,7 @@
 #include "lmrl/train/grpo_config.hpp"
 #include "lmrl/train/metrics_log.hpp"
 #include "lmrl/train/optimizer_step.hpp"
+#include "lmrl/train/reference_copy.hpp"
 #include "lmrl/train/report.hpp"
 #include "lmrl/train/schedule.hpp"
 #include "lmrl/train/signals.hpp"
@@ -338,7 +339,7 @@ class grpo_trainer {
     }
     // Bad output directory: reported now, before any training.
     require_writable_directory(config_.output_dir);
-    if (needs_reference()) ref_.assign(model_.parameters().begin(), model_.parameters().end());
+    if (needs_reference()) ref_.hold(model_);
     long long keep = -1;
     if (options_.resume) {
       if (auto dir = latest_checkpoint(config_.output_dir)) {
@@ -361,7 +362,8 @@ class grpo_trainer {
     pull_optimizer_state(model_, optimizer_);
     return optimizer_;
   }
-  std::span<const T> reference_parameters() const { return ref_; }
+  // The reference's parameters (fetched first from a model that keeps them on a device); empty without one.
+  std::span<const T> reference_parameters() { return ref_.held() ? ref_.values(model_) : std::span<const T>{}; }
 
   // Runs steps until max_steps or a stop request (SIGINT/SIGTERM: saves a
   // checkpoint and returns). Saves every save_steps and at the end; writes the
@@ -778,7 +780,7 @@ class grpo_trainer {
     checkpoint_writer w(config_.output_dir, step_);
     pull_optimizer_state(model_, optimizer_);  // a model that steps on a device: its moments, here
     write_model_and_optimizer<T>(w, model_.parameters(), optimizer_);
-    if (!ref_.empty()) w.write_tensors<T>("ref_model.safetensors", {{"parameters", std::span<const T>(ref_)}});
+    if (ref_.held()) w.write_tensors<T>("ref_model.safetensors", {{"parameters", ref_.values(model_)}});
     if (critic_ != nullptr && !critic_->parameters().empty()) {  // a shared-trunk critic has no weights of its own
       pull_optimizer_state(*critic_, *critic_optimizer_);
       write_model_and_optimizer<T>(w, std::span<const T>(critic_->parameters()), *critic_optimizer_, "critic");
@@ -986,11 +988,7 @@ class grpo_trainer {
     return std::sqrt(sq / (n - 1));  // torch.std (unbiased), as TRL's reward_std
   }
 
-  void swap_in_reference() {
-    auto p = model_.parameters();
-    std::swap_ranges(p.begin(), p.end(), ref_.begin());
-    parameters_changed(model_);
-  }
+  void swap_in_reference() { ref_.swap(model_); }
 
   // log-probs of every row, in micro-batches, without a backward pass (each
   // rank computes its slice of the rows; all_gather_rows shares them).
@@ -1078,12 +1076,8 @@ class grpo_trainer {
     ++optimizer_steps_;
     stats.grad_norm += norm;
     ++stats.optimizer_steps;
-    if (config_.sync_ref_model && !ref_.empty() && optimizer_steps_ % config_.ref_model_sync_steps == 0) {
-      // TRL SyncRefModelCallback: ref = alpha * policy + (1 - alpha) * ref.
-      const auto p = model_.parameters();
-      const T a = static_cast<T>(config_.ref_model_mixup_alpha);
-      for (std::size_t k = 0; k < ref_.size(); ++k) ref_[k] = a * p[k] + (T(1) - a) * ref_[k];
-    }
+    if (config_.sync_ref_model && ref_.held() && optimizer_steps_ % config_.ref_model_sync_steps == 0)
+      ref_.mixup(model_, static_cast<T>(config_.ref_model_mixup_alpha));  // TRL's SyncRefModelCallback
   }
 
   // The critic's values of every row, in micro-batches, without a backward pass.
@@ -1148,10 +1142,10 @@ class grpo_trainer {
         push_optimizer_state(*critic_, *critic_optimizer_);
       }
     }
-    if (!ref_.empty()) {
-      const auto ref_file = dir + "/ref_model.safetensors";
-      safetensors::reader::from_file(ref_file).read<T>("parameters", std::span<T>(ref_));
-    }
+    if (ref_.held())
+      ref_.load(model_, [&](std::span<T> to) {
+        safetensors::reader::from_file(dir + "/ref_model.safetensors").read<T>("parameters", to);
+      });
   }
 
   void log_completions(const std::vector<sequence>& seqs) {
@@ -1182,7 +1176,7 @@ class grpo_trainer {
   composed_policy_loss<any_objective, kl_estimator, loss_aggregation> loss_;
   any_grpo_advantage advantage_;
   lr_schedule schedule_;
-  std::vector<T> ref_;
+  reference_copy<T> ref_;  // pi_ref when needs_reference(): on the host, or beside the parameters on a device
   metrics_log log_;
   long long step_ = 0;
   long long optimizer_steps_ = 0;

@@ -4,7 +4,8 @@
 // copied) and lmrl::cuda::generate (its tokens' log-probs under the CPU model; greedy
 // tokens the CPU's argmax), and train/transformer_gpu_policy.cuh (log-probs and
 // gradients against transformer_policy<float>, and two GRPO steps on the same
-// fixed rollouts on both sides), the GPU critics (values and gradients against
+// fixed rollouts on both sides; the reference kept beside device-stepped
+// parameters), the GPU critics (values and gradients against
 // the CPU critics, two PPO steps), pretrain() on the GPU policy (its losses,
 // norms and parameters against the CPU transformer's), and logit distillation
 // (its own section at the end). Runs only on a GPU.
@@ -593,7 +594,9 @@ TEST_CASE("cuda transformer_gpu_policy with device_steps: the host-stepped polic
   const auto run = [](auto& policy, const char* name) {
     grpo_config cfg = two_step_config(name);
     cfg.num_iterations = 2;
-    cfg.beta = 0.04;         // the reference swapped in and out: the host copy follows the device's steps
+    cfg.beta = 0.04;  // the reference swapped in and out: on the device for device_steps, on the host else
+    cfg.sync_ref_model = true;  // and mixed up after each optimizer step
+    cfg.ref_model_sync_steps = 1;
     cfg.max_grad_norm = 0.1;  // clipped on the device
     grpo_trainer trainer(cfg, policy, fixed_rollouts{}, weighted_sum<twos>(twos{}), letter_prompts{}, letter_options());
     auto records = train_and_clean(trainer, cfg);
@@ -645,6 +648,58 @@ TEST_CASE("cuda transformer_gpu_policy with device_steps: the host-stepped polic
   const adamw<float> wrong_size(5);
   CHECK_THROWS_WITH_AS(on_device.device_step(wrong_size, 1.0f, 1e-3),
                        doctest::Contains("the optimizer was made for 5 parameters"), error);
+}
+
+TEST_CASE("cuda transformer_gpu_policy with device_steps holds the reference on the device: swap, mix-up, pull, push") {
+  const transformer_config c = tiny_config(true);
+  const auto first = random_parameters(c, 49), second = random_parameters(c, 50);
+  const std::vector<float> p0(first.values().begin(), first.values().end());
+  const std::vector<float> p1(second.values().begin(), second.values().end());
+  const std::size_t n = p0.size();
+  lmrl::cuda::transformer_gpu_policy policy{transformer_parameters<float>(first), nullptr,
+                                            lmrl::cuda::parameter_uploads::device_steps};
+  policy.gpu().precision = lmrl::cuda::gemm_precision::bf16;  // a swap must make the bf16 weights again
+  std::vector<float> got(n, std::numeric_limits<float>::quiet_NaN());
+  CHECK_THROWS_WITH_AS(policy.swap_reference(), doctest::Contains("no reference is held"), error);
+  policy.hold_reference();  // pi_ref = p0
+  std::ranges::copy(p1, policy.parameters().begin());
+  policy.parameters_changed();  // the policy = p1, on the host: uploaded before the swap
+  policy.swap_reference();
+  CHECK(std::ranges::equal(policy.parameters(), p0));  // downloaded: the device's values moved
+  policy.pull_reference(got);
+  CHECK(std::ranges::equal(got, p1));
+  {  // the passes after a swap are those of a model built with the reference's values, bit for bit
+    lmrl::cuda::transformer_gpu_policy fresh{transformer_parameters<float>(first), nullptr, when_changed};
+    fresh.gpu().precision = lmrl::cuda::gemm_precision::bf16;
+    const index_t B = 2, T = 5;
+    std::vector<std::int32_t> tokens{1, 5, 9, 2, 7, 3, 3, 8, 1, 0};
+    std::vector<float> mask{1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
+    const token_batch<float> batch{matrix_view<const std::int32_t>(tokens.data(), {B, T}),
+                                   matrix_view<const float>(mask.data(), {B, T})};
+    dense<float, 2> a({B, T}), b({B, T});
+    policy.swap_reference();  // p1 back in
+    policy.log_probs(batch, a.view(), matrix_view<float>{});
+    policy.swap_reference();  // p0 in
+    policy.log_probs(batch, b.view(), matrix_view<float>{});
+    dense<float, 2> expected({B, T});
+    fresh.log_probs(batch, expected.view(), matrix_view<float>{});
+    CHECK(std::ranges::equal(values(b), values(expected)));
+    CHECK_FALSE(std::ranges::equal(values(a), values(expected)));
+  }
+  policy.mixup_reference(0.3f);  // pi_ref = 0.3 p0 + 0.7 p1, against the CPU's formula
+  std::vector<float> expected = p1;
+  mixup_reference(std::span<float>(expected), std::span<const float>(p0), 0.3f);
+  policy.pull_reference(got);
+  check_close(got, expected, 1e-6, "reference mix-up");  // the last bit: a host FMA (reference_copy.cuh)
+  CHECK(std::ranges::equal(policy.parameters(), p0));    // the parameters untouched
+  policy.push_reference(p0);
+  std::ranges::fill(got, std::numeric_limits<float>::quiet_NaN());
+  policy.pull_reference(got);
+  CHECK(std::ranges::equal(got, p0));
+  CHECK_THROWS_WITH_AS(policy.pull_reference(std::span<float>(got).first(3)),
+                       doctest::Contains("out has 3 values for"), error);
+  lmrl::cuda::transformer_gpu_policy on_host{transformer_parameters<float>(first), nullptr, when_changed};
+  CHECK_THROWS_WITH_AS(on_host.hold_reference(), doctest::Contains("device_steps"), error);
 }
 
 TEST_CASE("cuda pretrain on transformer_gpu_policy: the CPU transformer's losses, norms and parameters, packed or not") {

@@ -38,11 +38,12 @@
 // DeviceSteppedModel (train/optimizer_step.hpp) and take the step on the
 // device: the gradient's norm (train/clip_grad.cuh), clipping, AdamW
 // (train/adamw.cuh) on the device buffers, the moments (8 bytes a parameter)
-// on the device too. What still crosses: the host copy of the parameters when
-// someone reads parameters() after a step (a reference swap: one download per
-// step and an upload per swap; a checkpoint; the ranks' parameter check), the
-// moments when a checkpoint is written or read, and the gradient when several
-// ranks sum it (a host all-reduce).
+// on the device too; so is the trainer's reference copy (train/reference_copy.hpp:
+// 4 more bytes a parameter), whose swaps and sync_ref_model mix-ups run there.
+// What still crosses: the host copy of the parameters when someone reads
+// parameters() after a step (a checkpoint, the ranks' parameter check), the
+// moments and the reference when a checkpoint is written or read, and the
+// gradient when several ranks sum it (a host all-reduce).
 //
 // Numerics: those of transformer_gpu and cuda::generate (float rounding away
 // from the CPU's; see model/transformer.cuh and model/generate.cuh).
@@ -72,6 +73,8 @@
 #include "lmrl/train/clip_grad.cuh"
 #include "lmrl/train/grpo_trainer.hpp"
 #include "lmrl/train/optimizer_step.hpp"
+#include "lmrl/train/reference_copy.cuh"
+#include "lmrl/train/reference_copy.hpp"
 #include "lmrl/train/rollout_generation.hpp"
 
 namespace lmrl::cuda {
@@ -151,8 +154,7 @@ class mirrored_model {
   // last steps here (or a push); otherwise the optimizer's host moments are uploaded first.
   void device_step(const adamw<float>& optimizer, float clip_coef, double lr) {
     const char* f = "lmrl::cuda::transformer_gpu_policy::device_step";
-    lmrl::detail::require(steps_on_device(), f, ": the policy was made with parameter_uploads other than ",
-                          "device_steps, so its master parameters are the host's");
+    require_device_steps("device_step");
     require_optimizer_size(optimizer, f);
     sync_parameters();  // a change made on the host goes first
     if (moments_owner_ != &optimizer || moments_step_ != optimizer.step_count()) push_optimizer_state(optimizer);
@@ -187,6 +189,51 @@ class mirrored_model {
     LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));  // the host state may change when this returns
     moments_owner_ = &optimizer;
     moments_step_ = optimizer.step_count();
+  }
+
+  // ---- the reference beside the parameters (device_steps; train/reference_copy.hpp's DeviceReferenceModel)
+  // The copy := the parameters now, on the device (4 bytes a parameter more there).
+  void hold_reference() {
+    require_device_steps("hold_reference");
+    sync_parameters();
+    cuda::grow(reference_, size(), gpu_->stream(), false);
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(reference_.data(), std::as_const(*gpu_).parameters(), size() * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, gpu_->stream()));
+    reference_held_ = true;
+  }
+  // The parameters and the copy trade places on the device: the next passes compute with the reference.
+  void swap_reference() {
+    require_reference("swap_reference");
+    sync_parameters();  // a change made on the host goes first
+    cuda::swap_values(gpu_->parameters(), reference_.data(), static_cast<index_t>(size()), gpu_->stream());
+    host_behind_ = true;
+  }
+  // The copy := alpha * parameters + (1 - alpha) * copy (TRL's sync_ref_model), on the device.
+  void mixup_reference(float alpha) {
+    require_reference("mixup_reference");
+    sync_parameters();
+    cuda::mixup_reference(reference_.data(), std::as_const(*gpu_).parameters(), alpha,
+                          static_cast<index_t>(size()), gpu_->stream());
+  }
+  // The copy into host memory (a checkpoint is written).
+  void pull_reference(std::span<float> out) {
+    const char* f = "lmrl::cuda::transformer_gpu_policy::pull_reference";
+    require_reference("pull_reference");
+    lmrl::detail::require(out.size() == size(), f, ": out has ", out.size(), " values for ", size(), " parameters");
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(out.data(), reference_.data(), size() * sizeof(float), cudaMemcpyDeviceToHost,
+                                    gpu_->stream()));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));
+  }
+  // Host values into the copy (a checkpoint was read).
+  void push_reference(std::span<const float> values) {
+    const char* f = "lmrl::cuda::transformer_gpu_policy::push_reference";
+    require_device_steps("push_reference");
+    lmrl::detail::require(values.size() == size(), f, ": ", values.size(), " values for ", size(), " parameters");
+    cuda::grow(reference_, size(), gpu_->stream(), false);
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(reference_.data(), values.data(), size() * sizeof(float), cudaMemcpyHostToDevice,
+                                    gpu_->stream()));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));  // values may change when this returns
+    reference_held_ = true;
   }
 
   // The parameters, then the batch's ids and mask: tokens() and mask() on the device; B() x T() remembered
@@ -264,6 +311,15 @@ class mirrored_model {
   }
 
   std::size_t size() const { return grad_.size(); }
+  void require_device_steps(const char* what) const {
+    lmrl::detail::require(steps_on_device(), "lmrl::cuda::transformer_gpu_policy::", what, ": the policy was made ",
+                          "with parameter_uploads other than device_steps, so its master parameters are the host's");
+  }
+  void require_reference(const char* what) const {
+    require_device_steps(what);
+    lmrl::detail::require(reference_held_, "lmrl::cuda::transformer_gpu_policy::", what,
+                          ": no reference is held on the device (hold_reference or push_reference first)");
+  }
   void require_optimizer_size(const adamw<float>& optimizer, const char* f) const {
     lmrl::detail::require(static_cast<std::size_t>(optimizer.size()) == size(), f, ": the optimizer was made for ",
                           optimizer.size(), " parameters but the model has ", size());
@@ -276,7 +332,7 @@ class mirrored_model {
   }
 
   mutable transformer_parameters<float> host_;  // mutable: a const read downloads the device's newer values
-  mutable bool host_behind_ = false;            // a device step since the last download
+  mutable bool host_behind_ = false;            // the device's values moved (a step, a swap) since the download
   std::unique_ptr<transformer_gpu> gpu_;  // behind a pointer: a decoder holds its address, which a move keeps
   device_array<float> moments_;           // device_steps: AdamW's exp_avg then exp_avg_sq, 2 x size()
   // The optimizer whose state moments_ holds, as of its step count (two optimizers stepping one policy in
@@ -284,6 +340,8 @@ class mirrored_model {
   const adamw<float>* moments_owner_ = nullptr;
   std::int64_t moments_step_ = 0;
   device_array<double> norm_scratch_;
+  device_array<float> reference_;  // device_steps with a reference: pi_ref's parameters, or the policy's while
+  bool reference_held_ = false;    // swapped in
   std::vector<float> grad_;
   bool gradients_behind_ = false;  // a backward ran since grad_ was downloaded
   parameter_uploads uploads_;
@@ -334,6 +392,13 @@ class transformer_gpu_policy {
   void pull_optimizer_state(adamw<float>& optimizer) { m_.pull_optimizer_state(optimizer); }
   void push_optimizer_state(const adamw<float>& optimizer) { m_.push_optimizer_state(optimizer); }
   void host_gradients_changed() { m_.host_gradients_changed(); }
+  // train/reference_copy.hpp's DeviceReferenceModel: with device_steps the trainer's reference stays beside
+  // the parameters, and its swaps and mix-ups run on the device (see mirrored_model).
+  void hold_reference() { m_.hold_reference(); }
+  void swap_reference() { m_.swap_reference(); }
+  void mixup_reference(float alpha) { m_.mixup_reference(alpha); }
+  void pull_reference(std::span<float> out) { m_.pull_reference(out); }
+  void push_reference(std::span<const float> values) { m_.push_reference(values); }
 
   void log_probs(const token_batch<float>& batch, matrix_view<float> logp, matrix_view<float> entropy) {
     const char* f = "lmrl::cuda::transformer_gpu_policy::log_probs";
@@ -481,6 +546,7 @@ class transformer_gpu_rollouts {
 
 static_assert(TrainablePolicy<transformer_gpu_policy>);
 static_assert(DeviceSteppedModel<transformer_gpu_policy>);
+static_assert(DeviceReferenceModel<transformer_gpu_policy>);
 static_assert(DeviceSteppedModel<transformer_gpu_critic>);
 static_assert(RolloutGenerator<transformer_gpu_rollouts, transformer_gpu_policy>);
 static_assert(ValueModel<transformer_gpu_critic>);

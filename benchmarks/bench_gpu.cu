@@ -25,7 +25,10 @@
 //      take it: host-stepped (parameter_uploads::when_changed: the gradient downloaded,
 //      its norm, clipping and AdamW on the host, the parameters uploaded) and
 //      device-stepped (device_steps: train/clip_grad.cuh and train/adamw.cuh on the
-//      device buffers), in ms and as a share of the bf16 training step of 2.
+//      device buffers), in ms and as a share of the bf16 training step of 2;
+//   6. the reference swapped in and out (beta, kl_coef, the logged KL) for a device-stepped
+//      policy, per preset: with the reference on the host (the parameters downloaded, then
+//      uploaded after each swap) and on the device (train/reference_copy.cuh: two swap kernels).
 //
 // Every figure is the median of `repeats` timed runs after one warm-up run
 // (cudaEvent timing on the stream). Status: compiled, NOT yet run on a GPU.
@@ -55,6 +58,7 @@
 #include "lmrl/train/adamw.hpp"
 #include "lmrl/train/clip_grad.cuh"
 #include "lmrl/train/clip_grad.hpp"
+#include "lmrl/train/reference_copy.cuh"
 
 using namespace lmrl;
 using lmrl::cuda::device_array;
@@ -246,6 +250,30 @@ void bench_optimizer_step(const std::string& name, const transformer_config& c, 
   std::fflush(stdout);
 }
 
+void bench_reference_swap(const std::string& name, const transformer_config& c, double training_step_seconds) {
+  const std::size_t n = random_model(c).values().size();
+  auto params_dev = random_device<float>(n, 9), ref_dev = random_device<float>(n, 10);
+  std::vector<float> params(n), ref(n);
+  LMRL_CUDA_CHECK(cudaMemcpy(ref.data(), ref_dev.data(), n * sizeof(float), cudaMemcpyDeviceToHost));
+  // The host's copy: after an optimizer step the parameters come down, then go up after each swap.
+  const double host = median_seconds([&] {
+    LMRL_CUDA_CHECK(cudaMemcpy(params.data(), params_dev.data(), n * sizeof(float), cudaMemcpyDeviceToHost));
+    for (int swap = 0; swap < 2; ++swap) {
+      std::swap_ranges(params.begin(), params.end(), ref.begin());
+      LMRL_CUDA_CHECK(cudaMemcpy(params_dev.data(), params.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    }
+  });
+  const double device = median_seconds([&] {
+    for (int swap = 0; swap < 2; ++swap)
+      lmrl::cuda::swap_values(params_dev.data(), ref_dev.data(), static_cast<index_t>(n));
+  });
+  std::printf("[%s] reference swapped in and out, %.0fM parameters: on the host %.1f ms (parameters down once, "
+              "up twice; %.0f%% of the bf16 training step), on the device %.2f ms (%.1f%%): %.0fx\n",
+              name.c_str(), static_cast<double>(n) * 1e-6, host * 1e3, 100 * host / training_step_seconds,
+              device * 1e3, 100 * device / training_step_seconds, host / device);
+  std::fflush(stdout);
+}
+
 void bench_generation(const std::string& name, const transformer_config& c, const card_rates& card) {
   const auto params = random_model(c);
   lmrl::cuda::transformer_gpu gpu(params);
@@ -397,11 +425,13 @@ int main(int argc, char** argv) try {
   if (which != "qwen2.5-0.5b") {
     const double step = bench_training("small", transformer_config::small(), card, 16, 256);
     bench_optimizer_step("small", transformer_config::small(), step);
+    bench_reference_swap("small", transformer_config::small(), step);
     bench_generation("small", transformer_config::small(), card);
   }
   if (which != "small") {
     const double step = bench_training("qwen2.5-0.5b", transformer_config::qwen2_5_0_5b(), card, 8, 512);
     bench_optimizer_step("qwen2.5-0.5b", transformer_config::qwen2_5_0_5b(), step);
+    bench_reference_swap("qwen2.5-0.5b", transformer_config::qwen2_5_0_5b(), step);
     bench_generation("qwen2.5-0.5b", transformer_config::qwen2_5_0_5b(), card);
   }
   bench_logprob();

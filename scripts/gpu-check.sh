@@ -30,17 +30,44 @@ fi
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 ldd "$bin/lmrl_tests_cuda" > "$out/ldd.txt" 2>&1
 status=0
+last_rc=0
 run() {  # name timeout command...: output to $out/name.txt, a line per program here
   local name=$1 limit=$2
   shift 2
   local start=$SECONDS
   timeout "$limit" "$@" > "$out/$name.txt" 2>&1
-  local rc=$?
-  echo "gpu-check: $name: exit $rc in $((SECONDS - start)) s ($out/$name.txt)"
-  [ $rc -eq 0 ] || status=1
+  last_rc=$?
+  echo "gpu-check: $name: exit $last_rc in $((SECONDS - start)) s ($out/$name.txt)"
+  [ $last_rc -eq 0 ] || status=1
+}
+# Each test case in a process of its own, `limit` seconds for them all: a crash or a sticky CUDA error (an
+# illegal address poisons the context for every later case) then costs one case, not the rest of the run.
+# One line per case in $out/tests_cuda_cases.txt, each case's output in $out/cases/.
+run_cases_alone() {
+  local limit=$1 start=$SECONDS k=0 name rc
+  mkdir -p "$out/cases"
+  : > "$out/tests_cuda_cases.txt"
+  while IFS= read -r name; do
+    k=$((k + 1))
+    if [ $((SECONDS - start)) -ge "$limit" ]; then
+      echo "NOT RUN (time) $name" >> "$out/tests_cuda_cases.txt"
+      continue
+    fi
+    timeout 60 "$bin/lmrl_tests_cuda" --duration=true --test-case="${name//,/\\,}" > "$out/cases/$k.txt" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ]; then echo "passed $name" ; else echo "FAILED (exit $rc, cases/$k.txt) $name"; fi \
+      >> "$out/tests_cuda_cases.txt"
+  done < <("$bin/lmrl_tests_cuda" --list-test-cases | grep -v -e '^\[doctest\]' -e '^=====')
+  echo "gpu-check: tests_cuda case by case: $(grep -c '^passed' "$out/tests_cuda_cases.txt") passed," \
+    "$(grep -c '^FAILED' "$out/tests_cuda_cases.txt") failed, $(grep -c '^NOT RUN' "$out/tests_cuda_cases.txt")" \
+    "not run ($out/tests_cuda_cases.txt)"
 }
 # (doctest prints each MESSAGE: the worst GPU-vs-CPU errors the tests record; --duration each case's time)
-case $stages in *,tests,*) run tests_cuda 420 "$bin/lmrl_tests_cuda" --duration=true ;; esac
+case $stages in *,tests,*)
+  run tests_cuda 300 "$bin/lmrl_tests_cuda" --duration=true
+  # A failed run is rerun case by case, so that one crash does not hide the other cases' results.
+  [ $last_rc -eq 0 ] || run_cases_alone 240 ;;
+esac
 case $stages in *,smoke,*)
   for precision in fp32 bf16 fp8; do
     rm -rf "$out/grpo_zero_cuda_$precision"

@@ -1,10 +1,11 @@
 // dist/communicator.hpp, any_communicator.hpp, byte_pack.hpp: the one-process
 // model, the type-erased holder, the shard arithmetic and the byte packing
-// that the data-parallel trainer's all_gather carries.
+// that the data-parallel trainer's all_gather carries, and split_communicator.
 #include "lmrl/dist/communicator.hpp"
 
 #include <doctest/doctest.h>
 
+#include <string>
 #include <vector>
 
 #include "lmrl/dist/any_communicator.hpp"
@@ -45,11 +46,20 @@ TEST_CASE("single_process: rank 0 of 1, every collective the identity") {
 }
 
 namespace {
-// A communicator that records what reaches it, to check any_communicator forwards each call.
+// A communicator that records what reaches it, to check any_communicator forwards each call; with `device`, one
+// that reduces device memory (as NCCL does).
 struct recording {
   std::vector<std::string>* calls;
-  int rank() const { return 2; }
+  bool device = false;
+  int my_rank = 2;
+  int rank() const { return my_rank; }
   int size() const { return 5; }
+  bool reduces_device_memory() const { return device; }
+  template <class T>
+  void all_reduce_device(std::span<T> x, reduce_op) {
+    calls->push_back("all_reduce_device " + std::to_string(x.size()));
+    for (auto& v : x) v = v * 3;
+  }
   template <class T>
   void all_reduce(std::span<T> x, reduce_op op) {
     calls->push_back("all_reduce " + std::to_string(x.size()) + (op == reduce_op::max ? " max" : " other"));
@@ -81,6 +91,37 @@ TEST_CASE("any_communicator: forwards every collective to the model it holds, co
   CHECK(any_communicator{}.size() == 1);  // the default is single_process
   single_process one;
   CHECK(any_communicator::borrowing(one).rank() == 0);
+}
+
+TEST_CASE("split_communicator: host collectives to one, device all-reduces to the other, any_communicator forwards") {
+  std::vector<std::string> host_calls, device_calls;
+  recording host{&host_calls}, device{&device_calls, true};
+  any_communicator a = split_communicator<recording, recording>(host, device);
+  CHECK(a.rank() == 2);
+  CHECK(a.size() == 5);
+  CHECK(a.reduces_device_memory());
+  std::vector<double> gradient{1, 2};
+  a.all_reduce_device(std::span<double>(gradient), reduce_op::sum);
+  std::vector<float> x{3};
+  a.all_reduce(std::span<float>(x), reduce_op::max);
+  a.barrier();
+  CHECK(gradient == std::vector<double>{3, 6});
+  CHECK(x == std::vector<float>{6});
+  CHECK(device_calls == std::vector<std::string>{"all_reduce_device 2"});
+  CHECK(host_calls == std::vector<std::string>{"all_reduce 1 max", "barrier"});
+
+  recording not_device{&device_calls}, other_rank{&device_calls, true, 3};
+  CHECK_THROWS_WITH_AS((split_communicator<recording, recording>(host, not_device)),
+                       doctest::Contains("does not reduce device memory"), error);
+  CHECK_THROWS_WITH_AS((split_communicator<recording, recording>(host, other_rank)),
+                       doctest::Contains("is rank 2 of 5, the device one rank 3 of 5"), error);
+  // A communicator that does not reduce device memory says so, and refuses to.
+  for (any_communicator plain : {any_communicator{}, any_communicator(not_device)}) {
+    CHECK_FALSE(plain.reduces_device_memory());
+    CHECK_THROWS_WITH_AS(plain.all_reduce_device(std::span<double>(gradient), reduce_op::sum),
+                         doctest::Contains("does not reduce device memory"), error);
+  }
+  CHECK(gradient == std::vector<double>{3, 6});
 }
 
 TEST_CASE("byte_writer and byte_reader: values and arrays round-trip, reading past the end is an error") {

@@ -1,7 +1,10 @@
 // Data-parallel GRPO and PPO over MPI: on every rank count the job has, K steps
 // give the parameters and the batch-wide statistics of one process with the
 // same global batch and seed, every rank holds the same parameters, and a run
-// resumes from a checkpoint written with another number of ranks.
+// resumes from a checkpoint written with another number of ranks. A
+// device-stepped policy (tests/train/device_stepped.hpp) gets the plain
+// policy's bits, its gradient summed on the host or, by a communicator that
+// reduces device memory, where it lives.
 //
 // Tolerances. The bigram policy (double): 1e-10 relative on the parameters and
 // every logged number, the order of the gradient's additions being all that
@@ -22,6 +25,7 @@
 #include "mpi/twos_run.hpp"
 #include "mpi/world.hpp"
 #include "train/bigram_grpo.hpp"
+#include "train/device_stepped.hpp"
 
 using namespace lmrl;
 using namespace lmrl::testing;
@@ -236,6 +240,66 @@ TEST_CASE("data-parallel GRPO on the transformer (float32): the same tokens and,
     MESSAGE("transformer, ", world().size(), " ranks: largest parameter gap / largest parameter after 3 steps = ", gap);
   CHECK(gap < 5e-5);  // measured 6.3e-6 to 7.7e-6 at 2 to 4 ranks (Adam amplifies the rounding of near-zero gradients)
   CHECK(same_on_every_rank<float>(dist.params));
+}
+
+namespace {
+
+// MPI calling its buffers device memory, as NCCL's are (dist/communicator.hpp's DeviceMemoryCommunicator): the
+// trainer then sums a device-stepped gradient in place instead of bringing it to the host.
+struct mpi_as_device_memory {
+  int rank() const { return world().rank(); }
+  int size() const { return world().size(); }
+  template <class T>
+  void all_reduce(std::span<T> x, reduce_op op) {
+    world().all_reduce(x, op);
+  }
+  void broadcast(std::span<std::byte> bytes, int root) { world().broadcast(bytes, root); }
+  std::vector<std::vector<std::byte>> all_gather(std::span<const std::byte> mine) { return world().all_gather(mine); }
+  void barrier() { world().barrier(); }
+  bool reduces_device_memory() const { return true; }
+  template <class T>
+  void all_reduce_device(std::span<T> x, reduce_op op) {
+    world().all_reduce(x, op);
+  }
+};
+
+// The bigram rollouts of a device-stepped wrapper's device model.
+struct device_bigram_generator {
+  rollout_batch<double> operator()(device_stepped<bigram_policy>& m, std::span<const std::vector<std::int32_t>> prompts,
+                                   const rollout_request& r) const {
+    return bigram_generator{}(*m.device, prompts, r);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("data-parallel GRPO with a device-stepped policy: the plain policy's bits, the gradient summed where it is") {
+  grpo_config c = small_config("");
+  c.max_steps = 3;
+  c.save_steps = 3;  // the ranks' parameter check, and a checkpoint
+  c.output_dir = fresh_shared_dir("plain_policy");
+  const bigram_run plain = run_bigram(c, make_rewards(), mpi(), false);
+  for (const bool on_device : {false, true}) {
+    INFO((on_device ? "summed on the device" : "summed on the host"), ", ", world().size(), " ranks");
+    bigram_policy device;
+    device_stepped<bigram_policy> stepped(&device);
+    grpo_trainer_options o = quiet_options(2);
+    o.communicator = on_device ? any_communicator(mpi_as_device_memory{}) : mpi();
+    c.output_dir = fresh_shared_dir(on_device ? "device_sum" : "host_sum");
+    grpo_trainer<device_stepped<bigram_policy>, device_bigram_generator, decltype(make_rewards()), bigram_prompts> t(
+        c, stepped, {}, make_rewards(), bigram_prompts{}, o);
+    CHECK(t.train());
+    REQUIRE(t.records().size() == plain.records.size());
+    for (std::size_t k = 0; k < plain.records.size(); ++k)
+      CHECK_MESSAGE(same_except_timing(t.records()[k], plain.records[k]), "step ", k + 1);
+    CHECK(stepped.parameters().size() == plain.policy.size());
+    CHECK(std::ranges::equal(stepped.parameters(), plain.policy));
+    CHECK(stepped.steps == 3 * 2);  // two optimizer steps a step, on the "device"
+    if (world().size() > 1) {
+      CHECK(stepped.device_gradient_lends == (on_device ? stepped.steps : 0));
+      CHECK((stepped.gradient_reads == 0) == on_device);  // the host sum reads the gradient
+    }
+  }
 }
 
 TEST_CASE("data-parallel GRPO: ranks whose parameters differ stop at the next checkpoint with an error naming it") {

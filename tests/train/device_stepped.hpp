@@ -6,7 +6,8 @@
 // copy follows only when parameters() is read after the device's values
 // moved, the device copy only after parameters_changed(). Counts the host
 // gradient reads and parameter downloads, which a one-rank run makes only
-// for checkpoints, and the steps.
+// for checkpoints, the device gradient lent to a collective
+// (DeviceGradientModel), and the steps.
 #pragma once
 
 #include <algorithm>
@@ -37,7 +38,7 @@ struct device_stepped {
   const adamw<T>* owner = nullptr;
   std::int64_t moments_step = 0;
   bool host_behind = false;
-  int gradient_reads = 0, parameter_downloads = 0, steps = 0;
+  int gradient_reads = 0, parameter_downloads = 0, device_gradient_lends = 0, steps = 0;
 
   std::span<T> parameters() {
     if (host_behind) {
@@ -85,6 +86,10 @@ struct device_stepped {
     moments_step = optimizer.step_count();
   }
   void host_gradients_changed() {}
+  std::span<T> device_gradients() {
+    ++device_gradient_lends;
+    return device->gradients();
+  }
 
   void hold_reference() { reference.assign(device_params().begin(), device_params().end()); }
   void swap_reference() {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lmrl/dist/communicator.hpp"
+#include "lmrl/error.hpp"
 
 namespace lmrl {
 
@@ -38,6 +39,11 @@ class any_communicator {
   void broadcast(std::span<std::byte> bytes, int root) { self_->broadcast(bytes, root); }
   std::vector<std::vector<std::byte>> all_gather(std::span<const std::byte> mine) { return self_->all_gather(mine); }
   void barrier() { self_->barrier(); }
+  // Whether the held communicator sums device memory in place (dist/communicator.hpp); all_reduce_device
+  // refuses when it does not.
+  bool reduces_device_memory() const { return self_->reduces_device_memory(); }
+  void all_reduce_device(std::span<float> x, reduce_op op) { self_->all_reduce_device(x, op); }
+  void all_reduce_device(std::span<double> x, reduce_op op) { self_->all_reduce_device(x, op); }
 
  private:
   struct erased {
@@ -50,6 +56,9 @@ class any_communicator {
     virtual void broadcast(std::span<std::byte>, int) = 0;
     virtual std::vector<std::vector<std::byte>> all_gather(std::span<const std::byte>) = 0;
     virtual void barrier() = 0;
+    virtual bool reduces_device_memory() const = 0;
+    virtual void all_reduce_device(std::span<float>, reduce_op) = 0;
+    virtual void all_reduce_device(std::span<double>, reduce_op) = 0;
   };
   template <class C>  // C is a Communicator or a reference to one
   struct model final : erased {
@@ -63,9 +72,19 @@ class any_communicator {
     void broadcast(std::span<std::byte> b, int root) override { c.broadcast(b, root); }
     std::vector<std::vector<std::byte>> all_gather(std::span<const std::byte> m) override { return c.all_gather(m); }
     void barrier() override { c.barrier(); }
+    bool reduces_device_memory() const override { return lmrl::reduces_device_memory(c); }
+    void all_reduce_device(std::span<float> x, reduce_op op) override { device_reduce(x, op); }
+    void all_reduce_device(std::span<double> x, reduce_op op) override { device_reduce(x, op); }
+    template <class T>
+    void device_reduce(std::span<T> x, reduce_op op) {
+      if constexpr (DeviceMemoryCommunicator<std::remove_cvref_t<C>>) {
+        if (c.reduces_device_memory()) return c.all_reduce_device(x, op);
+      }
+      detail::fail("any_communicator::all_reduce_device: the communicator it holds does not reduce device memory");
+    }
   };
   std::shared_ptr<erased> self_;
 };
-static_assert(Communicator<any_communicator>);
+static_assert(DeviceMemoryCommunicator<any_communicator>);
 
 }  // namespace lmrl

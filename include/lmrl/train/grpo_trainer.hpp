@@ -901,10 +901,6 @@ class grpo_trainer {
   }
 
   // Sums a gradient buffer over the ranks (in place; identical on every rank after).
-  void all_reduce_gradients(std::span<T> grads) {
-    if (comm().size() > 1) timed_comm([&] { comm().all_reduce(grads, reduce_op::sum); });
-  }
-
   // Stops with a clear error when the ranks' parameters differ (a non-deterministic
   // reduction, a rank started from other weights): compares a hash on every rank.
   void require_same_parameters_on_every_rank() {
@@ -1056,10 +1052,7 @@ class grpo_trainer {
   template <class M>
   double clipped_adamw_step(M& model, adamw<T>& optimizer, double base_lr, long long steps, double& lr,
                             const char* whose, long long step_number) {
-    if (comm().size() > 1) {  // a device-stepped model's gradient comes to the host for the collective
-      all_reduce_gradients(model.gradients());
-      host_gradients_changed(model);
-    }
+    if (comm().size() > 1) timed_comm([&] { all_reduce_gradients(model, comm()); });  // on the device, or the host
     const double norm = gradient_norm(model);
     detail::require(std::isfinite(norm), "grpo_trainer: step ", step_number, ": ", whose, " gradient norm is ", norm,
                     " (not finite); stopping before the update. The last checkpoint in \"", config_.output_dir,

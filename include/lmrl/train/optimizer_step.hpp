@@ -18,6 +18,13 @@
 // push_optimizer_state() hands them back (after a checkpoint is read). A
 // model that steps elsewhere tells whether it does at run time:
 // steps_on_device(model).
+//
+// Data-parallel runs sum the gradient over the ranks before the step
+// (all_reduce_gradients): on the host by default; a device-stepped model that
+// lends its device gradient (DeviceGradientModel) has it summed in place
+// when the communicator reduces device memory (dist/communicator.hpp: NCCL),
+// and otherwise it comes to the host and the sum goes back
+// (host_gradients_changed).
 #pragma once
 
 #include <cmath>
@@ -25,6 +32,7 @@
 #include <span>
 #include <utility>
 
+#include "lmrl/dist/communicator.hpp"
 #include "lmrl/rl/policy.hpp"
 #include "lmrl/tensor/concepts.hpp"
 #include "lmrl/train/adamw.hpp"
@@ -69,6 +77,13 @@ concept DeviceSteppedModel = requires(M& m, const M& cm, adamw<typename M::value
   { m.pull_optimizer_state(opt) };
   { m.push_optimizer_state(copt) };
   { m.host_gradients_changed() };
+};
+
+// A device-stepped model whose gradient a collective can sum where it lives: device_gradients() is its
+// gradient buffer on the device (the model's queued work on it done; what is written there is the gradient).
+template <class M>
+concept DeviceGradientModel = DeviceSteppedModel<M> && requires(M& m) {
+  { m.device_gradients() } -> std::same_as<std::span<typename M::value_type>>;
 };
 
 template <class M>
@@ -124,6 +139,20 @@ template <class M>
 void host_gradients_changed(M& model) {
   if constexpr (DeviceSteppedModel<M>)
     if (model.steps_on_device()) model.host_gradients_changed();
+}
+
+// The model's gradient summed over the ranks of `comm`, in place on the device when the model lends it there
+// and the communicator reduces device memory, else on the host copy (which a device-stepped model takes back).
+template <class M, Communicator C>
+void all_reduce_gradients(M& model, C& comm) {
+  if constexpr (DeviceGradientModel<M> && DeviceMemoryCommunicator<C>) {
+    if (model.steps_on_device() && comm.reduces_device_memory()) {
+      comm.all_reduce_device(model.device_gradients(), reduce_op::sum);
+      return;
+    }
+  }
+  comm.all_reduce(model.gradients(), reduce_op::sum);
+  host_gradients_changed(model);
 }
 
 }  // namespace lmrl

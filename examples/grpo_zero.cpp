@@ -19,7 +19,8 @@
 //                                              the same run as one process, its groups spread over the ranks
 //   grpo_zero_cuda --device cuda               the model on the GPU (the build of this file by nvcc,
 //                                              grpo_zero_cuda.cu, made where CMake finds nvcc);
-//                                              under mpirun, one GPU per rank
+//                                              under mpirun, one GPU per rank (the gradients
+//                                              summed by NCCL where the build found it)
 //   grpo_zero_cuda --device cuda --gpu_precision bf16   its products on the bf16 tensor cores
 #include <algorithm>
 #include <chrono>
@@ -30,6 +31,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -60,6 +62,9 @@
 #endif
 #ifdef LMRL_GRPO_ZERO_CUDA
 #include "lmrl/train/transformer_gpu_policy.cuh"
+#ifdef LMRL_WITH_NCCL
+#include "lmrl/dist/nccl.hpp"
+#endif
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -290,12 +295,23 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   if (s.rollout_quant != "none" || s.rollout_kv_quant != "none")
     c.recompute_old_logprobs = true;  // the trainer's log-probs, not the sampler's
   if (!init_seed_given) s.init_seed = c.seed;
+#if defined(LMRL_GRPO_ZERO_CUDA) && defined(LMRL_WITH_NCCL)
+  std::optional<nccl_communicator> nccl;  // several ranks on GPUs: their own group, for the gradients (stage 3)
+#endif
   if (s.device == "cuda") {
 #ifdef LMRL_GRPO_ZERO_CUDA
     // Before pretraining, not after it; under mpirun each rank takes a GPU of its own (rank % GPUs), and the
-    // trainer all-reduces the gradients over the host communicator as on the CPU.
-    lmrl::cuda::use_device_of_rank(comm.rank(), "--device cuda");
-    if (comm.size() > 1) std::printf("grpo_zero: %d ranks, each on a GPU of its own\n", comm.size());
+    // trainer sums the gradients by NCCL on the GPUs where the build has it, else over the host communicator.
+    [[maybe_unused]] const int gpu = lmrl::cuda::use_device_of_rank(comm.rank(), "--device cuda");
+    const char* summed = "on the host";
+#ifdef LMRL_WITH_NCCL
+    if (comm.size() > 1) {
+      nccl.emplace(comm, gpu);
+      summed = "by NCCL on the GPUs";
+    }
+#endif
+    if (comm.size() > 1)
+      std::printf("grpo_zero: %d ranks, each on a GPU of its own; gradients summed %s\n", comm.size(), summed);
 #endif
     detail::require(s.rollout_quant == "none" && s.rollout_kv_quant == "none",
                     "--device cuda: quantized rollouts have no GPU version yet (rollout_quant, rollout_kv_quant)");
@@ -447,6 +463,10 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   grpo_trainer_options o = trainer_options({"accuracy", "format", "overlong"});
   o.write_report = false;
   o.communicator = comm;
+#if defined(LMRL_GRPO_ZERO_CUDA) && defined(LMRL_WITH_NCCL)
+  // Rollouts, statistics and checks over `comm`; the device-stepped gradients summed in place by NCCL.
+  if (nccl) o.communicator = split_communicator<any_communicator, nccl_communicator>(comm, *nccl);
+#endif
   const auto log_heldout = [](const evaluation_result& e, metrics_record& r) {
     r.set(heldout_accuracy_key, e.greedy.accuracy);
     r.set("eval/format", e.greedy.format);

@@ -1,7 +1,7 @@
 // grpo_zero_cuda: grpo_zero (grpo_zero.cpp, read it) compiled by nvcc, so that
 // --device cuda can run the model on the GPU through train/transformer_gpu_policy.cuh:
-// pretraining's and GRPO's forward and backward passes, the rollouts and the
-// held-out evaluations (the optimizer steps the host's master parameters).
+// pretraining's and GRPO's forward and backward passes, optimizer steps and
+// reference swaps, the rollouts and the held-out evaluations.
 // Built where CMake finds nvcc; grpo_zero itself stays a plain C++ program.
 //
 //   build/examples/grpo_zero_cuda --device cuda --output_dir runs/gpu

@@ -1,8 +1,9 @@
 // dist/nccl.hpp on one GPU per rank, bootstrapped over MPI:
 //   mpiexec -n 2 lmrl_tests_nccl      (a machine with at least 2 GPUs)
 // Every collective against its definition on device memory and on host memory
-// (staged), and against the MPI model's results; then data-parallel GRPO
-// (bigram policy, host gradients) over NCCL against one process.
+// (staged), and against the MPI model's results; all_reduce_device through
+// split_communicator; then data-parallel GRPO (bigram policy, host gradients)
+// over NCCL against one process.
 // Registered with ctest (label gpu) only where configure found 2 GPUs or more.
 // NOT RUN by this work: no GPU was available.
 #define DOCTEST_CONFIG_IMPLEMENT
@@ -56,6 +57,28 @@ TEST_CASE("nccl all_reduce: device and host memory give MPI's sums, maxima and m
       }
     }
   }
+}
+
+TEST_CASE("nccl all_reduce_device and split_communicator: device memory summed by NCCL, host memory refused") {
+  auto& nccl = *the_nccl;
+  const std::size_t n = 1000;
+  std::vector<float> expected = values_of(nccl.rank(), n);
+  the_mpi->all_reduce(std::span<float>(expected), reduce_op::sum);
+  float* device = nullptr;
+  REQUIRE(cudaMalloc(reinterpret_cast<void**>(&device), n * sizeof(float)) == cudaSuccess);
+  const std::vector<float> mine = values_of(nccl.rank(), n);
+  REQUIRE(cudaMemcpy(device, mine.data(), n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+  // The trainer's way: host collectives over MPI, the device all-reduce over NCCL.
+  any_communicator split = split_communicator<mpi_communicator, nccl_communicator>(*the_mpi, nccl);
+  CHECK(split.reduces_device_memory());
+  split.all_reduce_device(std::span<float>(device, n), reduce_op::sum);
+  std::vector<float> got(n, std::nanf(""));
+  REQUIRE(cudaMemcpy(got.data(), device, n * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
+  cudaFree(device);
+  for (std::size_t i = 0; i < n; ++i) CHECK(got[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+  std::vector<float> host = mine;
+  CHECK_THROWS_WITH_AS(nccl.all_reduce_device(std::span<float>(host), reduce_op::sum),
+                       doctest::Contains("not device memory"), error);
 }
 
 TEST_CASE("nccl broadcast, all_gather and barrier: the concept's meaning") {

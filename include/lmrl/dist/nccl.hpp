@@ -10,7 +10,9 @@
 // One rank per GPU (NCCL refuses two ranks of one communicator on one GPU).
 // all_reduce and broadcast work in place on device memory; host memory is
 // staged through a device buffer (correct, and as slow as the copies), so the
-// CPU trainer can use it too. all_gather takes and returns host bytes (token
+// CPU trainer can use it too. all_reduce_device takes device memory only: the
+// trainer's way to sum a gradient that lives on the GPU (split_communicator
+// pairs this with MPI for the host's collectives). all_gather takes and returns host bytes (token
 // batches live on the host): lengths first, then one padded ncclAllGather.
 // Every call synchronizes its stream before returning, as the concept's
 // callers expect; CUDA and NCCL errors become lmrl::error naming the call.
@@ -107,6 +109,15 @@ class nccl_communicator {
     back_to_host(x, data);
   }
 
+  // Device memory is what NCCL sums best (dist/communicator.hpp's DeviceMemoryCommunicator): x stays where it is.
+  bool reduces_device_memory() const { return true; }
+  template <class T>
+  void all_reduce_device(std::span<T> x, reduce_op op) {
+    detail::require(x.empty() || detail::device_accessible(x.data()),
+                    "nccl_communicator::all_reduce_device: the buffer is not device memory");
+    all_reduce(x, op);
+  }
+
   void broadcast(std::span<std::byte> bytes, int root) {
     detail::require(root >= 0 && root < size_, "nccl_communicator::broadcast: root ", root, " of ", size_, " ranks");
     if (bytes.empty()) return;
@@ -177,6 +188,6 @@ class nccl_communicator {
   std::byte* staging_ = nullptr;
   std::size_t staging_bytes_ = 0;
 };
-static_assert(Communicator<nccl_communicator>);
+static_assert(DeviceMemoryCommunicator<nccl_communicator>);
 
 }  // namespace lmrl

@@ -43,7 +43,9 @@
 // What still crosses: the host copy of the parameters when someone reads
 // parameters() after a step (a checkpoint, the ranks' parameter check), the
 // moments and the reference when a checkpoint is written or read, and the
-// gradient when several ranks sum it (a host all-reduce).
+// gradient when several ranks sum it over a communicator that reduces host
+// memory only (MPI); one that reduces device memory (NCCL: split_communicator
+// of dist/communicator.hpp) sums it in place (device_gradients).
 //
 // Numerics: those of transformer_gpu and cuda::generate (float rounding away
 // from the CPU's; see model/transformer.cuh and model/generate.cuh).
@@ -148,6 +150,14 @@ class mirrored_model {
     LMRL_CUDA_CHECK(cudaMemcpyAsync(gpu_->gradients(), grad_.data(), grad_.size() * sizeof(float),
                                     cudaMemcpyHostToDevice, gpu_->stream()));
     LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));
+  }
+  // The device gradient lent to a collective that sums it in place (NCCL; train/optimizer_step.hpp's
+  // DeviceGradientModel): the stream's work on it done first; the host copy is behind afterwards.
+  std::span<float> device_gradients() {
+    require_device_steps("device_gradients");
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));  // the collective runs on a stream of its own
+    gradients_behind_ = true;
+    return {gpu_->gradients(), size()};
   }
   // gradient *= clip_coef (when < 1), then AdamW at lr with the optimizer's settings, numbered
   // optimizer.step_count() + 1. The device's moments are the optimizer's own when they come from its
@@ -392,6 +402,7 @@ class transformer_gpu_policy {
   void pull_optimizer_state(adamw<float>& optimizer) { m_.pull_optimizer_state(optimizer); }
   void push_optimizer_state(const adamw<float>& optimizer) { m_.push_optimizer_state(optimizer); }
   void host_gradients_changed() { m_.host_gradients_changed(); }
+  std::span<float> device_gradients() { return m_.device_gradients(); }
   // train/reference_copy.hpp's DeviceReferenceModel: with device_steps the trainer's reference stays beside
   // the parameters, and its swaps and mix-ups run on the device (see mirrored_model).
   void hold_reference() { m_.hold_reference(); }
@@ -478,6 +489,7 @@ class transformer_gpu_critic {
   void pull_optimizer_state(adamw<float>& optimizer) { policy_.pull_optimizer_state(optimizer); }
   void push_optimizer_state(const adamw<float>& optimizer) { policy_.push_optimizer_state(optimizer); }
   void host_gradients_changed() { policy_.host_gradients_changed(); }
+  std::span<float> device_gradients() { return policy_.device_gradients(); }
   void values(const token_batch<float>& batch, matrix_view<float> out) { policy_.values(batch, out); }
   void backward_values(const token_batch<float>& batch, matrix_view<const float> grad) {
     policy_.backward_values(batch, grad);
@@ -547,6 +559,8 @@ class transformer_gpu_rollouts {
 static_assert(TrainablePolicy<transformer_gpu_policy>);
 static_assert(DeviceSteppedModel<transformer_gpu_policy>);
 static_assert(DeviceReferenceModel<transformer_gpu_policy>);
+static_assert(DeviceGradientModel<transformer_gpu_policy>);
+static_assert(DeviceGradientModel<transformer_gpu_critic>);
 static_assert(DeviceSteppedModel<transformer_gpu_critic>);
 static_assert(RolloutGenerator<transformer_gpu_rollouts, transformer_gpu_policy>);
 static_assert(ValueModel<transformer_gpu_critic>);

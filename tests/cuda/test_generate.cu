@@ -648,6 +648,27 @@ TEST_CASE("cuda transformer_gpu_policy with device_steps: the host-stepped polic
   const adamw<float> wrong_size(5);
   CHECK_THROWS_WITH_AS(on_device.device_step(wrong_size, 1.0f, 1e-3),
                        doctest::Contains("the optimizer was made for 5 parameters"), error);
+
+  // The gradient lent to a collective (NCCL sums it in place: device_gradients) is the backward's; what the
+  // collective writes there is what gradients() shows next.
+  const index_t B = 2, T = 4;
+  std::vector<std::int32_t> tokens{1, 5, 9, 2, 3, 3, 8, 0};
+  std::vector<float> mask{1, 1, 1, 1, 1, 1, 1, 0};
+  const token_batch<float> batch{matrix_view<const std::int32_t>(tokens.data(), {B, T}),
+                                 matrix_view<const float>(mask.data(), {B, T})};
+  dense<float, 2> logp({B, T});
+  const auto w = lmrl::testing::random_values<float>(B * T, 44);
+  on_device.zero_grad();
+  on_device.log_probs(batch, logp.view(), matrix_view<float>{});
+  on_device.backward(batch, matrix_view<const float>(w.data(), {B, T}), {});
+  const std::span<float> lent = on_device.device_gradients();
+  REQUIRE(lent.size() == on_device.parameters().size());
+  const std::vector<float> added = download(lent.data(), lent.size());
+  CHECK(std::ranges::equal(on_device.gradients(), added));
+  lmrl::cuda::scale_gradients(on_device.device_gradients().data(), static_cast<index_t>(lent.size()), 2.0f);
+  const std::span<const float> doubled = on_device.gradients();
+  CHECK(std::ranges::equal(doubled, added, [](float d, float a) { return d == 2.0f * a; }));
+  CHECK_THROWS_WITH_AS(on_host.device_gradients(), doctest::Contains("device_steps"), error);
 }
 
 TEST_CASE("cuda transformer_gpu_policy with device_steps holds the reference on the device: swap, mix-up, pull, push") {

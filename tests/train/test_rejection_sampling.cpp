@@ -195,6 +195,27 @@ TEST_CASE("rejection_sample's max_per_prompt keeps the first distinct accepted c
   CHECK(capped_stats.duplicates == full_stats.duplicates);
 }
 
+TEST_CASE("rejection_sample_with keeps the same records from the batches its generator gives") {
+  const transformer_config c = testing::transformer_shape(8, 16, 1, 2, 1, 16);
+  const transformer<float> model(c, 7, 0.5);
+  rejection_sampling_options o = small_options();
+  o.prompts_per_batch = 4;  // 6 prompts: two batches
+  rejection_sampling_stats expected_stats, stats;
+  const auto expected = run(model, o, &expected_stats);
+  cached_decoder<float> decoder(model.parameters());
+  std::vector<std::size_t> batches;
+  const auto got = rejection_sample_with(
+      [&](std::span<const std::vector<std::int32_t>> batch, const generation_options& g, const counter_rng& rng) {
+        batches.push_back(batch.size());
+        return generate(decoder, batch, g, rng);
+      },
+      prompt_texts, encode_letters, decode_letters, accept_rule, o, &stats);
+  CHECK(got == expected);
+  CHECK(stats.kept == expected_stats.kept);
+  CHECK(stats.generated == expected_stats.generated);
+  CHECK(batches == std::vector<std::size_t>{4, 2});
+}
+
 TEST_CASE("rejection_sample and its options reject bad input with the field named") {
   const transformer_config c = testing::transformer_shape(8, 16, 1, 2, 1, 16);
   const transformer<float> model(c, 7, 0.5);

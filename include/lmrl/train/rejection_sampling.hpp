@@ -19,6 +19,11 @@
 // Sampling draws come from counter_rng(seed) addressed by (prompt index x
 // samples_per_prompt + sample, position), as evaluate.hpp does, so the kept
 // set does not depend on prompts_per_batch.
+//
+// rejection_sample decodes on the CPU (model/generate.hpp);
+// rejection_sample_with takes the batches' generation as a function, e.g.
+// lmrl::cuda::generate over a GPU decoder (model/generate.cuh), whose draws
+// come from the same generator.
 #pragma once
 
 #include <algorithm>
@@ -126,19 +131,15 @@ struct rejection_sampling_stats {
   }
 };
 
-// Samples options.samples_per_prompt completions of every prompt and returns
-// those that pass the filters (see the top of this file), in (prompt, sample)
-// order, with source "rejection_sampling". decode gets the completion's ids as
-// generated (the eos included); accept(prompt index, completion text) is the
-// caller's rule (R1: the answer is right and the format is kept).
-template <Real T>
-std::vector<sft_record> rejection_sample(const transformer_parameters<T>& params,
-                                         std::span<const std::string> prompt_texts,
-                                         const std::function<std::vector<std::int32_t>(std::string_view)>& encode,
-                                         const std::function<std::string(std::span<const std::int32_t>)>& decode,
-                                         const std::function<bool(std::size_t, std::string_view)>& accept,
-                                         const rejection_sampling_options& options,
-                                         rejection_sampling_stats* stats = nullptr) {
+// rejection_sample with the completions of `generate_batch(prompts, generation_options, counter_rng)`, which
+// returns a generation_result (model/generate.hpp's generate over a decoder, or cuda::generate's).
+template <class Generate>
+std::vector<sft_record> rejection_sample_with(Generate&& generate_batch, std::span<const std::string> prompt_texts,
+                                              const std::function<std::vector<std::int32_t>(std::string_view)>& encode,
+                                              const std::function<std::string(std::span<const std::int32_t>)>& decode,
+                                              const std::function<bool(std::size_t, std::string_view)>& accept,
+                                              const rejection_sampling_options& options,
+                                              rejection_sampling_stats* stats = nullptr) {
   const char* f = "rejection_sample";
   options.validate();
   detail::require(!prompt_texts.empty(), f, ": no prompts");
@@ -165,14 +166,13 @@ std::vector<sft_record> rejection_sample(const transformer_parameters<T>& params
   o.sampling.temperature = options.temperature;
   o.eos_token_ids = options.eos_token_ids;
   o.pad_token_id = options.pad_token_id;
-  cached_decoder<T> decoder(params);
   const std::span<const std::vector<std::int32_t>> all(prompts);
   const auto per_batch = static_cast<std::size_t>(options.prompts_per_batch);
   std::vector<std::int32_t> ids;
   for (std::size_t first = 0; first < prompts.size(); first += per_batch) {
     const std::size_t count = std::min(prompts.size() - first, per_batch);
     o.first_sequence = first * static_cast<std::size_t>(k);
-    const generation_result<T> r = generate(decoder, all.subspan(first, count), o, counter_rng(options.seed));
+    const auto r = generate_batch(all.subspan(first, count), std::as_const(o), counter_rng(options.seed));
     for (index_t b = 0; b < r.batch(); ++b) {
       const std::size_t p = first + static_cast<std::size_t>(b / k);
       ++st.generated;
@@ -199,6 +199,28 @@ std::vector<sft_record> rejection_sample(const transformer_parameters<T>& params
   st.kept = static_cast<index_t>(kept.size());
   if (stats != nullptr) *stats = st;
   return kept;
+}
+
+// Samples options.samples_per_prompt completions of every prompt with the CPU
+// decoder over `params` and returns those that pass the filters (see the top
+// of this file), in (prompt, sample) order, with source "rejection_sampling".
+// decode gets the completion's ids as generated (the eos included);
+// accept(prompt index, completion text) is the caller's rule (R1: the answer
+// is right and the format is kept).
+template <Real T>
+std::vector<sft_record> rejection_sample(const transformer_parameters<T>& params,
+                                         std::span<const std::string> prompt_texts,
+                                         const std::function<std::vector<std::int32_t>(std::string_view)>& encode,
+                                         const std::function<std::string(std::span<const std::int32_t>)>& decode,
+                                         const std::function<bool(std::size_t, std::string_view)>& accept,
+                                         const rejection_sampling_options& options,
+                                         rejection_sampling_stats* stats = nullptr) {
+  cached_decoder<T> decoder(params);
+  return rejection_sample_with(
+      [&](std::span<const std::vector<std::int32_t>> batch, const generation_options& o, const counter_rng& rng) {
+        return generate(decoder, batch, o, rng);
+      },
+      prompt_texts, encode, decode, accept, options, stats);
 }
 
 namespace detail {

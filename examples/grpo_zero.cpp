@@ -347,10 +347,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   install_stop_handlers();  // Ctrl-C / SIGTERM: save a checkpoint and exit; the same command resumes
 
 #ifdef LMRL_GRPO_ZERO_CUDA
-  const auto gpu_precision = s.gpu_precision == "fp8"    ? lmrl::cuda::gemm_precision::fp8
-                            : s.gpu_precision == "bf16" ? lmrl::cuda::gemm_precision::bf16
-                            : s.gpu_precision == "tf32" ? lmrl::cuda::gemm_precision::tf32
-                                                        : lmrl::cuda::gemm_precision::fp32;
+  const auto gpu_precision = lmrl::cuda::gemm_precision_from_name(s.gpu_precision);
 #endif
 
   // ---- 1. the base model: load it, or pretrain it and save it (rank 0; the

@@ -95,6 +95,13 @@ void check_layout(layout l, index_t m, index_t n, index_t k, bool accumulate, ge
 
 }  // namespace
 
+TEST_CASE("cuda gemm_precision: each name to_string gives reads back, other names are refused") {
+  for (const gemm_precision p : {gemm_precision::fp32, gemm_precision::tf32, gemm_precision::bf16, gemm_precision::fp8})
+    CHECK(gemm_precision_from_name(to_string(p)) == p);
+  CHECK_THROWS_WITH_AS(gemm_precision_from_name("fp16"), doctest::Contains("allowed: fp32, tf32, bf16, fp8"),
+                       lmrl::error);
+}
+
 TEST_CASE("cuda matmul: nt, nn and tn against a double product, overwrite and accumulate, padded strides") {
   for (layout l : {layout::nt, layout::nn, layout::tn})
     for (auto [m, n, k] : {std::array<index_t, 3>{1, 1, 1}, {7, 5, 3}, {33, 64, 100}, {130, 17, 300}})

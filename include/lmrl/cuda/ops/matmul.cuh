@@ -24,11 +24,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
 #include "lmrl/cuda/check.cuh"
 #include "lmrl/cuda/device_array.cuh"
+#include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
 
 namespace lmrl::cuda {
@@ -92,6 +94,13 @@ inline const char* to_string(gemm_precision p) {
     case gemm_precision::fp8: return "fp8";
   }
   return "?";
+}
+
+// The precision to_string names (the examples' --gpu_precision); anything else is an error naming the four.
+inline gemm_precision gemm_precision_from_name(std::string_view name) {
+  for (const gemm_precision p : {gemm_precision::fp32, gemm_precision::tf32, gemm_precision::bf16, gemm_precision::fp8})
+    if (name == to_string(p)) return p;
+  lmrl::detail::fail("gemm precision \"", name, "\" is not allowed; allowed: fp32, tf32, bf16, fp8");
 }
 
 // A row-major matrix on the device: rows x cols, row stride ld (>= cols).

@@ -26,6 +26,8 @@
 //   r1_pipeline                                      defaults (docs/r1_pipeline.md)
 //   r1_pipeline --seeds 1,2,3 --teacher_base runs/grpo_zero/base
 //   r1_pipeline --report_only 1                      the report from the stages already run
+//   r1_pipeline_cuda --device cuda                   every stage on the GPU (this file compiled by nvcc:
+//                                                    r1_pipeline_cuda.cu, made where CMake finds nvcc)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -49,6 +51,12 @@
 #include "lmrl/train/signals.hpp"
 #include "lmrl/train/transformer_policy.hpp"
 #include "zero_common.hpp"
+
+#ifdef LMRL_R1_PIPELINE_CUDA
+#include "lmrl/model/generate.cuh"
+#include "lmrl/train/distill.cuh"
+#include "lmrl/train/transformer_gpu_policy.cuh"
+#endif
 
 using namespace lmrl;
 using namespace lmrl::zero;
@@ -94,6 +102,10 @@ struct pipeline_settings {
   // evaluation
   index_t heldout = 500;
   index_t shown = 2;  // sample completions per stage in the report
+  // Where the models train and generate: "cpu", or "cuda" (r1_pipeline_cuda only: every stage's passes,
+  // optimizer steps and generation on the GPU), and there the products' arithmetic (fp32, tf32, bf16, fp8).
+  std::string device = "cpu";
+  std::string gpu_precision = "fp32";
 };
 
 // --name value flags of pipeline_settings (GRPOConfig keys go to the RL stages).
@@ -177,10 +189,66 @@ bool apply_setting(pipeline_settings& s, std::string_view name, std::string_view
     integer(s.heldout, 1, 1e6);
   } else if (name == "shown") {
     integer(s.shown, 0, 100);
+  } else if (name == "device") {
+    detail::require(v == "cpu" || v == "cuda", "--device = \"", v, "\" is not allowed; allowed: cpu, cuda");
+#ifndef LMRL_R1_PIPELINE_CUDA
+    detail::require(v == "cpu", "--device cuda: this r1_pipeline was compiled without CUDA; run r1_pipeline_cuda ",
+                    "(built where CMake finds nvcc)");
+#endif
+    s.device = v;
+  } else if (name == "gpu_precision") {
+    detail::require(v == "fp32" || v == "tf32" || v == "bf16" || v == "fp8", "--gpu_precision = \"", v,
+                    "\" is not allowed; allowed: fp32, tf32, bf16, fp8");
+    s.gpu_precision = v;
   } else {
     return false;
   }
   return true;
+}
+
+// ---------------------------------------------------------------- where the models run
+
+#ifdef LMRL_R1_PIPELINE_CUDA
+namespace lc = lmrl::cuda;
+
+// train(gpu) on a GPU policy holding `model`'s parameters (passes, clipping and AdamW on the device:
+// parameter_uploads::device_steps; products at --gpu_precision); the trained parameters come back into `model`.
+template <class Train>
+auto train_on_gpu(const pipeline_settings& s, transformer<float>& model, Train&& train) {
+  lc::transformer_gpu_policy gpu(std::move(model.parameters()), nullptr, lc::parameter_uploads::device_steps);
+  gpu.gpu().precision = lc::gemm_precision_from_name(s.gpu_precision);
+  auto result = train(gpu);
+  model = transformer<float>(std::move(gpu.host_parameters()));
+  return result;
+}
+#endif
+
+// train(m) with m = `model` itself (the CPU), or, with --device cuda, the GPU policy of train_on_gpu.
+template <class Train>
+auto train_on_device([[maybe_unused]] const pipeline_settings& s, transformer<float>& model, Train&& train) {
+#ifdef LMRL_R1_PIPELINE_CUDA
+  if (s.device == "cuda") return train_on_gpu(s, model, train);
+#endif
+  return train(model);
+}
+
+// use(generate) with generate(prompts, generation_options, counter_rng) -> generation_result<float>, the
+// decoder over `params` on the device the pipeline runs on (the same draws on both: sample/philox.hpp).
+template <class Use>
+auto with_decoder([[maybe_unused]] const pipeline_settings& s, const transformer_parameters<float>& params,
+                  Use&& use) {
+#ifdef LMRL_R1_PIPELINE_CUDA
+  if (s.device == "cuda") {
+    lc::transformer_gpu model(params);
+    model.precision = lc::gemm_precision_from_name(s.gpu_precision);
+    lc::cached_decoder_gpu decoder(model);
+    return use([&](std::span<const std::vector<std::int32_t>> batch, const generation_options& o,
+                   const counter_rng& rng) { return lc::generate(decoder, batch, o, rng); });
+  }
+#endif
+  cached_decoder<float> decoder(params);
+  return use([&](std::span<const std::vector<std::int32_t>> batch, const generation_options& o,
+                 const counter_rng& rng) { return generate(decoder, batch, o, rng); });
 }
 
 // ---------------------------------------------------------------- stages
@@ -251,7 +319,9 @@ stage_outcome evaluate_stage(const pipeline_context& ctx, const transformer<floa
   stage_outcome o;
   // The greedy completions of the first problems, for the report, come from the evaluation's own decoding.
   o.samples.resize(static_cast<std::size_t>(std::min<index_t>(ctx.s.shown, static_cast<index_t>(ctx.heldout.size()))));
-  o.eval = evaluate(model.parameters(), ctx.heldout, ctx.heldout_prompts, ctx.grpo, 0, &o.samples);
+  o.eval = with_decoder(ctx.s, model.parameters(), [&](const auto& generate_batch) {
+    return evaluate_on(generate_batch, ctx.heldout, ctx.heldout_prompts, ctx.grpo, 0, &o.samples);
+  });
   o.seconds = seconds;
   o.steps = steps;
   return o;
@@ -293,27 +363,37 @@ long long grpo_stage(const pipeline_context& ctx, transformer<float>& model, ind
   c.max_steps = steps;
   c.output_dir = (dir / "grpo").string();
   c.save_steps = steps;  // one checkpoint, at the end (a stopped stage resumes from it)
-  transformer_policy<float> policy(std::move(model));
   grpo_trainer_options o = trainer_options({"accuracy", "format", "language"});
   o.terminal = nullptr;
-  const auto train = [&](const auto& rewards) {
-    grpo_trainer trainer(c, policy, transformer_rollouts<float>({tokenizer::eos}, tokenizer::pad), rewards,
-                         zero_prompts{ctx.task, seed}, o);
-    detail::require(trainer.train(), "stopped during ", c.output_dir, "; run the same command again to resume");
-    return trainer.current_step();
+  if (overlong > 0) o.reward_names.push_back("overlong");
+  // GRPO of `policy` with `rollouts`, on the rules (the rules named: nvcc's front end deduces no template
+  // arguments from weighted_sum's constructor).
+  const auto rl = [&](auto& policy, auto rollouts) {
+    const auto train = [&](const auto& rewards) {
+      grpo_trainer trainer(c, policy, std::move(rollouts), rewards, zero_prompts{ctx.task, seed}, o);
+      detail::require(trainer.train(), "stopped during ", c.output_dir, "; run the same command again to resume");
+      return trainer.current_step();
+    };
+    const std::vector<double>& w = ctx.grpo.reward_weights;  // main() checks there are three
+    const accuracy correct{answer_source::answer_tag};
+    if (overlong > 0) {
+      const soft_overlong cut{ctx.grpo.max_completion_length,
+                              std::min<std::int64_t>(20, ctx.grpo.max_completion_length)};
+      return train(weighted_sum<accuracy, format_strict, language_consistency, soft_overlong>(
+          std::array<double, 4>{w[0], w[1], w[2], overlong}, correct, format_strict{true}, language_consistency{},
+          cut));
+    }
+    return train(weighted_sum<accuracy, format_strict, language_consistency>(
+        std::array<double, 3>{w[0], w[1], w[2]}, correct, format_strict{true}, language_consistency{}));
   };
-  const std::vector<double>& w = ctx.grpo.reward_weights;  // main() checks there are three
-  const accuracy correct{answer_source::answer_tag};
-  long long done = 0;
-  if (overlong > 0) {
-    o.reward_names.push_back("overlong");
-    const soft_overlong cut{ctx.grpo.max_completion_length, std::min<std::int64_t>(20, ctx.grpo.max_completion_length)};
-    done = train(weighted_sum(std::array<double, 4>{w[0], w[1], w[2], overlong}, correct, format_strict{true},
-                              language_consistency{}, cut));
-  } else {
-    done = train(weighted_sum(std::array<double, 3>{w[0], w[1], w[2]}, correct, format_strict{true},
-                              language_consistency{}));
-  }
+#ifdef LMRL_R1_PIPELINE_CUDA
+  if (ctx.s.device == "cuda")
+    return train_on_gpu(ctx.s, model, [&](lc::transformer_gpu_policy& gpu) {
+      return rl(gpu, lc::transformer_gpu_rollouts({tokenizer::eos}, tokenizer::pad));
+    });
+#endif
+  transformer_policy<float> policy(std::move(model));
+  const long long done = rl(policy, transformer_rollouts<float>({tokenizer::eos}, tokenizer::pad));
   model = std::move(policy.model());
   return done;
 }
@@ -332,10 +412,10 @@ pretrain_config packed_sft_config(index_t steps, index_t batch_size, double lr) 
 }
 
 // SFT of `model` on examples for `epochs` epochs, batches of 32 (grpo_zero's pretraining batch).
-long long sft_stage(transformer<float>& model, std::vector<pretrain_example> examples, double epochs, double lr,
-                    std::uint64_t seed) {
+long long sft_stage(const pipeline_settings& s, transformer<float>& model, std::vector<pretrain_example> examples,
+                    double epochs, double lr, std::uint64_t seed) {
   const pretrain_config c = packed_sft_config(sft_steps_for_epochs(epochs, examples.size(), 32), 32, lr);
-  supervised_fine_tune(model, std::move(examples), c, seed);
+  train_on_device(s, model, [&](auto& m) { return supervised_fine_tune(m, std::move(examples), c, seed); });
   return c.steps;
 }
 
@@ -379,8 +459,10 @@ std::vector<sft_record> sample_accepted(const pipeline_context& ctx, const trans
     const graded_completion g = grade(answers[i], completion);
     return rule == "format" ? g.format : g.format && g.correct;
   };
-  std::vector<sft_record> kept =
-      rejection_sample(model.parameters(), std::span<const std::string>(texts), encode, decode, accept, o, &stats);
+  std::vector<sft_record> kept = with_decoder(ctx.s, model.parameters(), [&](const auto& generate_batch) {
+    return rejection_sample_with(generate_batch, std::span<const std::string>(texts), encode, decode, accept, o,
+                                 &stats);
+  });
   for (auto& r : kept) r.completion = valid_utf8(r.completion);  // "any" may keep bytes that are not UTF-8
   return kept;
 }
@@ -417,7 +499,7 @@ seed_outcome run_seed(const pipeline_context& ctx, const transformer<float>& tea
       const zero_problem p = gen.next();
       examples.push_back(sft_tokenize(p.prompt, task.worked_completion(p), encode));
     }
-    return sft_stage(m, examples, s.cold_start_epochs, 1e-3, seed);
+    return sft_stage(s, m, examples, s.cold_start_epochs, 1e-3, seed);
   });
   stage("r1_rl", "R1 reasoning RL (GRPO)", r1,
         [&](transformer<float>& m) { return grpo_stage(ctx, m, s.r1_rl_steps, seed, root / "r1_rl"); });
@@ -451,7 +533,7 @@ seed_outcome run_seed(const pipeline_context& ctx, const transformer<float>& tea
   transformer<float> r1b = teacher_base;
   stage("r1_sft2", "R1 SFT on rejection-sampled data", r1b,
         [&](transformer<float>& m) {
-          return sft_stage(m, tokenized(dataset, context, "R1's SFT data"), s.sft2_epochs, 1e-3, seed);
+          return sft_stage(s, m, tokenized(dataset, context, "R1's SFT data"), s.sft2_epochs, 1e-3, seed);
         });
   stage("r1_final", "R1 second RL stage (GRPO)", r1b,
         [&](transformer<float>& m) {
@@ -484,14 +566,25 @@ seed_outcome run_seed(const pipeline_context& ctx, const transformer<float>& tea
   const pretrain_config budget = packed_sft_config(s.student_steps, ctx.grpo.per_device_train_batch_size, s.distill_lr);
   transformer<float> student_sft = student_base;
   stage("student_seq_distill", "student: SFT on teacher traces", student_sft, [&](transformer<float>& m) {
-    supervised_fine_tune(m, traces, budget, seed);
+    train_on_device(s, m, [&](auto& on) { return supervised_fine_tune(on, traces, budget, seed); });
     return static_cast<long long>(budget.steps);
   });
   transformer<float> student_kd = student_base;
   transformer<float> teacher = r1b;
+  const logit_distillation_config kd{distill_divergence_from_name(s.divergence), 1.0};
   stage("student_logit_kd", "student: logit distillation", student_kd, [&](transformer<float>& m) {
     epoch_sampler source(traces, seed);
-    distill(m, teacher, source, budget, {distill_divergence_from_name(s.divergence), 1.0});
+#ifdef LMRL_R1_PIPELINE_CUDA
+    if (s.device == "cuda") {
+      lc::transformer_gpu gpu_teacher(teacher.parameters());
+      gpu_teacher.precision = lc::gemm_precision_from_name(s.gpu_precision);
+      train_on_gpu(s, m, [&](lc::transformer_gpu_policy& gpu) {
+        return lc::distill(gpu, gpu_teacher, source, budget, kd);
+      });
+      return static_cast<long long>(budget.steps);
+    }
+#endif
+    distill(m, teacher, source, budget, kd);
     return static_cast<long long>(budget.steps);
   });
   return out;
@@ -648,8 +741,10 @@ transformer<float> base_model(const pipeline_context& ctx, const std::string& gi
                   static_cast<double>(r.tokens) / r.seconds);
       std::fflush(stdout);
     };
-    const pretrain_result r = pretrain(m, [&] { return corpus_pretrain_example(corpus.next()); }, c, progress,
-                                       {(dir.parent_path() / (std::string(key) + "_pretrain")).string(), 500});
+    const pretrain_result r = train_on_device(ctx.s, m, [&](auto& on) {
+      return pretrain(on, [&] { return corpus_pretrain_example(corpus.next()); }, c, progress,
+                      {(dir.parent_path() / (std::string(key) + "_pretrain")).string(), 500});
+    });
     detail::require(!r.stopped, "stopped during pretraining; run the same command again to resume");
     fs::remove_all(dir.parent_path() / (std::string(key) + "_pretrain"));
     return m;
@@ -688,6 +783,11 @@ int main(int argc, char** argv) try {
   detail::require(ctx.grpo.reward_weights.size() == 3, "reward_weights has ", ctx.grpo.reward_weights.size(),
                   " values; the RL stages have three rewards: accuracy, format, language consistency");
   ctx.s.student.validate();
+  detail::require(ctx.s.device == "cuda" || ctx.s.gpu_precision == "fp32", "--gpu_precision ", ctx.s.gpu_precision,
+                  " applies to --device cuda only (the CPU model computes in float32)");
+#ifdef LMRL_R1_PIPELINE_CUDA
+  if (ctx.s.device == "cuda" && !ctx.s.report_only) lc::use_device_of_rank(0, "--device cuda");
+#endif
   fs::create_directories(ctx.s.output_dir);
   require_writable_directory(ctx.s.output_dir);
 

@@ -3,13 +3,14 @@
 # any completion, since bases that small solve nothing) and checks what it
 # wrote: every stage's model and stage.json, the two JSONL datasets read back
 # as SFT records, the report's rows; then runs the same command again, which
-# must find every stage done and rebuild the same table.
+# must find every stage done and rebuild the same table. EXTRA: more flags
+# (--device;cuda: the same on the GPU, by r1_pipeline_cuda).
 file(REMOVE_RECURSE ${WORK})
 # One thread: ctest may run other tests beside it, and OpenMP's spinning threads on busy cores crawl.
 set(ENV{OMP_NUM_THREADS} 1)
 set(args --output_dir ${WORK} --seeds 5 --pretrain_steps 20 --rl_steps 2 --r1_rl_steps 1 --r1_rl2_steps 1
     --student_steps 2 --rs_prompts 8 --rs_samples 2 --cold_start_examples 8 --cold_start_epochs 1 --sft2_epochs 1
-    --heldout 16 --per_device_train_batch_size 16 --rs_rule any --rs_keep_truncated 1 --shown 1)
+    --heldout 16 --per_device_train_batch_size 16 --rs_rule any --rs_keep_truncated 1 --shown 1 ${EXTRA})
 execute_process(COMMAND ${PIPELINE} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "r1_pipeline failed (${rc}):\n${out}\n${err}")

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Issue 9's GPU checks in one run, on a machine with an NVIDIA GPU: the GPU
-# tests (tests/cuda), grpo_zero_cuda on a tiny budget with --device cuda, and
-# bench_gpu. Every program's output goes to OUT (default gpu-check-out/).
+# tests (tests/cuda), grpo_zero_cuda and r1_pipeline_cuda on a tiny budget with
+# --device cuda, and bench_gpu. Every program's output goes to OUT (default gpu-check-out/).
 #
 #   scripts/gpu-check.sh [BIN [STAGES]]
 #
 # STAGES: a comma list of tests, smoke, bench (default: all three), so that a
 # device session whose calls are limited in time can run them one by one.
 #
-# BIN: a folder holding lmrl_tests_cuda, grpo_zero_cuda and bench_gpu already
+# BIN: a folder holding lmrl_tests_cuda, grpo_zero_cuda, r1_pipeline_cuda and bench_gpu already
 # built (configured with -DCMAKE_CUDA_ARCHITECTURES="80;90", e.g. copied from build/tests, build/examples and
 # build/benchmarks of a machine with nvcc: the GPU machine may have no network
 # to install the build's dependencies). Without BIN the three are built here
@@ -22,10 +22,12 @@ stages=",${2:-tests,smoke,bench},"
 if [ -z "$bin" ]; then
   bin=build-gpu/bin
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLMRL_BUILD_FUZZERS=OFF > "$out/configure.txt" 2>&1 &&
-    cmake --build build-gpu -j "$(nproc)" --target lmrl_tests_cuda grpo_zero_cuda bench_gpu > "$out/build.txt" 2>&1 ||
+    cmake --build build-gpu -j "$(nproc)" --target lmrl_tests_cuda grpo_zero_cuda r1_pipeline_cuda bench_gpu \
+      > "$out/build.txt" 2>&1 ||
     { echo "gpu-check: the build failed (see $out/build.txt)"; exit 1; }
   mkdir -p "$bin"
-  cp build-gpu/tests/lmrl_tests_cuda build-gpu/examples/grpo_zero_cuda build-gpu/benchmarks/bench_gpu "$bin"/
+  cp build-gpu/tests/lmrl_tests_cuda build-gpu/examples/grpo_zero_cuda build-gpu/examples/r1_pipeline_cuda \
+    build-gpu/benchmarks/bench_gpu "$bin"/
 fi
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 ldd "$bin/lmrl_tests_cuda" > "$out/ldd.txt" 2>&1
@@ -74,7 +76,13 @@ case $stages in *,smoke,*)
     run "grpo_zero_cuda_$precision" 240 "$bin/grpo_zero_cuda" --device cuda --gpu_precision "$precision" \
       --preset tiny --operands 3 --pretrain_steps 40 --pretrain_batch_size 8 --max_steps 2 --heldout 16 \
       --eval_samples 0 --output_dir "$out/grpo_zero_cuda_$precision"
-  done ;;
+  done
+  # every stage of the R1 pipeline (examples/r1_pipeline_smoke.cmake's budget)
+  rm -rf "$out/r1_pipeline_cuda"
+  run r1_pipeline_cuda 240 "$bin/r1_pipeline_cuda" --device cuda --output_dir "$out/r1_pipeline_cuda" --seeds 5 \
+    --pretrain_steps 20 --rl_steps 2 --r1_rl_steps 1 --r1_rl2_steps 1 --student_steps 2 --rs_prompts 8 \
+    --rs_samples 2 --cold_start_examples 8 --cold_start_epochs 1 --sft2_epochs 1 --heldout 16 \
+    --per_device_train_batch_size 16 --rs_rule any --rs_keep_truncated 1 --shown 1 ;;
 esac
 case $stages in *,bench,*) run bench_gpu 420 "$bin/bench_gpu" all 3 ;; esac
 exit $status

@@ -87,6 +87,8 @@ class reference_copy {
     if constexpr (DeviceReferenceModel<M>)
       if (on_device(model)) return model.swap_reference();
     const std::span<T> p = detail::parameter_values(model);
+    detail::require(p.size() == host_.size(), "reference_copy::swap: the model has ", p.size(),
+                    " parameters, the copy ", host_.size());
     std::swap_ranges(p.begin(), p.end(), host_.begin());
     parameters_changed(model);
   }

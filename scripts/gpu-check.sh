@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Issue 9's GPU checks in one run, on a machine with an NVIDIA GPU: the GPU
 # tests (tests/cuda), grpo_zero_cuda and r1_pipeline_cuda on a tiny budget with
-# --device cuda, and bench_gpu. Every program's output goes to OUT (default gpu-check-out/).
+# --device cuda, and bench_gpu. Every program's output goes to OUT (default
+# gpu-check-out/).
 #
 #   scripts/gpu-check.sh [BIN [STAGES]]
 #
-# STAGES: a comma list of tests, smoke, bench (default: all three), so that a
+# STAGES: a comma list of tests, smoke, r1, bench (default: all four), so that a
 # device session whose calls are limited in time can run them one by one.
 #
 # BIN: a folder holding lmrl_tests_cuda, grpo_zero_cuda, r1_pipeline_cuda and bench_gpu already
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
 bin=${1:-}
-stages=",${2:-tests,smoke,bench},"
+stages=",${2:-tests,smoke,r1,bench},"
 if [ -z "$bin" ]; then
   bin=build-gpu/bin
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLMRL_BUILD_FUZZERS=OFF > "$out/configure.txt" 2>&1 &&
@@ -76,8 +77,9 @@ case $stages in *,smoke,*)
     run "grpo_zero_cuda_$precision" 240 "$bin/grpo_zero_cuda" --device cuda --gpu_precision "$precision" \
       --preset tiny --operands 3 --pretrain_steps 40 --pretrain_batch_size 8 --max_steps 2 --heldout 16 \
       --eval_samples 0 --output_dir "$out/grpo_zero_cuda_$precision"
-  done
-  # every stage of the R1 pipeline (examples/r1_pipeline_smoke.cmake's budget)
+  done ;;
+esac
+case $stages in *,r1,*)  # every stage of the R1 pipeline (examples/r1_pipeline_smoke.cmake's budget)
   rm -rf "$out/r1_pipeline_cuda"
   run r1_pipeline_cuda 240 "$bin/r1_pipeline_cuda" --device cuda --output_dir "$out/r1_pipeline_cuda" --seeds 5 \
     --pretrain_steps 20 --rl_steps 2 --r1_rl_steps 1 --r1_rl2_steps 1 --student_steps 2 --rs_prompts 8 \

@@ -17,7 +17,9 @@
 //   6. ref log-probs: when beta != 0 or kl_coef != 0, the policy with the
 //                    reference parameters (a frozen copy of the initial ones;
 //                    TRL's sync_ref_model mixes ref = alpha * policy +
-//                    (1 - alpha) * ref every ref_model_sync_steps optimizer steps)
+//                    (1 - alpha) * ref every ref_model_sync_steps optimizer steps;
+//                    train/reference_copy.hpp: on the host, or on the device
+//                    of a model that steps there)
 //   7. PPO: the critic's values V_old of the rollout; with kl_coef, token
 //                    rewards = score at the last token - coef * KL per token
 //                    (verl apply_kl_penalty; fixed or adaptive coefficient)
@@ -900,7 +902,6 @@ class grpo_trainer {
     }
   }
 
-  // Sums a gradient buffer over the ranks (in place; identical on every rank after).
   // Stops with a clear error when the ranks' parameters differ (a non-deterministic
   // reduction, a rank started from other weights): compares a hash on every rank.
   void require_same_parameters_on_every_rank() {

@@ -212,7 +212,7 @@ double bench_training(const std::string& name, const transformer_config& c, cons
 }
 
 void bench_optimizer_step(const std::string& name, const transformer_config& c, double training_step_seconds) {
-  const std::size_t n = random_model(c).values().size();
+  const auto n = static_cast<std::size_t>(parameter_layout(c).total_size());
   const auto size = static_cast<index_t>(n);
   adamw_config config;
   config.lr = 1e-5;
@@ -251,7 +251,7 @@ void bench_optimizer_step(const std::string& name, const transformer_config& c, 
 }
 
 void bench_reference_swap(const std::string& name, const transformer_config& c, double training_step_seconds) {
-  const std::size_t n = random_model(c).values().size();
+  const auto n = static_cast<std::size_t>(parameter_layout(c).total_size());
   auto params_dev = random_device<float>(n, 9), ref_dev = random_device<float>(n, 10);
   std::vector<float> params(n), ref(n);
   LMRL_CUDA_CHECK(cudaMemcpy(ref.data(), ref_dev.data(), n * sizeof(float), cudaMemcpyDeviceToHost));

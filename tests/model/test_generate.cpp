@@ -14,6 +14,7 @@
 #include "lmrl/tensor/eigen.hpp"
 #include "support/model_shapes.hpp"
 #include "support/testing.hpp"
+#include "support/threads.hpp"
 
 using namespace lmrl;
 
@@ -606,4 +607,31 @@ TEST_CASE("integer weights: the decoder multiplies by q8_0, q4_0, int8 or q4_k w
   cached_decoder<double> ddec(dparams);
   CHECK_THROWS_WITH_AS(ddec.set_weight_format(integer_format::q8_0), doctest::Contains("float decoder"), error);
   CHECK_FALSE(integer_format_by_name("q5_k").has_value());
+}
+
+// The suite runs one OpenMP thread per test (scripts/run-tests.sh); here the
+// decoder's parallel loops (runs of rows, the packed products past their
+// thresholds, sampling) run with two, and give what one thread gives.
+TEST_CASE("generation gives the same tokens and log-probs with one thread and with two") {
+  transformer_parameters<float> params(testing::transformer_shape(1500, 64, 2, 4, 2, 160, 64));
+  params.initialize(5, 0.3);
+  generation_options o;
+  o.max_new_tokens = 16;
+  o.sampling.temperature = 0.9;
+  o.sampling.top_p = 0.95;
+  const prompt_list prompts = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, {30, 4}, {7, 1400, 7, 1400, 7, 1400, 9}, {22}};
+  std::vector<generation_result<float>> results;
+  const testing::restore_threads restore;
+  for (const int threads : testing::thread_counts()) {
+    testing::set_threads(threads);
+    results.push_back(generate(params, std::span<const std::vector<std::int32_t>>(prompts), o, counter_rng(99)));
+  }
+  for (std::size_t r = 1; r < results.size(); ++r)
+    for (index_t b = 0; b < 4; ++b) {
+      CHECK(results[r].lengths[static_cast<std::size_t>(b)] == results[0].lengths[static_cast<std::size_t>(b)]);
+      for (index_t t = 0; t < o.max_new_tokens; ++t) {
+        CHECK(results[r].completion_ids(b, t) == results[0].completion_ids(b, t));
+        CHECK(results[r].logprobs(b, t) == results[0].logprobs(b, t));
+      }
+    }
 }

@@ -9,6 +9,7 @@
 
 #include "support/model_shapes.hpp"
 #include "support/testing.hpp"
+#include "support/threads.hpp"
 
 using namespace lmrl;
 
@@ -632,5 +633,36 @@ TEST_CASE("keep_activations = false: the same bits from one layer's activations,
     run(kept, b);
     kept.backward(batch, g.view(), {});
     for (std::size_t k = 0; k < kept.gradients().size(); ++k) CHECK(lean.gradients()[k] == kept.gradients()[k]);
+  }
+}
+
+// The test suite runs one OpenMP thread per test (scripts/run-tests.sh), so
+// the parallel loops of the ops (RMSNorm, RoPE, attention, SwiGLU, the output
+// layer, Eigen's products) are run with several threads here, on shapes past
+// every threshold: a race or a thread-dependent sum shows as a difference.
+TEST_CASE("forward and backward give the same bits with one thread and with two") {
+  const transformer_config c = testing::transformer_shape(300, 64, 2, 4, 2, 160, 32);
+  const batch_data b = mixed_batch();
+  dense<float, 2> gl({b.B, b.L}), ge({b.B, b.L});
+  testing::fill_uniform(gl.view(), 81);
+  testing::fill_uniform(ge.view(), 82);
+  std::vector<run_result<float>> results;
+  std::vector<std::vector<float>> gradients;
+  const testing::restore_threads restore;
+  for (const int threads : testing::thread_counts()) {
+    testing::set_threads(threads);
+    transformer<float> model(random_parameters<float>(c, 83));
+    results.push_back(run(model, b));
+    run_backward(model, b, gl, ge);
+    gradients.emplace_back(model.gradients().begin(), model.gradients().end());
+  }
+  for (std::size_t r = 1; r < results.size(); ++r) {
+    for (index_t k = 0; k < gl.size(); ++k) {
+      CHECK(results[r].logp.data()[k] == results[0].logp.data()[k]);
+      CHECK(results[r].entropy.data()[k] == results[0].entropy.data()[k]);
+    }
+    std::size_t differing = 0;
+    for (std::size_t k = 0; k < gradients[0].size(); ++k) differing += gradients[r][k] != gradients[0][k];
+    CHECK(differing == 0);
   }
 }

@@ -20,10 +20,7 @@
 #include <vector>
 
 #include "doctest/doctest.h"
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
+#include "support/threads.hpp"
 
 using namespace lmrl;
 
@@ -253,17 +250,15 @@ TEST_CASE("int GEMM: the bits do not depend on the number of threads") {
   const auto w = gaussian(static_cast<std::size_t>(rows * cols), 0.05f, 12),
              x = gaussian(static_cast<std::size_t>(n * cols), 1.0f, 13);
   const quantized_matrix<q8_0> q(matrix_view<const float>(w.data(), {rows, cols}));
-  std::vector<float> many(static_cast<std::size_t>(n * rows)), one(many.size());
-  int_matmul_transposed(matrix_view<const float>(x.data(), {n, cols}), q, matrix_view<float>(many.data(), {n, rows}));
-#if defined(_OPENMP)
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-#endif
-  int_matmul_transposed(matrix_view<const float>(x.data(), {n, cols}), q, matrix_view<float>(one.data(), {n, rows}));
-#if defined(_OPENMP)
-  omp_set_num_threads(threads);
-#endif
-  CHECK(many == one);
+  std::vector<std::vector<float>> results;
+  const testing::restore_threads restore;
+  for (const int threads : testing::thread_counts()) {
+    testing::set_threads(threads);
+    results.emplace_back(static_cast<std::size_t>(n * rows));
+    int_matmul_transposed(matrix_view<const float>(x.data(), {n, cols}), q,
+                          matrix_view<float>(results.back().data(), {n, rows}));
+  }
+  for (const auto& r : results) CHECK(r == results[0]);
 }
 
 TEST_CASE("int GEMM: bad shapes are errors naming what was expected") {

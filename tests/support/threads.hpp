@@ -25,4 +25,20 @@ inline void set_threads([[maybe_unused]] int n) {
 #endif
 }
 
+// Puts back the thread count that was in force when it was made.
+class restore_threads {
+ public:
+  restore_threads() {
+#if defined(_OPENMP)
+    threads_ = omp_get_max_threads();
+#endif
+  }
+  restore_threads(const restore_threads&) = delete;
+  restore_threads& operator=(const restore_threads&) = delete;
+  ~restore_threads() { set_threads(threads_); }
+
+ private:
+  int threads_ = 1;
+};
+
 }  // namespace lmrl::testing

@@ -206,6 +206,46 @@ TEST_CASE("cuda logprob: forward and backward match rl/logprob.hpp over vocab si
   }
 }
 
+TEST_CASE("cuda logprob: -inf logits weigh nothing, as on the CPU; a row of them gives NaN on both") {
+  // Row 0: its first 2048 logits -inf (one CPU chunk), row 1: every other logit, row 2: all of them.
+  std::mt19937_64 rng(11);
+  const index_t rows = 3, vocab = 5000;
+  auto x = random_logits(rng, rows, vocab, vocab, 0);
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  for (index_t v = 0; v < 2048; ++v) x[std::size_t(v)] = -inf;
+  for (index_t v = 0; v < vocab; v += 2) x[std::size_t(vocab + v)] = -inf;
+  for (index_t v = 0; v < vocab; ++v) x[std::size_t(2 * vocab + v)] = -inf;
+  const std::vector<std::int32_t> ids{3000, 11, 5};
+  const double tau = 0.7;
+  std::vector<float> logp(rows), entropy(rows);
+  std::vector<double> lse(rows);
+  logprob_forward(matrix_view<const float>(x.data(), {rows, vocab}), std::span<const std::int32_t>(ids), tau, logp,
+                  entropy, lse);
+  const auto d_x = cuda::device_array<float>::from_host(x);
+  const auto d_ids = cuda::device_array<std::int32_t>::from_host(ids);
+  cuda::device_array<float> d_logp(rows), d_entropy(rows);
+  cuda::device_array<double> d_lse(rows);
+  d_logp.poison();
+  d_entropy.poison();
+  d_lse.poison();
+  cuda::logprob_forward(d_x.data(), rows, vocab, vocab, d_ids.data(), tau, d_logp.data(), d_entropy.data(),
+                        d_lse.data(), nullptr);
+  const auto h_logp = d_logp.to_host(), h_entropy = d_entropy.to_host();
+  const auto h_lse = d_lse.to_host();
+  for (std::size_t r = 0; r < 2; ++r) {
+    CAPTURE(r);
+    CHECK(close(h_lse[r], lse[r], std::max(1.0, std::abs(lse[r])), logprob_tol));
+    CHECK(close(h_logp[r], logp[r], std::max(1.0, std::abs(double(logp[r]))), logprob_tol));
+    CHECK(close(h_entropy[r], entropy[r], std::max(1.0, std::abs(double(entropy[r]))), logprob_tol));
+  }
+  CHECK(std::isnan(logp[2]));
+  CHECK(std::isnan(entropy[2]));
+  CHECK(lse[2] == -std::numeric_limits<double>::infinity());
+  CHECK(std::isnan(h_logp[2]));
+  CHECK(std::isnan(h_entropy[2]));
+  CHECK(h_lse[2] == -std::numeric_limits<double>::infinity());
+}
+
 TEST_CASE("cuda logprob: a bad target id is an lmrl::error naming the first bad row, or NaN when the caller checked") {
   std::mt19937_64 rng(7);
   const index_t rows = 6, vocab = 1000;

@@ -186,6 +186,41 @@ TEST_CASE("logprob: logits of +-1e4 give finite, correct results") {
   CHECK(od.entropy(0) == doctest::Approx(std::log(static_cast<double>(k))).epsilon(1e-12));
 }
 
+TEST_CASE("logprob: a chunk of -inf logits adds nothing, a row of them gives NaN") {
+  // Chunks of 2048 logits: row 0's first is all -inf, row 1's second, row 2 is -inf everywhere.
+  const index_t rows = 3, vocab = 5000, chunk = 2048;
+  const double temperature = 0.7;
+  dense<double, 2> ld({rows, vocab});
+  testing::fill_uniform(ld.view(), 41, -3, 3);
+  for (index_t v = 0; v < chunk; ++v) ld(0, v) = -INFINITY;
+  for (index_t v = chunk; v < 2 * chunk; ++v) ld(1, v) = -INFINITY;
+  for (index_t v = 0; v < vocab; ++v) ld(2, v) = -INFINITY;
+  dense<float, 2> lf({rows, vocab});
+  for (index_t k = 0; k < ld.size(); ++k) lf.data()[k] = static_cast<float>(ld.data()[k]);
+  const std::vector<std::int32_t> ids{3000, 100, 7};
+  const auto of = logprob_forward(lf.view(), ids, temperature);
+  const auto od = logprob_forward(ld.view(), ids, temperature);
+  // What the finite logits alone give: the -inf ones have probability 0.
+  std::vector<double> finite_row;
+  for (index_t v = chunk; v < vocab; ++v) finite_row.push_back(ld(0, v));
+  const auto ref0 = reference(finite_row.data(), vocab - chunk, 3000 - chunk, temperature);
+  finite_row.clear();
+  for (index_t v = 0; v < vocab; ++v)
+    if (v < chunk || v >= 2 * chunk) finite_row.push_back(ld(1, v));
+  const auto ref1 = reference(finite_row.data(), vocab - chunk, 100, temperature);
+  for (const auto& [r, ref] : {std::pair{0, ref0}, std::pair{1, ref1}}) {
+    INFO("row ", r);
+    CHECK(od.logp(r) == doctest::Approx(ref.logp).epsilon(1e-12));
+    CHECK(od.entropy(r) == doctest::Approx(ref.entropy).epsilon(1e-12));
+    CHECK(of.logp(r) == doctest::Approx(ref.logp).epsilon(1e-5));
+    CHECK(of.entropy(r) == doctest::Approx(ref.entropy).epsilon(1e-5));
+  }
+  CHECK(std::isnan(od.logp(2)));
+  CHECK(std::isnan(od.entropy(2)));
+  CHECK(std::isnan(of.logp(2)));
+  CHECK(std::isnan(of.entropy(2)));
+}
+
 TEST_CASE("logprob: shift invariance, int32 and int64 ids, rows independent") {
   const index_t rows = 3, vocab = 2100;
   dense<double, 2> a({rows, vocab}), b({rows, vocab});

@@ -24,7 +24,10 @@
 // (or vocab) is allocated. Thread accumulators are float (a few hundred terms
 // each at V = 151,936), merges double, like the CPU's float lanes and double
 // chunk merges. z - m is clamped at -87 before exp, as on the CPU, so -inf
-// logits give a tiny weight instead of a NaN.
+// logits give a tiny weight instead of a NaN (a CPU chunk that is all -inf
+// adds nothing; a GPU thread that read only -inf keeps the finite start max
+// and is weighted 0 at the merge). A row of -inf only: lse -inf, log-prob and
+// entropy NaN, on both.
 //
 // Backward, given g_logp = dL/dlogp_r and g_H = dL/dentropy_r (either may be
 // absent, i.e. zero), writes in one more pass
@@ -192,11 +195,13 @@ __global__ void __launch_bounds__(Block)
   const logprob_partial total = logprob_block_merge<Block>(logprob_partial{acc.m, acc.s, WithEntropy ? acc.e : 0.0f});
   if (threadIdx.x != 0) return;
 
-  // 3. lse = M + log S, entropy = log S - E / S, logp = z_y - lse
-  const double log_s = log(total.s);
+  // 3. lse = M + log S, entropy = log S - E / S, logp = z_y - lse; a row with no logit above -inf (every
+  //    thread's max still its start) has no distribution: lse -inf, entropy and logp NaN, as on the CPU
+  const double log_s = total.m == -FLT_MAX ? -INFINITY : log(total.s);
   const double row_lse = total.m + log_s;
   if (lse != nullptr) lse[row] = row_lse;
-  if constexpr (WithEntropy) entropy[row] = static_cast<float>(log_s - total.e / total.s);
+  if constexpr (WithEntropy)
+    entropy[row] = total.m == -FLT_MAX ? logprob_nan() : static_cast<float>(log_s - total.e / total.s);
   const index_t y = logprob_row_target(targets, row);
   if (y < 0 || y >= vocab) {
     if (bad_row != nullptr) atomicMin(bad_row, static_cast<unsigned>(row));

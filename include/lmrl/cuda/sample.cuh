@@ -44,19 +44,15 @@
 //  * greedy, temperature, min-p, top-k (with or without min-p), and top-k
 //    followed by top-p when at most 256 logits reach the k-th largest: the
 //    same token, always (given the CPU is built without FMA contraction).
-//  * top-k then top-p with more than 256 logits at or above the k-th largest:
-//    samplers.hpp's top_p_head halves the candidates with std::nth_element and
-//    leaves the kept head in nth_element's order, and the CPU then draws and
-//    trims min-p in that order — not the ranking its comment documents (u = 0
-//    need not give the argmax; min-p can keep tokens under its floor). This
-//    kernel draws in rank order, so those rows agree with the CPU only once
-//    samplers.hpp re-sorts its kept head; the tests exempt them until then.
+//    Over 256, samplers.hpp's top_p_head halves the candidates with
+//    std::nth_element and then sorts the kept head back into rank order, the
+//    order this kernel draws and trims min-p in; such rows are tested too.
 //  * top-p over more than 256 candidates (top-p alone on a flat row; top-k
-//    keeping more than 256, once the CPU is fixed as above): the kept set can
-//    differ only when the probability mass ahead of some token lies within a
-//    few ulps (~1e-15 relative) of top_p (the two boundary sums then round to
-//    opposite sides); the kept sets then differ by that one token, and the
-//    draws can differ for u in a range as wide as its probability. For
+//    keeping more than 256): the kept set can differ only when the
+//    probability mass ahead of some token lies within a few ulps (~1e-15
+//    relative) of top_p (the two boundary sums then round to opposite
+//    sides); the kept sets then differ by that one token, and the draws can
+//    differ for u in a range as wide as its probability. For
 //    continuous logits the first event has probability of order 1e-13 per
 //    row: zero in practice.
 //  * top-p's candidate cut x >= max + T log((1 - top_p) z / (2 V)) uses log,

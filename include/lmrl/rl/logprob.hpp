@@ -58,6 +58,7 @@ void softmax_row(const T* x, index_t vocab, T inv_tau, double& lse, double& entr
   constexpr T lowest = -std::numeric_limits<T>::infinity();
   constexpr T floor = std::is_same_v<T, float> ? T(-87) : T(-708);
   double M = 0, S = 0, E = 0;  // running max of z, sum exp(z - M), sum exp(z - M)(z - M)
+  bool merged = false;           // a chunk with a finite max has been merged
   for (index_t c0 = 0; c0 < vocab; c0 += logprob_chunk) {
     const index_t n = std::min(logprob_chunk, vocab - c0);
     const T* xc = x + c0;
@@ -71,6 +72,7 @@ void softmax_row(const T* x, index_t vocab, T inv_tau, double& lse, double& entr
     for (index_t l = 0; l < L; ++l) cmax = mx[l] > cmax ? mx[l] : cmax;
     for (index_t v = body; v < n; ++v) cmax = xc[v] > cmax ? xc[v] : cmax;
     const T zm = cmax * inv_tau;
+    if (zm == lowest) continue;  // a chunk of -inf logits adds nothing (and -inf - -inf would be NaN)
     // 2. sums of the chunk relative to its max
     std::array<T, L> s{}, e{};
     for (index_t v = 0; v < body; v += L)
@@ -95,7 +97,8 @@ void softmax_row(const T* x, index_t vocab, T inv_tau, double& lse, double& entr
     }
     // 3. merge into the running sums (online log-sum-exp)
     const double czm = zm;
-    if (c0 == 0) {
+    if (!merged) {
+      merged = true;
       M = czm;
       S = cs;
       E = ce;
@@ -110,7 +113,7 @@ void softmax_row(const T* x, index_t vocab, T inv_tau, double& lse, double& entr
       S += b * cs;
     }
   }
-  const double log_s = std::log(S);
+  const double log_s = std::log(S);  // -inf when every logit is -inf: lse -inf, entropy and log-probs NaN
   lse = M + log_s;
   if constexpr (WithEntropy) entropy = log_s - E / S;
 }

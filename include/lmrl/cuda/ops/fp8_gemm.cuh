@@ -340,7 +340,11 @@ class fp8_products {
       if (status == CUBLAS_STATUS_SUCCESS)
         status = cublasLtMatmulAlgoGetHeuristic(blas_->lt(), desc, a, b, c, c, preference, 1, &result, &returned);
       cublasLtMatmulPreferenceDestroy(preference);
-      if (status != CUBLAS_STATUS_NOT_SUPPORTED) cublas_check(status, "cublasLtMatmulAlgoGetHeuristic");
+      // A combination cuBLASLt cannot run comes back as NOT_SUPPORTED or, for some layouts and versions,
+      // INVALID_VALUE: either means no algorithm (the CUDA-core path then runs, unless tensor cores were
+      // required). Anything else is an error.
+      if (status != CUBLAS_STATUS_NOT_SUPPORTED && status != CUBLAS_STATUS_INVALID_VALUE)
+        cublas_check(status, "cublasLtMatmulAlgoGetHeuristic");
       found = algorithms_.emplace(key, status == CUBLAS_STATUS_SUCCESS && returned > 0
                                            ? std::optional<cublasLtMatmulAlgo_t>(result.algo)
                                            : std::nullopt)

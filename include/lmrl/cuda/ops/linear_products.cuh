@@ -96,8 +96,12 @@ struct linear_operand {
 class linear_products {
  public:
   linear_products() = default;  // unusable until assigned one built from a handle
-  // `blas` must outlive this object (it is bound to `stream`).
-  linear_products(const cublas_handle& blas, cudaStream_t stream) : blas_(&blas), stream_(stream), fp8_(blas) {}
+  // `blas` must outlive this object and be bound to `stream`: the roundings and quantizations queued on
+  // `stream` are read by the products queued on the handle's, with nothing else ordering the two.
+  linear_products(const cublas_handle& blas, cudaStream_t stream) : blas_(&blas), stream_(stream), fp8_(blas) {
+    lmrl::detail::require(blas.stream() == stream, "cuda::linear_products: the cuBLAS handle is bound to another "
+                          "stream than the one given");
+  }
 
   // Products from here on run at `precision` with weights inside [params, params + n). With bf16 and fp8 the
   // buffer is rounded into the bf16 copy now (queued on the stream); with fp8 the weights listed in

@@ -24,6 +24,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <limits>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -111,7 +112,7 @@ struct device_matrix {
 
   device_matrix() = default;
   device_matrix(T* d, index_t r, index_t c, index_t row_stride) : data(d), rows(r), cols(c), ld(row_stride) {}
-  device_matrix(T* d, index_t r, index_t c) : device_matrix(d, r, c, c) {}  // contiguous rows
+  device_matrix(T* d, index_t r, index_t c) : device_matrix(d, r, c, std::max<index_t>(c, 1)) {}  // contiguous rows
   template <class U>
     requires std::is_same_v<const U, T>
   device_matrix(const device_matrix<U>& m) : device_matrix(m.data, m.rows, m.cols, m.ld) {}  // read-only view
@@ -139,10 +140,15 @@ void gemm(const cublas_handle& h, cublasOperation_t op_first, cublasOperation_t 
           bool accumulate, gemm_precision precision, const char* f) {
   static_assert(std::is_same_v<std::remove_const_t<A>, std::remove_const_t<B>>, "matmul: both inputs of one type");
   constexpr bool float_inputs = std::is_same_v<std::remove_const_t<A>, float>;
+  static_assert(!float_inputs || std::is_same_v<C, float>,
+                "matmul: float inputs give a float product (cuBLAS has no 32F x 32F -> 16BF)");
   lmrl::detail::require(!float_inputs || (precision != gemm_precision::bf16 && precision != gemm_precision::fp8), f,
                         ": float inputs at ", to_string(precision), " precision: round them to __nv_bfloat16 (or"
                         " quantize them to fp8) first (cuda::linear_products does)");
   if (m == 0 || n == 0) return;
+  constexpr index_t int_max = std::numeric_limits<int>::max();
+  lmrl::detail::require(std::max({m, n, k, first.ld, second.ld, c.ld}) <= int_max, f,
+                        ": a dimension or row stride is over 2^31 - 1, cuBLAS's int");
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const cublasComputeType_t compute =
       float_inputs && precision == gemm_precision::tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
@@ -204,14 +210,16 @@ __global__ void add_bias_kernel(T* c, index_t rows, index_t cols, index_t ld, co
   }
 }
 
-// One thread per column, rows in order, in double: deterministic.
+// One thread per column (a grid-stride loop past the grid's 65535 blocks), rows in order, in double:
+// deterministic.
 template <class T>
 __global__ void add_column_sums_kernel(const T* g, index_t rows, index_t cols, index_t ld, T* bias_grad) {
-  const index_t j = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
-  if (j >= cols) return;
-  double sum = 0;
-  for (index_t i = 0; i < rows; ++i) sum += static_cast<double>(g[i * ld + j]);
-  bias_grad[j] += static_cast<T>(sum);
+  for (index_t j = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; j < cols;
+       j += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    double sum = 0;
+    for (index_t i = 0; i < rows; ++i) sum += static_cast<double>(g[i * ld + j]);
+    bias_grad[j] += static_cast<T>(sum);
+  }
 }
 
 inline unsigned blocks_for(index_t n, unsigned threads) {

@@ -127,18 +127,19 @@ TEST_CASE("cuda kv_cache_store and cached_attention_forward: rows into their slo
     CAPTURE(s.head_dim);
     const index_t H = s.heads, G = s.kv_heads, hd = s.head_dim, slots = 3, max_len = 37, kvd = G * hd;
     const index_t cache_size = slots * G * max_len * hd;
-    // The cache: random everywhere, then 5 rows stored over it (row stride 2 kvd: k and v interleaved by rows).
+    // The cache: random everywhere, then 5 rows stored over it (row stride 2 kvd: k and v interleaved by rows)
+    // and a padding row (position -1) that stores nothing.
     auto k_host = lmrl::testing::random_values<float>(cache_size, 11);
     auto v_host = lmrl::testing::random_values<float>(cache_size, 12);
     auto k_cache = device_array<float>::from_host(k_host), v_cache = device_array<float>::from_host(v_host);
-    const std::vector<index_t> store_slots{2, 0, 1, 2, 0}, store_positions{0, 36, 5, 6, 7};
-    const index_t ld = 2 * kvd, n_store = 5;
+    const std::vector<index_t> store_slots{2, 0, 1, 2, 0, 1}, store_positions{0, 36, 5, 6, 7, -1};
+    const index_t ld = 2 * kvd, n_store = 6;
     const auto kv_rows = lmrl::testing::random_values<float>(n_store * ld, 13);
     auto kv_dev = device_array<float>::from_host(kv_rows);
     auto ss = device_array<index_t>::from_host(store_slots), sp = device_array<index_t>::from_host(store_positions);
     lmrl::cuda::kv_cache_store(kv_dev.data(), kv_dev.data() + kvd, ld, n_store, ss.data(), sp.data(), G, hd, max_len,
                          k_cache.data(), v_cache.data());
-    for (index_t r = 0; r < n_store; ++r)
+    for (index_t r = 0; r < n_store - 1; ++r)
       for (index_t c = 0; c < kvd; ++c) {
         const index_t g = c / hd, d = c % hd;
         const auto at = static_cast<std::size_t>(
@@ -149,8 +150,8 @@ TEST_CASE("cuda kv_cache_store and cached_attention_forward: rows into their slo
     CHECK(download(k_cache.data(), k_host.size()) == k_host);  // exactly there, nothing else touched
     CHECK(download(v_cache.data(), v_host.size()) == v_host);
 
-    // Rows attending: first and last positions, several rows of one slot.
-    const std::vector<index_t> slot{0, 1, 2, 0, 2, 1, 0}, position{0, 36, 6, 7, 20, 1, 36};
+    // Rows attending: first and last positions, several rows of one slot, a padding row (0 out).
+    const std::vector<index_t> slot{0, 1, 2, 0, 2, 1, 0, 1}, position{0, 36, 6, 7, 20, 1, 36, -1};
     const index_t n = static_cast<index_t>(slot.size()), qd = H * hd;
     const auto q = lmrl::testing::random_values<float>(n * qd, 14, -2, 2);
     auto q_dev = device_array<float>::from_host(q);
@@ -180,7 +181,7 @@ TEST_CASE("cuda kv_cache_store and cached_attention_forward: rows into their slo
         for (index_t d = 0; d < hd; ++d) {
           double o = 0;
           for (index_t j = 0; j < keys; ++j) o += w[static_cast<std::size_t>(j)] * v_host[static_cast<std::size_t>(block + j * hd + d)];
-          expected[static_cast<std::size_t>(r * qd + h * hd + d)] = static_cast<float>(o / z);
+          expected[static_cast<std::size_t>(r * qd + h * hd + d)] = keys > 0 ? static_cast<float>(o / z) : 0.0f;
         }
       }
     check_close(got, expected, 1e-5, "cached_attention_forward");

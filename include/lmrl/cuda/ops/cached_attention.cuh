@@ -15,7 +15,9 @@
 // stride ld; slots and positions device [n] (index_t). The caller stores a
 // pass's keys before it attends (a prompt's rows see each other through the
 // cache) and guarantees slot < slots and position < max_len: the decoder checks
-// them on the host, where it computes them.
+// them on the host, where it computes them. A negative position (a padding
+// row, as transformer.cuh numbers them) stores nothing and attends to nothing:
+// its output is 0, as the CPU's attention over no key.
 //
 // Kernel: one block per (row, head), 4 warps; warp w scores keys w, w+4, ...
 // (lane l holds dims l, l+32, ... of q and of the running output), a butterfly
@@ -56,6 +58,11 @@ __global__ void __launch_bounds__(threads)
   const index_t r = blockIdx.x;
   const int h = blockIdx.y, g = h / (H / G);
   const index_t keys = positions[r] + 1;
+  if (keys <= 0) {  // a padding row (position -1) sees no key: 0, as the CPU's attention over no key (the
+                    // whole block leaves together, before the barrier)
+    for (int d = threadIdx.x; d < hd; d += threads) out[(r * H + h) * hd + d] = 0.0f;
+    return;
+  }
   const float* qh = q + (r * H + h) * hd;
   const index_t block = (slots[r] * G + g) * max_len * hd;  // this slot's and kv head's [max_len x hd] block
   const float* K = k_cache + block;
@@ -115,6 +122,7 @@ __global__ void store_kernel(const T* __restrict__ k, const T* __restrict__ v, i
   const index_t width = G * hd, step = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n * width; e += step) {
     const index_t r = e / width, c = e % width, g = c / hd, d = c % hd;
+    if (positions[r] < 0) continue;  // a padding row: nothing to keep
     const index_t at = ((slots[r] * G + g) * max_len + positions[r]) * hd + d;
     k_cache[at] = k[r * ld + c];
     v_cache[at] = v[r * ld + c];

@@ -567,7 +567,15 @@ TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_
   CHECK_THROWS_WITH_AS(gpu.backward({matrix_view<const std::int32_t>(tokens.data(), {2, T}),
                                      matrix_view<const float>(mask.data(), {2, T})},
                                     matrix_view<const float>(w.data(), {2, T}), {}),
-                       doctest::Contains("the last log_probs call's was 3 x 6"), error);
+                       doctest::Contains("the last forward call's was 3 x 6"), error);
+  {  // the same shape with another id where the mask is 1: refused, as the CPU transformer refuses it
+    std::vector<std::int32_t> other = tokens;
+    other[2] = 7;
+    CHECK_THROWS_WITH_AS(gpu.backward({matrix_view<const std::int32_t>(other.data(), {B, T}),
+                                       matrix_view<const float>(mask.data(), {B, T})},
+                                      matrix_view<const float>(w.data(), {B, T}), {}),
+                         doctest::Contains("the batch differs at (0, 2)"), error);
+  }
 
   // Two GRPO steps (num_iterations 2: the policy's own old log-probs; beta: the reference swapped in and out).
   const auto run = [](auto& policy, const char* name) {

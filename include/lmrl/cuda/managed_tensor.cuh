@@ -38,6 +38,8 @@ class managed_tensor {
     if (n > 0) {
       LMRL_CUDA_CHECK(cudaMallocManaged(reinterpret_cast<void**>(&data_), n * sizeof(T)));
       LMRL_CUDA_CHECK(cudaMemsetAsync(data_, 0, n * sizeof(T), stream_));
+      // Zeroed before the constructor returns: a host write through view() must not be overtaken by it.
+      LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
   }
   managed_tensor(const managed_tensor&) = delete;

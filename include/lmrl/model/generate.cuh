@@ -223,7 +223,12 @@ class cached_decoder_gpu {
     if (graph.captured()) return graph.launch(stream_);
     if (first_time) {
       const std::size_t workspace = linear_.workspace_bytes();
-      pass(n, n_logits);
+      try {
+        pass(n, n_logits);
+      } catch (...) {  // not warmed up: the next pass of this shape runs uncaptured first again
+        passes_.erase(shape);
+        throw;
+      }
       if (linear_.workspace_bytes() != workspace) {  // a workspace moved: every graph names the old one
         forget_graphs();
         passes_.try_emplace(shape);

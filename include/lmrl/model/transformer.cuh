@@ -82,6 +82,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -305,7 +306,13 @@ class transformer_gpu {
   transformer_gpu(const transformer_gpu&) = delete;
   transformer_gpu& operator=(const transformer_gpu&) = delete;
   transformer_gpu(transformer_gpu&&) noexcept = default;  // device buffers keep their addresses: the views stay valid
-  transformer_gpu& operator=(transformer_gpu&&) noexcept = default;
+  // No assignment: a decoder built on this model (cached_decoder_gpu) holds its address and its cuBLAS
+  // handle, which assigning another model in would free under it.
+  transformer_gpu& operator=(transformer_gpu&&) = delete;
+
+  // A number no other transformer_gpu of the process was given (a move keeps it): what a cache of
+  // decoders recognizes its model by, where an address could be the next model's once this one is gone.
+  std::uint64_t serial() const { return serial_; }
 
   const transformer_config& config() const { return config_; }
   const parameter_layout& layout() const { return layout_; }
@@ -824,6 +831,12 @@ class transformer_gpu {
   static device_matrix<const float> weight(const matrix_view<float>& w) { return {w.data, w.shape[0], w.shape[1]}; }
   static device_matrix<float> gmat(const matrix_view<float>& g) { return {g.data, g.shape[0], g.shape[1]}; }
 
+  static std::uint64_t next_serial() {
+    static std::atomic<std::uint64_t> last{0};
+    return ++last;
+  }
+
+  std::uint64_t serial_ = next_serial();
   transformer_config config_;
   parameter_layout layout_;
   cudaStream_t stream_ = nullptr;

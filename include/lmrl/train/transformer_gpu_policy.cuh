@@ -116,15 +116,21 @@ class mirrored_model {
   transformer_gpu& gpu() { return *gpu_; }
   // The device gradient (the sum since zero_grad), downloaded first when a backward ran since the last call.
   std::span<float> gradients() {
-    if (gradients_behind_) gpu_->download_gradients(grad_);
-    gradients_behind_ = false;
+    if (gradients_behind_) {
+      gpu_->download_gradients(grad_);
+    } else if (host_zero_pending_) {
+      std::fill(grad_.begin(), grad_.end(), 0.0f);
+    }
+    gradients_behind_ = host_zero_pending_ = false;
     return grad_;
   }
 
+  // The device gradient is zeroed now, the host copy when it is next read: a trainer zeroes once a
+  // mini-batch, and filling 2 GB (the 0.5B shapes) that a device step never reads would cost more than it.
   void zero_grad() {
     gpu_->zero_grad();
-    std::fill(grad_.begin(), grad_.end(), 0.0f);
     gradients_behind_ = false;
+    host_zero_pending_ = true;
   }
   void upload_parameters() {
     sync_host();  // the device's values are the newer ones: nothing to send that it lacks
@@ -147,7 +153,8 @@ class mirrored_model {
   void host_gradients_changed() {
     lmrl::detail::require(!gradients_behind_, "lmrl::cuda::transformer_gpu_policy::host_gradients_changed: a "
                           "backward ran since gradients() was read, so the host copy is not the one to keep");
-    LMRL_CUDA_CHECK(cudaMemcpyAsync(gpu_->gradients(), grad_.data(), grad_.size() * sizeof(float),
+    const std::span<const float> host = gradients();  // zeroed first if a zero_grad is pending
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(gpu_->gradients(), host.data(), host.size() * sizeof(float),
                                     cudaMemcpyHostToDevice, gpu_->stream()));
     LMRL_CUDA_CHECK(cudaStreamSynchronize(gpu_->stream()));
   }
@@ -255,15 +262,16 @@ class mirrored_model {
                           " but tokens are ", B, " x ", T);
     sync_parameters();
     const auto n = static_cast<std::size_t>(B * T);
-    std::vector<std::int32_t> tokens(n);
-    std::vector<float> mask(n);
+    B_ = T_ = 0;  // until the batch below is complete (a throw leaves no batch to run a backward on)
+    host_tokens_.resize(n);
+    host_mask_.resize(n);
     for (index_t i = 0; i < B; ++i)
       for (index_t t = 0; t < T; ++t) {
-        tokens[static_cast<std::size_t>(i * T + t)] = batch.tokens(i, t);
-        mask[static_cast<std::size_t>(i * T + t)] = batch.attention_mask(i, t);
+        host_tokens_[static_cast<std::size_t>(i * T + t)] = batch.tokens(i, t);
+        host_mask_[static_cast<std::size_t>(i * T + t)] = batch.attention_mask(i, t);
       }
-    copy_in(tokens_, tokens);
-    copy_in(mask_, mask);
+    copy_in(tokens_, host_tokens_);
+    copy_in(mask_, host_mask_);
     B_ = B;
     T_ = T;
   }
@@ -272,11 +280,21 @@ class mirrored_model {
   index_t B() const { return B_; }
   index_t T() const { return T_; }
 
-  // The backward's batch must be the forward's.
+  // The backward's batch must be the forward's: its shape, its mask, and its ids where the mask is not 0
+  // (as the CPU transformer checks; the device still holds the forward's activations, not this batch's).
   void require_same_batch(const token_batch<float>& batch, const char* f) const {
-    lmrl::detail::require(batch.tokens.shape[0] == B_ && batch.tokens.shape[1] == T_, f, ": the batch is ",
-                          batch.tokens.shape[0], " x ", batch.tokens.shape[1], " but the last forward call's was ",
-                          B_, " x ", T_);
+    lmrl::detail::require(batch.tokens.shape[0] == B_ && batch.tokens.shape[1] == T_ &&
+                              batch.attention_mask.shape == batch.tokens.shape,
+                          f, ": the batch is ", batch.tokens.shape[0], " x ", batch.tokens.shape[1],
+                          " but the last forward call's was ", B_, " x ", T_);
+    for (index_t i = 0; i < B_; ++i)
+      for (index_t t = 0; t < T_; ++t) {
+        const auto r = static_cast<std::size_t>(i * T_ + t);
+        const float m = batch.attention_mask(i, t);
+        if (m != host_mask_[r] || (m != 0.0f && batch.tokens(i, t) != host_tokens_[r]))
+          lmrl::detail::fail(f, ": the batch differs at (", i, ", ", t,
+                             ") from the last forward call's; backward needs the same batch");
+      }
   }
   void require_shape(const char* f, const char* name, const std::array<index_t, 2>& shape) const {
     lmrl::detail::require(shape[0] == B_ && shape[1] == T_, f, ": ", name, " is ", shape[0], " x ", shape[1],
@@ -354,11 +372,14 @@ class mirrored_model {
   bool reference_held_ = false;    // swapped in
   std::vector<float> grad_;
   bool gradients_behind_ = false;  // a backward ran since grad_ was downloaded
+  bool host_zero_pending_ = false;  // zero_grad ran and grad_ was not zeroed yet
   parameter_uploads uploads_;
   bool device_behind_ = false;  // parameters_changed() since the last upload
   index_t B_ = 0, T_ = 0;
   device_array<std::int32_t> tokens_;
   device_array<float> mask_;
+  std::vector<std::int32_t> host_tokens_;  // the last forward's batch, for the backward's check
+  std::vector<float> host_mask_;
   std::array<device_array<float>, 2> buffers_;
   std::vector<float> staging_;
 };
@@ -540,9 +561,10 @@ class transformer_gpu_rollouts {
   rollout_batch<float> operator()(transformer_gpu_policy& policy, std::span<const std::vector<std::int32_t>> prompts,
                                   const rollout_request& request) {
     policy.sync_parameters();
-    if (!decoder_ || source_ != &policy.gpu()) {
+    if (!decoder_ || source_ != &policy.gpu() || source_serial_ != policy.gpu().serial()) {
       decoder_ = std::make_unique<cached_decoder_gpu>(policy.gpu(), decoder_options_);
       source_ = &policy.gpu();
+      source_serial_ = policy.gpu().serial();
     }
     return to_rollout_batch(generate(*decoder_, prompts, rollout_generation_options(request, eos_, pad_),
                                      counter_rng(request.seed)));
@@ -553,7 +575,10 @@ class transformer_gpu_rollouts {
   std::int32_t pad_;
   decoder_gpu_options decoder_options_;
   std::unique_ptr<cached_decoder_gpu> decoder_;
+  // The model decoder_ was built on: its address, and its serial (a new policy's model can be allocated
+  // where a destroyed one was).
   const transformer_gpu* source_ = nullptr;
+  std::uint64_t source_serial_ = 0;
 };
 
 static_assert(TrainablePolicy<transformer_gpu_policy>);

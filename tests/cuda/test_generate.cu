@@ -552,6 +552,12 @@ TEST_CASE("cuda transformer_gpu_policy: log-probs and gradients are transformer_
   }
   gpu.zero_grad();
   CHECK(std::all_of(gpu.gradients().begin(), gpu.gradients().end(), [](float g) { return g == 0.0f; }));
+  // The device's sum was zeroed too (the host copy is zeroed when read): one backward gives one gradient.
+  cpu.zero_grad();
+  gpu.zero_grad();
+  cpu.backward(batch, matrix_view<const float>(w.data(), {B, T}), matrix_view<const float>(u.data(), {B, T}));
+  gpu.backward(batch, matrix_view<const float>(w.data(), {B, T}), matrix_view<const float>(u.data(), {B, T}));
+  check_close(gpu.gradients(), cpu.gradients(), 5e-4, "policy gradients after zero_grad");
   {  // when_changed: a change to the host parameters reaches the device once it is announced, not before
     const std::vector<float> saved(gpu.parameters().begin(), gpu.parameters().end());
     for (float& p : gpu.parameters()) p *= 1.5f;

@@ -214,18 +214,13 @@ const std::map<std::string, setting>& settings_table() {
          s.critic_trunk = v;
        }},
       {"device",
-       [](S& s, const std::string& name, const std::string& v) {
-         detail::require(v == "cpu" || v == "cuda", "--", name, " = \"", v, "\" is not allowed; allowed: cpu, cuda");
-#ifndef LMRL_GRPO_ZERO_CUDA
-         detail::require(v == "cpu", "--", name, " cuda: this grpo_zero was compiled without CUDA; run grpo_zero_cuda ",
-                         "(built beside it where CMake finds nvcc)");
-#endif
+       [](S& s, const std::string&, const std::string& v) {
+         check_device_flag(v, "grpo_zero");
          s.device = v;
        }},
       {"gpu_precision",
-       [](S& s, const std::string& name, const std::string& v) {
-         detail::require(v == "fp32" || v == "tf32" || v == "bf16" || v == "fp8", "--", name, " = \"", v,
-                         "\" is not allowed; allowed: fp32, tf32, bf16, fp8");
+       [](S& s, const std::string&, const std::string& v) {
+         check_gpu_precision_flag(v);
          s.gpu_precision = v;
        }},
       {"heldout", number(1, 1e6, [](S& s) -> auto& { return s.heldout; })},
@@ -316,8 +311,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     detail::require(s.rollout_quant == "none" && s.rollout_kv_quant == "none",
                     "--device cuda: quantized rollouts have no GPU version yet (rollout_quant, rollout_kv_quant)");
   }
-  detail::require(s.device == "cuda" || s.gpu_precision == "fp32", "--gpu_precision ", s.gpu_precision,
-                  " applies to --device cuda only (the CPU model computes in float32)");
+  check_gpu_precision_applies(s.device, s.gpu_precision);
   s.model.validate();
   s.pretrain.validate();
   require_writable_directory(c.output_dir);  // before any work

@@ -190,15 +190,10 @@ bool apply_setting(pipeline_settings& s, std::string_view name, std::string_view
   } else if (name == "shown") {
     integer(s.shown, 0, 100);
   } else if (name == "device") {
-    detail::require(v == "cpu" || v == "cuda", "--device = \"", v, "\" is not allowed; allowed: cpu, cuda");
-#ifndef LMRL_R1_PIPELINE_CUDA
-    detail::require(v == "cpu", "--device cuda: this r1_pipeline was compiled without CUDA; run r1_pipeline_cuda ",
-                    "(built where CMake finds nvcc)");
-#endif
+    check_device_flag(v, "r1_pipeline");
     s.device = v;
   } else if (name == "gpu_precision") {
-    detail::require(v == "fp32" || v == "tf32" || v == "bf16" || v == "fp8", "--gpu_precision = \"", v,
-                    "\" is not allowed; allowed: fp32, tf32, bf16, fp8");
+    check_gpu_precision_flag(v);
     s.gpu_precision = v;
   } else {
     return false;
@@ -783,8 +778,7 @@ int main(int argc, char** argv) try {
   detail::require(ctx.grpo.reward_weights.size() == 3, "reward_weights has ", ctx.grpo.reward_weights.size(),
                   " values; the RL stages have three rewards: accuracy, format, language consistency");
   ctx.s.student.validate();
-  detail::require(ctx.s.device == "cuda" || ctx.s.gpu_precision == "fp32", "--gpu_precision ", ctx.s.gpu_precision,
-                  " applies to --device cuda only (the CPU model computes in float32)");
+  check_gpu_precision_applies(ctx.s.device, ctx.s.gpu_precision);
 #ifdef LMRL_R1_PIPELINE_CUDA
   if (ctx.s.device == "cuda" && !ctx.s.report_only) lc::use_device_of_rank(0, "--device cuda");
 #endif

@@ -192,4 +192,29 @@ inline pretrain_example corpus_pretrain_example(const corpus_example& e) {
   return x;
 }
 
+// Whether this is a program's nvcc build (grpo_zero_cuda.cu and r1_pipeline_cuda.cu include the .cpp).
+#ifdef __CUDACC__
+inline constexpr bool cuda_build = true;
+#else
+inline constexpr bool cuda_build = false;
+#endif
+
+// --device and --gpu_precision as grpo_zero and r1_pipeline read them. A program compiled without CUDA
+// refuses --device cuda, naming its nvcc build, PROGRAM_cuda.
+inline void check_device_flag(std::string_view device, std::string_view program) {
+  detail::require(device == "cpu" || device == "cuda", "--device = \"", device,
+                  "\" is not allowed; allowed: cpu, cuda");
+  detail::require(device == "cpu" || cuda_build, "--device cuda: this ", program, " was compiled without CUDA; run ",
+                  program, "_cuda (built beside it where CMake finds nvcc)");
+}
+inline void check_gpu_precision_flag(std::string_view precision) {
+  detail::require(precision == "fp32" || precision == "tf32" || precision == "bf16" || precision == "fp8",
+                  "--gpu_precision = \"", precision, "\" is not allowed; allowed: fp32, tf32, bf16, fp8");
+}
+// After every flag: a precision other than fp32 names the GPU's arithmetic, so it needs --device cuda.
+inline void check_gpu_precision_applies(std::string_view device, std::string_view precision) {
+  detail::require(device == "cuda" || precision == "fp32", "--gpu_precision ", precision,
+                  " applies to --device cuda only (the CPU model computes in float32)");
+}
+
 }  // namespace lmrl::zero

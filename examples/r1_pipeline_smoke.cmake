@@ -8,9 +8,10 @@
 file(REMOVE_RECURSE ${WORK})
 # One thread: ctest may run other tests beside it, and OpenMP's spinning threads on busy cores crawl.
 set(ENV{OMP_NUM_THREADS} 1)
-set(args --output_dir ${WORK} --seeds 5 --pretrain_steps 20 --rl_steps 2 --r1_rl_steps 1 --r1_rl2_steps 1
-    --student_steps 2 --rs_prompts 8 --rs_samples 2 --cold_start_examples 8 --cold_start_epochs 1 --sft2_epochs 1
-    --heldout 16 --per_device_train_batch_size 16 --rs_rule any --rs_keep_truncated 1 --shown 1 ${EXTRA})
+# The budget's flags, one line, shared with scripts/gpu-check.sh's r1 stage.
+file(READ ${CMAKE_CURRENT_LIST_DIR}/r1_pipeline_smoke_flags.txt budget)
+separate_arguments(budget UNIX_COMMAND "${budget}")
+set(args --output_dir ${WORK} ${budget} ${EXTRA})
 execute_process(COMMAND ${PIPELINE} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "r1_pipeline failed (${rc}):\n${out}\n${err}")

@@ -79,12 +79,11 @@ case $stages in *,smoke,*)
       --eval_samples 0 --output_dir "$out/grpo_zero_cuda_$precision"
   done ;;
 esac
-case $stages in *,r1,*)  # every stage of the R1 pipeline (examples/r1_pipeline_smoke.cmake's budget)
+case $stages in *,r1,*)  # every stage of the R1 pipeline on the budget of its ctest (r1_pipeline_smoke.cmake)
   rm -rf "$out/r1_pipeline_cuda"
-  run r1_pipeline_cuda 240 "$bin/r1_pipeline_cuda" --device cuda --output_dir "$out/r1_pipeline_cuda" --seeds 5 \
-    --pretrain_steps 20 --rl_steps 2 --r1_rl_steps 1 --r1_rl2_steps 1 --student_steps 2 --rs_prompts 8 \
-    --rs_samples 2 --cold_start_examples 8 --cold_start_epochs 1 --sft2_epochs 1 --heldout 16 \
-    --per_device_train_batch_size 16 --rs_rule any --rs_keep_truncated 1 --shown 1 ;;
+  read -ra r1_budget < examples/r1_pipeline_smoke_flags.txt
+  run r1_pipeline_cuda 240 "$bin/r1_pipeline_cuda" --device cuda --output_dir "$out/r1_pipeline_cuda" \
+    "${r1_budget[@]}" ;;
 esac
 case $stages in *,bench,*) run bench_gpu 420 "$bin/bench_gpu" all 3 ;; esac
 exit $status

@@ -47,6 +47,7 @@
 
 #include "lmrl/cuda/check.cuh"
 #include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/logprob.cuh"
 #include "lmrl/cuda/ops/fp8_gemm.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
@@ -382,9 +383,10 @@ void bench_logprob() {
   });
   device_array<float> full(n);
   const double two_pass = median_seconds([&] {
-    log_softmax_rows<<<static_cast<unsigned>(rows), 256>>>(logits.data(), vocab, full.data());
-    gather_and_entropy<<<static_cast<unsigned>(rows), 256>>>(full.data(), vocab, targets.data(), logp2.data(),
-                                                            entropy2.data());
+    lmrl::cuda::launch(log_softmax_rows, static_cast<unsigned>(rows), 256, 0, nullptr, logits.data(), vocab,
+        full.data());
+    lmrl::cuda::launch(gather_and_entropy, static_cast<unsigned>(rows), 256, 0, nullptr, full.data(), vocab,
+        targets.data(), logp2.data(), entropy2.data());
     LMRL_CUDA_CHECK_LAUNCH("two-pass log-prob");
   });
   const auto a = logp.to_host(), b = logp2.to_host(), ea = entropy.to_host(), eb = entropy2.to_host();

@@ -2,7 +2,7 @@
 // lmrl::error naming the call, where it was made and CUDA's error name.
 //
 //   LMRL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
-//   kernel<<<grid, block, 0, stream>>>(...);
+//   launch(kernel, grid, block, 0, stream, ...);   // launch.cuh
 //   LMRL_CUDA_CHECK_LAUNCH("rms_norm_forward");
 //
 // Host code only: usable from .cu files and from C++ that includes

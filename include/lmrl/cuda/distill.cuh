@@ -25,6 +25,7 @@
 #include <cmath>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/rl/distill.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -117,7 +118,7 @@ inline void distillation_kl(const float* student, index_t ld_s, const float* tea
                         " must be positive and finite");
   lmrl::detail::require(rows <= 2147483647, f, ": ", rows, " rows are more than a grid holds");
   if (rows == 0) return;
-  distill_detail::kl_kernel<float><<<static_cast<unsigned>(rows), distill_detail::threads, 0, stream>>>(
+  cuda::launch(distill_detail::kl_kernel<float>, static_cast<unsigned>(rows), distill_detail::threads, 0, stream,
       student, ld_s, teacher, ld_t, vocab, divergence == distill_divergence::reverse_kl, 1.0 / temperature, kl, grad,
       ld_g, row_scale);
   LMRL_CUDA_CHECK_LAUNCH("distill_detail::kl_kernel");

@@ -66,6 +66,7 @@
 #include <cstdint>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
 
@@ -353,12 +354,12 @@ void logprob_forward(const float* logits, index_t rows, index_t vocab, index_t r
   const dim3 grid(static_cast<unsigned>(rows));
   const auto launch = [&](unsigned* bad_row) {
     if (entropy != nullptr) {
-      detail::logprob_forward_kernel<block, true, Id>
-          <<<grid, block, 0, stream>>>(logits, vocab, row_stride, targets, inv_tau, logp, entropy, lse, bad_row);
+      cuda::launch(detail::logprob_forward_kernel<block, true, Id>, grid, block, 0, stream, logits, vocab, row_stride,
+          targets, inv_tau, logp, entropy, lse, bad_row);
       LMRL_CUDA_CHECK_LAUNCH("logprob_forward_kernel (with entropy)");
     } else {
-      detail::logprob_forward_kernel<block, false, Id>
-          <<<grid, block, 0, stream>>>(logits, vocab, row_stride, targets, inv_tau, logp, entropy, lse, bad_row);
+      cuda::launch(detail::logprob_forward_kernel<block, false, Id>, grid, block, 0, stream, logits, vocab, row_stride,
+          targets, inv_tau, logp, entropy, lse, bad_row);
       LMRL_CUDA_CHECK_LAUNCH("logprob_forward_kernel (without entropy)");
     }
   };
@@ -395,9 +396,8 @@ void logprob_backward(const float* logits, index_t rows, index_t vocab, index_t 
   constexpr int block = detail::logprob_block;
   const dim3 grid(static_cast<unsigned>(rows));
   const auto launch = [&](unsigned* bad_row) {
-    detail::logprob_backward_kernel<block, Id><<<grid, block, 0, stream>>>(
-        logits, vocab, row_stride, targets, inv_tau, lse, entropy, grad_logp, grad_entropy, grad_logits,
-        grad_row_stride, bad_row);
+    cuda::launch(detail::logprob_backward_kernel<block, Id>, grid, block, 0, stream, logits, vocab, row_stride, targets,
+        inv_tau, lse, entropy, grad_logp, grad_entropy, grad_logits, grad_row_stride, bad_row);
     LMRL_CUDA_CHECK_LAUNCH("logprob_backward_kernel");
   };
   detail::launch_checking_targets(check, stream, f, targets, vocab, launch);

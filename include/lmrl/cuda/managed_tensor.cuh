@@ -5,7 +5,7 @@
 // and every rl/ algorithm takes it as it takes a std::vector or an Eigen matrix.
 //
 //   managed_tensor<float, 2> logp({B, L}, stream);
-//   fused_log_probs<<<...>>>(..., logp.data());   // on the GPU
+//   launch(fused_log_probs, ..., logp.data());   // on the GPU (launch.cuh)
 //   logp.synchronize();
 //   grpo_sequence_advantages(rewards, G, grpo_scale::group_std, adv);   // on the host, same memory
 #pragma once

@@ -88,6 +88,7 @@
 #include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/philox.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/sample/sampler_config.hpp"
@@ -748,7 +749,7 @@ void sample_tokens(const T* logits, index_t rows, index_t vocab, index_t ld, con
   args.logprobs = logprobs;
   args.scratch = static_cast<unsigned char*>(scratch);
   args.layout = layout;
-  detail::sample_kernel<T><<<static_cast<unsigned>(rows), detail::sample_threads, 0, stream>>>(args);
+  cuda::launch(detail::sample_kernel<T>, static_cast<unsigned>(rows), detail::sample_threads, 0, stream, args);
   LMRL_CUDA_CHECK_LAUNCH("sample_kernel");
 }
 

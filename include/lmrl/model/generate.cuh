@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/graph.cuh"
 #include "lmrl/cuda/ops/cached_attention.cuh"
@@ -282,8 +283,8 @@ class cached_decoder_gpu {
     }
     if (n_logits == 0) return;
     // Final norm and lm_head on the rows that want logits only.
-    generate_detail::gather_rows_kernel<float><<<generate_detail::blocks(n_logits * d), generate_detail::threads, 0,
-                                          stream_>>>(x, d, logit_rows_dev_.data(), n_logits, att);
+    cuda::launch(generate_detail::gather_rows_kernel<float>, generate_detail::blocks(n_logits * d),
+        generate_detail::threads, 0, stream_, x, d, logit_rows_dev_.data(), n_logits, att);
     LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel");
     rms_norm_forward(static_cast<const float*>(att), w.final_norm.data, n_logits, d, eps, h, inv, stream_);
     nt(cmat(h, n_logits, d), weight(w.lm_head), mat(logits_.data(), n_logits, V));
@@ -381,8 +382,8 @@ inline generation_result<float> generate(cached_decoder_gpu& decoder,
       row_of[static_cast<std::size_t>(b)] =
           plan.logits_row_of_slot[static_cast<std::size_t>(plan.source[static_cast<std::size_t>(b)])];
     const auto rows = device_array<index_t>::from_host(row_of, stream);
-    generate_detail::gather_rows_kernel<float><<<generate_detail::blocks(B * V), generate_detail::threads, 0, stream>>>(
-        prompt_logits.data, V, rows.data(), B, first_logits.data());
+    cuda::launch(generate_detail::gather_rows_kernel<float>, generate_detail::blocks(B * V), generate_detail::threads,
+        0, stream, prompt_logits.data, V, rows.data(), B, first_logits.data());
     LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel (first tokens)");
     LMRL_CUDA_CHECK(cudaStreamSynchronize(stream));  // row_of and rows die here
   }

@@ -92,6 +92,7 @@
 #include <vector>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/logprob.cuh"
 #include "lmrl/cuda/ops/attention.cuh"
@@ -481,8 +482,8 @@ class transformer_gpu {
     namespace td = transformer_detail;
     if (R_ == 0) return;
     const index_t N = B_ * T_, d = config_.hidden_size;
-    td::gather_values_kernel<float>
-        <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(grad_values, out_rows_.data(), R_, out_gl_.data());
+    cuda::launch(td::gather_values_kernel<float>, td::glue_blocks(R_), td::glue_threads, 0, stream_, grad_values,
+        out_rows_.data(), R_, out_gl_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_values_kernel (grad_values)");
     LMRL_CUDA_CHECK(cudaMemsetAsync(dh_.data(), 0, static_cast<std::size_t>(N * d) * sizeof(float), stream_));
     for (index_t c0 = 0; c0 < R_; c0 += chunk_) {
@@ -490,7 +491,7 @@ class transformer_gpu {
       gather_chunk_hidden(c0, n);
       linear_backward(cmat(out_gl_.data() + c0, n, 1), operand(1, cmat(chunk_h_.data(), n, d)),
                       weight(weights_.score), mat(chunk_dh_.data(), n, d), gmat(grad_weights_.score), false);
-      td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
+      cuda::launch(td::scatter_previous_rows_kernel<float>, td::glue_blocks(n * d), td::glue_threads, 0, stream_,
           chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
       LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
     }
@@ -506,13 +507,13 @@ class transformer_gpu {
     if (R_ == 0) return;  // no output row: the loss does not depend on the parameters (adding zeros changes nothing)
     const index_t N = B_ * T_, V = config_.vocab_size, d = config_.hidden_size, C = chunk_;
     if (grad_logp != nullptr) {
-      td::gather_values_kernel<float>
-          <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(grad_logp, out_rows_.data(), R_, out_gl_.data());
+      cuda::launch(td::gather_values_kernel<float>, td::glue_blocks(R_), td::glue_threads, 0, stream_, grad_logp,
+          out_rows_.data(), R_, out_gl_.data());
       LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_values_kernel (grad_logp)");
     }
     if (grad_entropy != nullptr) {
-      td::gather_values_kernel<float>
-          <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(grad_entropy, out_rows_.data(), R_, out_ge_.data());
+      cuda::launch(td::gather_values_kernel<float>, td::glue_blocks(R_), td::glue_threads, 0, stream_, grad_entropy,
+          out_rows_.data(), R_, out_ge_.data());
       LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_values_kernel (grad_entropy)");
     }
 
@@ -551,14 +552,15 @@ class transformer_gpu {
     const index_t N = B_ * T_;
     reserve(N);
     status_.poison();  // every word ~0: no bad index yet
-    td::prepare_rows_kernel<float><<<td::glue_blocks(B_), td::glue_threads, 0, stream_>>>(
-        tokens, mask, B_, T_, config_.vocab_size, config_.max_position_embeddings, ids_.data(), segments_.data(),
-        positions_.data(), counts_.data(), status_.data());
+    cuda::launch(td::prepare_rows_kernel<float>, td::glue_blocks(B_), td::glue_threads, 0, stream_, tokens, mask, B_,
+        T_, config_.vocab_size, config_.max_position_embeddings, ids_.data(), segments_.data(), positions_.data(),
+        counts_.data(), status_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::prepare_rows_kernel");
-    td::scan_counts_kernel<index_t><<<1, 1, 0, stream_>>>(counts_.data(), B_, offsets_.data(), status_.data());
+    cuda::launch(td::scan_counts_kernel<index_t>, 1, 1, 0, stream_, counts_.data(), B_, offsets_.data(),
+        status_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scan_counts_kernel");
-    td::collect_rows_kernel<float><<<td::glue_blocks(B_), td::glue_threads, 0, stream_>>>(
-        segments_.data(), ids_.data(), B_, T_, offsets_.data(), out_rows_.data(), out_targets_.data());
+    cuda::launch(td::collect_rows_kernel<float>, td::glue_blocks(B_), td::glue_threads, 0, stream_, segments_.data(),
+        ids_.data(), B_, T_, offsets_.data(), out_rows_.data(), out_targets_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::collect_rows_kernel");
     std::array<unsigned long long, td::status_words> status{};
     LMRL_CUDA_CHECK(cudaMemcpyAsync(status.data(), status_.data(), sizeof(status), cudaMemcpyDeviceToHost, stream_));
@@ -602,8 +604,8 @@ class transformer_gpu {
     namespace td = transformer_detail;
     LMRL_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<std::size_t>(N) * sizeof(float), stream_));
     if (R_ == 0) return;
-    td::scatter_values_kernel<float>
-        <<<td::glue_blocks(R_), td::glue_threads, 0, stream_>>>(compact, out_rows_.data(), R_, out);
+    cuda::launch(td::scatter_values_kernel<float>, td::glue_blocks(R_), td::glue_threads, 0, stream_, compact,
+        out_rows_.data(), R_, out);
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_values_kernel");
   }
 
@@ -616,7 +618,7 @@ class transformer_gpu {
   void gather_chunk_hidden(index_t c0, index_t n) {
     namespace td = transformer_detail;
     const index_t d = config_.hidden_size;
-    td::gather_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
+    cuda::launch(td::gather_previous_rows_kernel<float>, td::glue_blocks(n * d), td::glue_threads, 0, stream_,
         hf_.data(), d, out_rows_.data() + c0, n, chunk_h_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::gather_previous_rows_kernel");
   }
@@ -728,7 +730,7 @@ class transformer_gpu {
     const index_t V = config_.vocab_size, d = config_.hidden_size;
     linear_backward(cmat(dlogits_.data(), n, V), h, weight(weights_.lm_head), mat(chunk_dh_.data(), n, d),
                     gmat(grad_weights_.lm_head), false);
-    td::scatter_previous_rows_kernel<float><<<td::glue_blocks(n * d), td::glue_threads, 0, stream_>>>(
+    cuda::launch(td::scatter_previous_rows_kernel<float>, td::glue_blocks(n * d), td::glue_threads, 0, stream_,
         chunk_dh_.data(), d, out_rows_.data() + c0, n, dh_.data());
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::scatter_previous_rows_kernel");
   }
@@ -746,9 +748,8 @@ class transformer_gpu {
   // dst [B*T x width] = src with the padded rows 0.
   void copy_real_rows(const float* src, index_t width, float* dst) {
     const index_t N = B_ * T_;
-    transformer_detail::copy_real_rows_kernel<float>
-        <<<transformer_detail::glue_blocks(N * width), transformer_detail::glue_threads, 0, stream_>>>(
-            src, N, width, segments_.data(), dst);
+    cuda::launch(transformer_detail::copy_real_rows_kernel<float>, transformer_detail::glue_blocks(N * width),
+        transformer_detail::glue_threads, 0, stream_, src, N, width, segments_.data(), dst);
     LMRL_CUDA_CHECK_LAUNCH("transformer_detail::copy_real_rows_kernel");
   }
 

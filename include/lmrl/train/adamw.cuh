@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/train/adamw.hpp"
 
 namespace lmrl::cuda {
@@ -102,8 +103,8 @@ void adamw_update(T* params, const T* grads, T* exp_avg, T* exp_avg_sq, index_t 
     const index_t n = s.end - s.begin;
     if (n == 0) continue;
     const auto blocks = static_cast<unsigned>(std::min<index_t>((n + block - 1) / block, max_blocks));
-    detail::adamw_kernel<T><<<blocks, block, 0, stream>>>(params, grads, exp_avg, exp_avg_sq, s.begin, s.end, k,
-                                                          decay_on && s.decay, lerp_small);
+    cuda::launch(detail::adamw_kernel<T>, blocks, block, 0, stream, params, grads, exp_avg, exp_avg_sq, s.begin, s.end,
+        k, decay_on && s.decay, lerp_small);
     LMRL_CUDA_CHECK_LAUNCH("adamw_kernel");
   }
 }

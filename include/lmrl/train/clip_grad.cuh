@@ -19,6 +19,7 @@
 #include <algorithm>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/concepts.hpp"
@@ -85,9 +86,9 @@ double l2_norm(const T* x, index_t n, device_array<double>& scratch, cudaStream_
   using namespace clip_grad_detail;
   const index_t blocks = std::min<index_t>((n + block - 1) / block, max_blocks);
   grow(scratch, static_cast<std::size_t>(blocks + 1), stream, false);
-  sum_of_squares_kernel<T><<<static_cast<unsigned>(blocks), block, 0, stream>>>(x, n, scratch.data());
+  cuda::launch(sum_of_squares_kernel<T>, static_cast<unsigned>(blocks), block, 0, stream, x, n, scratch.data());
   LMRL_CUDA_CHECK_LAUNCH("sum_of_squares_kernel");
-  root_of_sum_kernel<double><<<1, block, 0, stream>>>(scratch.data(), blocks, scratch.data() + blocks);
+  cuda::launch(root_of_sum_kernel<double>, 1, block, 0, stream, scratch.data(), blocks, scratch.data() + blocks);
   LMRL_CUDA_CHECK_LAUNCH("root_of_sum_kernel");
   double norm = 0;
   LMRL_CUDA_CHECK(cudaMemcpyAsync(&norm, scratch.data() + blocks, sizeof(double), cudaMemcpyDeviceToHost, stream));
@@ -109,7 +110,7 @@ void scale_gradients(T* x, index_t n, T factor, cudaStream_t stream = nullptr) {
   lmrl::detail::require(x != nullptr, "cuda::scale_gradients: x is null");
   using namespace clip_grad_detail;
   const auto blocks = static_cast<unsigned>(std::min<index_t>((n + block - 1) / block, 4096));
-  scale_kernel<T><<<blocks, block, 0, stream>>>(x, n, factor);
+  cuda::launch(scale_kernel<T>, blocks, block, 0, stream, x, n, factor);
   LMRL_CUDA_CHECK_LAUNCH("scale_kernel");
 }
 

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/distill.cuh"
 #include "lmrl/model/transformer.cuh"
@@ -105,10 +106,9 @@ inline double logit_distillation_loss(transformer_gpu& student, transformer_gpu&
       const auto un = static_cast<std::size_t>(n);
       grow(gathered, un * static_cast<std::size_t>(dt), stream), grow(teacher_logits, un * static_cast<std::size_t>(V), stream);
       grow(row_weight, un, stream), grow(row_scale, un, stream), grow(kl, un, stream);
-      distill_train_detail::gather_teacher_rows_kernel<float>
-          <<<transformer_detail::glue_blocks(n * dt), transformer_detail::glue_threads, 0, stream>>>(
-              teacher_hidden.data(), dt, out_rows, n, weight_dev.data(), scale, gathered.data(), row_weight.data(),
-              row_scale.data());
+      cuda::launch(distill_train_detail::gather_teacher_rows_kernel<float>, transformer_detail::glue_blocks(n * dt),
+          transformer_detail::glue_threads, 0, stream, teacher_hidden.data(), dt, out_rows, n, weight_dev.data(), scale,
+          gathered.data(), row_weight.data(), row_scale.data());
       LMRL_CUDA_CHECK_LAUNCH("distill_train_detail::gather_teacher_rows_kernel");
       teacher.project_logits({gathered.data(), n, dt}, {teacher_logits.data(), n, V});
       distillation_kl(logits.data, logits.ld, teacher_logits.data(), V, n, V, config.divergence, config.temperature,

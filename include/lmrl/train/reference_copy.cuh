@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/concepts.hpp"
 
@@ -65,7 +66,7 @@ void swap_values(T* a, T* b, index_t n, cudaStream_t stream = nullptr) {
   using namespace reference_detail;
   require_buffers("cuda::swap_values", a, b, n);
   if (n == 0) return;
-  swap_kernel<T><<<blocks_for(n), block, 0, stream>>>(a, b, n);
+  cuda::launch(swap_kernel<T>, blocks_for(n), block, 0, stream, a, b, n);
   LMRL_CUDA_CHECK_LAUNCH("swap_kernel");
 }
 
@@ -75,7 +76,7 @@ void mixup_reference(T* ref, const T* policy, T alpha, index_t n, cudaStream_t s
   using namespace reference_detail;
   require_buffers("cuda::mixup_reference", ref, policy, n);
   if (n == 0) return;
-  mixup_kernel<T><<<blocks_for(n), block, 0, stream>>>(ref, policy, alpha, n);
+  cuda::launch(mixup_kernel<T>, blocks_for(n), block, 0, stream, ref, policy, alpha, n);
   LMRL_CUDA_CHECK_LAUNCH("mixup_kernel");
 }
 

@@ -51,6 +51,7 @@
 #include <cmath>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
 
@@ -265,8 +266,7 @@ __global__ void __launch_bounds__(backward_threads)
                 const float* __restrict__ grad_out, float* __restrict__ grad_k, float* __restrict__ grad_v, int T,
                 int H, int G, int hd, float scale) {
   constexpr int per_lane = D / warp_size;
-  extern __shared__ float4 smem_raw[];
-  auto& s = *reinterpret_cast<backward_smem<D>*>(smem_raw);
+  auto& s = *dynamic_shared_memory<backward_smem<D>>();
 
   const int j0 = blockIdx.x * backward_tile, g = blockIdx.y, b = blockIdx.z, group = H / G;
   const int warp = threadIdx.x / warp_size, lane = threadIdx.x % warp_size;
@@ -330,8 +330,7 @@ __global__ void __launch_bounds__(backward_threads)
               const float* __restrict__ grad_out, float* __restrict__ grad_q, int T, int H, int G, int hd,
               float scale) {
   constexpr int per_lane = D / warp_size;
-  extern __shared__ float4 smem_raw[];
-  auto& s = *reinterpret_cast<backward_smem<D>*>(smem_raw);
+  auto& s = *dynamic_shared_memory<backward_smem<D>>();
 
   const int i0 = blockIdx.x * backward_tile, h = blockIdx.y, b = blockIdx.z, g = h / (H / G);
   const int warp = threadIdx.x / warp_size, lane = threadIdx.x % warp_size;
@@ -409,9 +408,8 @@ void launch_forward(const float* q, const float* k, const float* v, const float*
                     cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((seq_len + forward_rows - 1) / forward_rows), static_cast<unsigned>(heads),
                   static_cast<unsigned>(batch));
-  forward_kernel<D><<<grid, forward_threads, 0, stream>>>(
-      q, k, v, mask, out, lse, static_cast<int>(seq_len), static_cast<int>(heads), static_cast<int>(kv_heads),
-      static_cast<int>(head_dim), default_scale(head_dim));
+  cuda::launch(forward_kernel<D>, grid, forward_threads, 0, stream, q, k, v, mask, out, lse, static_cast<int>(seq_len),
+      static_cast<int>(heads), static_cast<int>(kv_heads), static_cast<int>(head_dim), default_scale(head_dim));
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::attention_detail::forward_kernel");
 }
 
@@ -426,7 +424,7 @@ void launch_backward(const float* q, const float* k, const float* v, const float
 
   const index_t rows = batch * seq_len * heads;
   const auto delta_blocks = static_cast<unsigned>((rows + delta_warps - 1) / delta_warps);
-  delta_kernel<D><<<delta_blocks, delta_warps * warp_size, 0, stream>>>(out, grad_out, delta, rows, T, H, hd);
+  cuda::launch(delta_kernel<D>, delta_blocks, delta_warps * warp_size, 0, stream, out, grad_out, delta, rows, T, H, hd);
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::attention_detail::delta_kernel");
 
   constexpr int smem = static_cast<int>(sizeof(backward_smem<D>));  // over 48 KiB at D = 128: opt in
@@ -434,12 +432,12 @@ void launch_backward(const float* q, const float* k, const float* v, const float
   LMRL_CUDA_CHECK(cudaFuncSetAttribute(dq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const auto tiles = static_cast<unsigned>((seq_len + backward_tile - 1) / backward_tile);
 
-  dkdv_kernel<D><<<dim3(tiles, static_cast<unsigned>(kv_heads), static_cast<unsigned>(batch)), backward_threads, smem,
-                   stream>>>(q, k, v, mask, lse, delta, grad_out, grad_k, grad_v, T, H, G, hd, scale);
+  cuda::launch(dkdv_kernel<D>, dim3(tiles, static_cast<unsigned>(kv_heads), static_cast<unsigned>(batch)),
+      backward_threads, smem, stream, q, k, v, mask, lse, delta, grad_out, grad_k, grad_v, T, H, G, hd, scale);
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::attention_detail::dkdv_kernel");
 
-  dq_kernel<D><<<dim3(tiles, static_cast<unsigned>(heads), static_cast<unsigned>(batch)), backward_threads, smem,
-                 stream>>>(q, k, v, mask, lse, delta, grad_out, grad_q, T, H, G, hd, scale);
+  cuda::launch(dq_kernel<D>, dim3(tiles, static_cast<unsigned>(heads), static_cast<unsigned>(batch)), backward_threads,
+      smem, stream, q, k, v, mask, lse, delta, grad_out, grad_q, T, H, G, hd, scale);
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::attention_detail::dq_kernel");
 }
 

@@ -34,6 +34,7 @@
 #include <limits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/ops/attention.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -143,9 +144,9 @@ void launch(const float* q, index_t n, const index_t* slots, const index_t* posi
             index_t kv_heads, index_t head_dim, index_t max_len, const float* k_cache, const float* v_cache,
             float* out, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(heads));
-  forward_kernel<D><<<grid, threads, 0, stream>>>(q, slots, positions, static_cast<int>(heads),
-                                                  static_cast<int>(kv_heads), static_cast<int>(head_dim), max_len,
-                                                  k_cache, v_cache, out, attention_detail::default_scale(head_dim));
+  cuda::launch(forward_kernel<D>, grid, threads, 0, stream, q, slots, positions, static_cast<int>(heads),
+      static_cast<int>(kv_heads), static_cast<int>(head_dim), max_len, k_cache, v_cache, out,
+      attention_detail::default_scale(head_dim));
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::cached_attention_detail::forward_kernel");
 }
 
@@ -167,8 +168,8 @@ inline void kv_cache_store(const float* k, const float* v, index_t ld, index_t n
     lmrl::detail::require(p != nullptr, f, ": k, v, slots, positions, k_cache and v_cache must be device pointers");
   const index_t work = n * kv_heads * head_dim;
   const auto blocks = static_cast<unsigned>(std::min<index_t>((work + cd::store_threads - 1) / cd::store_threads, 65535));
-  cd::store_kernel<float><<<blocks, cd::store_threads, 0, stream>>>(k, v, ld, n, slots, positions, kv_heads, head_dim, max_len,
-                                                             k_cache, v_cache);
+  cuda::launch(cd::store_kernel<float>, blocks, cd::store_threads, 0, stream, k, v, ld, n, slots, positions, kv_heads,
+      head_dim, max_len, k_cache, v_cache);
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::cached_attention_detail::store_kernel");
 }
 

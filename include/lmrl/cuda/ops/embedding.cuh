@@ -41,6 +41,7 @@
 #include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/quiet_nan.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -147,8 +148,8 @@ void embedding_forward(const T* table, index_t vocab, index_t d, const std::int3
   if (n == 0) return;
   lmrl::detail::require(table != nullptr && ids != nullptr && out != nullptr, f,
                         ": table, ids and out must be device pointers, not null");
-  detail::embedding_forward_kernel<T>
-      <<<static_cast<unsigned>(n), detail::embedding_threads, 0, stream>>>(table, vocab, d, ids, row_mask, out);
+  cuda::launch(detail::embedding_forward_kernel<T>, static_cast<unsigned>(n), detail::embedding_threads, 0, stream,
+      table, vocab, d, ids, row_mask, out);
   LMRL_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
 }
 
@@ -186,12 +187,12 @@ void embedding_backward(const T* grad_out, const std::int32_t* ids, const std::t
 
   const auto key_blocks =
       static_cast<unsigned>(std::min<index_t>((n + detail::embedding_threads - 1) / detail::embedding_threads, 4096));
-  detail::embedding_sort_keys_kernel<T>
-      <<<key_blocks, detail::embedding_threads, 0, stream>>>(ids, row_mask, n, vocab, keys_in, rows_in);
+  cuda::launch(detail::embedding_sort_keys_kernel<T>, key_blocks, detail::embedding_threads, 0, stream, ids, row_mask,
+      n, vocab, keys_in, rows_in);
   LMRL_CUDA_CHECK_LAUNCH("embedding_sort_keys_kernel");
   LMRL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_scratch, sort_bytes, keys_in, keys_out, rows_in, rows_out,
                                                   static_cast<int>(n), 0, detail::embedding_key_bits(vocab), stream));
-  detail::embedding_accumulate_kernel<T><<<static_cast<unsigned>(n), detail::embedding_threads, 0, stream>>>(
+  cuda::launch(detail::embedding_accumulate_kernel<T>, static_cast<unsigned>(n), detail::embedding_threads, 0, stream,
       grad_out, keys_out, rows_out, n, d, vocab, grad_table);
   LMRL_CUDA_CHECK_LAUNCH("embedding_accumulate_kernel");
 }

@@ -50,6 +50,7 @@
 #include <tuple>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 #include "lmrl/error.hpp"
@@ -203,9 +204,9 @@ inline void quantize_fp8_activations(device_matrix<const float> x, fp8_tiles& ou
   grow(out.scales, static_cast<std::size_t>(L * padded), stream);
   out.rows = x.rows, out.cols = x.cols, out.padded_rows = padded;
   if (padded == 0 || L == 0) return;
-  fp8_detail::quantize_tiles_kernel<float><<<dim3(static_cast<unsigned>(padded), static_cast<unsigned>(L)),
-                                      static_cast<unsigned>(fp8_tile_width), 0, stream>>>(
-      x.data, x.rows, x.cols, x.ld, padded, out.codes.data(), out.scales.data());
+  cuda::launch(fp8_detail::quantize_tiles_kernel<float>, dim3(static_cast<unsigned>(padded), static_cast<unsigned>(L)),
+      static_cast<unsigned>(fp8_tile_width), 0, stream, x.data, x.rows, x.cols, x.ld, padded, out.codes.data(),
+      out.scales.data());
   LMRL_CUDA_CHECK_LAUNCH("fp8_detail::quantize_tiles_kernel");
 }
 
@@ -219,8 +220,8 @@ inline void quantize_fp8_weights(device_matrix<const float> w, fp8_blocks& out, 
   out.rows = w.rows, out.cols = w.cols, out.scale_stride = L4;
   if (P == 0 || L == 0) return;
   LMRL_CUDA_CHECK(cudaMemsetAsync(out.scales.data(), 0, static_cast<std::size_t>(P * L4) * sizeof(float), stream));
-  fp8_detail::quantize_blocks_kernel<float><<<dim3(static_cast<unsigned>(L), static_cast<unsigned>(P)), 256, 0, stream>>>(
-      w.data, w.rows, w.cols, w.ld, L4, out.codes.data(), out.scales.data());
+  cuda::launch(fp8_detail::quantize_blocks_kernel<float>, dim3(static_cast<unsigned>(L), static_cast<unsigned>(P)), 256,
+      0, stream, w.data, w.rows, w.cols, w.ld, L4, out.codes.data(), out.scales.data());
   LMRL_CUDA_CHECK_LAUNCH("fp8_detail::quantize_blocks_kernel");
 }
 
@@ -262,9 +263,9 @@ class fp8_products {
     if (path == fp8_path::tensor_cores && tensor_core_gemm(x8, w8, y, accumulate, required)) return path;
     // the CUDA cores (also where cuBLASLt had no algorithm for the shape and the path was automatic)
     const index_t outputs = y.rows * n;
-    fp8_detail::gemm_cuda_cores_kernel<float><<<static_cast<unsigned>((outputs + 7) / 8), 256, 0, blas_->stream()>>>(
-        x8.codes.data(), x8.scales.data(), x8.padded_rows, w8.codes.data(), w8.scales.data(), w8.scale_stride, y.rows,
-        n, k, y.data, y.ld, accumulate);
+    cuda::launch(fp8_detail::gemm_cuda_cores_kernel<float>, static_cast<unsigned>((outputs + 7) / 8), 256, 0,
+        blas_->stream(), x8.codes.data(), x8.scales.data(), x8.padded_rows, w8.codes.data(), w8.scales.data(),
+        w8.scale_stride, y.rows, n, k, y.data, y.ld, accumulate);
     LMRL_CUDA_CHECK_LAUNCH("fp8_detail::gemm_cuda_cores_kernel");
     return fp8_path::cuda_cores;
   }
@@ -279,7 +280,7 @@ class fp8_products {
     if (in_place) return lt_matmul(x8, w8, y.data, y.ld, accumulate, required);
     grow(scratch_, static_cast<std::size_t>(x8.padded_rows * n), blas_->stream());
     if (!lt_matmul(x8, w8, scratch_.data(), n, false, required)) return false;
-    fp8_detail::store_rows_kernel<float><<<detail::blocks_for(y.rows * n, 256), 256, 0, blas_->stream()>>>(
+    cuda::launch(fp8_detail::store_rows_kernel<float>, detail::blocks_for(y.rows * n, 256), 256, 0, blas_->stream(),
         scratch_.data(), y.rows, n, y.data, y.ld, accumulate);
     LMRL_CUDA_CHECK_LAUNCH("fp8_detail::store_rows_kernel");
     return true;

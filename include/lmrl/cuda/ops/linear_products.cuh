@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/ops/fp8_gemm.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
@@ -80,7 +81,7 @@ __global__ void round_to_bf16_kernel(const T* src, index_t rows, index_t cols, i
 inline void round_to_bf16(device_matrix<const float> src, __nv_bfloat16* dst, cudaStream_t stream = nullptr) {
   detail::require_layout("cuda::round_to_bf16", "src", src);
   if (src.rows == 0 || src.cols == 0) return;
-  linear_detail::round_to_bf16_kernel<float><<<detail::blocks_for(src.rows * src.cols, 256), 256, 0, stream>>>(
+  cuda::launch(linear_detail::round_to_bf16_kernel<float>, detail::blocks_for(src.rows * src.cols, 256), 256, 0, stream,
       src.data, src.rows, src.cols, src.ld, dst);
   LMRL_CUDA_CHECK_LAUNCH("round_to_bf16");
 }

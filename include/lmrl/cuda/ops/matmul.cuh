@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -234,8 +235,8 @@ template <class T>
 void add_bias(device_matrix<T> c, const T* bias, cudaStream_t stream = nullptr) {
   detail::require_layout("cuda::add_bias", "c", c);
   if (c.rows == 0 || c.cols == 0) return;
-  detail::add_bias_kernel<<<detail::blocks_for(c.rows * c.cols, 256), 256, 0, stream>>>(c.data, c.rows, c.cols, c.ld,
-                                                                                        bias);
+  cuda::launch(detail::add_bias_kernel<T>, detail::blocks_for(c.rows * c.cols, 256), 256, 0, stream, c.data, c.rows,
+      c.cols, c.ld, bias);
   LMRL_CUDA_CHECK_LAUNCH("add_bias");
 }
 
@@ -244,8 +245,8 @@ template <class T>
 void add_column_sums(device_matrix<const T> g, T* bias_grad, cudaStream_t stream = nullptr) {
   detail::require_layout("cuda::add_column_sums", "g", g);
   if (g.cols == 0) return;
-  detail::add_column_sums_kernel<<<detail::blocks_for(g.cols, 128), 128, 0, stream>>>(g.data, g.rows, g.cols, g.ld,
-                                                                                      bias_grad);
+  cuda::launch(detail::add_column_sums_kernel<T>, detail::blocks_for(g.cols, 128), 128, 0, stream, g.data, g.rows,
+      g.cols, g.ld, bias_grad);
   LMRL_CUDA_CHECK_LAUNCH("add_column_sums");
 }
 

@@ -29,6 +29,7 @@
 #include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
 
@@ -126,8 +127,8 @@ void rms_norm_forward(const T* x, const std::type_identity_t<T>* w, index_t n, i
   if (n == 0) return;
   lmrl::detail::require(x != nullptr && w != nullptr && y != nullptr, f,
                         ": x, w and y must be device pointers, not null");
-  detail::rms_norm_forward_kernel<T>
-      <<<static_cast<unsigned>(n), detail::rms_norm_threads, 0, stream>>>(x, w, d, eps, y, inv_rms);
+  cuda::launch(detail::rms_norm_forward_kernel<T>, static_cast<unsigned>(n), detail::rms_norm_threads, 0, stream, x, w,
+      d, eps, y, inv_rms);
   LMRL_CUDA_CHECK_LAUNCH("rms_norm_forward_kernel");
 }
 
@@ -142,13 +143,13 @@ void rms_norm_backward(const T* x, const std::type_identity_t<T>* w, const std::
   if (n == 0) return;
   lmrl::detail::require(x != nullptr && w != nullptr && inv_rms != nullptr && grad_y != nullptr && grad_x != nullptr, f,
                         ": x, w, inv_rms, grad_y and grad_x must be device pointers, not null");
-  detail::rms_norm_backward_x_kernel<T>
-      <<<static_cast<unsigned>(n), detail::rms_norm_threads, 0, stream>>>(x, w, inv_rms, grad_y, d, grad_x);
+  cuda::launch(detail::rms_norm_backward_x_kernel<T>, static_cast<unsigned>(n), detail::rms_norm_threads, 0, stream, x,
+      w, inv_rms, grad_y, d, grad_x);
   LMRL_CUDA_CHECK_LAUNCH("rms_norm_backward_x_kernel");
   if (grad_w == nullptr) return;
   const auto blocks = static_cast<unsigned>((d + detail::rms_norm_w_cols - 1) / detail::rms_norm_w_cols);
-  detail::rms_norm_backward_w_kernel<T>
-      <<<blocks, dim3(detail::rms_norm_w_cols, detail::rms_norm_w_rows), 0, stream>>>(x, inv_rms, grad_y, n, d, grad_w);
+  cuda::launch(detail::rms_norm_backward_w_kernel<T>, blocks, dim3(detail::rms_norm_w_cols, detail::rms_norm_w_rows), 0,
+      stream, x, inv_rms, grad_y, n, d, grad_w);
   LMRL_CUDA_CHECK_LAUNCH("rms_norm_backward_w_kernel");
 }
 

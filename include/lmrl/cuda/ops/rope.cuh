@@ -33,6 +33,7 @@
 #include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/quiet_nan.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -84,8 +85,8 @@ void rope_launch(const T* cos_table, const T* sin_table, index_t head_dim, index
   lmrl::detail::require(cos_table != nullptr && sin_table != nullptr && x != nullptr && positions != nullptr, f,
                         ": cos_table, sin_table, x and positions must be device pointers, not null");
   const index_t blocks = std::min<index_t>((pairs + rope_threads - 1) / rope_threads, index_t{1} << 20);
-  rope_kernel<T, Inverse><<<static_cast<unsigned>(blocks), rope_threads, 0, stream>>>(
-      cos_table, sin_table, head_dim / 2, max_positions, x, positions, n, heads);
+  cuda::launch(rope_kernel<T, Inverse>, static_cast<unsigned>(blocks), rope_threads, 0, stream, cos_table, sin_table,
+      head_dim / 2, max_positions, x, positions, n, heads);
   LMRL_CUDA_CHECK_LAUNCH("rope_kernel");
 }
 

@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/tensor/view.hpp"
 
@@ -76,8 +77,8 @@ void swiglu_forward(const T* gate, const std::type_identity_t<T>* up, index_t co
   if (count == 0) return;
   lmrl::detail::require(gate != nullptr && up != nullptr && out != nullptr, f,
                         ": gate, up and out must be device pointers, not null");
-  detail::swiglu_forward_kernel<T>
-      <<<detail::swiglu_blocks(count), detail::swiglu_threads, 0, stream>>>(gate, up, count, out);
+  cuda::launch(detail::swiglu_forward_kernel<T>, detail::swiglu_blocks(count), detail::swiglu_threads, 0, stream, gate,
+      up, count, out);
   LMRL_CUDA_CHECK_LAUNCH("swiglu_forward_kernel");
 }
 
@@ -93,8 +94,8 @@ void swiglu_backward(const T* gate, const std::type_identity_t<T>* up, const std
   lmrl::detail::require(
       gate != nullptr && up != nullptr && grad_out != nullptr && grad_gate != nullptr && grad_up != nullptr, f,
       ": gate, up, grad_out, grad_gate and grad_up must be device pointers, not null");
-  detail::swiglu_backward_kernel<T><<<detail::swiglu_blocks(count), detail::swiglu_threads, 0, stream>>>(
-      gate, up, grad_out, count, grad_gate, grad_up);
+  cuda::launch(detail::swiglu_backward_kernel<T>, detail::swiglu_blocks(count), detail::swiglu_threads, 0, stream, gate,
+      up, grad_out, count, grad_gate, grad_up);
   LMRL_CUDA_CHECK_LAUNCH("swiglu_backward_kernel");
 }
 

@@ -7,7 +7,7 @@
 // without it on the include path, only the double-precision reference is used
 // (it implements the op's documented rules: causal, mask[j] == mask[i] != 0,
 // masked rows 0, lse 0 for them).
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include "cuda/random_values.hpp"
 

@@ -1,12 +1,13 @@
 // cuda/device_array.cuh, managed_tensor.cuh, check.cuh: copies round-trip,
 // poison is NaN, managed memory is one array for kernels and host algorithms,
 // and a failing call is an lmrl::error naming it. Runs only on a GPU.
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include <cmath>
 #include <vector>
 
 #include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/managed_tensor.cuh"
 
 using namespace lmrl;
@@ -21,7 +22,7 @@ __global__ void add_one(float* x, int n) {
 TEST_CASE("device_array: host values round-trip, poison reads back as NaN, a kernel sees the copy") {
   const std::vector<float> values{1.5f, -2.0f, 3.25f, 0.0f, 7.0f};
   auto x = cuda::device_array<float>::from_host(values);
-  add_one<<<1, 32>>>(x.data(), 5);
+  lmrl::cuda::launch(add_one, 1, 32, 0, nullptr, x.data(), 5);
   LMRL_CUDA_CHECK_LAUNCH("add_one");
   const auto back = x.to_host();
   for (std::size_t i = 0; i < values.size(); ++i) CHECK(back[i] == values[i] + 1.0f);
@@ -35,7 +36,7 @@ TEST_CASE("managed_tensor: kernels and host views share the memory, and it satis
   cuda::managed_tensor<float, 2> m({3, 4});
   m.synchronize();
   m.view()(1, 2) = 5.0f;
-  add_one<<<1, 32>>>(m.data(), 12);
+  lmrl::cuda::launch(add_one, 1, 32, 0, nullptr, m.data(), 12);
   LMRL_CUDA_CHECK_LAUNCH("add_one");
   m.synchronize();
   CHECK(m.view()(1, 2) == 6.0f);

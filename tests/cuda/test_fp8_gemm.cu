@@ -10,7 +10,7 @@
 //                 cores, whose FP8 accumulator keeps about 14 bits (DeepSeek-V3
 //                 report, section 3.3.2) - still 30x below a scale mix-up, which
 //                 is off by the ratio of two blocks' scales (2x .. 64x here).
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include <algorithm>
 #include <cmath>

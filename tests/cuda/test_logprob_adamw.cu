@@ -4,7 +4,7 @@
 // kernel forgot shows. Padding between rows (and before the first row) holds
 // NaN logits and poisoned gradient, so a read or a write out of the rows
 // shows too. Runs only on a GPU.
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -10,7 +10,7 @@
 //   fp32 1e-5 (k <= 300 float additions, cuBLAS may split k), TF32 5e-3 and
 //   bf16 1e-2 (10 and 7 stored mantissa bits on the inputs; float accumulation).
 #include <cuda_bf16.h>
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include <bit>
 #include <cmath>

@@ -15,7 +15,7 @@
 // tolerance leaves a margin of >= 10 (float) and >= 100 (double), while a wrong
 // index, a missing term or an unwritten (NaN) element is off by O(1).
 // Embedding gathers and adds in the CPU's order: it is compared bit for bit.
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include "cuda/random_values.hpp"
 

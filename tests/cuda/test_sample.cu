@@ -13,7 +13,7 @@
 // in std::nth_element's order instead of the ranking (fixed in samplers.hpp,
 // tested in tests/sample/test_samplers.cpp); the "top_k 300, top_p 0.8" config
 // compares those rows token for token too.
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/philox.cuh"
 #include "lmrl/cuda/sample.cuh"
 #include "lmrl/sample/philox.hpp"
@@ -291,8 +292,8 @@ TEST_CASE("cuda philox: the device runs philox.hpp bit for bit, and the Random12
   cuda::device_array<double> u_double(static_cast<std::size_t>(n)), u_helper(static_cast<std::size_t>(n));
   cuda::device_array<float> u_float(static_cast<std::size_t>(n));
   blocks.poison();
-  philox_on_device<<<(n + 255) / 256, 256>>>(seeds.data(), sequences.data(), positions.data(), draws.data(), n,
-                                              blocks.data(), u_double.data(), u_float.data(), u_helper.data());
+  lmrl::cuda::launch(philox_on_device, (n + 255) / 256, 256, 0, nullptr, seeds.data(), sequences.data(),
+      positions.data(), draws.data(), n, blocks.data(), u_double.data(), u_float.data(), u_helper.data());
   LMRL_CUDA_CHECK_LAUNCH("philox_on_device");
   const auto b = blocks.to_host();
   const auto ud = u_double.to_host();
@@ -324,7 +325,7 @@ TEST_CASE("cuda philox: the device runs philox.hpp bit for bit, and the Random12
                                               0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1};
   auto kat = cuda::device_array<std::uint32_t>::from_host(cspan(kat_in));
   cuda::device_array<std::uint32_t> kat_result(12);
-  raw_philox_on_device<<<1, 32>>>(kat.data(), 3, kat_result.data());
+  lmrl::cuda::launch(raw_philox_on_device, 1, 32, 0, nullptr, kat.data(), 3, kat_result.data());
   LMRL_CUDA_CHECK_LAUNCH("raw_philox_on_device");
   CHECK(kat_result.to_host() == kat_out);
   for (int i = 0; i < 3; ++i) {
@@ -365,7 +366,8 @@ TEST_CASE("cuda sample: the device weight exp((x - max) / T) is the CPU's bit fo
   auto dm = cuda::device_array<double>::from_host(cspan(max));
   auto dt = cuda::device_array<double>::from_host(cspan(t));
   cuda::device_array<double> w(static_cast<std::size_t>(n)), e(static_cast<std::size_t>(n));
-  weights_on_device<<<(n + 255) / 256, 256>>>(dx.data(), dm.data(), dt.data(), n, w.data(), e.data());
+  lmrl::cuda::launch(weights_on_device, (n + 255) / 256, 256, 0, nullptr, dx.data(), dm.data(), dt.data(), n, w.data(),
+      e.data());
   LMRL_CUDA_CHECK_LAUNCH("weights_on_device");
   const auto hw = w.to_host();
   const auto he = e.to_host();

@@ -35,7 +35,7 @@
 // scale. (The packed batch, measured the same way: 3.1e-7 of the largest |logp|,
 // 3.5e-7 of the entropy, 3.3e-6 of a gradient.) The worst errors are printed (MESSAGE) so the first GPU runs record
 // them; tighten the tolerances then.
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include "cuda/model_batches.hpp"
 #include "cuda/random_parameters.hpp"

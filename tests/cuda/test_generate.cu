@@ -25,7 +25,7 @@
 // Greedy tokens: the GPU's token is within 1e-4 (relative) of the CPU's largest
 // logit at every step (it need not be the CPU's argmax when two logits tie
 // within rounding). bf16 generation: its own bounds, stated in its case.
-#include <doctest/doctest.h>
+#include "support/doctest_strings.hpp"
 
 #include "cuda/model_batches.hpp"
 #include "cuda/random_parameters.hpp"
@@ -406,13 +406,14 @@ TEST_CASE("cuda generate at bf16 and fp8: its tokens' log-probs are the GPU mode
   // Against the CPU in fp32: test_transformer.cu's bf16 bound for log-probs (5e-2, from the CPU emulation).
   // fp8 likewise: the same weight blocks, and activation tiles of one row each (a token's codes do not depend
   // on the other rows of a pass); a flipped code moves a value by up to 2^-4, so 5e-2 against the GPU model at
-  // fp8, and test_transformer.cu's fp8 bound (0.15) against the CPU.
+  // fp8. Against the CPU in fp32, 0.25: test_transformer.cu's fp8 bound (0.15) is for full sequences at
+  // temperature 1; here the CPU emulator (tests/emulator/) measured 0.175 for one sequence at temperature 0.8.
   struct bound {
     lmrl::cuda::gemm_precision precision;
     double same_precision, cpu;
   };
   for (const bound bd :
-       {bound{lmrl::cuda::gemm_precision::bf16, 1e-2, 5e-2}, bound{lmrl::cuda::gemm_precision::fp8, 5e-2, 0.15}}) {
+       {bound{lmrl::cuda::gemm_precision::bf16, 1e-2, 5e-2}, bound{lmrl::cuda::gemm_precision::fp8, 5e-2, 0.25}}) {
     const char* name = lmrl::cuda::to_string(bd.precision);
     CAPTURE(name);
     const transformer_config c = tiny_config(false);
@@ -509,7 +510,9 @@ std::vector<metrics_record> train_and_clean(Trainer& trainer, const grpo_config&
   return trainer.records();
 }
 
-// The GPU run's records equal the CPU run's at every step, to 1e-3 relative.
+// The GPU run's records equal the CPU run's at every step, to 1e-3 relative, or 1e-6 absolute where a record is
+// a cancellation (PPO's loss at ratio 1 is minus the mean of normalized advantages: the CPU gave -1.06e-9 where
+// the emulated GPU gave 0, tests/emulator/).
 void check_records(const std::vector<metrics_record>& gpu, const std::vector<metrics_record>& cpu,
                    std::initializer_list<const char*> keys) {
   REQUIRE(!cpu.empty());
@@ -518,7 +521,7 @@ void check_records(const std::vector<metrics_record>& gpu, const std::vector<met
     for (const char* key : keys) {
       CAPTURE(s);
       CAPTURE(key);
-      CHECK(gpu[s].get(key) == doctest::Approx(cpu[s].get(key)).epsilon(1e-3).scale(1e-6));
+      CHECK(gpu[s].get(key) == doctest::Approx(cpu[s].get(key)).epsilon(1e-3).scale(1e-3));
     }
 }
 
@@ -809,22 +812,22 @@ TEST_CASE("cuda transformer_gpu_critic and the shared critic: the CPU critics' v
   const token_batch<float> batch{matrix_view<const std::int32_t>(tokens.data(), {B, T}),
                                  matrix_view<const float>(mask.data(), {B, T})};
   const auto grad = lmrl::testing::random_values<float>(B * T, 53);
-  const auto compare = [&](auto& cpu, auto& gpu, std::span<float> cpu_grads, std::span<float> gpu_grads,
-                           const char* what) {
+  // The gradients are read through the owners after the backward: a GPU model's gradients() downloads the
+  // device's sum when called, so a span taken before the backward would still show the zeros.
+  const auto compare = [&](auto& cpu, auto& gpu, auto& cpu_owner, auto& gpu_owner, const char* what) {
     CAPTURE(what);
     dense<float, 2> v_cpu({B, T}), v_gpu({B, T});
     cpu.values(batch, v_cpu.view());
     gpu.values(batch, v_gpu.view());
     check_close(values(v_gpu), values(v_cpu), 1e-4, "critic values");
-    std::fill(cpu_grads.begin(), cpu_grads.end(), 0.0f);
+    std::ranges::fill(cpu_owner.gradients(), 0.0f);
+    gpu_owner.zero_grad();
     cpu.backward_values(batch, matrix_view<const float>(grad.data(), {B, T}));
     gpu.backward_values(batch, matrix_view<const float>(grad.data(), {B, T}));
-    check_close(gpu_grads, cpu_grads, 5e-4, "critic gradients");
+    check_close(gpu_owner.gradients(), cpu_owner.gradients(), 5e-4, "critic gradients");
   };
-  gpu_critic.zero_grad();
-  compare(cpu_critic, gpu_critic, cpu_critic.gradients(), gpu_critic.gradients(), "separate critic");
-  gpu_policy.zero_grad();
-  compare(cpu_shared, gpu_shared, cpu_policy.gradients(), gpu_policy.gradients(), "shared critic");
+  compare(cpu_critic, gpu_critic, cpu_critic, gpu_critic, "separate critic");
+  compare(cpu_shared, gpu_shared, cpu_policy, gpu_policy, "shared critic");
   CHECK_THROWS_WITH_AS(lmrl::cuda::transformer_gpu_critic(transformer_parameters<float>(params)),
                        doctest::Contains("has no value head"), error);
 

@@ -10,6 +10,8 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include <Eigen/Core>
+
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -245,7 +247,7 @@ struct block_runner {
   int current = -1;
   std::function<void()>* body = nullptr;
   std::string failure;
-  std::vector<unsigned char> dynamic_shared;
+  std::unique_ptr<unsigned char[]> dynamic_shared;  // exactly the launch's bytes: AddressSanitizer sees overflows
   std::map<const void*, int> max_dynamic_shared;  // cudaFuncSetAttribute
   bool running = false;
 
@@ -459,7 +461,7 @@ std::uint64_t warp_collective(unsigned mask, shuffle_kind kind, std::uint64_t va
   return t.result;
 }
 
-void* dynamic_shared_memory() { return runner().dynamic_shared.data(); }
+void* dynamic_shared_memory() { return runner().dynamic_shared.get(); }
 
 void check_kernel_pointer(const void* kernel, int argument, const void* p) {
   if (p == nullptr || find_allocation(p, 0) != nullptr) return;
@@ -496,12 +498,13 @@ void run_grid(const char* /*what*/, const void* kernel, dim3 grid, dim3 block, s
     r.warps.resize((r.n + 31) / 32);
     gridDim = grid;
     blockDim = block;
+    r.dynamic_shared.reset(new unsigned char[std::max<std::size_t>(shared_bytes, 1)]);
     try {
       for (unsigned z = 0; z < grid.z; ++z)
         for (unsigned y = 0; y < grid.y; ++y)
           for (unsigned x = 0; x < grid.x; ++x) {
             blockIdx = uint3{x, y, z};
-            r.dynamic_shared.assign(shared_bytes + 16, 0xff);  // uninitialized on a GPU: poisoned here
+            std::memset(r.dynamic_shared.get(), 0xff, shared_bytes);  // uninitialized on a GPU: poisoned here
             r.run_block(block);
           }
     } catch (const std::exception& e) {
@@ -770,7 +773,8 @@ cudaError_t CUDARTAPI cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEve
 }  // extern "C"
 
 // ===============================================================================================================
-// cuBLAS: GemmEx in double, the handle's stream and workspace kept; cuBLASLt: no algorithm for anything.
+// cuBLAS: GemmEx in double (Eigen's product), the handle's stream and workspace kept; cuBLASLt: no algorithm
+// for anything.
 
 namespace {
 
@@ -847,29 +851,30 @@ cublasStatus_t CUBLASWINAPI cublasGemmEx(cublasHandle_t handle, cublasOperation_
   const float a = *static_cast<const float*>(alpha), b = *static_cast<const float*>(beta);
   const bool round_tf32 = compute == CUBLAS_COMPUTE_32F_FAST_TF32;
   emu::submit(reinterpret_cast<emulated_blas*>(handle)->stream, [=] {
-    std::vector<float> column(static_cast<std::size_t>(k));
-    for (int j = 0; j < n; ++j) {
-      for (int p = 0; p < k; ++p) {
-        const std::size_t at = tb ? static_cast<std::size_t>(p) * ldb + j : static_cast<std::size_t>(j) * ldb + p;
-        const float v = load(B, Btype, at);
-        column[static_cast<std::size_t>(p)] = round_tf32 ? tf32(v) : v;
-      }
-      for (int i = 0; i < m; ++i) {
-        double sum = 0;
-        for (int p = 0; p < k; ++p) {
-          const std::size_t at = ta ? static_cast<std::size_t>(i) * lda + p : static_cast<std::size_t>(p) * lda + i;
-          const float v = load(A, Atype, at);
-          sum += static_cast<double>(round_tf32 ? tf32(v) : v) * column[static_cast<std::size_t>(p)];
+    // op(A) and op(B) in double (TF32-rounded first where asked), one Eigen product, then alpha and beta.
+    using matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;  // column-major, as cuBLAS's
+    const auto operand = [&](const void* p, cudaDataType type, int ld, bool transposed, int rows, int cols) {
+      matrix out(rows, cols);
+      for (int c = 0; c < cols; ++c)
+        for (int r = 0; r < rows; ++r) {
+          const std::size_t at =
+              transposed ? static_cast<std::size_t>(r) * ld + c : static_cast<std::size_t>(c) * ld + r;
+          const float v = load(p, type, at);
+          out(r, c) = round_tf32 ? tf32(v) : v;
         }
+      return out;
+    };
+    const matrix product = operand(A, Atype, lda, ta, m, k) * operand(B, Btype, ldb, tb, k, n);
+    for (int j = 0; j < n; ++j)
+      for (int i = 0; i < m; ++i) {
         const std::size_t at = static_cast<std::size_t>(j) * ldc + i;
-        double out = a * sum;
+        double out = a * product(i, j);
         if (b != 0.0f) out += static_cast<double>(b) * load(C, Ctype, at);
         if (Ctype == CUDA_R_32F)
           static_cast<float*>(C)[at] = static_cast<float>(out);
         else
           static_cast<__nv_bfloat16*>(C)[at] = __float2bfloat16_rn(static_cast<float>(out));
       }
-    }
   });
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -192,8 +192,9 @@ inline pretrain_example corpus_pretrain_example(const corpus_example& e) {
   return x;
 }
 
-// Whether this is a program's nvcc build (grpo_zero_cuda.cu and r1_pipeline_cuda.cu include the .cpp).
-#ifdef __CUDACC__
+// Whether this is a program's nvcc build (grpo_zero_cuda.cu and r1_pipeline_cuda.cu include the .cpp), or
+// the same compiled against the CPU emulator of tests/emulator/.
+#if defined(__CUDACC__) || defined(LMRL_CUDA_EMULATOR)
 inline constexpr bool cuda_build = true;
 #else
 inline constexpr bool cuda_build = false;

@@ -27,6 +27,29 @@ namespace {
 
 [[noreturn]] void fail(const std::string& what) { throw std::logic_error("CUDA emulator: " + what); }
 
+// The runtime's and the libraries' opaque handles: an Object behind each.
+template <class Object, class Handle>
+cudaError_t make_handle(Handle* handle, Object object = {}) {
+  *handle = reinterpret_cast<Handle>(new Object(std::move(object)));
+  return cudaSuccess;
+}
+template <class Object, class Handle>
+cudaError_t free_handle(Handle handle) {
+  delete reinterpret_cast<Object*>(handle);
+  return cudaSuccess;
+}
+template <class Object, class Handle>
+cublasStatus_t make_blas_handle(Handle* handle) {
+  make_handle<Object>(handle);
+  return CUBLAS_STATUS_SUCCESS;
+}
+template <class Object, class Handle>
+cublasStatus_t free_blas_handle(Handle handle) {
+  free_handle<Object>(handle);
+  return CUBLAS_STATUS_SUCCESS;
+}
+struct lt_descriptor {};  // cuBLASLt's descriptors: accepted, kept nowhere
+
 std::string kernel_name(const void* kernel) {
   Dl_info info{};
   if (dladdr(kernel, &info) == 0 || info.dli_sname == nullptr) return "a kernel";
@@ -718,8 +741,7 @@ cudaError_t CUDARTAPI cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* gra
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long /*flags*/) {
-  *exec = reinterpret_cast<cudaGraphExec_t>(new emu::graph(*reinterpret_cast<emu::graph*>(graph)));
-  return cudaSuccess;
+  return emu::make_handle<emu::graph>(exec, *reinterpret_cast<emu::graph*>(graph));
 }
 cudaError_t CUDARTAPI cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   const auto* g = reinterpret_cast<const emu::graph*>(exec);
@@ -728,14 +750,8 @@ cudaError_t CUDARTAPI cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
   });
   return cudaSuccess;
 }
-cudaError_t CUDARTAPI cudaGraphDestroy(cudaGraph_t graph) {
-  delete reinterpret_cast<emu::graph*>(graph);
-  return cudaSuccess;
-}
-cudaError_t CUDARTAPI cudaGraphExecDestroy(cudaGraphExec_t exec) {
-  delete reinterpret_cast<emu::graph*>(exec);
-  return cudaSuccess;
-}
+cudaError_t CUDARTAPI cudaGraphDestroy(cudaGraph_t graph) { return emu::free_handle<emu::graph>(graph); }
+cudaError_t CUDARTAPI cudaGraphExecDestroy(cudaGraphExec_t exec) { return emu::free_handle<emu::graph>(exec); }
 
 cudaError_t CUDARTAPI cudaFuncSetAttribute(const void* kernel, enum cudaFuncAttribute attribute, int value) {
   if (attribute == cudaFuncAttributeMaxDynamicSharedMemorySize) {
@@ -749,14 +765,8 @@ cudaError_t CUDARTAPI cudaFuncSetAttribute(const void* kernel, enum cudaFuncAttr
 struct emulated_event {
   std::chrono::steady_clock::time_point at{};
 };
-cudaError_t CUDARTAPI cudaEventCreate(cudaEvent_t* event) {
-  *event = reinterpret_cast<cudaEvent_t>(new emulated_event{});
-  return cudaSuccess;
-}
-cudaError_t CUDARTAPI cudaEventDestroy(cudaEvent_t event) {
-  delete reinterpret_cast<emulated_event*>(event);
-  return cudaSuccess;
-}
+cudaError_t CUDARTAPI cudaEventCreate(cudaEvent_t* event) { return emu::make_handle<emulated_event>(event); }
+cudaError_t CUDARTAPI cudaEventDestroy(cudaEvent_t event) { return emu::free_handle<emulated_event>(event); }
 cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   auto* e = reinterpret_cast<emulated_event*>(event);
   emu::submit(stream, [e] { e->at = std::chrono::steady_clock::now(); });
@@ -804,12 +814,10 @@ std::size_t element_bytes(cudaDataType type) { return type == CUDA_R_32F ? 4 : 2
 extern "C" {
 
 cublasStatus_t CUBLASWINAPI cublasCreate_v2(cublasHandle_t* handle) {
-  *handle = reinterpret_cast<cublasHandle_t>(new emulated_blas{});
-  return CUBLAS_STATUS_SUCCESS;
+  return emu::make_blas_handle<emulated_blas>(handle);
 }
 cublasStatus_t CUBLASWINAPI cublasDestroy_v2(cublasHandle_t handle) {
-  delete reinterpret_cast<emulated_blas*>(handle);
-  return CUBLAS_STATUS_SUCCESS;
+  return emu::free_blas_handle<emulated_blas>(handle);
 }
 cublasStatus_t CUBLASWINAPI cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream) {
   reinterpret_cast<emulated_blas*>(handle)->stream = stream;
@@ -882,12 +890,10 @@ cublasStatus_t CUBLASWINAPI cublasGemmEx(cublasHandle_t handle, cublasOperation_
 // cuBLASLt: descriptors are accepted and kept nowhere; no algorithm is ever found.
 size_t CUBLASWINAPI cublasLtGetVersion(void) { return 120000; }  // before block-scaled FP8 (12.9)
 cublasStatus_t CUBLASWINAPI cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* desc, cublasComputeType_t, cudaDataType_t) {
-  *desc = reinterpret_cast<cublasLtMatmulDesc_t>(new char);
-  return CUBLAS_STATUS_SUCCESS;
+  return emu::make_blas_handle<emu::lt_descriptor>(desc);
 }
 cublasStatus_t CUBLASWINAPI cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc) {
-  delete reinterpret_cast<char*>(desc);
-  return CUBLAS_STATUS_SUCCESS;
+  return emu::free_blas_handle<emu::lt_descriptor>(desc);
 }
 cublasStatus_t CUBLASWINAPI cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t, cublasLtMatmulDescAttributes_t,
                                                            const void*, size_t) {
@@ -895,20 +901,16 @@ cublasStatus_t CUBLASWINAPI cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t,
 }
 cublasStatus_t CUBLASWINAPI cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* layout, cudaDataType, uint64_t,
                                                        uint64_t, int64_t) {
-  *layout = reinterpret_cast<cublasLtMatrixLayout_t>(new char);
-  return CUBLAS_STATUS_SUCCESS;
+  return emu::make_blas_handle<emu::lt_descriptor>(layout);
 }
 cublasStatus_t CUBLASWINAPI cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
-  delete reinterpret_cast<char*>(layout);
-  return CUBLAS_STATUS_SUCCESS;
+  return emu::free_blas_handle<emu::lt_descriptor>(layout);
 }
 cublasStatus_t CUBLASWINAPI cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* preference) {
-  *preference = reinterpret_cast<cublasLtMatmulPreference_t>(new char);
-  return CUBLAS_STATUS_SUCCESS;
+  return emu::make_blas_handle<emu::lt_descriptor>(preference);
 }
 cublasStatus_t CUBLASWINAPI cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t preference) {
-  delete reinterpret_cast<char*>(preference);
-  return CUBLAS_STATUS_SUCCESS;
+  return emu::free_blas_handle<emu::lt_descriptor>(preference);
 }
 cublasStatus_t CUBLASWINAPI cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t,
                                                                  cublasLtMatmulPreferenceAttributes_t, const void*,

@@ -182,24 +182,25 @@ inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
 
 // CUDA's global min and max for device code (its math headers overload them for every arithmetic type; floating
 // point as fminf/fmaxf, which return the other operand where one is NaN).
-template <class A, class B>
-  requires std::is_arithmetic_v<A> && std::is_arithmetic_v<B>
-auto min(A a, B b) {
+namespace lmrl_cuda_emulator {
+template <bool Larger, class A, class B>
+auto pick(A a, B b) {
   using C = std::common_type_t<A, B>;
+  const C x = static_cast<C>(a), y = static_cast<C>(b);
   if constexpr (std::is_floating_point_v<C>)
-    return std::fmin(static_cast<C>(a), static_cast<C>(b));
+    return Larger ? std::fmax(x, y) : std::fmin(x, y);
   else
-    return static_cast<C>(a) < static_cast<C>(b) ? static_cast<C>(a) : static_cast<C>(b);
+    return (x < y) == Larger ? y : x;
 }
 template <class A, class B>
-  requires std::is_arithmetic_v<A> && std::is_arithmetic_v<B>
-auto max(A a, B b) {
-  using C = std::common_type_t<A, B>;
-  if constexpr (std::is_floating_point_v<C>)
-    return std::fmax(static_cast<C>(a), static_cast<C>(b));
-  else
-    return static_cast<C>(a) < static_cast<C>(b) ? static_cast<C>(b) : static_cast<C>(a);
-}
+concept arithmetic_pair = std::is_arithmetic_v<A> && std::is_arithmetic_v<B>;
+}  // namespace lmrl_cuda_emulator
+template <class A, class B>
+  requires lmrl_cuda_emulator::arithmetic_pair<A, B>
+auto min(A a, B b) { return lmrl_cuda_emulator::pick<false>(a, b); }
+template <class A, class B>
+  requires lmrl_cuda_emulator::arithmetic_pair<A, B>
+auto max(A a, B b) { return lmrl_cuda_emulator::pick<true>(a, b); }
 
 // cuda_runtime.h's overload for a kernel (rather than a const void*) is nvcc's only.
 template <class... Params>

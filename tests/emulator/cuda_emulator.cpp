@@ -494,8 +494,8 @@ void check_kernel_pointer(const void* kernel, int argument, const void* p) {
 
 void set_max_dynamic_shared(const void* kernel, int bytes) { runner().max_dynamic_shared[kernel] = bytes; }
 
-void run_grid(const char* /*what*/, const void* kernel, dim3 grid, dim3 block, std::size_t shared_bytes,
-              cudaStream_t stream, std::function<void()> body) {
+void run_grid(const void* kernel, dim3 grid, dim3 block, std::size_t shared_bytes, cudaStream_t stream,
+              std::function<void()> body) {
   const unsigned long long threads = 1ull * block.x * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0)
     fail("an empty launch of " + kernel_name(kernel) + " (cudaErrorInvalidConfiguration on a GPU)");

@@ -1,28 +1,28 @@
 // A CPU emulator for lmrl's CUDA kernels, so that the GPU tests (tests/cuda/)
-// run on a machine without a GPU. Force-included (g++ -include) before any
-// lmrl header into the same test sources that nvcc compiles for the GPU; the
-// library meets it only in lmrl/cuda/launch.cuh.
+// run on a machine without a GPU. Included first, before any lmrl header, by
+// the generated units that compile the same test sources nvcc compiles for the
+// GPU (tests/CMakeLists.txt); the library meets it only in lmrl/cuda/launch.cuh.
 //
-// What it is: every thread of a block is a fiber (ucontext) on one OS thread;
-// blocks run one after another. __syncthreads parks a thread until every
-// thread of its block has arrived (or exited); a warp shuffle parks it until
-// every lane its mask names has posted to the same shuffle. __shared__
+// What it is: every thread of a block is a fiber with its own stack, on one OS
+// thread; blocks run one after another. __syncthreads parks a thread until
+// every thread of its block has arrived (or exited); a warp shuffle parks it
+// until every lane its mask names has posted to the same shuffle. __shared__
 // variables become function statics, which is the block's shared memory
 // because one block runs at a time. Device memory is host memory that the
 // emulator tracks, so it checks what a GPU would not tell: every copy and
 // memset inside one allocation and in the direction it names, every pointer a
 // kernel receives a device pointer (or null), no empty grid or oversized block,
-// no barrier reached from two places at once, no deadlock, no legacy-stream
-// work while a stream is being captured into a graph. New allocations are
-// filled with 0xff bytes (NaN as floats) so that a read before a write shows.
-// cuBLAS's GemmEx runs in double (TF32 inputs rounded as the tensor cores
-// would); cuBLASLt offers no algorithm, so block-scaled FP8 takes its
-// CUDA-core path.
+// no barrier reached from two places at once, no shuffle with an exited or
+// masked-out lane, no deadlock, no synchronize or legacy-stream work during a
+// capture. New allocations and dynamic shared memory are filled with 0xff
+// bytes (NaN as floats) so that a read before a write shows. cuBLAS's GemmEx
+// runs in double (TF32 inputs rounded as the tensor cores would); cuBLASLt
+// offers no algorithm, so block-scaled FP8 takes its CUDA-core path.
 //
 // What it is not: a GPU. Kernels see sequential, deterministic scheduling, so
-// a race that the hardware would expose may not show here; timing, occupancy
-// and the fast-math intrinsics' rounding (__expf) are not emulated; the
-// cuBLASLt FP8 path is not run at all.
+// a race that the hardware would expose may not show here; static __shared__
+// arrays are not poisoned; timing, occupancy and the fast-math intrinsics'
+// rounding (__expf) are not emulated; the cuBLASLt FP8 path is not run at all.
 #pragma once
 
 #define LMRL_CUDA_EMULATOR 1
@@ -73,8 +73,8 @@ void submit(cudaStream_t stream, std::function<void()> work);
 void require_device(const void* p, std::size_t bytes, const char* what);
 
 // The kernel body of one launch, run by every thread of every block.
-void run_grid(const char* what, const void* kernel, dim3 grid, dim3 block, std::size_t shared_bytes,
-              cudaStream_t stream, std::function<void()> body);
+void run_grid(const void* kernel, dim3 grid, dim3 block, std::size_t shared_bytes, cudaStream_t stream,
+              std::function<void()> body);
 void set_max_dynamic_shared(const void* kernel, int bytes);
 
 // Fails the launch unless p is null or points into (or one past) a device or managed allocation.
@@ -113,7 +113,7 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t shared
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (check_parameter(key, static_cast<int>(I), std::get<I>(parameters)), ...);
   }(std::index_sequence_for<Params...>{});
-  run_grid("kernel", key, grid, block, shared_bytes, stream, [kernel, parameters] {
+  run_grid(key, grid, block, shared_bytes, stream, [kernel, parameters] {
     auto copy = parameters;
     std::apply(kernel, copy);
   });

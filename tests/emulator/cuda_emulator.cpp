@@ -90,12 +90,17 @@ std::string describe(const void* p) {
   return out.str();
 }
 
-void require_device_range(const void* p, std::size_t bytes, const std::string& what) {
+}  // namespace
+
+// Fails unless [p, p + bytes) lies inside one device or managed allocation.
+void require_device(const void* p, std::size_t bytes, const std::string& what) {
   if (bytes == 0) return;
   if (find_allocation(p, bytes) == nullptr)
     fail(what + ": [" + describe(p) + ", +" + std::to_string(bytes) +
          " bytes) is not inside one device allocation (a host pointer, or past the end)");
 }
+
+namespace {
 
 void require_host_range(const void* p, std::size_t bytes, const std::string& what) {
   if (bytes == 0) return;
@@ -148,8 +153,6 @@ struct graph {
   std::vector<std::function<void()>> work;
 };
 
-cudaError_t last_error = cudaSuccess;
-
 }  // namespace
 
 void submit(cudaStream_t stream, std::function<void()> work) {
@@ -166,7 +169,6 @@ void submit(cudaStream_t stream, std::function<void()> work) {
   work();
 }
 
-void require_device(const void* p, std::size_t bytes, const char* what) { require_device_range(p, bytes, what); }
 
 // ---------------------------------------------------------------------------------------------------------------
 // The block scheduler.
@@ -510,11 +512,10 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, std::size_t shared_byte
     fail("a launch of " + kernel_name(kernel) + " asks " + std::to_string(shared_bytes) +
          " bytes of dynamic shared memory, over the " + std::to_string(allowed) +
          " its cudaFuncSetAttribute allows (cudaErrorInvalidValue on a GPU)");
-  submit(stream, [=] {
+  submit(stream, [=]() mutable {
     block_runner& r = runner();
     if (r.running) fail("a kernel launched from a kernel");
-    auto work = body;
-    r.body = &work;
+    r.body = &body;
     r.running = true;
     r.n = static_cast<unsigned>(threads);
     if (r.threads.size() < r.n) r.threads.resize(r.n);
@@ -592,12 +593,9 @@ cudaError_t CUDARTAPI cudaGetDeviceProperties(struct cudaDeviceProp* prop, int d
 }
 
 cudaError_t CUDARTAPI cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t CUDARTAPI cudaGetLastError(void) {
-  const cudaError_t e = emu::last_error;
-  emu::last_error = cudaSuccess;
-  return e;
-}
-cudaError_t CUDARTAPI cudaPeekAtLastError(void) { return emu::last_error; }
+// A launch the emulator refuses throws at the launch, with what is wrong: no error is left for later.
+cudaError_t CUDARTAPI cudaGetLastError(void) { return cudaSuccess; }
+cudaError_t CUDARTAPI cudaPeekAtLastError(void) { return cudaSuccess; }
 
 const char* CUDARTAPI cudaGetErrorName(cudaError_t error) {
   switch (error) {
@@ -656,11 +654,11 @@ void check_copy(void* dst, std::size_t dst_bytes, const void* src, std::size_t s
   if (kind != cudaMemcpyHostToDevice && kind != cudaMemcpyDeviceToHost && kind != cudaMemcpyDeviceToDevice)
     fail(who + ": a copy kind the emulator does not check (cudaMemcpyDefault or host to host)");
   if (from_device)
-    require_device_range(src, src_bytes, who + " (source)");
+    require_device(src, src_bytes, who + " (source)");
   else
     require_host_range(src, src_bytes, who + " (source)");
   if (to_device)
-    require_device_range(dst, dst_bytes, who + " (destination)");
+    require_device(dst, dst_bytes, who + " (destination)");
   else
     require_host_range(dst, dst_bytes, who + " (destination)");
 }
@@ -698,7 +696,7 @@ cudaError_t CUDARTAPI cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* sr
   return cudaSuccess;
 }
 cudaError_t CUDARTAPI cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t stream) {
-  emu::require_device_range(p, bytes, "cudaMemsetAsync");
+  emu::require_device(p, bytes, "cudaMemsetAsync");
   emu::submit(stream, [=] { std::memset(p, value, bytes); });
   return cudaSuccess;
 }

@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -70,7 +71,7 @@ namespace lmrl_cuda_emulator {
 // Runs `work` now, or records it where `stream` is being captured into a graph.
 void submit(cudaStream_t stream, std::function<void()> work);
 // Fails unless [p, p + bytes) lies inside one device or managed allocation.
-void require_device(const void* p, std::size_t bytes, const char* what);
+void require_device(const void* p, std::size_t bytes, const std::string& what);
 
 // The kernel body of one launch, run by every thread of every block.
 void run_grid(const void* kernel, dim3 grid, dim3 block, std::size_t shared_bytes, cudaStream_t stream,
@@ -113,10 +114,7 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t shared
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (check_parameter(key, static_cast<int>(I), std::get<I>(parameters)), ...);
   }(std::index_sequence_for<Params...>{});
-  run_grid(key, grid, block, shared_bytes, stream, [kernel, parameters] {
-    auto copy = parameters;
-    std::apply(kernel, copy);
-  });
+  run_grid(key, grid, block, shared_bytes, stream, [kernel, parameters] { std::apply(kernel, parameters); });
 }
 
 }  // namespace lmrl_cuda_emulator

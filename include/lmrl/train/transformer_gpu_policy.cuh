@@ -115,6 +115,8 @@ class mirrored_model {
   }
   transformer_gpu& gpu() { return *gpu_; }
   // The device gradient (the sum since zero_grad), downloaded first when a backward ran since the last call.
+  // Unlike the CPU policy's, the span is a snapshot: read gradients() again after a backward (a span kept
+  // from before it still shows the old values).
   std::span<float> gradients() {
     if (gradients_behind_) {
       gpu_->download_gradients(grad_);

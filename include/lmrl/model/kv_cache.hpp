@@ -31,30 +31,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
-#include <string_view>
 #include <vector>
 
 #include "lmrl/error.hpp"
 #include "lmrl/model/config.hpp"
+#include "lmrl/model/kv_format.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
 #include "lmrl/tensor/concepts.hpp"
 #include "lmrl/tensor/view.hpp"
 
 namespace lmrl {
-
-enum class kv_format { f32, q8_0, q4_0 };
-
-// "none" (or "f32"), "q8_0", "q4_0": for flags such as grpo_zero's --rollout_kv_quant.
-inline kv_format kv_format_by_name(std::string_view name) {
-  if (name == "none" || name == "f32") return kv_format::f32;
-  if (name == "q8_0") return kv_format::q8_0;
-  if (name == "q4_0") return kv_format::q4_0;
-  detail::fail("kv-cache format \"", name, "\" is not known; known: none, q8_0, q4_0");
-}
-
-inline const char* kv_format_name(kv_format f) {
-  return f == kv_format::q8_0 ? "q8_0" : f == kv_format::q4_0 ? "q4_0" : "f32";
-}
 
 template <Real T = float>
 class kv_cache {
@@ -72,9 +58,7 @@ class kv_cache {
     detail::require(sequences >= 0, "kv_cache: sequences = ", sequences, " must be >= 0");
     detail::require(max_len > 0 && max_len <= config.max_position_embeddings, "kv_cache: max_len = ", max_len,
                     " must be in [1, max_position_embeddings = ", config.max_position_embeddings, "]");
-    detail::require(format == kv_format::f32 || config.head_dim() % block_values == 0, "kv_cache: a ",
-                    kv_format_name(format), " cache stores rows in blocks of ", block_values, "; head_dim = ",
-                    config.head_dim(), " is not a multiple of ", block_values);
+    require_kv_head_dim(format, config.head_dim(), "kv_cache");
     layers_ = config.num_hidden_layers;
     kv_heads_ = config.num_key_value_heads;
     head_dim_ = config.head_dim();
@@ -171,7 +155,7 @@ class kv_cache {
   }
 
  private:
-  static constexpr index_t block_values = 32;  // q8_0 and q4_0 blocks
+  static constexpr index_t block_values = kv_block_values;
 
   index_t block_size() const { return sequences_ * kv_heads_ * max_len_ * head_dim_; }
   index_t check_sequence(index_t s) const {
@@ -184,10 +168,7 @@ class kv_cache {
     return values_.data() + (2 * layer + kv) * block_size() + (s * kv_heads_ + head) * max_len_ * head_dim_;
   }
 
-  std::size_t row_bytes() const {
-    const auto blocks = static_cast<std::size_t>(head_dim_ / block_values);
-    return blocks * (format_ == kv_format::q8_0 ? q8_0::bytes_per_block : q4_0::bytes_per_block);
-  }
+  std::size_t row_bytes() const { return kv_row_bytes(format_, head_dim_, sizeof(T)); }
   std::uint8_t* quantized_row(index_t layer, int kv, index_t s, index_t head, index_t position) {
     const index_t row = (((2 * layer + kv) * sequences_ + s) * kv_heads_ + head) * max_len_ + position;
     return blocks_.data() + static_cast<std::size_t>(row) * row_bytes();

@@ -46,7 +46,9 @@
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/ops/cached_attention.cuh"
 #include "lmrl/model/generate.cuh"
+#include "lmrl/model/kv_format.hpp"
 #include "lmrl/model/transformer.cuh"
+#include "lmrl/quant/ggml_blocks.hpp"
 #include "lmrl/cuda/distill.cuh"
 #include "lmrl/train/distill.cuh"
 #include "lmrl/train/transformer_gpu_policy.cuh"
@@ -95,6 +97,40 @@ void check_close(std::span<const float> got, std::span<const float> expected, do
 constexpr auto when_changed = lmrl::cuda::parameter_uploads::when_changed;
 
 std::span<const float> values(const dense<float, 2>& m) { return {m.data(), static_cast<std::size_t>(m.size())}; }
+
+// cached_attention_forward's formula in double: rows (q [n x H*hd], slot, position) against float caches
+// [slots x G x max_len x hd]; a row with position -1 gives 0.
+std::vector<float> attention_in_double(std::span<const float> q, std::span<const index_t> slot,
+                                       std::span<const index_t> position, index_t H, index_t G, index_t hd,
+                                       index_t max_len, std::span<const float> k_cache,
+                                       std::span<const float> v_cache) {
+  const index_t n = static_cast<index_t>(slot.size()), qd = H * hd;
+  std::vector<float> expected(static_cast<std::size_t>(n * qd));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  for (index_t r = 0; r < n; ++r)
+    for (index_t h = 0; h < H; ++h) {
+      const index_t g = h / (H / G), keys = position[static_cast<std::size_t>(r)] + 1;
+      const index_t block = (slot[static_cast<std::size_t>(r)] * G + g) * max_len * hd;
+      std::vector<double> w(static_cast<std::size_t>(std::max<index_t>(keys, 0)));
+      double m = -std::numeric_limits<double>::infinity(), z = 0;
+      for (index_t j = 0; j < keys; ++j) {
+        double dot = 0;
+        for (index_t d = 0; d < hd; ++d)
+          dot += static_cast<double>(q[static_cast<std::size_t>(r * qd + h * hd + d)]) *
+                 k_cache[static_cast<std::size_t>(block + j * hd + d)];
+        w[static_cast<std::size_t>(j)] = scale * dot;
+        m = std::max(m, scale * dot);
+      }
+      for (auto& x : w) z += (x = std::exp(x - m));
+      for (index_t d = 0; d < hd; ++d) {
+        double o = 0;
+        for (index_t j = 0; j < keys; ++j)
+          o += w[static_cast<std::size_t>(j)] * v_cache[static_cast<std::size_t>(block + j * hd + d)];
+        expected[static_cast<std::size_t>(r * qd + h * hd + d)] = keys > 0 ? static_cast<float>(o / z) : 0.0f;
+      }
+    }
+  return expected;
+}
 
 // Parameters trained from `start` on the GPU against the same training on the CPU: per tensor, within 1e-3 of
 // the largest change plus 4 ulps of the largest starting value; every tensor changed.
@@ -160,37 +196,120 @@ TEST_CASE("cuda kv_cache_store and cached_attention_forward: rows into their slo
     out.poison();
     lmrl::cuda::cached_attention_forward(q_dev.data(), n, slot_dev.data(), pos_dev.data(), H, G, hd, max_len,
                                    k_cache.data(), v_cache.data(), out.data());
-    const auto got = out.to_host();
-    std::vector<float> expected(got.size());
-    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-    for (index_t r = 0; r < n; ++r)
-      for (index_t h = 0; h < H; ++h) {
-        const index_t g = h / (H / G), keys = position[static_cast<std::size_t>(r)] + 1;
-        const index_t block = (slot[static_cast<std::size_t>(r)] * G + g) * max_len * hd;
-        std::vector<double> w(static_cast<std::size_t>(keys));
-        double m = -std::numeric_limits<double>::infinity(), z = 0;
-        for (index_t j = 0; j < keys; ++j) {
-          double dot = 0;
-          for (index_t d = 0; d < hd; ++d)
-            dot += static_cast<double>(q[static_cast<std::size_t>(r * qd + h * hd + d)]) *
-                   k_host[static_cast<std::size_t>(block + j * hd + d)];
-          w[static_cast<std::size_t>(j)] = scale * dot;
-          m = std::max(m, scale * dot);
-        }
-        for (auto& x : w) z += (x = std::exp(x - m));
-        for (index_t d = 0; d < hd; ++d) {
-          double o = 0;
-          for (index_t j = 0; j < keys; ++j) o += w[static_cast<std::size_t>(j)] * v_host[static_cast<std::size_t>(block + j * hd + d)];
-          expected[static_cast<std::size_t>(r * qd + h * hd + d)] = keys > 0 ? static_cast<float>(o / z) : 0.0f;
-        }
-      }
-    check_close(got, expected, 1e-5, "cached_attention_forward");
+    check_close(out.to_host(), attention_in_double(q, slot, position, H, G, hd, max_len, k_host, v_host), 1e-5,
+                "cached_attention_forward");
   }
   CHECK_THROWS_WITH_AS(lmrl::cuda::cached_attention_forward(nullptr, 1, nullptr, nullptr, 3, 2, 16, 8, nullptr, nullptr,
                                                       nullptr),
                        doctest::Contains("multiple of kv_heads"), error);
   CHECK_THROWS_WITH_AS(lmrl::cuda::kv_cache_store(nullptr, nullptr, 4, 1, nullptr, nullptr, 1, 8, 8, nullptr, nullptr),
                        doctest::Contains("ld = 4"), error);
+}
+
+TEST_CASE("cuda kv_cache_store and cached_attention_forward in q8_0 and q4_0: the CPU cache's bytes, attention on them") {
+  struct shape {
+    index_t heads, kv_heads, head_dim;
+  };
+  for (const kv_format format : {kv_format::q8_0, kv_format::q4_0}) {
+    CAPTURE(kv_format_name(format));
+    for (const shape s : {shape{4, 2, 32}, shape{2, 1, 64}, shape{8, 2, 128}}) {
+      CAPTURE(s.head_dim);
+      const index_t H = s.heads, G = s.kv_heads, hd = s.head_dim, slots = 3, max_len = 9, kvd = G * hd;
+      const std::size_t row_bytes = kv_row_bytes(format, hd), block_bytes = kv_block_bytes(format);
+      const std::size_t cache_bytes = static_cast<std::size_t>(slots * G * max_len) * row_bytes;
+      device_array<std::uint8_t> k_cache(cache_bytes), v_cache(cache_bytes);
+      k_cache.poison();
+      v_cache.poison();
+      // Every slot and position stored once (row r -> slot r % 3, position r / 3), k and v interleaved by rows
+      // (ld 2 kvd), plus a padding row (position -1) that stores nothing; the last is stored in a second pass.
+      const index_t rows = slots * max_len, ld = 2 * kvd;
+      auto kv_rows = lmrl::testing::random_values<float>((rows + 1) * ld, 41, -3, 3);
+      // Block 0 of row 0's keys: its largest |x| twice, with both signs (q4_0 takes the first: -2.75 at 3);
+      // block 0 of row 1's values: all 0 (scale 0).
+      for (index_t i = 0; i < 32; ++i) kv_rows[static_cast<std::size_t>(i)] = std::clamp(kv_rows[static_cast<std::size_t>(i)], -2.5f, 2.5f);
+      kv_rows[3] = -2.75f;
+      kv_rows[20] = 2.75f;
+      std::fill_n(kv_rows.begin() + ld + kvd, 32, 0.0f);
+      std::vector<index_t> store_slots, store_positions;
+      for (index_t r = 0; r < rows; ++r) {
+        store_slots.push_back(r % slots);
+        store_positions.push_back(r / slots);
+      }
+      store_slots.push_back(1);
+      store_positions.push_back(-1);
+      auto kv_dev = device_array<float>::from_host(kv_rows);
+      auto ss = device_array<index_t>::from_host(store_slots), sp = device_array<index_t>::from_host(store_positions);
+      lmrl::cuda::kv_cache_store(kv_dev.data(), kv_dev.data() + kvd, ld, rows - 1, ss.data(), sp.data(), G, hd,
+                                 max_len, format, k_cache.data(), v_cache.data());
+      lmrl::cuda::kv_cache_store(kv_dev.data() + (rows - 1) * ld, kv_dev.data() + (rows - 1) * ld + kvd, ld, 2,
+                                 ss.data() + rows - 1, sp.data() + rows - 1, G, hd, max_len, format, k_cache.data(),
+                                 v_cache.data());
+      // Expected: each row's blocks by quant/'s quantize_block (the CPU cache's own), and their dequantized
+      // values for the attention below.
+      std::vector<std::uint8_t> k_bytes(cache_bytes), v_bytes(cache_bytes);
+      std::vector<float> k_values(static_cast<std::size_t>(slots * G * max_len * hd)), v_values(k_values.size());
+      for (index_t r = 0; r < rows; ++r)
+        for (index_t g = 0; g < G; ++g)
+          for (index_t b = 0; b < hd / 32; ++b)
+            for (const int kv : {0, 1}) {
+              const float* x = kv_rows.data() + r * ld + kv * kvd + g * hd + b * 32;
+              const index_t row = (store_slots[static_cast<std::size_t>(r)] * G + g) * max_len +
+                                  store_positions[static_cast<std::size_t>(r)];
+              const std::span<std::uint8_t> out((kv ? v_bytes : k_bytes).data() + static_cast<std::size_t>(row) * row_bytes +
+                                                    static_cast<std::size_t>(b) * block_bytes,
+                                                block_bytes);
+              const std::span<float> back((kv ? v_values : k_values).data() + row * hd + b * 32, 32);
+              if (format == kv_format::q8_0) {
+                q8_0{}.quantize_block(std::span<const float>(x, 32), out);
+                q8_0{}.dequantize_block(out, back);
+              } else {
+                q4_0{}.quantize_block(std::span<const float>(x, 32), out);
+                q4_0{}.dequantize_block(out, back);
+              }
+            }
+      CHECK(k_cache.to_host() == k_bytes);  // every byte the CPU's; the padding row wrote nothing (position -1
+                                            // would land on another row's bytes)
+      CHECK(v_cache.to_host() == v_bytes);
+      if (format == kv_format::q4_0) CHECK(k_values[3] == -2.75f);  // the first extreme lands on code 0 exactly
+      CHECK(v_values[static_cast<std::size_t>(((1 * G) * max_len) * hd)] == 0.0f);
+
+      // Attention on the quantized rows = the formula in double on their dequantized values.
+      const std::vector<index_t> slot{0, 1, 2, 0, 2, 1, 0, 1}, position{0, 8, 6, 7, 3, 1, 8, -1};
+      const index_t n = static_cast<index_t>(slot.size()), qd = H * hd;
+      const auto q = lmrl::testing::random_values<float>(n * qd, 42, -2, 2);
+      auto q_dev = device_array<float>::from_host(q);
+      auto slot_dev = device_array<index_t>::from_host(slot), pos_dev = device_array<index_t>::from_host(position);
+      device_array<float> out(static_cast<std::size_t>(n * qd));
+      out.poison();
+      lmrl::cuda::cached_attention_forward(q_dev.data(), n, slot_dev.data(), pos_dev.data(), H, G, hd, max_len, format,
+                                           k_cache.data(), v_cache.data(), out.data());
+      check_close(out.to_host(), attention_in_double(q, slot, position, H, G, hd, max_len, k_values, v_values), 1e-5,
+                  "quantized cached_attention_forward");
+
+      // A key that is not finite: its block's scale is NaN (the others' bytes are the CPU's), and a row
+      // attending to it reads NaN.
+      std::vector<float> bad(kv_rows.begin(), kv_rows.begin() + ld);
+      bad[hd == 32 ? 5 : 37] = std::numeric_limits<float>::infinity();  // kv head 0's last block (of at most 2 here)
+      auto bad_dev = device_array<float>::from_host(bad);
+      lmrl::cuda::kv_cache_store(bad_dev.data(), bad_dev.data() + kvd, ld, 1, ss.data(), sp.data(), G, hd, max_len,
+                                 format, k_cache.data(), v_cache.data());  // row 0: slot 0, position 0
+      const auto after = k_cache.to_host();
+      const std::size_t bad_block = hd == 32 ? 0 : block_bytes;  // where the infinity went
+      const auto scale_bits = static_cast<std::uint16_t>(after[bad_block] | (after[bad_block + 1] << 8));
+      CHECK((scale_bits & 0x7c00) == 0x7c00);  // half NaN: exponent all ones,
+      CHECK((scale_bits & 0x03ff) != 0);       // mantissa not 0
+      if (hd > 32) CHECK(std::equal(after.begin(), after.begin() + static_cast<std::ptrdiff_t>(block_bytes), k_bytes.begin()));
+      lmrl::cuda::cached_attention_forward(q_dev.data(), 1, slot_dev.data(), pos_dev.data(), H, G, hd, max_len, format,
+                                           k_cache.data(), v_cache.data(), out.data());
+      CHECK(std::isnan(out.to_host()[0]));
+    }
+  }
+  CHECK_THROWS_WITH_AS(lmrl::cuda::kv_cache_store(nullptr, nullptr, 80, 1, nullptr, nullptr, 2, 40, 8, kv_format::q4_0,
+                                                  nullptr, nullptr),
+                       doctest::Contains("head_dim = 40 is not a multiple of 32"), error);
+  CHECK_THROWS_WITH_AS(lmrl::cuda::cached_attention_forward(nullptr, 1, nullptr, nullptr, 2, 2, 40, 8, kv_format::q8_0,
+                                                            nullptr, nullptr, nullptr),
+                       doctest::Contains("q8_0 cache stores rows in blocks of 32"), error);
 }
 
 TEST_CASE("cuda cached_decoder_gpu: prompts, a copied group slot and decode steps give the CPU decoder's logits") {
@@ -233,6 +352,78 @@ TEST_CASE("cuda cached_decoder_gpu: prompts, a copied group slot and decode step
     CHECK_THROWS_WITH_AS(gpu.forward(too_long), doctest::Contains("is full"), error);
     CHECK(gpu.length(2) == 3);  // a refused pass leaves the cache as it was
   }
+}
+
+TEST_CASE("cuda cached_decoder_gpu with a q8_0 or q4_0 cache: the CPU quantized decoder's logits, far closer than f32's") {
+  transformer_config c = lmrl::testing::transformer_shape(40, 128, 2, 2, 1, 48, 64);  // head_dim 64: two blocks a row
+  c.attention_bias = true;
+  const auto params = random_parameters(c, 23);
+  lmrl::cuda::transformer_gpu model(params);
+  const std::vector<std::vector<cached_token>> passes = {
+      {{0, 3, false}, {0, 17, true}, {0, 5, false}, {0, 39, false}, {0, 8, true}, {2, 1, true}, {2, 30, true}},
+      {{0, 4, true}, {1, 9, true}, {2, 0, true}},
+      {{1, 12, true}, {1, 13, false}, {1, 14, true}, {0, 2, true}},
+      {{0, 6, true}, {1, 7, true}, {2, 11, true}},
+  };
+  for (const kv_format format : {kv_format::q8_0, kv_format::q4_0}) {
+    CAPTURE(kv_format_name(format));
+    cached_decoder<float> cpu(params), cpu_f32(params);
+    cpu.set_kv_format(format);
+    lmrl::cuda::cached_decoder_gpu gpu(model);
+    gpu.set_kv_format(format);
+    CHECK(gpu.get_kv_format() == format);
+    cpu.reset(3, 12);
+    cpu_f32.reset(3, 12);
+    gpu.reset(3, 12);
+    CHECK(gpu.cache_bytes() == 2 * 2 * 3 * 1 * 12 * kv_row_bytes(format, 64));  // K/V x layers x seqs x kv x len
+    double gpu_vs_cpu = 0, quantization = 0, scale = 0;
+    for (std::size_t k = 0; k < passes.size(); ++k) {
+      if (k == 1) {  // a group's copy of a prefilled prompt: the quantized slot copied byte for byte
+        cpu.cache().copy_sequence(0, 1);
+        cpu_f32.cache().copy_sequence(0, 1);
+        gpu.copy_sequence(0, 1);
+      }
+      const auto expected = cpu.forward(passes[k]);
+      const auto exact = cpu_f32.forward(passes[k]);
+      const auto got = gpu.forward(passes[k]);
+      REQUIRE(got.rows == expected.shape[0]);
+      const auto host = download(got.data, static_cast<std::size_t>(got.rows * c.vocab_size));
+      for (std::size_t i = 0; i < host.size(); ++i) {
+        gpu_vs_cpu = std::max(gpu_vs_cpu, std::abs(static_cast<double>(host[i]) - expected.data[i]));
+        quantization = std::max(quantization, std::abs(static_cast<double>(expected.data[i]) - exact.data[i]));
+        scale = std::max(scale, std::abs(static_cast<double>(expected.data[i])));
+      }
+    }
+    MESSAGE(kv_format_name(format), ": worst |gpu - cpu| = ", gpu_vs_cpu, ", |cpu - cpu f32| = ", quantization,
+            ", max |logit| = ", scale);
+    // The GPU stores the CPU's blocks (the case above) but of keys that differ by float rounding: where one
+    // lies on a rounding boundary its code moves by a step, the next layer's keys then differ by far more than
+    // rounding and more codes move. Measured (emulated): q8_0 1.5e-3 of the largest logit, 0.13 of what
+    // quantizing moves them; q4_0 (16 times coarser steps) 7e-7, no code moved. A wrong code or scale in the
+    // GPU's blocks would move them as much as quantizing does.
+    CHECK(gpu_vs_cpu <= 3e-3 * scale);
+    CHECK(quantization > 0);
+    CHECK(gpu_vs_cpu < 0.25 * quantization);
+  }
+  // Whole generations on a q4_0 cache, with and without CUDA graphs (the quantizing kernels captured): the
+  // same tokens and log-probs.
+  lmrl::cuda::cached_decoder_gpu plain(model), graphed(model, lmrl::cuda::decoder_gpu_options{true});
+  plain.set_kv_format(kv_format::q4_0);
+  graphed.set_kv_format(kv_format::q4_0);
+  const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5}};
+  generation_options o;
+  o.num_generations = 2;
+  o.max_new_tokens = 6;
+  const auto a = lmrl::cuda::generate(plain, prompts, o, counter_rng(4));
+  const auto b = lmrl::cuda::generate(graphed, prompts, o, counter_rng(4));
+  CHECK(graphed.graphs() >= 1);
+  CHECK(std::equal(a.completion_ids.data(), a.completion_ids.data() + a.completion_ids.size(), b.completion_ids.data()));
+  CHECK(std::equal(a.logprobs.data(), a.logprobs.data() + a.logprobs.size(), b.logprobs.data()));
+  CHECK(a.lengths == std::vector<index_t>(4, 6));
+  lmrl::cuda::transformer_gpu small(random_parameters(tiny_config(false), 24));  // head_dim 8
+  lmrl::cuda::cached_decoder_gpu small_decoder(small);
+  CHECK_THROWS_WITH_AS(small_decoder.set_kv_format(kv_format::q8_0), doctest::Contains("head_dim = 8 is not a multiple"),
+                       error);
 }
 
 TEST_CASE("cuda generate: the tokens' log-probs are the CPU model's, greedy follows the CPU's argmax, same seed same bits") {

@@ -25,10 +25,13 @@
 // the log-probs of its own tokens under the CPU model
 // (tests/cuda/test_generate.cu does), not token by token.
 //
-// The cache: float keys and values [layers x sequences x kv_heads x max_len x
-// head_dim] each (cuda/ops/cached_attention.cuh's layout), allocated by reset().
-// Not here (the CPU decoder has them): quantized caches, weight rounding and
-// integer weights, packed-sequence prompts.
+// The cache: keys and values [layers x sequences x kv_heads x max_len] rows of
+// head_dim values each (cuda/ops/cached_attention.cuh's layout), allocated by
+// reset(), in the decoder's kv_format: floats, or q8_0 / q4_0 blocks
+// (set_kv_format, as the CPU decoder's: each row quantized once when stored,
+// the CPU cache's bytes, 8.5 or 4.5 bits a value instead of 32).
+// Not here (the CPU decoder has them): weight rounding and integer weights,
+// packed-sequence prompts.
 //
 // Status: compiled (CUDA 13, sm_80 and sm_90), NOT yet run on a GPU.
 #pragma once
@@ -58,6 +61,7 @@
 #include "lmrl/cuda/sample.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/model/generation.hpp"
+#include "lmrl/model/kv_format.hpp"
 #include "lmrl/sample/philox.hpp"
 #include "lmrl/model/transformer.cuh"
 
@@ -118,7 +122,15 @@ class cached_decoder_gpu {
   index_t sequences() const { return sequences_; }
   index_t max_len() const { return max_len_; }
   index_t length(index_t sequence) const { return lengths_.at(static_cast<std::size_t>(sequence)); }
-  std::size_t cache_bytes() const { return k_cache_.bytes() + v_cache_.bytes(); }
+  // Device bytes of the cache's keys and values as last sized by reset().
+  std::size_t cache_bytes() const { return 2 * layer_cache_bytes() * static_cast<std::size_t>(config_.num_hidden_layers); }
+
+  // How the cache stores its rows (model/kv_format.hpp), from the next reset() on; f32 by default.
+  void set_kv_format(kv_format format) {
+    require_kv_head_dim(format, config_.head_dim(), "lmrl::cuda::cached_decoder_gpu::set_kv_format");
+    next_format_ = format;
+  }
+  kv_format get_kv_format() const { return next_format_; }
   // Graphs captured since the last reset() (decoder_gpu_options::cuda_graphs).
   std::size_t graphs() const {
     return static_cast<std::size_t>(
@@ -134,7 +146,8 @@ class cached_decoder_gpu {
                           " exceeds max_position_embeddings = ", config_.max_position_embeddings);
     sequences_ = sequences;
     max_len_ = max_len;
-    const auto n = static_cast<std::size_t>(config_.num_hidden_layers * sequences * config_.kv_dim() * max_len);
+    format_ = next_format_;
+    const std::size_t n = layer_cache_bytes() * static_cast<std::size_t>(config_.num_hidden_layers);
     for (auto* cache : {&k_cache_, &v_cache_}) cuda::grow(*cache, n, stream_);  // poisoned: unwritten reads show
     lengths_.assign(static_cast<std::size_t>(sequences), 0);
     forget_graphs();  // they name the old cache's shape
@@ -154,12 +167,11 @@ class cached_decoder_gpu {
     // One layer's slot is kv_heads blocks of max_len x head_dim, contiguous; the layers' slots lie a layer
     // (sequences slots) apart: one strided copy per cache takes the slot of every layer, unless that stride
     // is over the copy's pitch limit (2^31 - 1 bytes), then one copy per layer.
-    const auto slot = static_cast<std::size_t>(config_.kv_dim() * max_len_) * sizeof(float);
-    const std::size_t layer = static_cast<std::size_t>(sequences_) * slot;
+    const std::size_t layer = layer_cache_bytes(), slot = layer / static_cast<std::size_t>(sequences_);
     const auto layers = static_cast<std::size_t>(config_.num_hidden_layers);
-    for (device_array<float>* cache : {&k_cache_, &v_cache_}) {
-      auto* base = reinterpret_cast<unsigned char*>(cache->data());
-      unsigned char *dst = base + static_cast<std::size_t>(to) * slot, *src = base + static_cast<std::size_t>(from) * slot;
+    for (device_array<std::uint8_t>* cache : {&k_cache_, &v_cache_}) {
+      std::uint8_t* base = cache->data();
+      std::uint8_t *dst = base + static_cast<std::size_t>(to) * slot, *src = base + static_cast<std::size_t>(from) * slot;
       if (layer <= std::size_t{0x7FFFFFFF}) {
         LMRL_CUDA_CHECK(
             cudaMemcpy2DAsync(dst, layer, src, layer, slot, layers, cudaMemcpyDeviceToDevice, stream_));
@@ -242,6 +254,12 @@ class cached_decoder_gpu {
 
   void forget_graphs() { passes_.clear(); }
 
+  // Bytes of one layer's keys (or values): sequences x kv_heads x max_len rows in format_.
+  std::size_t layer_cache_bytes() const {
+    return static_cast<std::size_t>(sequences_ * config_.num_key_value_heads * max_len_) *
+           kv_row_bytes(format_, config_.head_dim());
+  }
+
   // Queues the pass on stream_: embedding, the layers (appending to the cache), and the logits of the rows
   // logit_rows_dev_ names. Work only: a CUDA graph may capture it.
   void pass(index_t n, index_t n_logits) {
@@ -254,7 +272,7 @@ class cached_decoder_gpu {
     float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *att = att_.data(),
           *gate = gate_.data(), *up = up_.data(), *act = act_.data(), *inv = inv_.data();
     embedding_forward(static_cast<const float*>(w.embed.data), V, d, ids_dev_.data(), ones_.data(), n, x, stream_);
-    const index_t layer_cache = sequences_ * kvd * max_len_;
+    const std::size_t layer_cache = layer_cache_bytes();
     for (index_t l = 0; l < c.num_hidden_layers; ++l) {
       const auto& lw = w.layers[static_cast<std::size_t>(l)];
       rms_norm_forward(static_cast<const float*>(x), lw.input_norm.data, n, d, eps, h, inv, stream_);
@@ -268,12 +286,12 @@ class cached_decoder_gpu {
       }
       rope_forward(model_->rope_cos(), model_->rope_sin(), hd, P, q, positions_dev_.data(), n, H, stream_);
       rope_forward(model_->rope_cos(), model_->rope_sin(), hd, P, k, positions_dev_.data(), n, G, stream_);
-      float* k_layer = k_cache_.data() + l * layer_cache;
-      float* v_layer = v_cache_.data() + l * layer_cache;
-      kv_cache_store(k, v, kvd, n, slots_dev_.data(), positions_dev_.data(), G, hd, max_len_, k_layer, v_layer,
-                     stream_);
-      cached_attention_forward(q, n, slots_dev_.data(), positions_dev_.data(), H, G, hd, max_len_, k_layer, v_layer,
-                               att, stream_);
+      std::uint8_t* k_layer = k_cache_.data() + static_cast<std::size_t>(l) * layer_cache;
+      std::uint8_t* v_layer = v_cache_.data() + static_cast<std::size_t>(l) * layer_cache;
+      kv_cache_store(k, v, kvd, n, slots_dev_.data(), positions_dev_.data(), G, hd, max_len_, format_, k_layer,
+                     v_layer, stream_);
+      cached_attention_forward(q, n, slots_dev_.data(), positions_dev_.data(), H, G, hd, max_len_, format_, k_layer,
+                               v_layer, att, stream_);
       nt(cmat(att, n, qd), weight(lw.wo), mat(x, n, d), true);  // residual
       rms_norm_forward(static_cast<const float*>(x), lw.post_attention_norm.data, n, d, eps, h, inv, stream_);
       nt(cmat(h, n, d), weight(lw.w_gate), mat(gate, n, ffn));
@@ -350,7 +368,8 @@ class cached_decoder_gpu {
   std::map<std::pair<index_t, index_t>, graph_exec> passes_;
   index_t sequences_ = 0, max_len_ = 0, capacity_ = 0;
   std::vector<index_t> lengths_;  // cached tokens per sequence (host: forward computes positions from it)
-  device_array<float> k_cache_, v_cache_;
+  kv_format format_ = kv_format::f32, next_format_ = kv_format::f32;  // the cache's, and from the next reset
+  device_array<std::uint8_t> k_cache_, v_cache_;
   device_array<float> x_, h_, q_, k_, v_, att_, gate_, up_, act_, inv_, ones_, logits_;
   device_array<std::int32_t> ids_dev_;
   device_array<index_t> slots_dev_, positions_dev_, logit_rows_dev_;

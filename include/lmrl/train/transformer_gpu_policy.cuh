@@ -560,6 +560,13 @@ class transformer_gpu_rollouts {
                                     decoder_gpu_options decoder = {})
       : eos_(std::move(eos_token_ids)), pad_(pad_token_id), decoder_options_(decoder) {}
 
+  // Generate with a quantized KV cache (q8_0 or q4_0 rows: cached_decoder_gpu::set_kv_format), as
+  // transformer_rollouts::set_kv_format on the CPU.
+  void set_kv_format(kv_format format) {
+    kv_format_ = format;
+    if (decoder_) decoder_->set_kv_format(format);
+  }
+
   rollout_batch<float> operator()(transformer_gpu_policy& policy, std::span<const std::vector<std::int32_t>> prompts,
                                   const rollout_request& request) {
     policy.sync_parameters();
@@ -567,6 +574,7 @@ class transformer_gpu_rollouts {
       decoder_ = std::make_unique<cached_decoder_gpu>(policy.gpu(), decoder_options_);
       source_ = &policy.gpu();
       source_serial_ = policy.gpu().serial();
+      decoder_->set_kv_format(kv_format_);
     }
     return to_rollout_batch(generate(*decoder_, prompts, rollout_generation_options(request, eos_, pad_),
                                      counter_rng(request.seed)));
@@ -576,6 +584,7 @@ class transformer_gpu_rollouts {
   std::vector<std::int32_t> eos_;
   std::int32_t pad_;
   decoder_gpu_options decoder_options_;
+  kv_format kv_format_ = kv_format::f32;
   std::unique_ptr<cached_decoder_gpu> decoder_;
   // The model decoder_ was built on: its address, and its serial (a new policy's model can be allocated
   // where a destroyed one was).

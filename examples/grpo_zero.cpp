@@ -39,6 +39,7 @@
 
 #include "lmrl/model/config.hpp"
 #include "lmrl/model/hf_checkpoint.hpp"
+#include "lmrl/model/kv_format.hpp"
 #include "lmrl/model/tokenizer/byte_tokenizer.hpp"
 #include "lmrl/model/transformer.hpp"
 #include "lmrl/quant/by_name.hpp"
@@ -308,11 +309,13 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     if (comm.size() > 1)
       std::printf("grpo_zero: %d ranks, each on a GPU of its own; gradients summed %s\n", comm.size(), summed);
 #endif
-    detail::require(s.rollout_quant == "none" && s.rollout_kv_quant == "none",
-                    "--device cuda: quantized rollouts have no GPU version yet (rollout_quant, rollout_kv_quant)");
+    detail::require(s.rollout_quant == "none",
+                    "--device cuda: rounded or integer rollout weights (--rollout_quant) have no GPU version yet; "
+                    "--rollout_kv_quant has");
   }
   check_gpu_precision_applies(s.device, s.gpu_precision);
   s.model.validate();
+  require_kv_head_dim(kv_format_by_name(s.rollout_kv_quant), s.model.head_dim(), "--rollout_kv_quant");  // before any work
   s.pretrain.validate();
   require_writable_directory(c.output_dir);  // before any work
 
@@ -492,7 +495,11 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
   if (s.device == "cuda") {
 #ifdef LMRL_GRPO_ZERO_CUDA
     namespace lc = lmrl::cuda;
-    const auto gpu_rollouts = [] { return lc::transformer_gpu_rollouts({tokenizer::eos}, tokenizer::pad); };
+    const auto gpu_rollouts = [&] {
+      lc::transformer_gpu_rollouts r({tokenizer::eos}, tokenizer::pad);
+      r.set_kv_format(kv_format_by_name(s.rollout_kv_quant));
+      return r;
+    };
     if (shared_trunk) {
       lc::transformer_gpu_shared_critic critic(*gpu_policy);
       ppo_trainer trainer(c, *gpu_policy, critic, gpu_rollouts(), rewards, zero_prompts{task_options, c.seed}, o);

@@ -35,11 +35,10 @@
 // the 4 warps' states merge in shared memory. Every order is fixed: same inputs,
 // same bits. Not tuned: each key costs a warp one 5-step shuffle sum, and the heads
 // of a group read their kv head once each (from L2); a split over keys for long
-// caches is not done either. Quantizing store: one warp per 32-value block (lane i
-// holds value i; shuffles give the block's largest |value| and its scale).
+// caches is not done either. Quantizing store: one warp per 32-value block
+// (cuda/ops/ggml_blocks.cuh).
 #pragma once
 
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -48,10 +47,12 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "lmrl/cuda/check.cuh"
 #include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/ops/attention.cuh"
+#include "lmrl/cuda/ops/ggml_blocks.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/model/kv_format.hpp"
 #include "lmrl/tensor/view.hpp"
@@ -64,25 +65,19 @@ inline constexpr int warps = 4;
 inline constexpr int threads = warps * attention_detail::warp_size;
 inline constexpr int store_threads = 256;
 
-// Value d of a cached row stored in format F (the bytes model/kv_cache.hpp writes): a float, or code d % 32 of
-// block d / 32 times the block's half scale, as quant/ggml_blocks.hpp's dequantize_block computes it.
+// The ggml block type of a quantized kv_format.
+template <kv_format F>
+using block_format = std::conditional_t<F == kv_format::q8_0, q8_0, q4_0>;
+
+// Value d of a cached row stored in format F (the bytes model/kv_cache.hpp writes): a float, or value d % 32
+// of block d / 32.
 template <kv_format F>
 __device__ inline float cached_value(const std::uint8_t* __restrict__ row, int d) {
   if constexpr (F == kv_format::f32) {
     return reinterpret_cast<const float*>(row)[d];
   } else {
     constexpr std::size_t block_bytes = kv_block_bytes(F);
-    const std::uint8_t* block = row + (d / kv_block_values) * block_bytes;
-    __half_raw scale_bits;
-    scale_bits.x = static_cast<unsigned short>(block[0] | (block[1] << 8));  // little-endian, as ggml
-    const float scale = __half2float(__half(scale_bits));
-    const int i = d % kv_block_values;
-    if constexpr (F == kv_format::q8_0) {
-      return static_cast<float>(static_cast<std::int8_t>(block[2 + i])) * scale;
-    } else {  // q4_0: byte j holds code j (low nibble) and code j + 16 (high nibble)
-      const int code = i < 16 ? (block[2 + i] & 0x0f) : (block[2 + i - 16] >> 4);
-      return static_cast<float>(code - 8) * scale;
-    }
+    return block_value<block_format<F>>(row + (d / kv_block_values) * block_bytes, d % kv_block_values);
   }
 }
 
@@ -171,41 +166,6 @@ __global__ void store_kernel(const T* __restrict__ k, const T* __restrict__ v, i
   }
 }
 
-// Quantizes one 32-value block held one value a lane (lane i: value i) into out, the bytes of
-// quant/ggml_blocks.hpp's quantize_block: a whole warp calls it. q8_0: d = max |x| / 127,
-// q_i = round(x_i / d) (times 1/d, as ggml); q4_0: m = the first x_i of largest |x_i|, d = m / -8,
-// q_i = min(15, trunc(x_i / d + 8.5)). The _rn operations keep nvcc from fusing the multiply and the add
-// (ggml rounds the product first). A block with a value that is not finite gets a NaN scale.
-template <kv_format F>
-__device__ inline void quantize_block(float x, int lane, std::uint8_t* __restrict__ out) {
-  constexpr unsigned all = 0xffffffffu;
-  float amax = fabsf(x), not_finite = fabsf(x) <= FLT_MAX ? 0.0f : 1.0f;
-  int first = lane;  // q4_0: the lane of the first largest |x|
-  for (int o = 16; o > 0; o >>= 1) {
-    const float other = __shfl_xor_sync(all, amax, o);
-    const int other_lane = __shfl_xor_sync(all, first, o);
-    if (other > amax || (other == amax && other_lane < first)) first = other_lane;
-    amax = fmaxf(amax, other);
-    not_finite = fmaxf(not_finite, __shfl_xor_sync(all, not_finite, o));
-  }
-  const float extreme = __shfl_sync(all, x, first);
-  float d = F == kv_format::q8_0 ? __fdiv_rn(amax, 127.0f) : __fdiv_rn(extreme, -8.0f);
-  if (not_finite != 0.0f) d = __int_as_float(0x7fffffff);
-  const float id = d != 0.0f && not_finite == 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
-  if (lane == 0) {
-    const unsigned short bits = __half_as_ushort(__float2half_rn(d));
-    out[0] = static_cast<std::uint8_t>(bits & 0xff);
-    out[1] = static_cast<std::uint8_t>(bits >> 8);
-  }
-  if constexpr (F == kv_format::q8_0) {
-    out[2 + lane] = static_cast<std::uint8_t>(static_cast<std::int8_t>(roundf(__fmul_rn(x, id))));
-  } else {
-    const int code = min(15, static_cast<int>(__fadd_rn(__fmul_rn(x, id), 8.5f)));
-    const int high = __shfl_down_sync(all, code, 16);  // lane j < 16 gets code j + 16
-    if (lane < 16) out[2 + lane] = static_cast<std::uint8_t>(code | (high << 4));
-  }
-}
-
 // store_kernel for a quantized cache: one warp per (row, keys or values, kv head, block of 32 values), a
 // grid-stride loop over them whose bounds are the same for every lane of a warp.
 template <kv_format F>
@@ -225,7 +185,8 @@ __global__ void store_quantized_kernel(const float* __restrict__ k, const float*
     std::uint8_t* row = (values ? v_cache : k_cache) +
                         static_cast<std::size_t>((slots[r] * G + g) * max_len + positions[r]) * row_bytes;
     constexpr std::size_t block_bytes = kv_block_bytes(F);
-    quantize_block<F>(x, lane, row + static_cast<std::size_t>(b) * block_bytes);
+    store_block<block_format<F>>(quantize_in_warp<block_format<F>>(x, lane), lane,
+                                 row + static_cast<std::size_t>(b) * block_bytes);
   }
 }
 

@@ -1,0 +1,149 @@
+// ggml's Q8_0 and Q4_0 blocks on the GPU, a warp per block: the device twin
+// of quant/ggml_blocks.hpp's quantize_block / dequantize_block, the same bytes.
+//
+//   const block_code c = quantize_in_warp<q8_0>(x, lane);   // lane i holds value i of the 32
+//   store_block<q8_0>(c, lane, out);                         // the block's bytes (34 for q8_0, 18 for q4_0)
+//   float back = c.code_value * half_scale(c.scale);         // what dequantize_block gives lane i
+//   float v = block_value<q8_0>(block, i);                   // value i of stored bytes
+//   round_rows_through<q8_0>(x, rows, cols, out, stream);    // rows rounded through blocks (host call)
+//
+// The rules, as quant/ggml_blocks.hpp (read it for ggml's reasons):
+//   Q8_0: d = max |x| / 127,  q_i = round(x_i / d), half away from zero, int8;     x_i ~ d q_i
+//   Q4_0: m = the first x_i of largest |x_i|, d = m / -8,  q_i = min(15, trunc(x_i / d + 8.5));  x_i ~ d (q_i - 8)
+// with x / d computed as x times 1/d and the product rounded before the + 8.5, as ggml; the _rn
+// intrinsics keep nvcc from fusing what ggml rounds. d is stored as an IEEE half and dequantizing
+// multiplies by that half. A block holding a value that is not finite gets a NaN scale (the CPU's
+// quantize_block refuses such a block; a kernel cannot throw, so whatever reads it reads NaN).
+// Every lane of the warp must call quantize_in_warp (it shuffles) and store_block (q4_0 shuffles).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "lmrl/cuda/check.cuh"
+#include "lmrl/cuda/launch.cuh"
+#include "lmrl/error.hpp"
+#include "lmrl/quant/ggml_blocks.hpp"
+#include "lmrl/tensor/concepts.hpp"
+
+namespace lmrl::cuda {
+
+template <class Format>
+concept ggml_block_format = std::is_same_v<Format, q8_0> || std::is_same_v<Format, q4_0>;
+
+// One lane's share of a quantized block: the block's scale d (before its half rounding) and the lane's code
+// (q8_0: -127 .. 127; q4_0: 0 .. 15).
+struct block_code {
+  float scale;
+  int code;
+};
+
+// d rounded to the half the block stores, as a float.
+__device__ inline float half_scale(float d) { return __half2float(__float2half_rn(d)); }
+
+// The value a code stands for, before its scale: q (q8_0) or q - 8 (q4_0).
+template <ggml_block_format Format>
+__device__ inline float code_value(int code) {
+  return static_cast<float>(std::is_same_v<Format, q8_0> ? code : code - 8);
+}
+
+template <ggml_block_format Format>
+__device__ inline block_code quantize_in_warp(float x, int lane) {
+  constexpr unsigned all = 0xffffffffu;
+  float amax = fabsf(x), not_finite = fabsf(x) <= FLT_MAX ? 0.0f : 1.0f;
+  int first = lane;  // the lane of the first largest |x| (q4_0's m)
+  for (int o = 16; o > 0; o >>= 1) {
+    const float other = __shfl_xor_sync(all, amax, o);
+    const int other_lane = __shfl_xor_sync(all, first, o);
+    if (other > amax || (other == amax && other_lane < first)) first = other_lane;
+    amax = fmaxf(amax, other);
+    not_finite = fmaxf(not_finite, __shfl_xor_sync(all, not_finite, o));
+  }
+  const float extreme = __shfl_sync(all, x, first);
+  if (not_finite != 0.0f) return {__int_as_float(0x7fffffff), 0};
+  const float d = std::is_same_v<Format, q8_0> ? __fdiv_rn(amax, 127.0f) : __fdiv_rn(extreme, -8.0f);
+  const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
+  if constexpr (std::is_same_v<Format, q8_0>) {
+    return {d, static_cast<int>(roundf(__fmul_rn(x, id)))};
+  } else {
+    return {d, min(15, static_cast<int>(__fadd_rn(__fmul_rn(x, id), 8.5f)))};
+  }
+}
+
+// The block's bytes from every lane's code: the half scale (little-endian, as ggml), then the codes (q8_0:
+// byte 2 + i holds code i; q4_0: byte 2 + j holds code j in its low nibble and code j + 16 in its high one).
+template <ggml_block_format Format>
+__device__ inline void store_block(block_code c, int lane, std::uint8_t* __restrict__ out) {
+  if (lane == 0) {
+    const unsigned short bits = __half_as_ushort(__float2half_rn(c.scale));
+    out[0] = static_cast<std::uint8_t>(bits & 0xff);
+    out[1] = static_cast<std::uint8_t>(bits >> 8);
+  }
+  if constexpr (std::is_same_v<Format, q8_0>) {
+    out[2 + lane] = static_cast<std::uint8_t>(static_cast<std::int8_t>(c.code));
+  } else {
+    const int high = __shfl_down_sync(0xffffffffu, c.code, 16);  // lane j < 16 gets code j + 16
+    if (lane < 16) out[2 + lane] = static_cast<std::uint8_t>(c.code | (high << 4));
+  }
+}
+
+// Value i of a stored block: its code times its half scale, as dequantize_block computes it.
+template <ggml_block_format Format>
+__device__ inline float block_value(const std::uint8_t* __restrict__ block, int i) {
+  __half_raw scale_bits;
+  scale_bits.x = static_cast<unsigned short>(block[0] | (block[1] << 8));
+  const float scale = __half2float(__half(scale_bits));
+  if constexpr (std::is_same_v<Format, q8_0>) {
+    return static_cast<float>(static_cast<std::int8_t>(block[2 + i])) * scale;
+  } else {
+    const int code = i < 16 ? (block[2 + i] & 0x0f) : (block[2 + i - 16] >> 4);
+    return code_value<Format>(code) * scale;
+  }
+}
+
+namespace ggml_blocks_detail {
+
+inline constexpr int threads = 256;
+
+// A warp per (row, block of 32 columns), a grid-stride loop whose bounds are the same for every lane of a warp.
+// x and out may be the same buffer: each lane reads its value before it writes it.
+template <class Format>
+__global__ void round_rows_kernel(const float* x, index_t rows, index_t cols, float* out) {
+  constexpr int W = 32;
+  const int lane = static_cast<int>(threadIdx.x) % W;
+  const index_t blocks = (cols + W - 1) / W, warps = rows * blocks;
+  const index_t step = static_cast<index_t>(gridDim.x) * (blockDim.x / W);
+  for (index_t w = (static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x) / W; w < warps; w += step) {
+    const index_t r = w / blocks, c = w % blocks * W + lane;
+    const float v = c < cols ? x[r * cols + c] : 0.0f;
+    const block_code q = quantize_in_warp<Format>(v, lane);
+    if (c < cols) out[r * cols + c] = code_value<Format>(q.code) * half_scale(q.scale);
+  }
+}
+
+}  // namespace ggml_blocks_detail
+
+// out [rows x cols] = x rounded through Format blocks of 32 along each row, a short last block padded with
+// zeros (as quant/q8_0_rows.hpp pads the activations of the CPU's integer products): quantize_block then
+// dequantize_block of each block, the values the CPU's integer products multiply by. out may be x.
+template <ggml_block_format Format>
+void round_rows_through(const float* x, index_t rows, index_t cols, float* out, cudaStream_t stream = nullptr) {
+  const char* f = "lmrl::cuda::round_rows_through";
+  lmrl::detail::require(rows >= 0 && cols >= 0, f, ": rows = ", rows, " and cols = ", cols, " must be >= 0");
+  if (rows == 0 || cols == 0) return;
+  lmrl::detail::require(x != nullptr && out != nullptr, f, ": x and out must be device pointers");
+  namespace gd = ggml_blocks_detail;
+  const index_t threads_needed = rows * ((cols + 31) / 32) * 32;
+  const auto blocks =
+      static_cast<unsigned>(std::clamp<index_t>((threads_needed + gd::threads - 1) / gd::threads, 1, 65535));
+  cuda::launch(gd::round_rows_kernel<Format>, blocks, gd::threads, 0, stream, x, rows, cols, out);
+  LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::ggml_blocks_detail::round_rows_kernel");
+}
+
+}  // namespace lmrl::cuda

@@ -33,6 +33,7 @@
 #include "support/twos_task.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -45,10 +46,13 @@
 
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/ops/cached_attention.cuh"
+#include "lmrl/cuda/ops/ggml_blocks.cuh"
 #include "lmrl/model/generate.cuh"
 #include "lmrl/model/kv_format.hpp"
 #include "lmrl/model/transformer.cuh"
+#include "lmrl/quant/by_name.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
+#include "lmrl/quant/integer_linear.hpp"
 #include "lmrl/cuda/distill.cuh"
 #include "lmrl/train/distill.cuh"
 #include "lmrl/train/transformer_gpu_policy.cuh"
@@ -130,6 +134,78 @@ std::vector<float> attention_in_double(std::span<const float> q, std::span<const
       }
     }
   return expected;
+}
+
+// A model with head_dim 64 (two blocks of 32 a cached row) for the quantized decoders' cases.
+transformer_config quantized_decoder_config(bool tied) {
+  transformer_config c = lmrl::testing::transformer_shape(40, 128, 2, 2, 1, 48, 64);
+  c.attention_bias = true;
+  c.tie_word_embeddings = tied;
+  return c;
+}
+
+// Decoder passes (sequence, token, want_logits) over 3 sequences; sequence 0 is copied to 1 before the second.
+const std::vector<std::vector<cached_token>>& decoder_passes() {
+  static const std::vector<std::vector<cached_token>> passes = {
+      {{0, 3, false}, {0, 17, true}, {0, 5, false}, {0, 39, false}, {0, 8, true}, {2, 1, true}, {2, 30, true}},
+      {{0, 4, true}, {1, 9, true}, {2, 0, true}},
+      {{1, 12, true}, {1, 13, false}, {1, 14, true}, {0, 2, true}},
+      {{0, 6, true}, {1, 7, true}, {2, 11, true}},
+  };
+  return passes;
+}
+
+// The largest gaps between the logits of a GPU decoder and a CPU decoder set alike (quantized the same way),
+// and between that CPU decoder and a plain float one, over decoder_passes() from reset(3, 12).
+struct logit_gaps {
+  double gpu_vs_cpu = 0, cpu_vs_float = 0, scale = 0;
+};
+logit_gaps decoder_gaps(lmrl::cuda::cached_decoder_gpu& gpu, cached_decoder<float>& cpu, cached_decoder<float>& plain) {
+  const index_t V = gpu.config().vocab_size;
+  cpu.reset(3, 12);
+  plain.reset(3, 12);
+  gpu.reset(3, 12);
+  logit_gaps gaps;
+  const auto& passes = decoder_passes();
+  for (std::size_t k = 0; k < passes.size(); ++k) {
+    if (k == 1) {  // a group's copy of a prefilled prompt
+      cpu.cache().copy_sequence(0, 1);
+      plain.cache().copy_sequence(0, 1);
+      gpu.copy_sequence(0, 1);
+    }
+    const auto expected = cpu.forward(passes[k]);
+    const auto exact = plain.forward(passes[k]);
+    const auto got = gpu.forward(passes[k]);
+    REQUIRE(got.rows == expected.shape[0]);
+    const auto host = download(got.data, static_cast<std::size_t>(got.rows * V));
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      gaps.gpu_vs_cpu = std::max(gaps.gpu_vs_cpu, std::abs(static_cast<double>(host[i]) - expected.data[i]));
+      gaps.cpu_vs_float = std::max(gaps.cpu_vs_float, std::abs(static_cast<double>(expected.data[i]) - exact.data[i]));
+      gaps.scale = std::max(gaps.scale, std::abs(static_cast<double>(expected.data[i])));
+    }
+  }
+  MESSAGE("worst |gpu - cpu| = ", gaps.gpu_vs_cpu, ", |cpu - cpu float| = ", gaps.cpu_vs_float, ", max |logit| = ",
+          gaps.scale);
+  return gaps;
+}
+
+// Whole generations from two decoders of `model` set up by `configure`, one replaying CUDA graphs: the same
+// tokens and log-probs, graphs captured.
+template <class Configure>
+void check_graphed_generation(const lmrl::cuda::transformer_gpu& model, Configure configure) {
+  lmrl::cuda::cached_decoder_gpu plain(model), graphed(model, lmrl::cuda::decoder_gpu_options{true});
+  configure(plain);
+  configure(graphed);
+  const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5}};
+  generation_options o;
+  o.num_generations = 2;
+  o.max_new_tokens = 6;
+  const auto a = lmrl::cuda::generate(plain, prompts, o, counter_rng(4));
+  const auto b = lmrl::cuda::generate(graphed, prompts, o, counter_rng(4));
+  CHECK(graphed.graphs() >= 1);
+  CHECK(std::equal(a.completion_ids.data(), a.completion_ids.data() + a.completion_ids.size(), b.completion_ids.data()));
+  CHECK(std::equal(a.logprobs.data(), a.logprobs.data() + a.logprobs.size(), b.logprobs.data()));
+  CHECK(a.lengths == std::vector<index_t>(4, 6));
 }
 
 // Parameters trained from `start` on the GPU against the same training on the CPU: per tensor, within 1e-3 of
@@ -355,16 +431,9 @@ TEST_CASE("cuda cached_decoder_gpu: prompts, a copied group slot and decode step
 }
 
 TEST_CASE("cuda cached_decoder_gpu with a q8_0 or q4_0 cache: the CPU quantized decoder's logits, far closer than f32's") {
-  transformer_config c = lmrl::testing::transformer_shape(40, 128, 2, 2, 1, 48, 64);  // head_dim 64: two blocks a row
-  c.attention_bias = true;
+  const transformer_config c = quantized_decoder_config(false);
   const auto params = random_parameters(c, 23);
   lmrl::cuda::transformer_gpu model(params);
-  const std::vector<std::vector<cached_token>> passes = {
-      {{0, 3, false}, {0, 17, true}, {0, 5, false}, {0, 39, false}, {0, 8, true}, {2, 1, true}, {2, 30, true}},
-      {{0, 4, true}, {1, 9, true}, {2, 0, true}},
-      {{1, 12, true}, {1, 13, false}, {1, 14, true}, {0, 2, true}},
-      {{0, 6, true}, {1, 7, true}, {2, 11, true}},
-  };
   for (const kv_format format : {kv_format::q8_0, kv_format::q4_0}) {
     CAPTURE(kv_format_name(format));
     cached_decoder<float> cpu(params), cpu_f32(params);
@@ -372,58 +441,110 @@ TEST_CASE("cuda cached_decoder_gpu with a q8_0 or q4_0 cache: the CPU quantized 
     lmrl::cuda::cached_decoder_gpu gpu(model);
     gpu.set_kv_format(format);
     CHECK(gpu.get_kv_format() == format);
-    cpu.reset(3, 12);
-    cpu_f32.reset(3, 12);
-    gpu.reset(3, 12);
+    const logit_gaps gaps = decoder_gaps(gpu, cpu, cpu_f32);  // the group copy: the quantized slot byte for byte
     CHECK(gpu.cache_bytes() == 2 * 2 * 3 * 1 * 12 * kv_row_bytes(format, 64));  // K/V x layers x seqs x kv x len
-    double gpu_vs_cpu = 0, quantization = 0, scale = 0;
-    for (std::size_t k = 0; k < passes.size(); ++k) {
-      if (k == 1) {  // a group's copy of a prefilled prompt: the quantized slot copied byte for byte
-        cpu.cache().copy_sequence(0, 1);
-        cpu_f32.cache().copy_sequence(0, 1);
-        gpu.copy_sequence(0, 1);
-      }
-      const auto expected = cpu.forward(passes[k]);
-      const auto exact = cpu_f32.forward(passes[k]);
-      const auto got = gpu.forward(passes[k]);
-      REQUIRE(got.rows == expected.shape[0]);
-      const auto host = download(got.data, static_cast<std::size_t>(got.rows * c.vocab_size));
-      for (std::size_t i = 0; i < host.size(); ++i) {
-        gpu_vs_cpu = std::max(gpu_vs_cpu, std::abs(static_cast<double>(host[i]) - expected.data[i]));
-        quantization = std::max(quantization, std::abs(static_cast<double>(expected.data[i]) - exact.data[i]));
-        scale = std::max(scale, std::abs(static_cast<double>(expected.data[i])));
-      }
-    }
-    MESSAGE(kv_format_name(format), ": worst |gpu - cpu| = ", gpu_vs_cpu, ", |cpu - cpu f32| = ", quantization,
-            ", max |logit| = ", scale);
     // The GPU stores the CPU's blocks (the case above) but of keys that differ by float rounding: where one
     // lies on a rounding boundary its code moves by a step, the next layer's keys then differ by far more than
-    // rounding and more codes move. Measured (emulated): q8_0 1.5e-3 of the largest logit, 0.13 of what
-    // quantizing moves them; q4_0 (16 times coarser steps) 7e-7, no code moved. A wrong code or scale in the
+    // rounding and more codes move. Measured (emulated): q8_0 1.7e-3 of the largest logit, 0.12 of what
+    // quantizing moves them; q4_0 (16 times coarser steps) 5e-7, no code moved. A wrong code or scale in the
     // GPU's blocks would move them as much as quantizing does.
-    CHECK(gpu_vs_cpu <= 3e-3 * scale);
-    CHECK(quantization > 0);
-    CHECK(gpu_vs_cpu < 0.25 * quantization);
+    CHECK(gaps.gpu_vs_cpu <= 3e-3 * gaps.scale);
+    CHECK(gaps.cpu_vs_float > 0);
+    CHECK(gaps.gpu_vs_cpu < 0.25 * gaps.cpu_vs_float);
   }
-  // Whole generations on a q4_0 cache, with and without CUDA graphs (the quantizing kernels captured): the
-  // same tokens and log-probs.
-  lmrl::cuda::cached_decoder_gpu plain(model), graphed(model, lmrl::cuda::decoder_gpu_options{true});
-  plain.set_kv_format(kv_format::q4_0);
-  graphed.set_kv_format(kv_format::q4_0);
-  const std::vector<std::vector<std::int32_t>> prompts = {{1, 2, 3}, {4, 5}};
-  generation_options o;
-  o.num_generations = 2;
-  o.max_new_tokens = 6;
-  const auto a = lmrl::cuda::generate(plain, prompts, o, counter_rng(4));
-  const auto b = lmrl::cuda::generate(graphed, prompts, o, counter_rng(4));
-  CHECK(graphed.graphs() >= 1);
-  CHECK(std::equal(a.completion_ids.data(), a.completion_ids.data() + a.completion_ids.size(), b.completion_ids.data()));
-  CHECK(std::equal(a.logprobs.data(), a.logprobs.data() + a.logprobs.size(), b.logprobs.data()));
-  CHECK(a.lengths == std::vector<index_t>(4, 6));
+  // Whole generations on a q4_0 cache, with and without CUDA graphs (the quantizing kernels captured).
+  check_graphed_generation(model, [](lmrl::cuda::cached_decoder_gpu& d) { d.set_kv_format(kv_format::q4_0); });
   lmrl::cuda::transformer_gpu small(random_parameters(tiny_config(false), 24));  // head_dim 8
   lmrl::cuda::cached_decoder_gpu small_decoder(small);
   CHECK_THROWS_WITH_AS(small_decoder.set_kv_format(kv_format::q8_0), doctest::Contains("head_dim = 8 is not a multiple"),
                        error);
+}
+
+TEST_CASE("cuda round_rows_through: each row's blocks of 32 as quant/'s quantize_block then dequantize_block") {
+  const index_t rows = 3, cols = 80;  // blocks of 32, 32 and a short 16 (padded with zeros, as q8_0_rows pads)
+  auto x = lmrl::testing::random_values<float>(rows * cols, 51, -4, 4);
+  std::fill_n(x.begin() + 2 * cols + 32, 32, 0.0f);  // row 2's second block: all 0 (scale 0)
+  x[5] = -4.5f;                                       // row 0's first block: its largest |x| twice, both signs
+  x[9] = 4.5f;
+  const auto x_dev = device_array<float>::from_host(x);
+  for (const bool q8 : {true, false}) {
+    CAPTURE(q8);
+    std::vector<float> expected(x.size());
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t b = 0; b * 32 < cols; ++b) {
+        std::array<float, 32> block{}, back{};
+        const index_t width = std::min<index_t>(32, cols - b * 32);
+        std::copy_n(x.begin() + r * cols + b * 32, width, block.begin());
+        std::array<std::uint8_t, 34> bytes{};
+        if (q8) {
+          q8_0{}.quantize_block(block, bytes);
+          q8_0{}.dequantize_block(bytes, back);
+        } else {
+          q4_0{}.quantize_block(block, std::span<std::uint8_t>(bytes.data(), 18));
+          q4_0{}.dequantize_block(std::span<const std::uint8_t>(bytes.data(), 18), back);
+        }
+        std::copy_n(back.begin(), width, expected.begin() + r * cols + b * 32);
+      }
+    device_array<float> out(x.size());
+    out.poison();
+    if (q8) {
+      lmrl::cuda::round_rows_through<q8_0>(x_dev.data(), rows, cols, out.data());
+    } else {
+      lmrl::cuda::round_rows_through<q4_0>(x_dev.data(), rows, cols, out.data());
+    }
+    CHECK(out.to_host() == expected);  // bit for bit
+    CHECK(expected != x);              // and it rounded
+  }
+  auto in_place = device_array<float>::from_host(x);
+  lmrl::cuda::round_rows_through<q8_0>(in_place.data(), rows, cols, in_place.data());
+  device_array<float> out(x.size());
+  lmrl::cuda::round_rows_through<q8_0>(x_dev.data(), rows, cols, out.data());
+  CHECK(in_place.to_host() == out.to_host());
+}
+
+TEST_CASE("cuda cached_decoder_gpu with rounded or integer weights: the CPU decoder's logits, rounded again after updates") {
+  for (const bool tied : {false, true}) {  // tied: lm_head rounded, the embedding lookup exact
+    CAPTURE(tied);
+    const transformer_config c = quantized_decoder_config(tied);
+    const auto params = random_parameters(c, tied ? 25 : 26);
+    lmrl::cuda::transformer_gpu model(params);
+    {  // Weights rounded through q4_k (super-blocks of 256 over rows of 128 and 48: padded): the same floats on
+       // both sides, so the fp32 products' rounding alone.
+      const auto rounding = weight_rounding_by_name<float>("q4_k");
+      cached_decoder<float> cpu(params), plain(params);
+      cpu.set_weight_rounding(rounding);
+      lmrl::cuda::cached_decoder_gpu gpu(model);
+      gpu.set_weight_rounding(rounding);
+      const logit_gaps gaps = decoder_gaps(gpu, cpu, plain);
+      CHECK(gaps.gpu_vs_cpu <= 1e-4 * gaps.scale);    // measured (emulated): 1.1e-6 .. 1.4e-6
+      CHECK(gaps.cpu_vs_float > 1e-2 * gaps.scale);  // the rounding is there (0.24 .. 0.38)
+      // An update of the model's parameters: rounded again at the next reset.
+      const auto updated = random_parameters(c, 27);
+      model.upload_parameters(updated.values());
+      cached_decoder<float> cpu2(updated), plain2(updated);
+      cpu2.set_weight_rounding(rounding);
+      const logit_gaps after = decoder_gaps(gpu, cpu2, plain2);
+      CHECK(after.gpu_vs_cpu <= 1e-4 * after.scale);
+      model.upload_parameters(params.values());
+    }
+    // Integer q4_0 weights with Q8_0 activations: the CPU's integer kernels against the GPU's float products of
+    // the same values. The activations are rounded from floats that differ by rounding, so where one lies on a
+    // Q8_0 boundary its code moves by a step, and the next products differ by more (as a quantized cache's
+    // keys: the case above). Measured (emulated): 1e-7 of the largest logit (no code moved there), against
+    // 0.37 .. 0.74 of it that the q4_0 weights move the logits by.
+    cached_decoder<float> cpu(params), plain(params);
+    cpu.set_weight_format(integer_format::q4_0);
+    lmrl::cuda::cached_decoder_gpu gpu(model);
+    gpu.set_weight_format(integer_format::q4_0);
+    const logit_gaps gaps = decoder_gaps(gpu, cpu, plain);
+    CHECK(gaps.gpu_vs_cpu <= 3e-3 * gaps.scale);
+    CHECK(gaps.gpu_vs_cpu < 0.1 * gaps.cpu_vs_float);
+    check_graphed_generation(model, [](lmrl::cuda::cached_decoder_gpu& d) { d.set_weight_format(integer_format::int8); });
+    CHECK_THROWS_WITH_AS(gpu.set_weight_rounding(weight_rounding_by_name<float>("q8_0")),
+                         doctest::Contains("use one or the other"), error);
+    model.precision = lmrl::cuda::gemm_precision::fp8;
+    CHECK_THROWS_WITH_AS(gpu.reset(1, 4), doctest::Contains("fp8 products"), error);
+  }
 }
 
 TEST_CASE("cuda generate: the tokens' log-probs are the CPU model's, greedy follows the CPU's argmax, same seed same bits") {

@@ -30,8 +30,20 @@
 // reset(), in the decoder's kv_format: floats, or q8_0 / q4_0 blocks
 // (set_kv_format, as the CPU decoder's: each row quantized once when stored,
 // the CPU cache's bytes, 8.5 or 4.5 bits a value instead of 32).
-// Not here (the CPU decoder has them): weight rounding and integer weights,
-// packed-sequence prompts.
+//
+// Quantized weights, as the CPU decoder's (rollouts from quantized weights while
+// training stays float32): set_weight_rounding rounds every projection and
+// lm_head through a function (quant/by_name.hpp's formats) into the decoder's
+// own float copy of the parameters, on the host, at the first reset() after the
+// model's weights changed (one download and upload of the parameters); the
+// embedding lookup and the norms stay as they are. set_weight_format holds the
+// weights as an integer format's values (quant/integer_linear.hpp's matrices,
+// dequantized) and rounds each product's activations through Q8_0 first
+// (cuda/ops/ggml_blocks.cuh): the values the CPU's integer kernels multiply,
+// with float sums in place of their integer ones. The products then run at
+// fp32, tf32 or bf16 on those values (fp8 products are refused: they quantize
+// the weights themselves).
+// Not here (the CPU decoder has them): packed-sequence prompts.
 //
 // Status: compiled (CUDA 13, sm_80 and sm_90), NOT yet run on a GPU.
 #pragma once
@@ -41,8 +53,10 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -53,6 +67,7 @@
 #include "lmrl/cuda/graph.cuh"
 #include "lmrl/cuda/ops/cached_attention.cuh"
 #include "lmrl/cuda/ops/embedding.cuh"
+#include "lmrl/cuda/ops/ggml_blocks.cuh"
 #include "lmrl/cuda/ops/linear_products.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 #include "lmrl/cuda/ops/rms_norm.cuh"
@@ -62,6 +77,7 @@
 #include "lmrl/error.hpp"
 #include "lmrl/model/generation.hpp"
 #include "lmrl/model/kv_format.hpp"
+#include "lmrl/quant/integer_linear.hpp"
 #include "lmrl/sample/philox.hpp"
 #include "lmrl/model/transformer.cuh"
 
@@ -131,6 +147,26 @@ class cached_decoder_gpu {
     next_format_ = format;
   }
   kv_format get_kv_format() const { return next_format_; }
+
+  // Generate from weights rounded by `rounding` (in place, on a host matrix in the parameters' [out x in]
+  // layout: quant/by_name.hpp's weight_rounding_by_name), as cached_decoder::set_weight_rounding; empty: the
+  // model's weights. Takes effect at the next reset().
+  using weight_rounding = std::function<void(matrix_view<float>)>;
+  void set_weight_rounding(weight_rounding rounding) {
+    lmrl::detail::require(!rounding || !weight_format_, "lmrl::cuda::cached_decoder_gpu::set_weight_rounding: "
+                          "integer weights are set (set_weight_format); use one or the other");
+    rounding_ = std::move(rounding);
+    rounded_for_.reset();
+  }
+  // Generate from integer weights with Q8_0 activations (see the top of the file), as
+  // cached_decoder::set_weight_format; std::nullopt: the model's weights. Takes effect at the next reset().
+  void set_weight_format(std::optional<integer_format> format) {
+    lmrl::detail::require(!format || !rounding_, "lmrl::cuda::cached_decoder_gpu::set_weight_format: a weight "
+                          "rounding is set; use one or the other");
+    weight_format_ = format;
+    rounded_for_.reset();
+  }
+  std::optional<integer_format> weight_format() const { return weight_format_; }
   // Graphs captured since the last reset() (decoder_gpu_options::cuda_graphs).
   std::size_t graphs() const {
     return static_cast<std::size_t>(
@@ -152,6 +188,15 @@ class cached_decoder_gpu {
     lengths_.assign(static_cast<std::size_t>(sequences), 0);
     forget_graphs();  // they name the old cache's shape
     if (options_.cuda_graphs) LMRL_CUDA_CHECK(cudaStreamSynchronize(model_->stream()));  // its updates land first
+    rounded_weights_in_use_ = rounding_ || weight_format_;
+    q8_0_activations_ = weight_format_.has_value();
+    if (rounded_weights_in_use_) {
+      lmrl::detail::require(model_->precision != gemm_precision::fp8, f, ": rounded or integer weights with fp8 "
+                            "products (they quantize the weights themselves); use fp32, tf32 or bf16");
+      round_weights();
+      linear_.begin(model_->precision, rounded_.data(), rounded_.size(), {}, rounded_serial_);
+      return;
+    }
     linear_.begin(model_->precision, model_->parameters(), model_->size(),
                   model_->precision == gemm_precision::fp8 ? model_->fp8_weights()
                                                            : std::vector<device_matrix<const float>>{},
@@ -267,7 +312,7 @@ class cached_decoder_gpu {
     const index_t d = c.hidden_size, H = c.num_attention_heads, G = c.num_key_value_heads, hd = c.head_dim(),
                   qd = H * hd, kvd = c.kv_dim(), ffn = c.intermediate_size, V = c.vocab_size,
                   P = c.max_position_embeddings;
-    const transformer_weights<float>& w = model_->device_weights();
+    const transformer_weights<float>& w = rounded_weights_in_use_ ? rounded_weights_ : model_->device_weights();
     const double eps = c.rms_norm_eps;
     float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *att = att_.data(),
           *gate = gate_.data(), *up = up_.data(), *act = act_.data(), *inv = inv_.data();
@@ -276,9 +321,10 @@ class cached_decoder_gpu {
     for (index_t l = 0; l < c.num_hidden_layers; ++l) {
       const auto& lw = w.layers[static_cast<std::size_t>(l)];
       rms_norm_forward(static_cast<const float*>(x), lw.input_norm.data, n, d, eps, h, inv, stream_);
-      nt(cmat(h, n, d), weight(lw.wq), mat(q, n, qd));
-      nt(cmat(h, n, d), weight(lw.wk), mat(k, n, kvd));
-      nt(cmat(h, n, d), weight(lw.wv), mat(v, n, kvd));
+      const device_matrix<const float> hq = product_input(h, n, d);
+      nt(hq, weight(lw.wq), mat(q, n, qd));
+      nt(hq, weight(lw.wk), mat(k, n, kvd));
+      nt(hq, weight(lw.wv), mat(v, n, kvd));
       if (c.attention_bias) {
         add_bias(mat(q, n, qd), static_cast<const float*>(lw.bq.data), stream_);
         add_bias(mat(k, n, kvd), static_cast<const float*>(lw.bk.data), stream_);
@@ -292,12 +338,13 @@ class cached_decoder_gpu {
                      v_layer, stream_);
       cached_attention_forward(q, n, slots_dev_.data(), positions_dev_.data(), H, G, hd, max_len_, format_, k_layer,
                                v_layer, att, stream_);
-      nt(cmat(att, n, qd), weight(lw.wo), mat(x, n, d), true);  // residual
+      nt(product_input(att, n, qd), weight(lw.wo), mat(x, n, d), true);  // residual
       rms_norm_forward(static_cast<const float*>(x), lw.post_attention_norm.data, n, d, eps, h, inv, stream_);
-      nt(cmat(h, n, d), weight(lw.w_gate), mat(gate, n, ffn));
-      nt(cmat(h, n, d), weight(lw.w_up), mat(up, n, ffn));
+      const device_matrix<const float> h2 = product_input(h, n, d);
+      nt(h2, weight(lw.w_gate), mat(gate, n, ffn));
+      nt(h2, weight(lw.w_up), mat(up, n, ffn));
       swiglu_forward(static_cast<const float*>(gate), up, n * ffn, act, stream_);
-      nt(cmat(act, n, ffn), weight(lw.w_down), mat(x, n, d), true);  // residual
+      nt(product_input(act, n, ffn), weight(lw.w_down), mat(x, n, d), true);  // residual
     }
     if (n_logits == 0) return;
     // Final norm and lm_head on the rows that want logits only.
@@ -305,7 +352,54 @@ class cached_decoder_gpu {
         generate_detail::threads, 0, stream_, x, d, logit_rows_dev_.data(), n_logits, att);
     LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel");
     rms_norm_forward(static_cast<const float*>(att), w.final_norm.data, n_logits, d, eps, h, inv, stream_);
-    nt(cmat(h, n_logits, d), weight(w.lm_head), mat(logits_.data(), n_logits, V));
+    nt(product_input(h, n_logits, d), weight(w.lm_head), mat(logits_.data(), n_logits, V));
+  }
+
+  // A product's activations [rows x cols]: as they are, or with integer weights rounded through Q8_0 into
+  // rounded_x_ (the CPU quantizes them before each integer product; one rounding serves the products that
+  // share an input).
+  device_matrix<const float> product_input(const float* x, index_t rows, index_t cols) {
+    if (!q8_0_activations_) return cmat(x, rows, cols);
+    round_rows_through<q8_0>(x, rows, cols, rounded_x_.data(), stream_);
+    return cmat(rounded_x_.data(), rows, cols);
+  }
+
+  // rounded_ = the model's parameters with every projection and lm_head rounded (set_weight_rounding) or held
+  // as an integer format's values (set_weight_format), on the host; a tied lm_head gets its own rounded copy
+  // after the parameters (the embedding lookup keeps the exact table). Skipped while the model, its weights
+  // and the setting are those of the last rounding.
+  void round_weights() {
+    const std::pair<std::uint64_t, std::uint64_t> source{model_->serial(), model_->weights_version()};
+    if (rounded_for_ == source) return;
+    const transformer_config& c = config_;
+    const std::size_t n = model_->size();
+    const std::size_t head = c.tie_word_embeddings ? static_cast<std::size_t>(c.vocab_size * c.hidden_size) : 0;
+    std::vector<float> host(n + head);
+    model_->download_parameters(std::span<float>(host.data(), n));  // after its queued updates
+    const parameter_layout& layout = model_->layout();
+    transformer_weights<float> w(c, layout, std::span<float>(host.data(), n));
+    if (head > 0) {  // the tied table's rounded copy, after the parameters
+      std::copy_n(host.data() + layout.at("model.embed_tokens.weight").offset, head, host.data() + n);
+      w.lm_head = matrix_view<float>(host.data() + n, {c.vocab_size, c.hidden_size});
+    }
+    const auto round = [&](matrix_view<float> m) {
+      if (weight_format_) {
+        integer_linear(*weight_format_, matrix_view<const float>(m)).dequantize_to(m);
+      } else {
+        rounding_(m);
+      }
+    };
+    for (auto& lw : w.layers)
+      for (auto* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) round(*m);
+    round(w.lm_head);
+    cuda::grow(rounded_, host.size(), stream_);
+    LMRL_CUDA_CHECK(cudaMemcpyAsync(rounded_.data(), host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice,
+                                    stream_));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // host dies here
+    rounded_weights_ = transformer_weights<float>(c, layout, std::span<float>(rounded_.data(), n));
+    if (head > 0) rounded_weights_.lm_head = matrix_view<float>(rounded_.data() + n, {c.vocab_size, c.hidden_size});
+    rounded_for_ = source;
+    ++rounded_serial_;  // linear_products' bf16 copy of rounded_ is stale
   }
 
   // Work buffers for passes of n rows, n_logits of them wanting logits (att_ also holds the gathered rows).
@@ -328,6 +422,10 @@ class cached_decoder_gpu {
       for (auto* a : {&slots_dev_, &positions_dev_, &logit_rows_dev_}) grow(*a, n);
       ones_ = device_array<float>::from_host(std::vector<float>(static_cast<std::size_t>(n), 1.0f), stream_);
       LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vector of ones dies here
+    }
+    if (q8_0_activations_ && static_cast<index_t>(rounded_x_.size()) < n * std::max({d, qd, ffn})) {
+      grow(rounded_x_, n * std::max({d, qd, ffn}));  // product_input's rounded activations
+      moved = true;
     }
     const index_t logits = std::max<index_t>(n_logits, 1) * c.vocab_size;
     moved = moved || static_cast<index_t>(logits_.size()) < logits;
@@ -369,6 +467,16 @@ class cached_decoder_gpu {
   index_t sequences_ = 0, max_len_ = 0, capacity_ = 0;
   std::vector<index_t> lengths_;  // cached tokens per sequence (host: forward computes positions from it)
   kv_format format_ = kv_format::f32, next_format_ = kv_format::f32;  // the cache's, and from the next reset
+  // rounded or integer weights: the setting, whether the passes since the last reset use them (and Q8_0
+  // activations), the rounded parameters (+ a tied lm_head's copy) and their views, the model (serial,
+  // weights version) they were made from, a count of roundings for linear_products
+  weight_rounding rounding_;
+  std::optional<integer_format> weight_format_;
+  bool rounded_weights_in_use_ = false, q8_0_activations_ = false;
+  device_array<float> rounded_, rounded_x_;
+  transformer_weights<float> rounded_weights_;
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> rounded_for_;
+  std::uint64_t rounded_serial_ = 0;
   device_array<std::uint8_t> k_cache_, v_cache_;
   device_array<float> x_, h_, q_, k_, v_, att_, gate_, up_, act_, inv_, ones_, logits_;
   device_array<std::int32_t> ids_dev_;

@@ -566,6 +566,16 @@ class transformer_gpu_rollouts {
     kv_format_ = format;
     if (decoder_) decoder_->set_kv_format(format);
   }
+  // Generate from rounded or integer weights (cached_decoder_gpu::set_weight_rounding / set_weight_format),
+  // as transformer_rollouts' twins on the CPU: the decoder rounds again after every optimizer step.
+  void set_weight_rounding(cached_decoder_gpu::weight_rounding rounding) {
+    rounding_ = std::move(rounding);
+    if (decoder_) decoder_->set_weight_rounding(rounding_);
+  }
+  void set_weight_format(std::optional<integer_format> format) {
+    weight_format_ = format;
+    if (decoder_) decoder_->set_weight_format(weight_format_);
+  }
 
   rollout_batch<float> operator()(transformer_gpu_policy& policy, std::span<const std::vector<std::int32_t>> prompts,
                                   const rollout_request& request) {
@@ -575,6 +585,8 @@ class transformer_gpu_rollouts {
       source_ = &policy.gpu();
       source_serial_ = policy.gpu().serial();
       decoder_->set_kv_format(kv_format_);
+      if (rounding_) decoder_->set_weight_rounding(rounding_);
+      if (weight_format_) decoder_->set_weight_format(weight_format_);
     }
     return to_rollout_batch(generate(*decoder_, prompts, rollout_generation_options(request, eos_, pad_),
                                      counter_rng(request.seed)));
@@ -585,6 +597,8 @@ class transformer_gpu_rollouts {
   std::int32_t pad_;
   decoder_gpu_options decoder_options_;
   kv_format kv_format_ = kv_format::f32;
+  cached_decoder_gpu::weight_rounding rounding_;
+  std::optional<integer_format> weight_format_;
   std::unique_ptr<cached_decoder_gpu> decoder_;
   // The model decoder_ was built on: its address, and its serial (a new policy's model can be allocated
   // where a destroyed one was).

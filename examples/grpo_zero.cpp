@@ -309,11 +309,11 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     if (comm.size() > 1)
       std::printf("grpo_zero: %d ranks, each on a GPU of its own; gradients summed %s\n", comm.size(), summed);
 #endif
-    detail::require(s.rollout_quant == "none",
-                    "--device cuda: rounded or integer rollout weights (--rollout_quant) have no GPU version yet; "
-                    "--rollout_kv_quant has");
   }
   check_gpu_precision_applies(s.device, s.gpu_precision);
+  detail::require(s.device != "cuda" || s.gpu_precision != "fp8" || s.rollout_quant == "none",
+                  "--rollout_quant with --gpu_precision fp8: the fp8 products quantize the weights themselves; "
+                  "use fp32, tf32 or bf16");
   s.model.validate();
   require_kv_head_dim(kv_format_by_name(s.rollout_kv_quant), s.model.head_dim(), "--rollout_kv_quant");  // before any work
   s.pretrain.validate();
@@ -481,14 +481,18 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     trained = trainer.records();
     return finished;
   };
-  const auto rollouts = [&] {
-    transformer_rollouts<float> r({tokenizer::eos}, tokenizer::pad);
+  // --rollout_quant and --rollout_kv_quant on a rollout generator (the CPU's or the GPU's: the same calls).
+  const auto set_rollout_quantization = [&](auto& r) {
     if (const auto format = integer_format_by_name(s.rollout_quant)) {
       r.set_weight_format(format);
     } else if (s.rollout_quant != "none") {
       r.set_weight_rounding(weight_rounding_by_name<float>(s.rollout_quant));
     }
     r.set_kv_format(kv_format_by_name(s.rollout_kv_quant));
+  };
+  const auto rollouts = [&] {
+    transformer_rollouts<float> r({tokenizer::eos}, tokenizer::pad);
+    set_rollout_quantization(r);
     return r;
   };
   bool finished = false;
@@ -497,7 +501,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
     namespace lc = lmrl::cuda;
     const auto gpu_rollouts = [&] {
       lc::transformer_gpu_rollouts r({tokenizer::eos}, tokenizer::pad);
-      r.set_kv_format(kv_format_by_name(s.rollout_kv_quant));
+      set_rollout_quantization(r);
       return r;
     };
     if (shared_trunk) {

@@ -102,6 +102,21 @@ constexpr auto when_changed = lmrl::cuda::parameter_uploads::when_changed;
 
 std::span<const float> values(const dense<float, 2>& m) { return {m.data(), static_cast<std::size_t>(m.size())}; }
 
+// cached_attention_forward of rows (slot, position) with queries q [n x heads*hd] against caches in `format`:
+// the output, poisoned before.
+std::vector<float> cached_attention(kv_format format, const void* k_cache, const void* v_cache, index_t H, index_t G,
+                                    index_t hd, index_t max_len, const std::vector<index_t>& slot,
+                                    const std::vector<index_t>& position, const std::vector<float>& q) {
+  const auto n = static_cast<index_t>(slot.size());
+  const auto q_dev = device_array<float>::from_host(q);
+  const auto slot_dev = device_array<index_t>::from_host(slot), pos_dev = device_array<index_t>::from_host(position);
+  device_array<float> out(static_cast<std::size_t>(n * H * hd));
+  out.poison();
+  lmrl::cuda::cached_attention_forward(q_dev.data(), n, slot_dev.data(), pos_dev.data(), H, G, hd, max_len, format,
+                                       k_cache, v_cache, out.data());
+  return out.to_host();
+}
+
 // cached_attention_forward's formula in double: rows (q [n x H*hd], slot, position) against float caches
 // [slots x G x max_len x hd]; a row with position -1 gives 0.
 std::vector<float> attention_in_double(std::span<const float> q, std::span<const index_t> slot,
@@ -264,15 +279,9 @@ TEST_CASE("cuda kv_cache_store and cached_attention_forward: rows into their slo
 
     // Rows attending: first and last positions, several rows of one slot, a padding row (0 out).
     const std::vector<index_t> slot{0, 1, 2, 0, 2, 1, 0, 1}, position{0, 36, 6, 7, 20, 1, 36, -1};
-    const index_t n = static_cast<index_t>(slot.size()), qd = H * hd;
-    const auto q = lmrl::testing::random_values<float>(n * qd, 14, -2, 2);
-    auto q_dev = device_array<float>::from_host(q);
-    auto slot_dev = device_array<index_t>::from_host(slot), pos_dev = device_array<index_t>::from_host(position);
-    device_array<float> out(static_cast<std::size_t>(n * qd));
-    out.poison();
-    lmrl::cuda::cached_attention_forward(q_dev.data(), n, slot_dev.data(), pos_dev.data(), H, G, hd, max_len,
-                                   k_cache.data(), v_cache.data(), out.data());
-    check_close(out.to_host(), attention_in_double(q, slot, position, H, G, hd, max_len, k_host, v_host), 1e-5,
+    const auto q = lmrl::testing::random_values<float>(static_cast<index_t>(slot.size()) * H * hd, 14, -2, 2);
+    check_close(cached_attention(kv_format::f32, k_cache.data(), v_cache.data(), H, G, hd, max_len, slot, position, q),
+                attention_in_double(q, slot, position, H, G, hd, max_len, k_host, v_host), 1e-5,
                 "cached_attention_forward");
   }
   CHECK_THROWS_WITH_AS(lmrl::cuda::cached_attention_forward(nullptr, 1, nullptr, nullptr, 3, 2, 16, 8, nullptr, nullptr,
@@ -351,15 +360,9 @@ TEST_CASE("cuda kv_cache_store and cached_attention_forward in q8_0 and q4_0: th
 
       // Attention on the quantized rows = the formula in double on their dequantized values.
       const std::vector<index_t> slot{0, 1, 2, 0, 2, 1, 0, 1}, position{0, 8, 6, 7, 3, 1, 8, -1};
-      const index_t n = static_cast<index_t>(slot.size()), qd = H * hd;
-      const auto q = lmrl::testing::random_values<float>(n * qd, 42, -2, 2);
-      auto q_dev = device_array<float>::from_host(q);
-      auto slot_dev = device_array<index_t>::from_host(slot), pos_dev = device_array<index_t>::from_host(position);
-      device_array<float> out(static_cast<std::size_t>(n * qd));
-      out.poison();
-      lmrl::cuda::cached_attention_forward(q_dev.data(), n, slot_dev.data(), pos_dev.data(), H, G, hd, max_len, format,
-                                           k_cache.data(), v_cache.data(), out.data());
-      check_close(out.to_host(), attention_in_double(q, slot, position, H, G, hd, max_len, k_values, v_values), 1e-5,
+      const auto q = lmrl::testing::random_values<float>(static_cast<index_t>(slot.size()) * H * hd, 42, -2, 2);
+      check_close(cached_attention(format, k_cache.data(), v_cache.data(), H, G, hd, max_len, slot, position, q),
+                  attention_in_double(q, slot, position, H, G, hd, max_len, k_values, v_values), 1e-5,
                   "quantized cached_attention_forward");
 
       // A key that is not finite: its block's scale is NaN (the others' bytes are the CPU's), and a row
@@ -375,9 +378,7 @@ TEST_CASE("cuda kv_cache_store and cached_attention_forward in q8_0 and q4_0: th
       CHECK((scale_bits & 0x7c00) == 0x7c00);  // half NaN: exponent all ones,
       CHECK((scale_bits & 0x03ff) != 0);       // mantissa not 0
       if (hd > 32) CHECK(std::equal(after.begin(), after.begin() + static_cast<std::ptrdiff_t>(block_bytes), k_bytes.begin()));
-      lmrl::cuda::cached_attention_forward(q_dev.data(), 1, slot_dev.data(), pos_dev.data(), H, G, hd, max_len, format,
-                                           k_cache.data(), v_cache.data(), out.data());
-      CHECK(std::isnan(out.to_host()[0]));
+      CHECK(std::isnan(cached_attention(format, k_cache.data(), v_cache.data(), H, G, hd, max_len, {0}, {0}, q)[0]));
     }
   }
   CHECK_THROWS_WITH_AS(lmrl::cuda::kv_cache_store(nullptr, nullptr, 80, 1, nullptr, nullptr, 2, 40, 8, kv_format::q4_0,

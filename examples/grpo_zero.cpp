@@ -315,7 +315,7 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
                   "--rollout_quant with --gpu_precision fp8: the fp8 products quantize the weights themselves; "
                   "use fp32, tf32 or bf16");
   s.model.validate();
-  require_kv_head_dim(kv_format_by_name(s.rollout_kv_quant), s.model.head_dim(), "--rollout_kv_quant");  // before any work
+  require_kv_head_dim(kv_format_by_name(s.rollout_kv_quant), s.model.head_dim(), "--rollout_kv_quant");
   s.pretrain.validate();
   require_writable_directory(c.output_dir);  // before any work
 

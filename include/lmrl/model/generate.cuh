@@ -139,7 +139,9 @@ class cached_decoder_gpu {
   index_t max_len() const { return max_len_; }
   index_t length(index_t sequence) const { return lengths_.at(static_cast<std::size_t>(sequence)); }
   // Device bytes of the cache's keys and values as last sized by reset().
-  std::size_t cache_bytes() const { return 2 * layer_cache_bytes() * static_cast<std::size_t>(config_.num_hidden_layers); }
+  std::size_t cache_bytes() const {
+    return 2 * layer_cache_bytes() * static_cast<std::size_t>(config_.num_hidden_layers);
+  }
 
   // How the cache stores its rows (model/kv_format.hpp), from the next reset() on; f32 by default.
   void set_kv_format(kv_format format) {

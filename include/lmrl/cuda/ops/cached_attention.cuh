@@ -42,9 +42,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cfloat>
-#include <cstddef>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <type_traits>

@@ -545,6 +545,14 @@ TEST_CASE("cuda cached_decoder_gpu with rounded or integer weights: the CPU deco
                          doctest::Contains("use one or the other"), error);
     model.precision = lmrl::cuda::gemm_precision::fp8;
     CHECK_THROWS_WITH_AS(gpu.reset(1, 4), doctest::Contains("fp8 products"), error);
+    model.precision = lmrl::cuda::gemm_precision::fp32;
+    // A reset whose rounding throws (quant/'s formats refuse non-finite weights) leaves the decoder unusable,
+    // not half set up with the last rounding's weights.
+    lmrl::cuda::cached_decoder_gpu failing(model);
+    failing.set_weight_rounding([](matrix_view<float>) { lmrl::detail::fail("rounding refused"); });
+    CHECK_THROWS_WITH_AS(failing.reset(1, 4), doctest::Contains("rounding refused"), error);
+    CHECK_THROWS_WITH_AS(failing.forward(std::vector<cached_token>{{0, 1, true}}), doctest::Contains("call reset"),
+                         error);
   }
 }
 

@@ -140,7 +140,7 @@ class cached_decoder_gpu {
   index_t length(index_t sequence) const { return lengths_.at(static_cast<std::size_t>(sequence)); }
   // Device bytes of the cache's keys and values as last sized by reset().
   std::size_t cache_bytes() const {
-    return 2 * layer_cache_bytes() * static_cast<std::size_t>(config_.num_hidden_layers);
+    return 2 * layer_cache_bytes(sequences_) * static_cast<std::size_t>(config_.num_hidden_layers);
   }
 
   // How the cache stores its rows (model/kv_format.hpp), from the next reset() on; f32 by default.
@@ -182,27 +182,29 @@ class cached_decoder_gpu {
                           " must be positive");
     lmrl::detail::require(max_len <= config_.max_position_embeddings, f, ": max_len = ", max_len,
                           " exceeds max_position_embeddings = ", config_.max_position_embeddings);
-    sequences_ = sequences;
-    max_len_ = max_len;
-    format_ = next_format_;
-    const std::size_t n = layer_cache_bytes() * static_cast<std::size_t>(config_.num_hidden_layers);
-    for (auto* cache : {&k_cache_, &v_cache_}) cuda::grow(*cache, n, stream_);  // poisoned: unwritten reads show
-    lengths_.assign(static_cast<std::size_t>(sequences), 0);
+    const bool rounded = rounding_ || weight_format_;
+    lmrl::detail::require(!rounded || model_->precision != gemm_precision::fp8, f, ": rounded or integer weights "
+                          "with fp8 products (they quantize the weights themselves); use fp32, tf32 or bf16");
+    sequences_ = 0;  // unusable until this reset completes: a throw below (a rounding, an allocation) leaves it so
     forget_graphs();  // they name the old cache's shape
     if (options_.cuda_graphs) LMRL_CUDA_CHECK(cudaStreamSynchronize(model_->stream()));  // its updates land first
-    rounded_weights_in_use_ = rounding_ || weight_format_;
+    if (rounded) round_weights();
+    rounded_weights_in_use_ = rounded;
     q8_0_activations_ = weight_format_.has_value();
-    if (rounded_weights_in_use_) {
-      lmrl::detail::require(model_->precision != gemm_precision::fp8, f, ": rounded or integer weights with fp8 "
-                            "products (they quantize the weights themselves); use fp32, tf32 or bf16");
-      round_weights();
+    max_len_ = max_len;
+    format_ = next_format_;
+    const std::size_t n = layer_cache_bytes(sequences) * static_cast<std::size_t>(config_.num_hidden_layers);
+    for (auto* cache : {&k_cache_, &v_cache_}) cuda::grow(*cache, n, stream_);  // poisoned: unwritten reads show
+    if (rounded) {
       linear_.begin(model_->precision, rounded_.data(), rounded_.size(), {}, rounded_serial_);
-      return;
+    } else {
+      linear_.begin(model_->precision, model_->parameters(), model_->size(),
+                    model_->precision == gemm_precision::fp8 ? model_->fp8_weights()
+                                                             : std::vector<device_matrix<const float>>{},
+                    model_->weights_version());  // rounded again only when the model's weights moved
     }
-    linear_.begin(model_->precision, model_->parameters(), model_->size(),
-                  model_->precision == gemm_precision::fp8 ? model_->fp8_weights()
-                                                           : std::vector<device_matrix<const float>>{},
-                  model_->weights_version());  // rounded again only when the model's weights moved
+    lengths_.assign(static_cast<std::size_t>(sequences), 0);
+    sequences_ = sequences;
   }
 
   // Sequence `to` continues from `from`'s cache (a group's copies of one prefilled prompt).
@@ -214,7 +216,7 @@ class cached_decoder_gpu {
     // One layer's slot is kv_heads blocks of max_len x head_dim, contiguous; the layers' slots lie a layer
     // (sequences slots) apart: one strided copy per cache takes the slot of every layer, unless that stride
     // is over the copy's pitch limit (2^31 - 1 bytes), then one copy per layer.
-    const std::size_t layer = layer_cache_bytes(), slot = layer / static_cast<std::size_t>(sequences_);
+    const std::size_t layer = layer_cache_bytes(sequences_), slot = layer / static_cast<std::size_t>(sequences_);
     const auto layers = static_cast<std::size_t>(config_.num_hidden_layers);
     for (device_array<std::uint8_t>* cache : {&k_cache_, &v_cache_}) {
       std::uint8_t* base = cache->data();
@@ -301,9 +303,9 @@ class cached_decoder_gpu {
 
   void forget_graphs() { passes_.clear(); }
 
-  // Bytes of one layer's keys (or values): sequences x kv_heads x max_len rows in format_.
-  std::size_t layer_cache_bytes() const {
-    return static_cast<std::size_t>(sequences_ * config_.num_key_value_heads * max_len_) *
+  // Bytes of one layer's keys (or values): sequences x kv_heads x max_len_ rows in format_.
+  std::size_t layer_cache_bytes(index_t sequences) const {
+    return static_cast<std::size_t>(sequences * config_.num_key_value_heads * max_len_) *
            kv_row_bytes(format_, config_.head_dim());
   }
 
@@ -319,7 +321,7 @@ class cached_decoder_gpu {
     float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data(), *att = att_.data(),
           *gate = gate_.data(), *up = up_.data(), *act = act_.data(), *inv = inv_.data();
     embedding_forward(static_cast<const float*>(w.embed.data), V, d, ids_dev_.data(), ones_.data(), n, x, stream_);
-    const std::size_t layer_cache = layer_cache_bytes();
+    const std::size_t layer_cache = layer_cache_bytes(sequences_);
     for (index_t l = 0; l < c.num_hidden_layers; ++l) {
       const auto& lw = w.layers[static_cast<std::size_t>(l)];
       rms_norm_forward(static_cast<const float*>(x), lw.input_norm.data, n, d, eps, h, inv, stream_);

@@ -1,5 +1,6 @@
 // quiet_nan<T>(): a quiet NaN of float or double in device code, where a
-// kernel marks a row it cannot compute (a kernel cannot throw).
+// kernel marks a row it cannot compute (a kernel cannot throw); nan_max(a, b):
+// the larger, or NaN when either is (fmaxf would drop a NaN).
 #pragma once
 
 #include <type_traits>
@@ -14,5 +15,7 @@ __device__ T quiet_nan() {
   else
     return nan("");
 }
+
+__device__ inline float nan_max(float a, float b) { return a != a || b != b ? quiet_nan<float>() : fmaxf(a, b); }
 
 }  // namespace lmrl::cuda

@@ -53,6 +53,7 @@
 #include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
+#include "lmrl/cuda/quiet_nan.cuh"
 #include "lmrl/error.hpp"
 
 namespace lmrl::cuda {
@@ -100,8 +101,6 @@ __device__ inline float decode(std::uint8_t code) {
   return __half2float(__half(__nv_cvt_fp8_to_halfraw(code, __NV_E4M3)));
 }
 
-// max(a, b), NaN when either is (fmaxf would drop it).
-__device__ inline float nan_max(float a, float b) { return a != a || b != b ? __int_as_float(0x7fffffff) : fmaxf(a, b); }
 
 // max over the block's threads of v, NaN if any is (every thread gets it); blockDim.x a multiple of 32, at
 // most 1024.

@@ -28,6 +28,7 @@
 
 #include "lmrl/cuda/check.cuh"
 #include "lmrl/cuda/launch.cuh"
+#include "lmrl/cuda/quiet_nan.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
 #include "lmrl/tensor/concepts.hpp"
@@ -56,17 +57,16 @@ __device__ inline float code_value(int code) {
 template <ggml_block_format Format>
 __device__ inline block_code quantize_in_warp(float x, int lane) {
   constexpr unsigned all = 0xffffffffu;
-  float amax = fabsf(x), not_finite = fabsf(x) <= FLT_MAX ? 0.0f : 1.0f;
-  int first = lane;  // the lane of the first largest |x| (q4_0's m)
+  float amax = fabsf(x);  // NaN kept: a block with a NaN or an infinity ends with amax not finite
+  int first = lane;       // the lane of the first largest |x| (q4_0's m)
   for (int o = 16; o > 0; o >>= 1) {
     const float other = __shfl_xor_sync(all, amax, o);
     const int other_lane = __shfl_xor_sync(all, first, o);
     if (other > amax || (other == amax && other_lane < first)) first = other_lane;
-    amax = fmaxf(amax, other);
-    not_finite = fmaxf(not_finite, __shfl_xor_sync(all, not_finite, o));
+    amax = nan_max(amax, other);
   }
   const float extreme = __shfl_sync(all, x, first);
-  if (not_finite != 0.0f) return {__int_as_float(0x7fffffff), 0};
+  if (!(amax <= FLT_MAX)) return {quiet_nan<float>(), 0};
   const float d = std::is_same_v<Format, q8_0> ? __fdiv_rn(amax, 127.0f) : __fdiv_rn(extreme, -8.0f);
   const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
   if constexpr (std::is_same_v<Format, q8_0>) {

@@ -212,21 +212,23 @@ void launch(const float* q, index_t n, const index_t* slots, const index_t* posi
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::cached_attention_detail::forward_kernel");
 }
 
+// Calls f(std::integral_constant<kv_format, format>{}): the kernels take the format as a template argument.
+template <class F>
+void with_format(kv_format format, F&& f) {
+  switch (format) {
+    case kv_format::f32: return f(std::integral_constant<kv_format, kv_format::f32>{});
+    case kv_format::q8_0: return f(std::integral_constant<kv_format, kv_format::q8_0>{});
+    case kv_format::q4_0: return f(std::integral_constant<kv_format, kv_format::q4_0>{});
+  }
+}
+
 template <int D>
 void launch(kv_format format, const float* q, index_t n, const index_t* slots, const index_t* positions,
             index_t heads, index_t kv_heads, index_t head_dim, index_t max_len, const void* k_cache,
             const void* v_cache, float* out, cudaStream_t stream) {
-  switch (format) {
-    case kv_format::f32:
-      return launch<D, kv_format::f32>(q, n, slots, positions, heads, kv_heads, head_dim, max_len, k_cache, v_cache,
-                                       out, stream);
-    case kv_format::q8_0:
-      return launch<D, kv_format::q8_0>(q, n, slots, positions, heads, kv_heads, head_dim, max_len, k_cache,
-                                        v_cache, out, stream);
-    case kv_format::q4_0:
-      return launch<D, kv_format::q4_0>(q, n, slots, positions, heads, kv_heads, head_dim, max_len, k_cache,
-                                        v_cache, out, stream);
-  }
+  with_format(format, [&](auto f) {
+    launch<D, decltype(f)::value>(q, n, slots, positions, heads, kv_heads, head_dim, max_len, k_cache, v_cache, out, stream);
+  });
 }
 
 }  // namespace cached_attention_detail
@@ -249,25 +251,18 @@ inline void kv_cache_store(const float* k, const float* v, index_t ld, index_t n
     return static_cast<unsigned>(
         std::clamp<index_t>((threads_needed + cd::store_threads - 1) / cd::store_threads, 1, 65535));
   };
-  const auto k_bytes = static_cast<std::uint8_t*>(k_cache), v_bytes = static_cast<std::uint8_t*>(v_cache);
-  const std::size_t row_bytes = kv_row_bytes(format, head_dim);
-  const index_t warps = n * 2 * kv_heads * (head_dim / kv_block_values);  // quantized: a warp a block
-  switch (format) {
-    case kv_format::f32:
+  cd::with_format(format, [&](auto f) {
+    constexpr kv_format F = decltype(f)::value;
+    if constexpr (F == kv_format::f32) {
       cuda::launch(cd::store_kernel<float>, grid(n * kv_heads * head_dim), cd::store_threads, 0, stream, k, v, ld, n,
           slots, positions, kv_heads, head_dim, max_len, static_cast<float*>(k_cache), static_cast<float*>(v_cache));
-      break;
-    case kv_format::q8_0:
-      cuda::launch(cd::store_quantized_kernel<kv_format::q8_0>, grid(warps * attention_detail::warp_size),
-          cd::store_threads, 0, stream, k, v, ld, n, slots, positions, kv_heads, head_dim, max_len, row_bytes,
-          k_bytes, v_bytes);
-      break;
-    case kv_format::q4_0:
-      cuda::launch(cd::store_quantized_kernel<kv_format::q4_0>, grid(warps * attention_detail::warp_size),
-          cd::store_threads, 0, stream, k, v, ld, n, slots, positions, kv_heads, head_dim, max_len, row_bytes,
-          k_bytes, v_bytes);
-      break;
-  }
+    } else {  // a warp per block of 32 values
+      const index_t warps = n * 2 * kv_heads * (head_dim / kv_block_values);
+      cuda::launch(cd::store_quantized_kernel<F>, grid(warps * attention_detail::warp_size), cd::store_threads,
+          0, stream, k, v, ld, n, slots, positions, kv_heads, head_dim, max_len, kv_row_bytes(F, head_dim),
+          static_cast<std::uint8_t*>(k_cache), static_cast<std::uint8_t*>(v_cache));
+    }
+  });
   LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::cached_attention_detail::store_kernel");
 }
 

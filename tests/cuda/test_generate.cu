@@ -352,11 +352,18 @@ TEST_CASE("cuda kv_cache_store and cached_attention_forward in q8_0 and q4_0: th
                 q4_0{}.dequantize_block(out, back);
               }
             }
-      CHECK(k_cache.to_host() == k_bytes);  // every byte the CPU's; the padding row wrote nothing (position -1
-                                            // would land on another row's bytes)
-      CHECK(v_cache.to_host() == v_bytes);
-      if (format == kv_format::q4_0) CHECK(k_values[3] == -2.75f);  // the first extreme lands on code 0 exactly
-      CHECK(v_values[static_cast<std::size_t>(((1 * G) * max_len) * hd)] == 0.0f);
+      const auto k_gpu = k_cache.to_host(), v_gpu = v_cache.to_host();
+      CHECK(k_gpu == k_bytes);  // every byte the CPU's; the padding row wrote nothing (position -1 would land on
+                                // another row's bytes)
+      CHECK(v_gpu == v_bytes);
+      if (format == kv_format::q4_0) {  // the GPU's first block: the first extreme lands on code 0 exactly
+        std::array<float, 32> first{};
+        q4_0{}.dequantize_block(std::span<const std::uint8_t>(k_gpu.data(), 18), first);
+        CHECK(first[3] == -2.75f);
+      }
+      const std::size_t zero_block = static_cast<std::size_t>(G * max_len) * row_bytes;  // row 1's values, block 0
+      // The GPU's scale of an all-zero block: 0 (q4_0's is -0: 0 / -8, as on the CPU)
+      CHECK((v_gpu[zero_block] | (v_gpu[zero_block + 1] & 0x7f)) == 0);
 
       // Attention on the quantized rows = the formula in double on their dequantized values.
       const std::vector<index_t> slot{0, 1, 2, 0, 2, 1, 0, 1}, position{0, 8, 6, 7, 3, 1, 8, -1};

@@ -170,6 +170,7 @@ inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline float __expf(float x) { return std::exp(x); }  // the GPU's is an approximation; this is the exact one
 inline long long __double_as_longlong(double x) { return std::bit_cast<long long>(x); }
 inline double __longlong_as_double(long long x) { return std::bit_cast<double>(x); }
@@ -177,6 +178,13 @@ inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
 inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
 inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }
 inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
+
+// The sum of c and the products of a's and b's four signed bytes.
+inline int __dp4a(int a, int b, int c) {
+  for (int k = 0; k < 32; k += 8)
+    c += static_cast<std::int8_t>(static_cast<unsigned>(a) >> k) * static_cast<std::int8_t>(static_cast<unsigned>(b) >> k);
+  return c;
+}
 
 // CUDA's global min and max for device code (its math headers overload them for every arithmetic type; floating
 // point as fminf/fmaxf, which return the other operand where one is NaN).

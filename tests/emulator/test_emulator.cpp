@@ -149,6 +149,14 @@ TEST_CASE("emulator: warp shuffles read the lanes CUDA defines, warp by warp") {
   }
 }
 
+TEST_CASE("emulator: __dp4a sums the products of four signed bytes; __fmaf_rn rounds once") {
+  // bytes (low first) 1, -2, 127, -128 and -1, 3, -128, -128
+  const int a = static_cast<int>(0x807ffe01u), b = static_cast<int>(0x8080'03ffu);
+  CHECK(__dp4a(a, b, 5) == 5 + 1 * -1 + -2 * 3 + 127 * -128 + -128 * -128);
+  const float x = 1.0f + 0x1p-23f;  // x * x = 1 + 2^-22 + 2^-46: the 2^-46 survives only an unrounded product
+  CHECK(__fmaf_rn(x, x, -(1.0f + 0x1p-22f)) == 0x1p-46f);
+}
+
 TEST_CASE("emulator: threads that exit before a barrier count as arrived") {
   device_array<int> out(16);
   launch(early_exit, 1, 64, 0, nullptr, out.data());

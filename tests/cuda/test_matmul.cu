@@ -5,12 +5,17 @@
 // rounding, its bf16 products against the double product of the host-rounded
 // operands (1e-5: only the float accumulation differs), operands rounded once
 // for several products (the one-shot products' bits; stale ones refused), fp32 /
-// tf32 passed through to matmul unchanged, and its refusals.
+// tf32 passed through to matmul unchanged, and its refusals. cuda/ops/int_gemm.cuh:
+// every integer format's product against the CPU's int_matmul_transposed, bit for
+// bit (the same fixed order of float operations), its Q8_0 activations
+// (quantize_rows of cuda/ops/ggml_blocks.cuh) against quantize_rows_q8_0's bytes.
 // Tolerances (relative to the largest |reference| of the product):
 //   fp32 1e-5 (k <= 300 float additions, cuBLAS may split k), TF32 5e-3 and
 //   bf16 1e-2 (10 and 7 stored mantissa bits on the inputs; float accumulation).
 #include <cuda_bf16.h>
 #include "support/doctest_strings.hpp"
+
+#include "cuda/random_values.hpp"
 
 #include <bit>
 #include <cmath>
@@ -21,6 +26,8 @@
 #include <vector>
 
 #include "lmrl/cuda/device_array.cuh"
+#include "lmrl/cuda/ops/ggml_blocks.cuh"
+#include "lmrl/cuda/ops/int_gemm.cuh"
 #include "lmrl/cuda/ops/linear_products.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 
@@ -374,4 +381,73 @@ TEST_CASE("cuda matmul and linear_products refusals: float inputs at bf16 or fp8
   linear_products unbound;
   CHECK_THROWS_WITH_AS(unbound.begin(gemm_precision::fp32, a.data(), a.size()), doctest::Contains("no cuBLAS handle"),
                        error);
+}
+
+TEST_CASE("cuda int_matmul_transposed: every integer format gives the CPU's integer product bit for bit") {
+  struct shape {
+    index_t rows, cols, n;
+  };
+  // cols: whole blocks, a short last block of 32, rows of 256-value blocks padded (q4_k, tq2_0: 80 -> 256, 300 ->
+  // 512); rows not a multiple of the warp's 4; n over a warp's 4 activation rows and with a partial last tile.
+  for (const shape sh : {shape{9, 64, 1}, shape{13, 80, 6}, shape{5, 300, 17}}) {
+    CAPTURE(sh.rows);
+    CAPTURE(sh.cols);
+    CAPTURE(sh.n);
+    const auto x = lmrl::testing::random_values<float>(sh.n * sh.cols, 61 + sh.cols, -3, 3);
+    const auto x_dev = device_array<float>::from_host(x);
+    // The activations' blocks: the CPU's bytes.
+    q8_0_rows xq;
+    quantize_rows_q8_0(matrix_view<const float>(x.data(), {sh.n, sh.cols}), xq);
+    device_array<std::uint8_t> xq_dev(xq.bytes().size());
+    xq_dev.poison();
+    lmrl::cuda::quantize_rows<q8_0>(x_dev.data(), sh.n, sh.cols, xq_dev.data());
+    const std::vector<std::uint8_t> xq_bytes(xq.bytes().begin(), xq.bytes().end());
+    REQUIRE(xq_dev.to_host() == xq_bytes);
+    for (const integer_format format : {integer_format::q8_0, integer_format::q4_0, integer_format::int8,
+                                        integer_format::q4_k, integer_format::tq2_0, integer_format::tq2_0_absmean}) {
+      CAPTURE(integer_format_name(format));
+      // Two matrices packed together: the second's offset (and int8's scales after its codes) in use.
+      const auto w0 = lmrl::testing::random_values<float>(3 * sh.cols, 70, -1, 1);
+      const auto w = lmrl::testing::random_values<float>(sh.rows * sh.cols, 71 + sh.rows, -1, 1);
+      const integer_linear m0(format, matrix_view<const float>(w0.data(), {3, sh.cols}));
+      const integer_linear m(format, matrix_view<const float>(w.data(), {sh.rows, sh.cols}));
+      lmrl::cuda::packed_integer_weights packed;
+      CHECK(packed.add(m0) == 0);
+      CHECK(packed.add(m) == 1);
+      packed.upload(nullptr);
+      CHECK(packed.bytes() >= m0.bytes() + m.bytes());
+      const auto y0 = lmrl::testing::random_values<float>(sh.n * sh.rows, 72, -2, 2);
+      for (const bool accumulate : {false, true}) {
+        CAPTURE(accumulate);
+        std::vector<float> expected = y0;
+        m.multiply(xq, matrix_view<float>(expected.data(), {sh.n, sh.rows}), accumulate);
+        auto y = device_array<float>::from_host(y0);
+        if (!accumulate) y.poison();  // every output written
+        lmrl::cuda::int_matmul_transposed(xq_dev.data(), packed[1], {y.data(), sh.n, sh.rows}, accumulate);
+        CHECK(y.to_host() == expected);  // bit for bit
+        CHECK(expected != y0);
+      }
+      // Rows of y wider than the product (ld): the columns past it untouched.
+      const index_t ld = sh.rows + 3;
+      std::vector<float> wide(static_cast<std::size_t>(sh.n * ld), 7.0f), expected = wide;
+      m.multiply(xq, matrix_view<float>(expected.data(), {sh.n, sh.rows}, {ld, 1}), true);
+      auto y = device_array<float>::from_host(wide);
+      lmrl::cuda::int_matmul_transposed(xq_dev.data(), packed[1], {y.data(), sh.n, sh.rows, ld}, true);
+      CHECK(y.to_host() == expected);
+    }
+  }
+  // Refusals.
+  const auto w = lmrl::testing::random_values<float>(4 * 32, 73);
+  lmrl::cuda::packed_integer_weights packed;
+  packed.add(integer_linear(integer_format::int8, matrix_view<const float>(w.data(), {4, 32})));
+  CHECK_THROWS_WITH_AS(packed[0], doctest::Contains("not uploaded"), error);
+  packed.upload(nullptr);
+  device_array<std::uint8_t> xq(34);
+  device_array<float> y(8);
+  CHECK_THROWS_WITH_AS(lmrl::cuda::int_matmul_transposed(xq.data(), packed[0], {y.data(), 2, 3}),
+                       doctest::Contains("the matrix has 4 rows"), error);
+  auto unscaled = packed[0];
+  unscaled.row_scales = nullptr;
+  CHECK_THROWS_WITH_AS(lmrl::cuda::int_matmul_transposed(xq.data(), unscaled, {y.data(), 2, 4}),
+                       doctest::Contains("row scales"), error);
 }

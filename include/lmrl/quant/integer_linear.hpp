@@ -101,6 +101,12 @@ class integer_linear {
         w_);
   }
 
+  // Its bytes as the integer kernels read them: row r's blocks at data + r * stride (int8: rows of codes padded
+  // to whole blocks of 32, and row_scales, one float a row), rows() rows. What a GPU copy is made from.
+  detail::int_kernels::weight_rows kernel_rows() const {
+    return std::visit([](const auto& m) { return detail::int_kernels::rows_of(m); }, w_);
+  }
+
   // Y (+)= X W^T with X already quantized (several weights sharing one X).
   void multiply(const q8_0_rows& x, matrix_view<float> y, bool accumulate = false) const {
     std::visit([&](const auto& m) { int_matmul_transposed(x, m, y, accumulate); }, w_);

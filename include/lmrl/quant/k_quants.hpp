@@ -129,8 +129,9 @@ inline float fit_sub_block(std::span<const float, 32> x, std::span<const float, 
   return scale;
 }
 
-// ggml's get_scale_min_k4: sub-block j's 6-bit scale and min from the 12 packed bytes.
-inline void scale_min(int j, const std::uint8_t* q, int& sc, int& m) {
+// ggml's get_scale_min_k4: sub-block j's 6-bit scale and min from the 12 packed bytes. (constexpr: the GPU's
+// integer products call it too, cuda/ops/int_gemm.cuh.)
+constexpr void scale_min(int j, const std::uint8_t* q, int& sc, int& m) {
   if (j < 4) {
     sc = q[j] & 63;
     m = q[j + 4] & 63;

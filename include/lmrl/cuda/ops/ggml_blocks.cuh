@@ -6,6 +6,7 @@
 //   float back = c.code_value * half_scale(c.scale);         // what dequantize_block gives lane i
 //   float v = block_value<q8_0>(block, i);                   // value i of stored bytes
 //   round_rows_through<q8_0>(x, rows, cols, out, stream);    // rows rounded through blocks (host call)
+//   quantize_rows<q8_0>(x, rows, cols, bytes, stream);        // rows into blocks' bytes (host call)
 //
 // The rules, as quant/ggml_blocks.hpp (read it for ggml's reasons):
 //   Q8_0: d = max |x| / 127,  q_i = round(x_i / d), half away from zero, int8;     x_i ~ d q_i
@@ -111,10 +112,13 @@ namespace ggml_blocks_detail {
 
 inline constexpr int threads = 256;
 
-// A warp per (row, block of 32 columns), a grid-stride loop whose bounds are the same for every lane of a warp.
-// x and out may be the same buffer: each lane reads its value before it writes it.
-template <class Format>
-__global__ void round_rows_kernel(const float* x, index_t rows, index_t cols, float* out) {
+// A warp per (row, block of 32 columns), a grid-stride loop whose bounds are the same for every lane of a warp;
+// a short last block padded with zeros. Bytes: the blocks' bytes into out_bytes (rows of whole blocks); else the
+// values they stand for into out_values. x and out_values may be the same buffer: each lane reads its value
+// before it writes it.
+template <class Format, bool Bytes>
+__global__ void rows_through_blocks_kernel(const float* x, index_t rows, index_t cols, float* out_values,
+                                           std::uint8_t* __restrict__ out_bytes) {
   constexpr int W = 32;
   const int lane = static_cast<int>(threadIdx.x) % W;
   const index_t blocks = (cols + W - 1) / W, warps = rows * blocks;
@@ -123,8 +127,27 @@ __global__ void round_rows_kernel(const float* x, index_t rows, index_t cols, fl
     const index_t r = w / blocks, c = w % blocks * W + lane;
     const float v = c < cols ? x[r * cols + c] : 0.0f;
     const block_code q = quantize_in_warp<Format>(v, lane);
-    if (c < cols) out[r * cols + c] = code_value<Format>(q.code) * half_scale(q.scale);
+    if constexpr (Bytes) {
+      store_block<Format>(q, lane, out_bytes + static_cast<std::size_t>(w) * Format::bytes_per_block);
+    } else if (c < cols) {
+      out_values[r * cols + c] = code_value<Format>(q.code) * half_scale(q.scale);
+    }
   }
+}
+
+// Launches it for x [rows x cols] (checked by the callers).
+template <class Format, bool Bytes>
+void rows_through_blocks(const char* f, const float* x, index_t rows, index_t cols, float* out_values,
+                         std::uint8_t* out_bytes, cudaStream_t stream) {
+  lmrl::detail::require(rows >= 0 && cols >= 0, f, ": rows = ", rows, " and cols = ", cols, " must be >= 0");
+  if (rows == 0 || cols == 0) return;
+  lmrl::detail::require(x != nullptr && (Bytes ? out_bytes != nullptr : out_values != nullptr), f,
+                        ": x and out must be device pointers");
+  const index_t threads_needed = rows * ((cols + 31) / 32) * 32;
+  const auto grid = static_cast<unsigned>(std::clamp<index_t>((threads_needed + threads - 1) / threads, 1, 65535));
+  cuda::launch(rows_through_blocks_kernel<Format, Bytes>, grid, threads, 0, stream, x, rows, cols, out_values,
+               out_bytes);
+  LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::ggml_blocks_detail::rows_through_blocks_kernel");
 }
 
 }  // namespace ggml_blocks_detail
@@ -134,16 +157,17 @@ __global__ void round_rows_kernel(const float* x, index_t rows, index_t cols, fl
 // dequantize_block of each block, the values the CPU's integer products multiply by. out may be x.
 template <ggml_block_format Format>
 void round_rows_through(const float* x, index_t rows, index_t cols, float* out, cudaStream_t stream = nullptr) {
-  const char* f = "lmrl::cuda::round_rows_through";
-  lmrl::detail::require(rows >= 0 && cols >= 0, f, ": rows = ", rows, " and cols = ", cols, " must be >= 0");
-  if (rows == 0 || cols == 0) return;
-  lmrl::detail::require(x != nullptr && out != nullptr, f, ": x and out must be device pointers");
-  namespace gd = ggml_blocks_detail;
-  const index_t threads_needed = rows * ((cols + 31) / 32) * 32;
-  const auto blocks =
-      static_cast<unsigned>(std::clamp<index_t>((threads_needed + gd::threads - 1) / gd::threads, 1, 65535));
-  cuda::launch(gd::round_rows_kernel<Format>, blocks, gd::threads, 0, stream, x, rows, cols, out);
-  LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::ggml_blocks_detail::round_rows_kernel");
+  ggml_blocks_detail::rows_through_blocks<Format, false>("lmrl::cuda::round_rows_through", x, rows, cols, out,
+                                                         nullptr, stream);
+}
+
+// x [rows x cols] quantized into Format blocks of 32 along each row, a short last block padded with zeros:
+// out holds rows x ceil(cols / 32) blocks, row after row, the bytes of quant/q8_0_rows.hpp's
+// quantize_rows_q8_0 for q8_0 (what cuda/ops/int_gemm.cuh multiplies).
+template <ggml_block_format Format>
+void quantize_rows(const float* x, index_t rows, index_t cols, std::uint8_t* out, cudaStream_t stream = nullptr) {
+  ggml_blocks_detail::rows_through_blocks<Format, true>("lmrl::cuda::quantize_rows", x, rows, cols, nullptr, out,
+                                                        stream);
 }
 
 }  // namespace lmrl::cuda

@@ -438,6 +438,8 @@ TEST_CASE("cuda int_matmul_transposed: every integer format gives the CPU's inte
   }
   // Refusals.
   const auto w = lmrl::testing::random_values<float>(4 * 32, 73);
+  CHECK_THROWS_WITH_AS(lmrl::cuda::packed_integer_weights{}.add_on_device(integer_format::q4_k, {nullptr, 4, 32}),
+                       doctest::Contains("quantized on the host"), error);
   lmrl::cuda::packed_integer_weights packed;
   packed.add(integer_linear(integer_format::int8, matrix_view<const float>(w.data(), {4, 32})));
   CHECK_THROWS_WITH_AS(packed[0], doctest::Contains("not uploaded"), error);
@@ -450,4 +452,44 @@ TEST_CASE("cuda int_matmul_transposed: every integer format gives the CPU's inte
   unscaled.row_scales = nullptr;
   CHECK_THROWS_WITH_AS(lmrl::cuda::int_matmul_transposed(xq.data(), unscaled, {y.data(), 2, 4}),
                        doctest::Contains("row scales"), error);
+}
+
+template <class T>
+std::vector<T> copy_to_host(const T* device, std::size_t n) {
+  std::vector<T> out(n);
+  LMRL_CUDA_CHECK(cudaMemcpy(out.data(), device, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return out;
+}
+
+TEST_CASE("cuda packed_integer_weights::add_on_device: q8_0 and q4_0 quantized on the device, the host's bytes") {
+  for (const integer_format format : {integer_format::q8_0, integer_format::q4_0}) {
+    CAPTURE(integer_format_name(format));
+    lmrl::cuda::packed_integer_weights packed;
+    std::vector<integer_linear> host, int8;
+    std::vector<device_array<float>> device;
+    // Whole blocks and short ones, each followed by a host-quantized int8 matrix (codes, then scales).
+    for (const index_t cols : {64, 80, 300}) {
+      const auto w = lmrl::testing::random_values<float>(7 * cols, 80 + cols, -2, 2);
+      host.emplace_back(format, matrix_view<const float>(w.data(), {7, cols}));
+      int8.emplace_back(integer_format::int8, matrix_view<const float>(w.data(), {7, cols}));
+      device.push_back(device_array<float>::from_host(w));
+      CHECK(packed.add_on_device(format, {device.back().data(), 7, cols}) == 2 * host.size() - 2);
+      CHECK(packed.add(int8.back()) == 2 * host.size() - 1);
+    }
+    packed.upload(nullptr);
+    const auto bytes_of = [](const auto& rows) {
+      return std::vector<std::uint8_t>(rows.data, rows.data + rows.stride * 7);
+    };
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      const lmrl::cuda::device_integer_matrix m = packed[2 * i], m8 = packed[2 * i + 1];
+      const auto rows = host[i].kernel_rows(), rows8 = int8[i].kernel_rows();
+      REQUIRE(m.stride == rows.stride);
+      CHECK(m.format == format);
+      CHECK(m.row_scales == nullptr);
+      CHECK(copy_to_host(m.data, m.stride * 7) == bytes_of(rows));
+      REQUIRE(m8.row_scales != nullptr);
+      CHECK(copy_to_host(m8.data, m8.stride * 7) == bytes_of(rows8));
+      CHECK(copy_to_host(m8.row_scales, 7) == std::vector<float>(rows8.row_scales, rows8.row_scales + 7));
+    }
+  }
 }

@@ -2,7 +2,8 @@
 // device twin of quant/int_gemm.hpp, with its bits.
 //
 //   packed_integer_weights w;                                   // device copies of integer_linear matrices
-//   const std::size_t i = w.add(integer_linear(integer_format::q4_0, host_w));
+//   const std::size_t i = w.add(integer_linear(integer_format::q4_0, host_w));   // quantized on the host
+//   const std::size_t k = w.add_on_device(integer_format::q4_0, device_w);      // q8_0 / q4_0: on the device
 //   w.upload(stream);
 //   quantize_rows<q8_0>(x, n, cols, xq, stream);                // cuda/ops/ggml_blocks.cuh: X's blocks
 //   int_matmul_transposed(xq, w[i], y, accumulate, stream);      // Y [n x rows] (+)= X W^T
@@ -37,6 +38,7 @@
 #include "lmrl/cuda/check.cuh"
 #include "lmrl/cuda/device_array.cuh"
 #include "lmrl/cuda/launch.cuh"
+#include "lmrl/cuda/ops/ggml_blocks.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
@@ -230,8 +232,10 @@ inline void int_matmul_transposed(const std::uint8_t* xq, const device_integer_m
   lmrl::detail::fail(f, ": unknown integer format");
 }
 
-// Device copies of integer_linear matrices in one allocation: add() each (quantized on the host), upload()
-// them, then [i] is matrix i's view. The host staging bytes are kept for the next packing (cleared, not freed).
+// Device copies of integer_linear matrices in one allocation: add() each (quantized on the host) or, for q8_0
+// and q4_0, add_on_device() (a float matrix in device memory, quantized there by quantize_rows: the same bytes),
+// upload() them, then [i] is matrix i's view. The host staging bytes are kept for the next packing (cleared,
+// not freed).
 class packed_integer_weights {
  public:
   // Stages m's bytes (and int8's row scales); returns its index. Invalidates the views until upload().
@@ -246,24 +250,53 @@ class packed_integer_weights {
     entries_.push_back(e);
     return entries_.size() - 1;
   }
-  // Copies the staged bytes to the device (growing its buffer) and synchronizes `stream`.
+  // Stages w [rows x cols] (device memory, read at upload()) in q8_0 or q4_0, rows padded to whole blocks of
+  // 32 with zeros as quantized_matrix pads them; returns its index. A non-finite weight gives its block a NaN
+  // scale (the host's add() refuses it): the products that read it are NaN.
+  std::size_t add_on_device(integer_format format, device_matrix<const float> w) {
+    const char* f = "lmrl::cuda::packed_integer_weights::add_on_device";
+    lmrl::detail::require(format == integer_format::q8_0 || format == integer_format::q4_0, f, ": ",
+                          integer_format_name(format), " is quantized on the host (add); q8_0 and q4_0 here");
+    lmrl::detail::require(w.rows >= 0 && w.cols >= 0 && w.ld == std::max<index_t>(w.cols, 1), f,
+                          ": w must be a contiguous [rows x cols] matrix");
+    const std::size_t block = format == integer_format::q8_0 ? q8_0::bytes_per_block : q4_0::bytes_per_block;
+    const std::size_t stride = static_cast<std::size_t>((w.cols + 31) / 32) * block;
+    const entry e{format, (end_ + 15) / 16 * 16, stride, 0, w.rows, w.cols};
+    end_ = e.offset + stride * static_cast<std::size_t>(w.rows);
+    entries_.push_back(e);
+    on_device_.push_back({entries_.size() - 1, w.data});
+    return entries_.size() - 1;
+  }
+  // Copies the staged bytes to the device (growing its buffer), quantizes add_on_device's matrices there, and
+  // synchronizes `stream`.
   void upload(cudaStream_t stream) {
-    cuda::grow(device_, std::max<std::size_t>(host_.size(), 1), stream);
+    cuda::grow(device_, std::max<std::size_t>(end_, 1), stream);
     if (!host_.empty())
       LMRL_CUDA_CHECK(cudaMemcpyAsync(device_.data(), host_.data(), host_.size(), cudaMemcpyHostToDevice, stream));
+    for (const auto& [i, w] : on_device_) {
+      const entry& e = entries_[i];
+      std::uint8_t* out = device_.data() + e.offset;
+      if (e.format == integer_format::q8_0) {
+        quantize_rows<q8_0>(w, e.rows, e.cols, out, stream);
+      } else {
+        quantize_rows<q4_0>(w, e.rows, e.cols, out, stream);
+      }
+    }
     LMRL_CUDA_CHECK(cudaStreamSynchronize(stream));  // host_ is reused by the next packing
     uploaded_ = entries_.size();
   }
   // Starts a new packing (the device bytes stay until the next upload()).
   void clear() {
     entries_.clear();
+    on_device_.clear();
     host_.clear();
+    end_ = 0;
     uploaded_ = 0;
   }
 
   std::size_t size() const { return entries_.size(); }
   // Device bytes of the uploaded matrices.
-  std::size_t bytes() const { return uploaded_ > 0 ? host_.size() : 0; }
+  std::size_t bytes() const { return uploaded_ > 0 ? end_ : 0; }
   device_integer_matrix operator[](std::size_t i) const {
     lmrl::detail::require(i < uploaded_, "lmrl::cuda::packed_integer_weights: matrix ", i, " is not uploaded (",
                           uploaded_, " are)");
@@ -279,15 +312,18 @@ class packed_integer_weights {
     std::size_t offset, stride, scales;
     index_t rows, cols;
   };
-  std::size_t aligned_end() const { return (host_.size() + 15) / 16 * 16; }  // the scales' floats aligned
+  std::size_t aligned_end() const { return (end_ + 15) / 16 * 16; }  // the scales' floats aligned
   void append(const std::uint8_t* p, std::size_t n) {
     const std::size_t at = aligned_end();
-    host_.resize(at + n);
+    host_.resize(at + n);  // (over add_on_device's room too: upload() quantizes over those bytes after the copy)
     if (n > 0) std::memcpy(host_.data() + at, p, n);
+    end_ = host_.size();
   }
 
   std::vector<entry> entries_;
+  std::vector<std::pair<std::size_t, const float*>> on_device_;  // add_on_device's entries and their floats
   std::vector<std::uint8_t> host_;
+  std::size_t end_ = 0;  // the bytes staged and reserved
   device_array<std::uint8_t> device_;
   std::size_t uploaded_ = 0;
 };

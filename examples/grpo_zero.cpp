@@ -311,9 +311,10 @@ int run_zero(int argc, char** argv, any_communicator comm) try {
 #endif
   }
   check_gpu_precision_applies(s.device, s.gpu_precision);
-  detail::require(s.device != "cuda" || s.gpu_precision != "fp8" || s.rollout_quant == "none",
-                  "--rollout_quant with --gpu_precision fp8: the fp8 products quantize the weights themselves; "
-                  "use fp32, tf32 or bf16");
+  detail::require(s.device != "cuda" || s.gpu_precision != "fp8" || s.rollout_quant == "none" ||
+                      integer_format_by_name(s.rollout_quant).has_value(),
+                  "--rollout_quant ", s.rollout_quant, " with --gpu_precision fp8: the fp8 products quantize the "
+                  "weights themselves; use fp32, tf32 or bf16 (the integer formats run beside any precision)");
   s.model.validate();
   require_kv_head_dim(kv_format_by_name(s.rollout_kv_quant), s.model.head_dim(), "--rollout_kv_quant");
   s.pretrain.validate();

@@ -535,23 +535,61 @@ TEST_CASE("cuda cached_decoder_gpu with rounded or integer weights: the CPU deco
       CHECK(after.gpu_vs_cpu <= 1e-4 * after.scale);
       model.upload_parameters(params.values());
     }
-    // Integer q4_0 weights with Q8_0 activations: the CPU's integer kernels against the GPU's float products of
-    // the same values. The activations are rounded from floats that differ by rounding, so where one lies on a
-    // Q8_0 boundary its code moves by a step, and the next products differ by more (as a quantized cache's
-    // keys: the case above). Measured (emulated): 1e-7 of the largest logit (no code moved there), against
-    // 0.37 .. 0.74 of it that the q4_0 weights move the logits by.
-    cached_decoder<float> cpu(params), plain(params);
-    cpu.set_weight_format(integer_format::q4_0);
-    lmrl::cuda::cached_decoder_gpu gpu(model);
-    gpu.set_weight_format(integer_format::q4_0);
-    const logit_gaps gaps = decoder_gaps(gpu, cpu, plain);
-    CHECK(gaps.gpu_vs_cpu <= 3e-3 * gaps.scale);
-    CHECK(gaps.gpu_vs_cpu < 0.1 * gaps.cpu_vs_float);
+    // Integer weights with Q8_0 activations: each GPU product has the bits of the CPU's product of the same
+    // activations (test_matmul.cu), but the activations come from floats that differ by rounding (attention,
+    // norms): where one lies on a Q8_0 boundary its code moves by a step, and the next products differ by more
+    // (as a quantized cache's keys: the case above). Measured (emulated): 0 for q4_0 and q4_k (the emulator's
+    // float kernels gave the CPU's activation codes here; a GPU's other summation orders need not), against
+    // 0.24 .. 0.74 of the largest logit that the formats move the logits by.
+    for (const integer_format format : {integer_format::q4_0, integer_format::q4_k}) {
+      CAPTURE(integer_format_name(format));
+      cached_decoder<float> cpu(params), plain(params);
+      cpu.set_weight_format(format);
+      lmrl::cuda::cached_decoder_gpu gpu(model);
+      gpu.set_weight_format(format);
+      const logit_gaps gaps = decoder_gaps(gpu, cpu, plain);
+      CHECK(gaps.gpu_vs_cpu <= 3e-3 * gaps.scale);
+      CHECK(gaps.gpu_vs_cpu < 0.1 * gaps.cpu_vs_float);
+      // The weights on the device are the formats' bytes, not floats.
+      std::size_t format_bytes = 0, float_bytes = 0;
+      const transformer_weights<const float> w(c, params.layout(), params.values());
+      const auto count = [&](const matrix_view<const float>& m) {
+        format_bytes += integer_linear(format, m).bytes();
+        float_bytes += static_cast<std::size_t>(m.shape[0] * m.shape[1]) * sizeof(float);
+      };
+      for (const auto& lw : w.layers)
+        for (const auto* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) count(*m);
+      count(w.lm_head);
+      CHECK(gpu.integer_weight_bytes() >= format_bytes);
+      CHECK(gpu.integer_weight_bytes() < format_bytes + 16 * (7 * 2 + 1));  // each matrix 16-byte aligned
+      CHECK(format_bytes < float_bytes / (format == integer_format::q4_0 ? 5 : 2));  // q4_k: rows of 48 padded to 256
+      // Quantized again after an update of the model's parameters.
+      const auto updated = random_parameters(c, 27);
+      model.upload_parameters(updated.values());
+      cached_decoder<float> cpu2(updated), plain2(updated);
+      cpu2.set_weight_format(format);
+      const logit_gaps after = decoder_gaps(gpu, cpu2, plain2);
+      CHECK(after.gpu_vs_cpu <= 3e-3 * after.scale);
+      model.upload_parameters(params.values());
+    }
     check_graphed_generation(model, [](lmrl::cuda::cached_decoder_gpu& d) { d.set_weight_format(integer_format::int8); });
+    // Integer products do not take the model's precision: at bf16 and fp8 the same bits as at fp32.
+    lmrl::cuda::cached_decoder_gpu gpu(model);
+    gpu.set_weight_format(integer_format::q8_0);
+    const auto logits_at = [&](lmrl::cuda::gemm_precision precision) {
+      model.precision = precision;
+      gpu.reset(3, 12);
+      const auto got = gpu.forward(decoder_passes()[0]);
+      return download(got.data, static_cast<std::size_t>(got.rows * c.vocab_size));
+    };
+    const auto fp32_logits = logits_at(lmrl::cuda::gemm_precision::fp32);
+    CHECK(logits_at(lmrl::cuda::gemm_precision::bf16) == fp32_logits);
+    CHECK(logits_at(lmrl::cuda::gemm_precision::fp8) == fp32_logits);
     CHECK_THROWS_WITH_AS(gpu.set_weight_rounding(weight_rounding_by_name<float>("q8_0")),
                          doctest::Contains("use one or the other"), error);
-    model.precision = lmrl::cuda::gemm_precision::fp8;
-    CHECK_THROWS_WITH_AS(gpu.reset(1, 4), doctest::Contains("fp8 products"), error);
+    lmrl::cuda::cached_decoder_gpu rounding(model);
+    rounding.set_weight_rounding(weight_rounding_by_name<float>("q8_0"));
+    CHECK_THROWS_WITH_AS(rounding.reset(1, 4), doctest::Contains("fp8 products"), error);
     model.precision = lmrl::cuda::gemm_precision::fp32;
     // A reset whose rounding throws (quant/'s formats refuse non-finite weights) leaves the decoder unusable,
     // not half set up with the last rounding's weights.

@@ -36,13 +36,16 @@
 // lm_head through a function (quant/by_name.hpp's formats) into the decoder's
 // own float copy of the parameters, on the host, at the first reset() after the
 // model's weights changed (one download and upload of the parameters); the
-// embedding lookup and the norms stay as they are. set_weight_format holds the
-// weights as an integer format's values (quant/integer_linear.hpp's matrices,
-// dequantized) and rounds each product's activations through Q8_0 first
-// (cuda/ops/ggml_blocks.cuh): the values the CPU's integer kernels multiply,
-// with float sums in place of their integer ones. The products then run at
+// embedding lookup and the norms stay as they are; the products then run at
 // fp32, tf32 or bf16 on those values (fp8 products are refused: they quantize
-// the weights themselves).
+// the weights themselves). set_weight_format holds every projection and lm_head
+// in an integer format (quant/integer_linear.hpp's bytes, 4.5 bits a weight for
+// q4_0), made at the first reset() after the weights changed: q8_0 and q4_0 on
+// the device, the others on the host (a download, their bytes uploaded). It
+// multiplies them with each product's activations
+// quantized to Q8_0 on the device, by cuda/ops/int_gemm.cuh: every product
+// has the bits of the CPU decoder's integer product of the same activations
+// (the model's precision does not apply to them).
 // Not here (the CPU decoder has them): packed-sequence prompts.
 //
 // Status: compiled (CUDA 13, sm_80 and sm_90), NOT yet run on a GPU.
@@ -68,6 +71,7 @@
 #include "lmrl/cuda/ops/cached_attention.cuh"
 #include "lmrl/cuda/ops/embedding.cuh"
 #include "lmrl/cuda/ops/ggml_blocks.cuh"
+#include "lmrl/cuda/ops/int_gemm.cuh"
 #include "lmrl/cuda/ops/linear_products.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
 #include "lmrl/cuda/ops/rms_norm.cuh"
@@ -169,6 +173,8 @@ class cached_decoder_gpu {
     rounded_for_.reset();
   }
   std::optional<integer_format> weight_format() const { return weight_format_; }
+  // Device bytes of the integer weights as last quantized by reset() (0 without set_weight_format).
+  std::size_t integer_weight_bytes() const { return integer_products_ ? integer_weights_.bytes() : 0; }
   // Graphs captured since the last reset() (decoder_gpu_options::cuda_graphs).
   std::size_t graphs() const {
     return static_cast<std::size_t>(
@@ -182,22 +188,24 @@ class cached_decoder_gpu {
                           " must be positive");
     lmrl::detail::require(max_len <= config_.max_position_embeddings, f, ": max_len = ", max_len,
                           " exceeds max_position_embeddings = ", config_.max_position_embeddings);
-    const bool rounded = rounding_ || weight_format_;
-    lmrl::detail::require(!rounded || model_->precision != gemm_precision::fp8, f, ": rounded or integer weights "
-                          "with fp8 products (they quantize the weights themselves); use fp32, tf32 or bf16");
+    const bool rounded = static_cast<bool>(rounding_);
+    lmrl::detail::require(!rounded || model_->precision != gemm_precision::fp8, f, ": rounded weights with fp8 "
+                          "products (they quantize the weights themselves); use fp32, tf32 or bf16");
     sequences_ = 0;  // unusable until this reset completes: a throw below (a rounding, an allocation) leaves it so
     forget_graphs();  // they name the old cache's shape
     if (options_.cuda_graphs) LMRL_CUDA_CHECK(cudaStreamSynchronize(model_->stream()));  // its updates land first
     if (rounded) round_weights();
+    if (weight_format_) quantize_weights();
     rounded_weights_in_use_ = rounded;
-    q8_0_activations_ = weight_format_.has_value();
+    integer_products_ = weight_format_.has_value();
+    set_projections();
     max_len_ = max_len;
     format_ = next_format_;
     const std::size_t n = layer_cache_bytes(sequences) * static_cast<std::size_t>(config_.num_hidden_layers);
     for (auto* cache : {&k_cache_, &v_cache_}) cuda::grow(*cache, n, stream_);  // poisoned: unwritten reads show
     if (rounded) {
       linear_.begin(model_->precision, rounded_.data(), rounded_.size(), {}, rounded_serial_);
-    } else {
+    } else if (!integer_products_) {  // (integer products take no precision)
       linear_.begin(model_->precision, model_->parameters(), model_->size(),
                     model_->precision == gemm_precision::fp8 ? model_->fp8_weights()
                                                              : std::vector<device_matrix<const float>>{},
@@ -275,6 +283,15 @@ class cached_decoder_gpu {
   }
 
  private:
+  // A product's weights: float (the model's or rounded_) or integer.
+  struct projection {
+    device_matrix<const float> floats;
+    device_integer_matrix integer;
+  };
+  struct layer_projections {
+    projection wq, wk, wv, wo, w_gate, w_up, w_down;
+  };
+
   // The pass over the uploaded rows: directly, or (cuda_graphs) as the graph of its shape, captured the second
   // time the shape comes (the first run grows any workspace it needs, so a capture allocates nothing).
   void run_pass(index_t n, index_t n_logits) {
@@ -324,11 +341,12 @@ class cached_decoder_gpu {
     const std::size_t layer_cache = layer_cache_bytes(sequences_);
     for (index_t l = 0; l < c.num_hidden_layers; ++l) {
       const auto& lw = w.layers[static_cast<std::size_t>(l)];
+      const layer_projections& p = projections_[static_cast<std::size_t>(l)];
       rms_norm_forward(static_cast<const float*>(x), lw.input_norm.data, n, d, eps, h, inv, stream_);
       const device_matrix<const float> hq = product_input(h, n, d);
-      nt(hq, weight(lw.wq), mat(q, n, qd));
-      nt(hq, weight(lw.wk), mat(k, n, kvd));
-      nt(hq, weight(lw.wv), mat(v, n, kvd));
+      nt(hq, p.wq, mat(q, n, qd));
+      nt(hq, p.wk, mat(k, n, kvd));
+      nt(hq, p.wv, mat(v, n, kvd));
       if (c.attention_bias) {
         add_bias(mat(q, n, qd), static_cast<const float*>(lw.bq.data), stream_);
         add_bias(mat(k, n, kvd), static_cast<const float*>(lw.bk.data), stream_);
@@ -342,13 +360,13 @@ class cached_decoder_gpu {
                      v_layer, stream_);
       cached_attention_forward(q, n, slots_dev_.data(), positions_dev_.data(), H, G, hd, max_len_, format_, k_layer,
                                v_layer, att, stream_);
-      nt(product_input(att, n, qd), weight(lw.wo), mat(x, n, d), true);  // residual
+      nt(product_input(att, n, qd), p.wo, mat(x, n, d), true);  // residual
       rms_norm_forward(static_cast<const float*>(x), lw.post_attention_norm.data, n, d, eps, h, inv, stream_);
       const device_matrix<const float> h2 = product_input(h, n, d);
-      nt(h2, weight(lw.w_gate), mat(gate, n, ffn));
-      nt(h2, weight(lw.w_up), mat(up, n, ffn));
+      nt(h2, p.w_gate, mat(gate, n, ffn));
+      nt(h2, p.w_up, mat(up, n, ffn));
       swiglu_forward(static_cast<const float*>(gate), up, n * ffn, act, stream_);
-      nt(product_input(act, n, ffn), weight(lw.w_down), mat(x, n, d), true);  // residual
+      nt(product_input(act, n, ffn), p.w_down, mat(x, n, d), true);  // residual
     }
     if (n_logits == 0) return;
     // Final norm and lm_head on the rows that want logits only.
@@ -356,54 +374,100 @@ class cached_decoder_gpu {
         generate_detail::threads, 0, stream_, x, d, logit_rows_dev_.data(), n_logits, att);
     LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::generate_detail::gather_rows_kernel");
     rms_norm_forward(static_cast<const float*>(att), w.final_norm.data, n_logits, d, eps, h, inv, stream_);
-    nt(product_input(h, n_logits, d), weight(w.lm_head), mat(logits_.data(), n_logits, V));
+    nt(product_input(h, n_logits, d), lm_head_, mat(logits_.data(), n_logits, V));
   }
 
-  // A product's activations [rows x cols]: as they are, or with integer weights rounded through Q8_0 into
-  // rounded_x_ (the CPU quantizes them before each integer product; one rounding serves the products that
-  // share an input).
+  // A product's activations [rows x cols]. With integer weights also quantized to Q8_0 blocks into xq_, which
+  // the integer products after it read (the CPU quantizes them before each integer product; one quantization
+  // serves the products that share an input).
   device_matrix<const float> product_input(const float* x, index_t rows, index_t cols) {
-    if (!q8_0_activations_) return cmat(x, rows, cols);
-    round_rows_through<q8_0>(x, rows, cols, rounded_x_.data(), stream_);
-    return cmat(rounded_x_.data(), rows, cols);
+    if (integer_products_) quantize_rows<q8_0>(x, rows, cols, xq_.data(), stream_);
+    return cmat(x, rows, cols);
   }
 
-  // rounded_ = the model's parameters with every projection and lm_head rounded (set_weight_rounding) or held
-  // as an integer format's values (set_weight_format), on the host; a tied lm_head gets its own rounded copy
-  // after the parameters (the embedding lookup keeps the exact table). Skipped while the model, its weights
-  // and the setting are those of the last rounding.
+  // y (+)= x . w^T: integer (x's blocks from the last product_input) or at the precision taken at reset().
+  void nt(device_matrix<const float> x, const projection& w, device_matrix<float> y, bool acc = false) {
+    if (integer_products_) return int_matmul_transposed(xq_.data(), w.integer, y, acc, stream_);
+    linear_.nt(x, w.floats, y, acc);
+  }
+
+  // projections_ and lm_head_ for the weights the passes until the next reset use.
+  void set_projections() {
+    const transformer_weights<float>& w = rounded_weights_in_use_ ? rounded_weights_ : model_->device_weights();
+    projections_.resize(w.layers.size());
+    std::size_t i = 0;  // integer_weights_' order: quantize_weights'
+    const auto projection_of = [&](const matrix_view<float>& m) {
+      return projection{weight(m), integer_products_ ? integer_weights_[i++] : device_integer_matrix{}};
+    };
+    for (std::size_t l = 0; l < w.layers.size(); ++l) {
+      const auto& lw = w.layers[l];
+      layer_projections& p = projections_[l];
+      for (auto [to, from] : {std::pair{&p.wq, &lw.wq}, {&p.wk, &lw.wk}, {&p.wv, &lw.wv}, {&p.wo, &lw.wo},
+                              {&p.w_gate, &lw.w_gate}, {&p.w_up, &lw.w_up}, {&p.w_down, &lw.w_down}})
+        *to = projection_of(*from);
+    }
+    lm_head_ = projection_of(w.lm_head);
+  }
+
+  // rounded_ = the model's parameters with every projection and lm_head rounded (set_weight_rounding), on the
+  // host; a tied lm_head gets its own rounded copy after the parameters (the embedding lookup keeps the exact
+  // table). Skipped while the model, its weights and the setting are those of the last rounding.
   void round_weights() {
     const std::pair<std::uint64_t, std::uint64_t> source{model_->serial(), model_->weights_version()};
     if (rounded_for_ == source) return;
     const transformer_config& c = config_;
     const std::size_t n = model_->size();
     const std::size_t head = c.tie_word_embeddings ? static_cast<std::size_t>(c.vocab_size * c.hidden_size) : 0;
-    std::vector<float> host(n + head);
-    model_->download_parameters(std::span<float>(host.data(), n));  // after its queued updates
-    const parameter_layout& layout = model_->layout();
-    transformer_weights<float> w(c, layout, std::span<float>(host.data(), n));
+    std::vector<float>& host = host_parameters_;
+    transformer_weights<float> w = download_weights(head);
     if (head > 0) {  // the tied table's rounded copy, after the parameters
-      std::copy_n(host.data() + layout.at("model.embed_tokens.weight").offset, head, host.data() + n);
+      std::copy_n(host.data() + model_->layout().at("model.embed_tokens.weight").offset, head, host.data() + n);
       w.lm_head = matrix_view<float>(host.data() + n, {c.vocab_size, c.hidden_size});
     }
-    const auto round = [&](matrix_view<float> m) {
-      if (weight_format_) {
-        integer_linear(*weight_format_, matrix_view<const float>(m)).dequantize_to(m);
-      } else {
-        rounding_(m);
-      }
-    };
     for (auto& lw : w.layers)
-      for (auto* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) round(*m);
-    round(w.lm_head);
+      for (auto* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) rounding_(*m);
+    rounding_(w.lm_head);
     cuda::grow(rounded_, host.size(), stream_);
     LMRL_CUDA_CHECK(cudaMemcpyAsync(rounded_.data(), host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice,
                                     stream_));
-    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // host dies here
-    rounded_weights_ = transformer_weights<float>(c, layout, std::span<float>(rounded_.data(), n));
+    LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // host is reused by the next rounding
+    rounded_weights_ = transformer_weights<float>(c, model_->layout(), std::span<float>(rounded_.data(), n));
     if (head > 0) rounded_weights_.lm_head = matrix_view<float>(rounded_.data() + n, {c.vocab_size, c.hidden_size});
     rounded_for_ = source;
     ++rounded_serial_;  // linear_products' bf16 copy of rounded_ is stale
+  }
+
+  // integer_weights_ = every projection (layer by layer, in set_projections' order) and lm_head (a tied one:
+  // the embedding table) in weight_format_: q8_0 and q4_0 quantized on the device from the model's weights
+  // (the host's bytes, no download), the other formats downloaded, quantized on the host and uploaded.
+  // Skipped as round_weights.
+  void quantize_weights() {
+    const std::pair<std::uint64_t, std::uint64_t> source{model_->serial(), model_->weights_version()};
+    if (rounded_for_ == source) return;
+    const integer_format format = *weight_format_;
+    const bool on_device = format == integer_format::q8_0 || format == integer_format::q4_0;
+    const transformer_weights<float> w = on_device ? model_->device_weights() : download_weights(0);
+    integer_weights_.clear();
+    const auto add = [&](const matrix_view<float>& m) {
+      if (on_device) {
+        integer_weights_.add_on_device(format, weight(m));
+      } else {
+        integer_weights_.add(integer_linear(format, matrix_view<const float>(m)));
+      }
+    };
+    for (const auto& lw : w.layers)
+      for (const auto* m : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down}) add(*m);
+    add(w.lm_head);
+    integer_weights_.upload(stream_);
+    rounded_for_ = source;
+  }
+
+  // The model's parameters downloaded into host_parameters_ (`extra` floats more after them), as weights.
+  transformer_weights<float> download_weights(std::size_t extra) {
+    const std::size_t n = model_->size();
+    host_parameters_.resize(n + extra);
+    model_->download_parameters(std::span<float>(host_parameters_.data(), n));  // after its queued updates
+    return transformer_weights<float>(config_, model_->layout(), std::span<float>(host_parameters_.data(), n));
   }
 
   // Work buffers for passes of n rows, n_logits of them wanting logits (att_ also holds the gathered rows).
@@ -427,8 +491,9 @@ class cached_decoder_gpu {
       ones_ = device_array<float>::from_host(std::vector<float>(static_cast<std::size_t>(n), 1.0f), stream_);
       LMRL_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vector of ones dies here
     }
-    if (q8_0_activations_ && static_cast<index_t>(rounded_x_.size()) < n * std::max({d, qd, ffn})) {
-      grow(rounded_x_, n * std::max({d, qd, ffn}));  // product_input's rounded activations
+    const index_t xq_bytes = n * ((std::max({d, qd, ffn}) + 31) / 32) * static_cast<index_t>(q8_0::bytes_per_block);
+    if (integer_products_ && static_cast<index_t>(xq_.size()) < xq_bytes) {
+      grow(xq_, xq_bytes);  // product_input's Q8_0 blocks
       moved = true;
     }
     const index_t logits = std::max<index_t>(n_logits, 1) * c.vocab_size;
@@ -449,10 +514,6 @@ class cached_decoder_gpu {
                                     stream_));
   }
 
-  // y (+)= x . w^T at the precision taken at reset().
-  void nt(device_matrix<const float> x, device_matrix<const float> w, device_matrix<float> y, bool acc = false) {
-    linear_.nt(x, w, y, acc);
-  }
   static device_matrix<float> mat(float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
   static device_matrix<const float> cmat(const float* p, index_t rows, index_t cols) { return {p, rows, cols}; }
   static device_matrix<const float> weight(const matrix_view<float>& m) { return {m.data, m.shape[0], m.shape[1]}; }
@@ -471,16 +532,21 @@ class cached_decoder_gpu {
   index_t sequences_ = 0, max_len_ = 0, capacity_ = 0;
   std::vector<index_t> lengths_;  // cached tokens per sequence (host: forward computes positions from it)
   kv_format format_ = kv_format::f32, next_format_ = kv_format::f32;  // the cache's, and from the next reset
-  // rounded or integer weights: the setting, whether the passes since the last reset use them (and Q8_0
-  // activations), the rounded parameters (+ a tied lm_head's copy) and their views, the model (serial,
-  // weights version) they were made from, a count of roundings for linear_products
+  // rounded or integer weights: the settings, whether the passes since the last reset use them, the rounded
+  // parameters (+ a tied lm_head's copy) and their views, the integer weights, the model (serial, weights
+  // version) either was made from, a count of roundings for linear_products, the host copy of the parameters
   weight_rounding rounding_;
   std::optional<integer_format> weight_format_;
-  bool rounded_weights_in_use_ = false, q8_0_activations_ = false;
-  device_array<float> rounded_, rounded_x_;
+  bool rounded_weights_in_use_ = false, integer_products_ = false;
+  device_array<float> rounded_;
   transformer_weights<float> rounded_weights_;
+  packed_integer_weights integer_weights_;
   std::optional<std::pair<std::uint64_t, std::uint64_t>> rounded_for_;
   std::uint64_t rounded_serial_ = 0;
+  std::vector<float> host_parameters_;
+  std::vector<layer_projections> projections_;  // each product's weights for the passes since the last reset
+  projection lm_head_;
+  device_array<std::uint8_t> xq_;  // product_input's Q8_0 blocks (integer products)
   device_array<std::uint8_t> k_cache_, v_cache_;
   device_array<float> x_, h_, q_, k_, v_, att_, gate_, up_, act_, inv_, ones_, logits_;
   device_array<std::int32_t> ids_dev_;

@@ -12,11 +12,12 @@
 //      parameters in products, lm_head included, + 6 x layers x T x heads x head_dim
 //      for causal attention's two products, forward and backward);
 //   3. generation (lmrl::cuda::generate, greedy, no stop, prompt of 32 tokens, 128 new
-//      tokens) with fp32, bf16 and fp8 products, without and with CUDA graphs for the decode
+//      tokens) with fp32, bf16 and fp8 products and from q8_0 and q4_0 integer weights
+//      (cuda/ops/int_gemm.cuh), without and with CUDA graphs for the decode
 //      steps, at batch 1 and 64: tokens/s, and at batch 1
 //      the time per token over the memory bound (every weight matrix read once per
-//      token, 4 or 2 bytes a weight, 1 for fp8's layer weights, at the rate of the copy in 1,
-//      reads and writes counted);
+//      token, 4 or 2 bytes a weight, 1 for fp8's layer weights, the integer formats' bytes,
+//      at the rate of the copy in 1, reads and writes counted);
 //   4. the fused log-prob (cuda/logprob.cuh: one pass over each row, nothing of
 //      [rows x vocab] written) against the two-pass way (log_softmax written out
 //      [rows x vocab], then the targets gathered and the entropy summed from it)
@@ -41,6 +42,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -55,6 +57,7 @@
 #include "lmrl/model/generate.cuh"
 #include "lmrl/model/parameters.hpp"
 #include "lmrl/model/transformer.cuh"
+#include "lmrl/quant/integer_linear.hpp"
 #include "lmrl/train/adamw.cuh"
 #include "lmrl/train/adamw.hpp"
 #include "lmrl/train/clip_grad.cuh"
@@ -280,17 +283,29 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
   lmrl::cuda::transformer_gpu gpu(params);
   lmrl::cuda::cached_decoder_gpu plain(gpu), graphed(gpu, lmrl::cuda::decoder_gpu_options{true});
   const index_t prompt_len = 32, new_tokens = 128;
+  lmrl::cuda::cached_decoder_gpu q8_plain(gpu), q8_graphed(gpu, lmrl::cuda::decoder_gpu_options{true});
+  lmrl::cuda::cached_decoder_gpu q4_plain(gpu), q4_graphed(gpu, lmrl::cuda::decoder_gpu_options{true});
+  for (auto* d : {&q8_plain, &q8_graphed}) d->set_weight_format(integer_format::q8_0);
+  for (auto* d : {&q4_plain, &q4_graphed}) d->set_weight_format(integer_format::q4_0);
   struct variant {
     gemm_precision precision;
     bool graphs;
+    std::optional<integer_format> format;  // integer weights (the precision then does not apply)
   };
   for (const variant v : {variant{gemm_precision::fp32, false}, variant{gemm_precision::fp32, true},
                           variant{gemm_precision::bf16, false}, variant{gemm_precision::bf16, true},
-                          variant{gemm_precision::fp8, false}, variant{gemm_precision::fp8, true}})
+                          variant{gemm_precision::fp8, false}, variant{gemm_precision::fp8, true},
+                          variant{gemm_precision::fp32, false, integer_format::q8_0},
+                          variant{gemm_precision::fp32, true, integer_format::q8_0},
+                          variant{gemm_precision::fp32, false, integer_format::q4_0},
+                          variant{gemm_precision::fp32, true, integer_format::q4_0}})
     for (const index_t batch : {index_t{1}, index_t{64}}) {
       if (v.precision == gemm_precision::fp8 && card.fp8 == 0) continue;  // as in bench_training
       gpu.precision = v.precision;
-      lmrl::cuda::cached_decoder_gpu& decoder = v.graphs ? graphed : plain;
+      lmrl::cuda::cached_decoder_gpu& decoder = v.format == integer_format::q8_0 ? (v.graphs ? q8_graphed : q8_plain)
+                                                : v.format == integer_format::q4_0 ? (v.graphs ? q4_graphed : q4_plain)
+                                                : v.graphs                         ? graphed
+                                                                                   : plain;
       std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
       std::mt19937_64 rng(7);
       for (auto& prompt : prompts)
@@ -303,14 +318,16 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
       const double tok_s = static_cast<double>(batch * new_tokens) / s;
       std::printf("[%s] generation %s%s batch %td (prompt %td, %td new tokens, greedy): %.0f tokens/s, %.3f ms per "
                   "step",
-                  name.c_str(), lmrl::cuda::to_string(v.precision), v.graphs ? " graphs" : "", batch, prompt_len,
+                  name.c_str(), v.format ? integer_format_name(*v.format) : lmrl::cuda::to_string(v.precision),
+                  v.graphs ? " graphs" : "", batch, prompt_len,
                   new_tokens, tok_s, s / static_cast<double>(new_tokens) * 1e3);
       if (batch == 1) {
         // One read of every weight matrix per token (4 or 2 bytes a weight) at the copy's rate (its reads and
         // writes share the memory's bandwidth, so the copy's bytes moved per second are the rate a pure read
         // can reach).
         const double head = static_cast<double>(c.hidden_size) * static_cast<double>(c.vocab_size);
-        const double weight_bytes = v.precision == gemm_precision::fp32   ? 4 * product_parameters(c)
+        const double weight_bytes = v.format                              ? static_cast<double>(decoder.integer_weight_bytes())
+                                    : v.precision == gemm_precision::fp32 ? 4 * product_parameters(c)
                                     : v.precision == gemm_precision::bf16 ? 2 * product_parameters(c)
                                                                           : (product_parameters(c) - head) + 2 * head;
         const double bound = weight_bytes / card.copy;

@@ -77,7 +77,12 @@ case $stages in *,smoke,*)
     run "grpo_zero_cuda_$precision" 240 "$bin/grpo_zero_cuda" --device cuda --gpu_precision "$precision" \
       --preset tiny --operands 3 --pretrain_steps 40 --pretrain_batch_size 8 --max_steps 2 --heldout 16 \
       --eval_samples 0 --output_dir "$out/grpo_zero_cuda_$precision"
-  done ;;
+  done
+  # rollouts from q4_0 integer weights into a q4_0 cache, beside fp8 products (integer products take no precision)
+  rm -rf "$out/grpo_zero_cuda_q4_0"
+  run grpo_zero_cuda_q4_0 240 "$bin/grpo_zero_cuda" --device cuda --gpu_precision fp8 --rollout_quant q4_0 \
+    --rollout_kv_quant q4_0 --preset tiny --operands 3 --pretrain_steps 40 --pretrain_batch_size 8 --max_steps 2 \
+    --heldout 16 --eval_samples 0 --output_dir "$out/grpo_zero_cuda_q4_0" ;;
 esac
 case $stages in *,r1,*)  # every stage of the R1 pipeline on the budget of its ctest (r1_pipeline_smoke.cmake)
   rm -rf "$out/r1_pipeline_cuda"

@@ -591,6 +591,22 @@ TEST_CASE("cuda cached_decoder_gpu with rounded or integer weights: the CPU deco
     rounding.set_weight_rounding(weight_rounding_by_name<float>("q8_0"));
     CHECK_THROWS_WITH_AS(rounding.reset(1, 4), doctest::Contains("fp8 products"), error);
     model.precision = lmrl::cuda::gemm_precision::fp32;
+    // A non-finite weight: q4_0, quantized on the device, gives its block a NaN scale and generate stops at the
+    // sampler with the likely cause; q4_k, quantized on the host, is refused at reset naming the weight.
+    auto broken = params;
+    broken.values()[static_cast<std::size_t>(params.layout().at("model.layers.0.mlp.down_proj.weight").offset + 5)] =
+        std::numeric_limits<float>::quiet_NaN();
+    lmrl::cuda::transformer_gpu broken_model(broken);
+    lmrl::cuda::cached_decoder_gpu nan_q4(broken_model), nan_q4_k(broken_model);
+    nan_q4.set_weight_format(integer_format::q4_0);
+    nan_q4_k.set_weight_format(integer_format::q4_k);
+    generation_options o;
+    o.max_new_tokens = 2;
+    const std::vector<std::vector<std::int32_t>> prompt = {{1, 2}};
+    CHECK_THROWS_WITH_AS(lmrl::cuda::generate(nan_q4, prompt, o, counter_rng(1)),
+                         doctest::Contains("q8_0 / q4_0 weights such a value gives its block a NaN scale"), error);
+    CHECK_THROWS_WITH_AS(nan_q4_k.reset(1, 4), doctest::Contains("holds finite values only"), error);
+    model.precision = lmrl::cuda::gemm_precision::fp32;
     // A reset whose rounding throws (quant/'s formats refuse non-finite weights) leaves the decoder unusable,
     // not half set up with the last rounding's weights.
     lmrl::cuda::cached_decoder_gpu failing(model);

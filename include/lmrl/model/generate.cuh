@@ -623,7 +623,9 @@ inline generation_result<float> generate(cached_decoder_gpu& decoder,
     for (std::size_t r = 0; r < n; ++r) {
       const index_t b = live[r];
       lmrl::detail::require(tokens[r] >= 0, "cuda::generate: sequence ", b, " at completion token ", t,
-                            " has logits the sampler rejects (NaN or +inf, or all -inf)");
+                            " has logits the sampler rejects (NaN or +inf, or all -inf): non-finite weights or "
+                            "activations (in a q8_0 / q4_0 cache or q8_0 / q4_0 weights such a value gives its block "
+                            "a NaN scale)");
       const sampled_token s{tokens[r], sampling[r], tempered[r]};
       if (!lmrl::detail::record_token(out, options, b, t, s)) continue;
       still.push_back(b);

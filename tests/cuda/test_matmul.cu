@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -461,15 +462,18 @@ std::vector<T> copy_to_host(const T* device, std::size_t n) {
   return out;
 }
 
-TEST_CASE("cuda packed_integer_weights::add_on_device: q8_0 and q4_0 quantized on the device, the host's bytes") {
-  for (const integer_format format : {integer_format::q8_0, integer_format::q4_0}) {
+TEST_CASE("cuda packed_integer_weights::add_on_device: q8_0, q4_0 and int8 quantized on the device, the host's bytes") {
+  for (const integer_format format : {integer_format::q8_0, integer_format::q4_0, integer_format::int8}) {
     CAPTURE(integer_format_name(format));
     lmrl::cuda::packed_integer_weights packed;
     std::vector<integer_linear> host, int8;
     std::vector<device_array<float>> device;
     // Whole blocks and short ones, each followed by a host-quantized int8 matrix (codes, then scales).
     for (const index_t cols : {64, 80, 300}) {
-      const auto w = lmrl::testing::random_values<float>(7 * cols, 80 + cols, -2, 2);
+      auto w = lmrl::testing::random_values<float>(7 * cols, 80 + cols, -2, 2);
+      std::fill_n(w.begin() + cols, cols, 0.0f);  // row 1: zeros (scale 0)
+      for (index_t c = 0; c < cols; ++c)          // row 2: subnormals, whose 1 / s overflows (int8 divides)
+        w[static_cast<std::size_t>(2 * cols + c)] = static_cast<float>(c % 7 - 3) * 1e-40f;
       host.emplace_back(format, matrix_view<const float>(w.data(), {7, cols}));
       int8.emplace_back(integer_format::int8, matrix_view<const float>(w.data(), {7, cols}));
       device.push_back(device_array<float>::from_host(w));
@@ -480,16 +484,28 @@ TEST_CASE("cuda packed_integer_weights::add_on_device: q8_0 and q4_0 quantized o
     const auto bytes_of = [](const auto& rows) {
       return std::vector<std::uint8_t>(rows.data, rows.data + rows.stride * 7);
     };
+    const auto scales_of = [](const auto& rows) { return std::vector<float>(rows.row_scales, rows.row_scales + 7); };
     for (std::size_t i = 0; i < host.size(); ++i) {
       const lmrl::cuda::device_integer_matrix m = packed[2 * i], m8 = packed[2 * i + 1];
       const auto rows = host[i].kernel_rows(), rows8 = int8[i].kernel_rows();
       REQUIRE(m.stride == rows.stride);
       CHECK(m.format == format);
-      CHECK(m.row_scales == nullptr);
       CHECK(copy_to_host(m.data, m.stride * 7) == bytes_of(rows));
+      REQUIRE((m.row_scales != nullptr) == (format == integer_format::int8));
+      if (m.row_scales != nullptr) CHECK(copy_to_host(m.row_scales, 7) == scales_of(rows));
       REQUIRE(m8.row_scales != nullptr);
       CHECK(copy_to_host(m8.data, m8.stride * 7) == bytes_of(rows8));
-      CHECK(copy_to_host(m8.row_scales, 7) == std::vector<float>(rows8.row_scales, rows8.row_scales + 7));
+      CHECK(copy_to_host(m8.row_scales, 7) == scales_of(rows8));
     }
   }
+  // A non-finite weight: int8's row gets a NaN scale (the host refuses the matrix).
+  auto w = lmrl::testing::random_values<float>(2 * 40, 90);
+  w[45] = std::numeric_limits<float>::infinity();
+  const auto w_dev = device_array<float>::from_host(w);
+  lmrl::cuda::packed_integer_weights packed;
+  packed.add_on_device(integer_format::int8, {w_dev.data(), 2, 40});
+  packed.upload(nullptr);
+  const auto scales = copy_to_host(packed[0].row_scales, 2);
+  CHECK(scales[0] > 0);
+  CHECK(std::isnan(scales[1]));
 }

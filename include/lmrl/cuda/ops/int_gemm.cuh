@@ -3,7 +3,7 @@
 //
 //   packed_integer_weights w;                                   // device copies of integer_linear matrices
 //   const std::size_t i = w.add(integer_linear(integer_format::q4_0, host_w));   // quantized on the host
-//   const std::size_t k = w.add_on_device(integer_format::q4_0, device_w);      // q8_0 / q4_0: on the device
+//   const std::size_t k = w.add_on_device(integer_format::q4_0, device_w);      // q8_0, q4_0, int8: on the device
 //   w.upload(stream);
 //   quantize_rows<q8_0>(x, n, cols, xq, stream);                // cuda/ops/ggml_blocks.cuh: X's blocks
 //   int_matmul_transposed(xq, w[i], y, accumulate, stream);      // Y [n x rows] (+)= X W^T
@@ -30,6 +30,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -40,6 +41,7 @@
 #include "lmrl/cuda/launch.cuh"
 #include "lmrl/cuda/ops/ggml_blocks.cuh"
 #include "lmrl/cuda/ops/matmul.cuh"
+#include "lmrl/cuda/quiet_nan.cuh"
 #include "lmrl/error.hpp"
 #include "lmrl/quant/ggml_blocks.hpp"
 #include "lmrl/quant/integer_linear.hpp"
@@ -192,6 +194,34 @@ __global__ void int_gemm_kernel(const std::uint8_t* __restrict__ xq, index_t n, 
   }
 }
 
+// int8_rows' quantization of row blockIdx.x of w [rows x cols] (int8_rows::quantize_row's rule: s = max|w| / 127,
+// code = nearbyint(w / s) as w times 1 / s, or w / s where 1 / s overflows, clamped to +-127), codes padded with
+// zeros to `padded` a row. A row with a non-finite value gets a NaN scale and zero codes (the host refuses it).
+template <int Threads>
+__global__ void quantize_int8_rows_kernel(const float* __restrict__ w, index_t cols, index_t padded,
+                                          std::int8_t* __restrict__ codes, float* __restrict__ scales) {
+  __shared__ float warp_max[Threads / 32];
+  const float* row = w + static_cast<index_t>(blockIdx.x) * cols;
+  std::int8_t* out = codes + static_cast<index_t>(blockIdx.x) * padded;
+  float amax = 0.0f;
+  for (index_t c = threadIdx.x; c < cols; c += Threads) amax = nan_max(amax, fabsf(row[c]));
+  for (int o = 16; o > 0; o >>= 1) amax = nan_max(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
+  __syncthreads();
+  amax = warp_max[0];
+  for (int k = 1; k < Threads / 32; ++k) amax = nan_max(amax, warp_max[k]);
+  const bool finite = amax <= FLT_MAX;
+  const float s = finite ? __fdiv_rn(amax, 127.0f) : quiet_nan<float>();
+  if (threadIdx.x == 0) scales[blockIdx.x] = s;
+  const float inverse = s != 0.0f && finite ? __fdiv_rn(1.0f, s) : 0.0f;
+  const bool overflows = !(inverse <= FLT_MAX);
+  for (index_t c = threadIdx.x; c < padded; c += Threads) {
+    float code = 0.0f;
+    if (c < cols && inverse != 0.0f) code = rintf(overflows ? __fdiv_rn(row[c], s) : __fmul_rn(row[c], inverse));
+    out[c] = static_cast<std::int8_t>(fminf(fmaxf(code, -127.0f), 127.0f));
+  }
+}
+
 template <class F>
 void launch_int_gemm(const std::uint8_t* xq, index_t n, index_t nb, const device_integer_matrix& w,
                      device_matrix<float> y, bool accumulate, cudaStream_t stream) {
@@ -232,8 +262,8 @@ inline void int_matmul_transposed(const std::uint8_t* xq, const device_integer_m
   lmrl::detail::fail(f, ": unknown integer format");
 }
 
-// Device copies of integer_linear matrices in one allocation: add() each (quantized on the host) or, for q8_0
-// and q4_0, add_on_device() (a float matrix in device memory, quantized there by quantize_rows: the same bytes),
+// Device copies of integer_linear matrices in one allocation: add() each (quantized on the host) or, for q8_0,
+// q4_0 and int8, add_on_device() (a float matrix in device memory, quantized there: the host's bytes),
 // upload() them, then [i] is matrix i's view. The host staging bytes are kept for the next packing (cleared,
 // not freed).
 class packed_integer_weights {
@@ -250,19 +280,25 @@ class packed_integer_weights {
     entries_.push_back(e);
     return entries_.size() - 1;
   }
-  // Stages w [rows x cols] (device memory, read at upload()) in q8_0 or q4_0, rows padded to whole blocks of
-  // 32 with zeros as quantized_matrix pads them; returns its index. A non-finite weight gives its block a NaN
-  // scale (the host's add() refuses it): the products that read it are NaN.
+  // Stages w [rows x cols] (device memory, read at upload()) in q8_0, q4_0 or int8, rows padded to whole
+  // blocks of 32 with zeros as the host pads them; returns its index. A non-finite weight gives its block (int8:
+  // its row) a NaN scale (the host's add() refuses it): the products that read it are NaN.
   std::size_t add_on_device(integer_format format, device_matrix<const float> w) {
     const char* f = "lmrl::cuda::packed_integer_weights::add_on_device";
-    lmrl::detail::require(format == integer_format::q8_0 || format == integer_format::q4_0, f, ": ",
-                          integer_format_name(format), " is quantized on the host (add); q8_0 and q4_0 here");
+    lmrl::detail::require(quantizes_on_device(format), f, ": ", integer_format_name(format),
+                          " is quantized on the host (add); q8_0, q4_0 and int8 here");
     lmrl::detail::require(w.rows >= 0 && w.cols >= 0 && w.ld == std::max<index_t>(w.cols, 1), f,
                           ": w must be a contiguous [rows x cols] matrix");
-    const std::size_t block = format == integer_format::q8_0 ? q8_0::bytes_per_block : q4_0::bytes_per_block;
-    const std::size_t stride = static_cast<std::size_t>((w.cols + 31) / 32) * block;
-    const entry e{format, (end_ + 15) / 16 * 16, stride, 0, w.rows, w.cols};
+    const std::size_t blocks = static_cast<std::size_t>((w.cols + 31) / 32);
+    const std::size_t stride = blocks * (format == integer_format::q8_0   ? q8_0::bytes_per_block
+                                         : format == integer_format::q4_0 ? q4_0::bytes_per_block
+                                                                          : 32);
+    entry e{format, aligned_end(), stride, 0, w.rows, w.cols};
     end_ = e.offset + stride * static_cast<std::size_t>(w.rows);
+    if (format == integer_format::int8) {
+      e.scales = aligned_end();
+      end_ = e.scales + static_cast<std::size_t>(w.rows) * sizeof(float);
+    }
     entries_.push_back(e);
     on_device_.push_back({entries_.size() - 1, w.data});
     return entries_.size() - 1;
@@ -278,8 +314,14 @@ class packed_integer_weights {
       std::uint8_t* out = device_.data() + e.offset;
       if (e.format == integer_format::q8_0) {
         quantize_rows<q8_0>(w, e.rows, e.cols, out, stream);
-      } else {
+      } else if (e.format == integer_format::q4_0) {
         quantize_rows<q4_0>(w, e.rows, e.cols, out, stream);
+      } else if (e.rows > 0) {
+        constexpr int threads = 256;
+        cuda::launch(int_gemm_detail::quantize_int8_rows_kernel<threads>, static_cast<unsigned>(e.rows), threads, 0,
+                     stream, w, e.cols, static_cast<index_t>(e.stride), reinterpret_cast<std::int8_t*>(out),
+                     reinterpret_cast<float*>(device_.data() + e.scales));
+        LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::int_gemm_detail::quantize_int8_rows_kernel");
       }
     }
     LMRL_CUDA_CHECK(cudaStreamSynchronize(stream));  // host_ is reused by the next packing
@@ -292,6 +334,11 @@ class packed_integer_weights {
     host_.clear();
     end_ = 0;
     uploaded_ = 0;
+  }
+
+  // The formats add_on_device takes.
+  static bool quantizes_on_device(integer_format format) {
+    return format == integer_format::q8_0 || format == integer_format::q4_0 || format == integer_format::int8;
   }
 
   std::size_t size() const { return entries_.size(); }

@@ -462,18 +462,22 @@ std::vector<T> copy_to_host(const T* device, std::size_t n) {
   return out;
 }
 
-TEST_CASE("cuda packed_integer_weights::add_on_device: q8_0, q4_0 and int8 quantized on the device, the host's bytes") {
-  for (const integer_format format : {integer_format::q8_0, integer_format::q4_0, integer_format::int8}) {
+TEST_CASE("cuda packed_integer_weights::add_on_device: every format but q4_k quantized on the device, the host's bytes") {
+  for (const integer_format format : {integer_format::q8_0, integer_format::q4_0, integer_format::int8,
+                                      integer_format::tq2_0, integer_format::tq2_0_absmean}) {
     CAPTURE(integer_format_name(format));
     lmrl::cuda::packed_integer_weights packed;
     std::vector<integer_linear> host, int8;
     std::vector<device_array<float>> device;
-    // Whole blocks and short ones, each followed by a host-quantized int8 matrix (codes, then scales).
+    // Whole blocks and short ones (tq2_0: rows of 64, 80 and 300 padded to 256 and 512), each followed by a
+    // host-quantized int8 matrix (codes, then scales).
     for (const index_t cols : {64, 80, 300}) {
       auto w = lmrl::testing::random_values<float>(7 * cols, 80 + cols, -2, 2);
       std::fill_n(w.begin() + cols, cols, 0.0f);  // row 1: zeros (scale 0)
-      for (index_t c = 0; c < cols; ++c)          // row 2: subnormals, whose 1 / s overflows (int8 divides)
-        w[static_cast<std::size_t>(2 * cols + c)] = static_cast<float>(c % 7 - 3) * 1e-40f;
+      // row 2 (int8): subnormals, whose 1 / s overflows, so int8_rows divides. (The block formats follow
+      // ggml there: x times an infinite 1 / d, whose conversion to int the C++ leaves undefined.)
+      if (format == integer_format::int8)
+        for (index_t c = 0; c < cols; ++c) w[static_cast<std::size_t>(2 * cols + c)] = static_cast<float>(c % 7 - 3) * 1e-40f;
       host.emplace_back(format, matrix_view<const float>(w.data(), {7, cols}));
       int8.emplace_back(integer_format::int8, matrix_view<const float>(w.data(), {7, cols}));
       device.push_back(device_array<float>::from_host(w));

@@ -40,8 +40,8 @@
 // fp32, tf32 or bf16 on those values (fp8 products are refused: they quantize
 // the weights themselves). set_weight_format holds every projection and lm_head
 // in an integer format (quant/integer_linear.hpp's bytes, 4.5 bits a weight for
-// q4_0), made at the first reset() after the weights changed: q8_0, q4_0 and
-// int8 on the device, the others on the host (a download, their bytes uploaded). It
+// q4_0), made at the first reset() after the weights changed: on the device,
+// but q4_k's on the host (a download, its bytes uploaded). It
 // multiplies them with each product's activations
 // quantized to Q8_0 on the device, by cuda/ops/int_gemm.cuh: every product
 // has the bits of the CPU decoder's integer product of the same activations
@@ -438,8 +438,8 @@ class cached_decoder_gpu {
   }
 
   // integer_weights_ = every projection (layer by layer, in set_projections' order) and lm_head (a tied one:
-  // the embedding table) in weight_format_: q8_0, q4_0 and int8 quantized on the device from the model's weights
-  // (the host's bytes, no download), q4_k and tq2_0 downloaded, quantized on the host and uploaded.
+  // the embedding table) in weight_format_: quantized on the device from the model's weights (the host's bytes,
+  // no download), but q4_k downloaded, quantized on the host and uploaded.
   // Skipped as round_weights.
   void quantize_weights() {
     const std::pair<std::uint64_t, std::uint64_t> source{model_->serial(), model_->weights_version()};

@@ -3,7 +3,7 @@
 //
 //   packed_integer_weights w;                                   // device copies of integer_linear matrices
 //   const std::size_t i = w.add(integer_linear(integer_format::q4_0, host_w));   // quantized on the host
-//   const std::size_t k = w.add_on_device(integer_format::q4_0, device_w);      // q8_0, q4_0, int8: on the device
+//   const std::size_t k = w.add_on_device(integer_format::q4_0, device_w);      // all but q4_k: on the device
 //   w.upload(stream);
 //   quantize_rows<q8_0>(x, n, cols, xq, stream);                // cuda/ops/ggml_blocks.cuh: X's blocks
 //   int_matmul_transposed(xq, w[i], y, accumulate, stream);      // Y [n x rows] (+)= X W^T
@@ -222,6 +222,54 @@ __global__ void quantize_int8_rows_kernel(const float* __restrict__ w, index_t c
   }
 }
 
+// ternary.hpp's TQ2_0 quantization, a warp per block of 256 (w [rows x cols], rows padded with zeros to
+// whole blocks, blocks row after row): d = max |x| (absmax) or the mean of |x| summed in double in the
+// values' order (absmean: one lane sums, for the host's bits), q = clamp(round(x / d), -1, 1) as x times 1 / d;
+// lane m writes bytes m and 32 + m (values 128 h + m + 32 n in bits 2n, n = 0..3), the half d at byte 64.
+// A block with a non-finite value gets a NaN d and zero values (the host refuses it).
+template <bool Absmean>
+__global__ void quantize_tq2_0_kernel(const float* __restrict__ w, index_t rows, index_t cols,
+                                      std::uint8_t* __restrict__ out) {
+  constexpr unsigned all = 0xffffffffu;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const index_t per_row = (cols + 255) / 256, blocks = rows * per_row;
+  const index_t step = static_cast<index_t>(gridDim.x) * (blockDim.x / 32);
+  for (index_t b = (static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; b < blocks; b += step) {
+    const float* row = w + b / per_row * cols;
+    const index_t first = b % per_row * 256;
+    const auto value = [&](index_t i) { return first + i < cols ? row[first + i] : 0.0f; };
+    float x[8], amax = 0.0f;
+    for (int k = 0; k < 8; ++k) {
+      x[k] = value(32 * k + lane);
+      amax = nan_max(amax, fabsf(x[k]));
+    }
+    for (int o = 16; o > 0; o >>= 1) amax = nan_max(amax, __shfl_xor_sync(all, amax, o));
+    float d = amax;
+    if constexpr (Absmean) {
+      double sum = 0;
+      if (lane == 0)
+        for (index_t i = 0; i < 256; ++i) sum = __dadd_rn(sum, static_cast<double>(fabsf(value(i))));
+      d = static_cast<float>(__ddiv_rn(__shfl_sync(all, sum, 0), 256.0));
+    }
+    const bool finite = amax <= FLT_MAX;
+    const float id = finite && d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
+    std::uint8_t* block = out + static_cast<std::size_t>(b) * tq2_0::bytes_per_block;
+    for (int h = 0; h < 2; ++h) {
+      unsigned byte = 0;
+      for (int n = 0; n < 4; ++n) {
+        const int q = max(-1, min(1, static_cast<int>(roundf(__fmul_rn(x[4 * h + n], id)))));
+        byte |= static_cast<unsigned>(q + 1) << (2 * n);
+      }
+      block[32 * h + lane] = static_cast<std::uint8_t>(byte);
+    }
+    if (lane == 0) {
+      const unsigned short bits = __half_as_ushort(__float2half_rn(finite ? d : quiet_nan<float>()));
+      block[64] = static_cast<std::uint8_t>(bits & 0xff);
+      block[65] = static_cast<std::uint8_t>(bits >> 8);
+    }
+  }
+}
+
 template <class F>
 void launch_int_gemm(const std::uint8_t* xq, index_t n, index_t nb, const device_integer_matrix& w,
                      device_matrix<float> y, bool accumulate, cudaStream_t stream) {
@@ -262,8 +310,8 @@ inline void int_matmul_transposed(const std::uint8_t* xq, const device_integer_m
   lmrl::detail::fail(f, ": unknown integer format");
 }
 
-// Device copies of integer_linear matrices in one allocation: add() each (quantized on the host) or, for q8_0,
-// q4_0 and int8, add_on_device() (a float matrix in device memory, quantized there: the host's bytes),
+// Device copies of integer_linear matrices in one allocation: add() each (quantized on the host) or, for every
+// format but q4_k, add_on_device() (a float matrix in device memory, quantized there: the host's bytes),
 // upload() them, then [i] is matrix i's view. The host staging bytes are kept for the next packing (cleared,
 // not freed).
 class packed_integer_weights {
@@ -280,19 +328,21 @@ class packed_integer_weights {
     entries_.push_back(e);
     return entries_.size() - 1;
   }
-  // Stages w [rows x cols] (device memory, read at upload()) in q8_0, q4_0 or int8, rows padded to whole
-  // blocks of 32 with zeros as the host pads them; returns its index. A non-finite weight gives its block (int8:
-  // its row) a NaN scale (the host's add() refuses it): the products that read it are NaN.
+  // Stages w [rows x cols] (device memory, read at upload()) in any format but q4_k, rows padded to whole
+  // blocks (32 values, tq2_0's 256) with zeros as the host pads them; returns its index. A non-finite weight
+  // gives its block (int8: its row) a NaN scale (the host's add() refuses it): the products that read it are NaN.
   std::size_t add_on_device(integer_format format, device_matrix<const float> w) {
     const char* f = "lmrl::cuda::packed_integer_weights::add_on_device";
     lmrl::detail::require(quantizes_on_device(format), f, ": ", integer_format_name(format),
-                          " is quantized on the host (add); q8_0, q4_0 and int8 here");
+                          " is quantized on the host (add); the other formats here");
     lmrl::detail::require(w.rows >= 0 && w.cols >= 0 && w.ld == std::max<index_t>(w.cols, 1), f,
                           ": w must be a contiguous [rows x cols] matrix");
+    const bool ternary = format == integer_format::tq2_0 || format == integer_format::tq2_0_absmean;
     const std::size_t blocks = static_cast<std::size_t>((w.cols + 31) / 32);
-    const std::size_t stride = blocks * (format == integer_format::q8_0   ? q8_0::bytes_per_block
-                                         : format == integer_format::q4_0 ? q4_0::bytes_per_block
-                                                                          : 32);
+    const std::size_t stride = ternary ? static_cast<std::size_t>((w.cols + 255) / 256) * tq2_0::bytes_per_block
+                                       : blocks * (format == integer_format::q8_0   ? q8_0::bytes_per_block
+                                                   : format == integer_format::q4_0 ? q4_0::bytes_per_block
+                                                                                    : 32);
     entry e{format, aligned_end(), stride, 0, w.rows, w.cols};
     end_ = e.offset + stride * static_cast<std::size_t>(w.rows);
     if (format == integer_format::int8) {
@@ -316,6 +366,16 @@ class packed_integer_weights {
         quantize_rows<q8_0>(w, e.rows, e.cols, out, stream);
       } else if (e.format == integer_format::q4_0) {
         quantize_rows<q4_0>(w, e.rows, e.cols, out, stream);
+      } else if (e.format != integer_format::int8) {  // tq2_0, either rule
+        if (e.rows == 0 || e.cols == 0) continue;
+        const index_t warps = e.rows * ((e.cols + 255) / 256);
+        const auto grid = static_cast<unsigned>(std::clamp<index_t>((warps + 7) / 8, 1, 65535));
+        if (e.format == integer_format::tq2_0_absmean) {
+          cuda::launch(int_gemm_detail::quantize_tq2_0_kernel<true>, grid, 256, 0, stream, w, e.rows, e.cols, out);
+        } else {
+          cuda::launch(int_gemm_detail::quantize_tq2_0_kernel<false>, grid, 256, 0, stream, w, e.rows, e.cols, out);
+        }
+        LMRL_CUDA_CHECK_LAUNCH("lmrl::cuda::int_gemm_detail::quantize_tq2_0_kernel");
       } else if (e.rows > 0) {
         constexpr int threads = 256;
         cuda::launch(int_gemm_detail::quantize_int8_rows_kernel<threads>, static_cast<unsigned>(e.rows), threads, 0,
@@ -337,9 +397,7 @@ class packed_integer_weights {
   }
 
   // The formats add_on_device takes.
-  static bool quantizes_on_device(integer_format format) {
-    return format == integer_format::q8_0 || format == integer_format::q4_0 || format == integer_format::int8;
-  }
+  static bool quantizes_on_device(integer_format format) { return format != integer_format::q4_k; }
 
   std::size_t size() const { return entries_.size(); }
   // Device bytes of the uploaded matrices.

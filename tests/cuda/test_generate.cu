@@ -204,6 +204,20 @@ logit_gaps decoder_gaps(lmrl::cuda::cached_decoder_gpu& gpu, cached_decoder<floa
   return gaps;
 }
 
+// decoder_gaps after the model's parameters are replaced by others (random_parameters(config, 27)), against CPU
+// decoders of those set up by `configure`; the model gets `params` back after.
+template <class Configure>
+logit_gaps gaps_after_update(lmrl::cuda::transformer_gpu& model, const transformer_parameters<float>& params,
+                             lmrl::cuda::cached_decoder_gpu& gpu, Configure configure) {
+  const auto updated = random_parameters(model.config(), 27);
+  model.upload_parameters(updated.values());
+  cached_decoder<float> cpu(updated), plain(updated);
+  configure(cpu);
+  const logit_gaps gaps = decoder_gaps(gpu, cpu, plain);
+  model.upload_parameters(params.values());
+  return gaps;
+}
+
 // Whole generations from two decoders of `model` set up by `configure`, one replaying CUDA graphs: the same
 // tokens and log-probs, graphs captured.
 template <class Configure>
@@ -527,13 +541,9 @@ TEST_CASE("cuda cached_decoder_gpu with rounded or integer weights: the CPU deco
       CHECK(gaps.gpu_vs_cpu <= 1e-4 * gaps.scale);    // measured (emulated): 1.1e-6 .. 1.4e-6
       CHECK(gaps.cpu_vs_float > 1e-2 * gaps.scale);  // the rounding is there (0.24 .. 0.38)
       // An update of the model's parameters: rounded again at the next reset.
-      const auto updated = random_parameters(c, 27);
-      model.upload_parameters(updated.values());
-      cached_decoder<float> cpu2(updated), plain2(updated);
-      cpu2.set_weight_rounding(rounding);
-      const logit_gaps after = decoder_gaps(gpu, cpu2, plain2);
+      const logit_gaps after =
+          gaps_after_update(model, params, gpu, [&](cached_decoder<float>& d) { d.set_weight_rounding(rounding); });
       CHECK(after.gpu_vs_cpu <= 1e-4 * after.scale);
-      model.upload_parameters(params.values());
     }
     // Integer weights with Q8_0 activations: each GPU product has the bits of the CPU's product of the same
     // activations (test_matmul.cu), but the activations come from floats that differ by rounding (attention,
@@ -564,13 +574,9 @@ TEST_CASE("cuda cached_decoder_gpu with rounded or integer weights: the CPU deco
       CHECK(gpu.integer_weight_bytes() < format_bytes + 16 * (7 * 2 + 1));  // each matrix 16-byte aligned
       CHECK(format_bytes < float_bytes / (format == integer_format::q4_0 ? 5 : 2));  // q4_k: rows of 48 padded to 256
       // Quantized again after an update of the model's parameters.
-      const auto updated = random_parameters(c, 27);
-      model.upload_parameters(updated.values());
-      cached_decoder<float> cpu2(updated), plain2(updated);
-      cpu2.set_weight_format(format);
-      const logit_gaps after = decoder_gaps(gpu, cpu2, plain2);
+      const logit_gaps after =
+          gaps_after_update(model, params, gpu, [&](cached_decoder<float>& d) { d.set_weight_format(format); });
       CHECK(after.gpu_vs_cpu <= 3e-3 * after.scale);
-      model.upload_parameters(params.values());
     }
     check_graphed_generation(model, [](lmrl::cuda::cached_decoder_gpu& d) { d.set_weight_format(integer_format::int8); });
     // Integer products do not take the model's precision: at bf16 and fp8 the same bits as at fp32.

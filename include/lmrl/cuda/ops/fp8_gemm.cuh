@@ -102,25 +102,6 @@ __device__ inline float decode(std::uint8_t code) {
 }
 
 
-// max over the block's threads of v, NaN if any is (every thread gets it); blockDim.x a multiple of 32, at
-// most 1024.
-__device__ inline float block_max(float v) {
-  __shared__ float warp_max[32];
-  for (int o = 16; o > 0; o >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  if (lane == 0) warp_max[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < static_cast<int>(blockDim.x) / 32 ? warp_max[lane] : 0.0f;
-    for (int o = 16; o > 0; o >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, o));
-    if (lane == 0) warp_max[0] = v;
-  }
-  __syncthreads();
-  const float m = warp_max[0];
-  __syncthreads();  // warp_max may be reused by a later call
-  return m;
-}
-
 // One block of 128 threads per tile (row r, K-block b): grid (padded_rows, L).
 template <class T>  // (templates: kernels defined in a header must not collide between translation units)
 __global__ void quantize_tiles_kernel(const T* x, index_t rows, index_t cols, index_t ld, index_t padded_rows,

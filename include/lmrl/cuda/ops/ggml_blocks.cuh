@@ -49,6 +49,18 @@ struct block_code {
 // d rounded to the half the block stores, as a float.
 __device__ inline float half_scale(float d) { return __half2float(__float2half_rn(d)); }
 
+// A block's half scale at p, little-endian as ggml stores it (blocks are not 2-byte aligned: bytes one by one).
+__device__ inline float load_half(const std::uint8_t* p) {
+  __half_raw bits;
+  bits.x = static_cast<unsigned short>(p[0] | (p[1] << 8));
+  return __half2float(__half(bits));
+}
+__device__ inline void store_half(std::uint8_t* p, float d) {
+  const unsigned short bits = __half_as_ushort(__float2half_rn(d));
+  p[0] = static_cast<std::uint8_t>(bits & 0xff);
+  p[1] = static_cast<std::uint8_t>(bits >> 8);
+}
+
 // The value a code stands for, before its scale: q (q8_0) or q - 8 (q4_0).
 template <ggml_block_format Format>
 __device__ inline float code_value(int code) {
@@ -81,11 +93,7 @@ __device__ inline block_code quantize_in_warp(float x, int lane) {
 // byte 2 + i holds code i; q4_0: byte 2 + j holds code j in its low nibble and code j + 16 in its high one).
 template <ggml_block_format Format>
 __device__ inline void store_block(block_code c, int lane, std::uint8_t* __restrict__ out) {
-  if (lane == 0) {
-    const unsigned short bits = __half_as_ushort(__float2half_rn(c.scale));
-    out[0] = static_cast<std::uint8_t>(bits & 0xff);
-    out[1] = static_cast<std::uint8_t>(bits >> 8);
-  }
+  if (lane == 0) store_half(out, c.scale);
   if constexpr (std::is_same_v<Format, q8_0>) {
     out[2 + lane] = static_cast<std::uint8_t>(static_cast<std::int8_t>(c.code));
   } else {
@@ -97,9 +105,7 @@ __device__ inline void store_block(block_code c, int lane, std::uint8_t* __restr
 // Value i of a stored block: its code times its half scale, as dequantize_block computes it.
 template <ggml_block_format Format>
 __device__ inline float block_value(const std::uint8_t* __restrict__ block, int i) {
-  __half_raw scale_bits;
-  scale_bits.x = static_cast<unsigned short>(block[0] | (block[1] << 8));
-  const float scale = __half2float(__half(scale_bits));
+  const float scale = load_half(block);
   if constexpr (std::is_same_v<Format, q8_0>) {
     return static_cast<float>(static_cast<std::int8_t>(block[2 + i])) * scale;
   } else {

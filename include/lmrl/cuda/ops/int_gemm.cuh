@@ -63,12 +63,6 @@ struct device_integer_matrix {
 
 namespace int_gemm_detail {
 
-__device__ inline float load_half(const std::uint8_t* p) {
-  __half_raw h;
-  h.x = static_cast<unsigned short>(p[0] | (p[1] << 8));
-  return __half2float(__half(h));
-}
-
 // Four values in [-128, 127] as __dp4a's four signed bytes (the first in the low byte).
 __device__ inline int pack4(int a, int b, int c, int d) {
   const unsigned u = (static_cast<unsigned>(a) & 0xffu) | (static_cast<unsigned>(b) & 0xffu) << 8 |
@@ -82,20 +76,23 @@ __device__ inline int codes4(const std::uint8_t* p, int shift, unsigned mask, in
                ((p[2] >> shift) & mask) - offset, ((p[3] >> shift) & mask) - offset);
 }
 
+// A run's float factors: the scale d_w of its codes and (has_min) the factor m_w of minus x's code sums.
+struct run_scales {
+  float d, m;
+};
+
 // Each format's blocks as int_dot.hpp's *_weights read them: run `run` of a block (its sub-block), lane j's
-// values (codes 4j..4j+3 minus the format's offset, packed), its scale d_w and (has_min) min m_w.
+// values (codes 4j..4j+3 minus the format's offset, packed), and the run's scales.
 struct q8_0_codes {
   static constexpr std::size_t block_bytes = q8_0::bytes_per_block, sub_blocks = 1;
   static constexpr bool has_scale = true, has_min = false;
-  __device__ static float scale(const std::uint8_t* b, int) { return load_half(b); }
-  __device__ static float min(const std::uint8_t*, int) { return 0.0f; }
+  __device__ static run_scales scales(const std::uint8_t* b, int) { return {load_half(b), 0.0f}; }
   __device__ static int values(const std::uint8_t* b, int, int j) { return codes4(b + 2 + 4 * j, 0, 0xffu, 0); }
 };
 struct q4_0_codes {  // byte 2 + k holds code k (low nibble) and code k + 16 (high)
   static constexpr std::size_t block_bytes = q4_0::bytes_per_block, sub_blocks = 1;
   static constexpr bool has_scale = true, has_min = false;
-  __device__ static float scale(const std::uint8_t* b, int) { return load_half(b); }
-  __device__ static float min(const std::uint8_t*, int) { return 0.0f; }
+  __device__ static run_scales scales(const std::uint8_t* b, int) { return {load_half(b), 0.0f}; }
   __device__ static int values(const std::uint8_t* b, int, int j) {
     return codes4(b + 2 + 4 * (j % 4), j < 4 ? 0 : 4, 0x0fu, 8);
   }
@@ -103,22 +100,16 @@ struct q4_0_codes {  // byte 2 + k holds code k (low nibble) and code k + 16 (hi
 struct i8_codes {  // int8_rows: 32 codes a block, no block scale (the row's comes last)
   static constexpr std::size_t block_bytes = 32, sub_blocks = 1;
   static constexpr bool has_scale = false, has_min = false;
-  __device__ static float scale(const std::uint8_t*, int) { return 1.0f; }
-  __device__ static float min(const std::uint8_t*, int) { return 0.0f; }
+  __device__ static run_scales scales(const std::uint8_t*, int) { return {1.0f, 0.0f}; }
   __device__ static int values(const std::uint8_t* b, int, int j) { return codes4(b + 4 * j, 0, 0xffu, 0); }
 };
 struct q4_k_codes {  // sub-block r: nibble r % 2 of qs bytes 32 (r / 2) ..; d sc_r and dmin m_r (k_quants.hpp)
   static constexpr std::size_t block_bytes = q4_k::bytes_per_block, sub_blocks = 8;
   static constexpr bool has_scale = true, has_min = true;
-  __device__ static float scale(const std::uint8_t* b, int run) {
+  __device__ static run_scales scales(const std::uint8_t* b, int run) {  // exact: 11-bit halves times 6 bits
     int sc = 0, m = 0;
     lmrl::detail::k_quants::scale_min(run, b + 4, sc, m);
-    return load_half(b) * static_cast<float>(sc);  // exact: an 11-bit half times 6 bits
-  }
-  __device__ static float min(const std::uint8_t* b, int run) {
-    int sc = 0, m = 0;
-    lmrl::detail::k_quants::scale_min(run, b + 4, sc, m);
-    return load_half(b + 2) * static_cast<float>(m);
+    return {load_half(b) * static_cast<float>(sc), load_half(b + 2) * static_cast<float>(m)};
   }
   __device__ static int values(const std::uint8_t* b, int run, int j) {
     return codes4(b + 16 + 32 * (run / 2) + 4 * j, 4 * (run % 2), 0x0fu, 0);
@@ -127,14 +118,13 @@ struct q4_k_codes {  // sub-block r: nibble r % 2 of qs bytes 32 (r / 2) ..; d s
 struct tq2_0_codes {  // sub-block r: bits 2 (r % 4) of bytes 32 (r / 4) ..; codes c stand for c - 1; d at byte 64
   static constexpr std::size_t block_bytes = tq2_0::bytes_per_block, sub_blocks = 8;
   static constexpr bool has_scale = true, has_min = false;
-  __device__ static float scale(const std::uint8_t* b, int) { return load_half(b + 64); }
-  __device__ static float min(const std::uint8_t*, int) { return 0.0f; }
+  __device__ static run_scales scales(const std::uint8_t* b, int) { return {load_half(b + 64), 0.0f}; }
   __device__ static int values(const std::uint8_t* b, int run, int j) {
     return codes4(b + 32 * (run / 4) + 4 * j, 2 * (run % 4), 0x03u, 1);
   }
 };
 
-inline constexpr int threads = 256, rows_per_warp = 4, x_rows_per_warp = 4;
+inline constexpr int threads = 256, x_rows_per_warp = 4;
 
 // Lane j's share of activation block b against one weight block, for R activation rows, into acc[i]
 // (the even or the odd accumulators, by b's parity).
@@ -145,16 +135,17 @@ __device__ inline void accumulate_block(const std::uint8_t* w_row, const std::ui
   const std::uint8_t* wb = w_row + static_cast<std::size_t>(b) / F::sub_blocks * F::block_bytes;
   const int run = static_cast<int>(b % static_cast<index_t>(F::sub_blocks));
   const int w = F::values(wb, run, j);
-  const float d_w = F::scale(wb, run), m_w = F::min(wb, run);
+  const run_scales w_scales = F::scales(wb, run);
 #pragma unroll
   for (int i = 0; i < R; ++i) {
     if (i >= x_rows) break;
     const std::uint8_t* xb = xq + static_cast<std::size_t>(i) * x_row_bytes + static_cast<std::size_t>(b) * xb_bytes;
     const float d_x = load_half(xb);
     const int x = codes4(xb + 2 + 4 * j, 0, 0xffu, 0);
-    const float dd = F::has_scale ? __fmul_rn(d_w, d_x) : d_x;
+    const float dd = F::has_scale ? __fmul_rn(w_scales.d, d_x) : d_x;
     acc[i] = __fmaf_rn(dd, static_cast<float>(__dp4a(w, x, 0)), acc[i]);
-    if constexpr (F::has_min) acc[i] = __fmaf_rn(__fmul_rn(m_w, d_x), static_cast<float>(-__dp4a(x, 0x01010101, 0)), acc[i]);
+    if constexpr (F::has_min)
+      acc[i] = __fmaf_rn(__fmul_rn(w_scales.m, d_x), static_cast<float>(-__dp4a(x, 0x01010101, 0)), acc[i]);
   }
 }
 
@@ -200,16 +191,11 @@ __global__ void int_gemm_kernel(const std::uint8_t* __restrict__ xq, index_t n, 
 template <int Threads>
 __global__ void quantize_int8_rows_kernel(const float* __restrict__ w, index_t cols, index_t padded,
                                           std::int8_t* __restrict__ codes, float* __restrict__ scales) {
-  __shared__ float warp_max[Threads / 32];
   const float* row = w + static_cast<index_t>(blockIdx.x) * cols;
   std::int8_t* out = codes + static_cast<index_t>(blockIdx.x) * padded;
   float amax = 0.0f;
   for (index_t c = threadIdx.x; c < cols; c += Threads) amax = nan_max(amax, fabsf(row[c]));
-  for (int o = 16; o > 0; o >>= 1) amax = nan_max(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = amax;
-  __syncthreads();
-  amax = warp_max[0];
-  for (int k = 1; k < Threads / 32; ++k) amax = nan_max(amax, warp_max[k]);
+  amax = block_max(amax);
   const bool finite = amax <= FLT_MAX;
   const float s = finite ? __fdiv_rn(amax, 127.0f) : quiet_nan<float>();
   if (threadIdx.x == 0) scales[blockIdx.x] = s;
@@ -262,11 +248,7 @@ __global__ void quantize_tq2_0_kernel(const float* __restrict__ w, index_t rows,
       }
       block[32 * h + lane] = static_cast<std::uint8_t>(byte);
     }
-    if (lane == 0) {
-      const unsigned short bits = __half_as_ushort(__float2half_rn(finite ? d : quiet_nan<float>()));
-      block[64] = static_cast<std::uint8_t>(bits & 0xff);
-      block[65] = static_cast<std::uint8_t>(bits >> 8);
-    }
+    if (lane == 0) store_half(block + 64, finite ? d : quiet_nan<float>());
   }
 }
 

@@ -281,12 +281,7 @@ void bench_reference_swap(const std::string& name, const transformer_config& c, 
 void bench_generation(const std::string& name, const transformer_config& c, const card_rates& card) {
   const auto params = random_model(c);
   lmrl::cuda::transformer_gpu gpu(params);
-  lmrl::cuda::cached_decoder_gpu plain(gpu), graphed(gpu, lmrl::cuda::decoder_gpu_options{true});
   const index_t prompt_len = 32, new_tokens = 128;
-  lmrl::cuda::cached_decoder_gpu q8_plain(gpu), q8_graphed(gpu, lmrl::cuda::decoder_gpu_options{true});
-  lmrl::cuda::cached_decoder_gpu q4_plain(gpu), q4_graphed(gpu, lmrl::cuda::decoder_gpu_options{true});
-  for (auto* d : {&q8_plain, &q8_graphed}) d->set_weight_format(integer_format::q8_0);
-  for (auto* d : {&q4_plain, &q4_graphed}) d->set_weight_format(integer_format::q4_0);
   struct variant {
     gemm_precision precision;
     bool graphs;
@@ -298,14 +293,12 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
                           variant{gemm_precision::fp32, false, integer_format::q8_0},
                           variant{gemm_precision::fp32, true, integer_format::q8_0},
                           variant{gemm_precision::fp32, false, integer_format::q4_0},
-                          variant{gemm_precision::fp32, true, integer_format::q4_0}})
+                          variant{gemm_precision::fp32, true, integer_format::q4_0}}) {
+    if (v.precision == gemm_precision::fp8 && card.fp8 == 0) continue;  // as in bench_training
+    gpu.precision = v.precision;
+    lmrl::cuda::cached_decoder_gpu decoder(gpu, lmrl::cuda::decoder_gpu_options{v.graphs});
+    decoder.set_weight_format(v.format);
     for (const index_t batch : {index_t{1}, index_t{64}}) {
-      if (v.precision == gemm_precision::fp8 && card.fp8 == 0) continue;  // as in bench_training
-      gpu.precision = v.precision;
-      lmrl::cuda::cached_decoder_gpu& decoder = v.format == integer_format::q8_0 ? (v.graphs ? q8_graphed : q8_plain)
-                                                : v.format == integer_format::q4_0 ? (v.graphs ? q4_graphed : q4_plain)
-                                                : v.graphs                         ? graphed
-                                                                                   : plain;
       std::vector<std::vector<std::int32_t>> prompts(static_cast<std::size_t>(batch));
       std::mt19937_64 rng(7);
       for (auto& prompt : prompts)
@@ -319,14 +312,14 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
       std::printf("[%s] generation %s%s batch %td (prompt %td, %td new tokens, greedy): %.0f tokens/s, %.3f ms per "
                   "step",
                   name.c_str(), v.format ? integer_format_name(*v.format) : lmrl::cuda::to_string(v.precision),
-                  v.graphs ? " graphs" : "", batch, prompt_len,
-                  new_tokens, tok_s, s / static_cast<double>(new_tokens) * 1e3);
+                  v.graphs ? " graphs" : "", batch, prompt_len, new_tokens, tok_s,
+                  s / static_cast<double>(new_tokens) * 1e3);
       if (batch == 1) {
         // One read of every weight matrix per token (4 or 2 bytes a weight) at the copy's rate (its reads and
         // writes share the memory's bandwidth, so the copy's bytes moved per second are the rate a pure read
         // can reach).
         const double head = static_cast<double>(c.hidden_size) * static_cast<double>(c.vocab_size);
-        const double weight_bytes = v.format                              ? static_cast<double>(decoder.integer_weight_bytes())
+        const double weight_bytes = v.format ? static_cast<double>(decoder.integer_weight_bytes())
                                     : v.precision == gemm_precision::fp32 ? 4 * product_parameters(c)
                                     : v.precision == gemm_precision::bf16 ? 2 * product_parameters(c)
                                                                           : (product_parameters(c) - head) + 2 * head;
@@ -337,6 +330,7 @@ void bench_generation(const std::string& name, const transformer_config& c, cons
       std::printf("\n");
       std::fflush(stdout);
     }
+  }
 }
 
 // The two-pass way: log_softmax written out, then gathered and summed.

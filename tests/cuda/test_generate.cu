@@ -572,7 +572,7 @@ TEST_CASE("cuda cached_decoder_gpu with rounded or integer weights: the CPU deco
       count(w.lm_head);
       CHECK(gpu.integer_weight_bytes() >= format_bytes);
       CHECK(gpu.integer_weight_bytes() < format_bytes + 16 * (7 * 2 + 1));  // each matrix 16-byte aligned
-      CHECK(format_bytes < float_bytes / (format == integer_format::q4_0 ? 5 : 2));  // q4_k: rows of 48 padded to 256
+      CHECK(gpu.integer_weight_bytes() < float_bytes / (format == integer_format::q4_0 ? 5 : 2));  // q4_k: rows of 48 padded to 256
       // Quantized again after an update of the model's parameters.
       const logit_gaps after =
           gaps_after_update(model, params, gpu, [&](cached_decoder<float>& d) { d.set_weight_format(format); });
